@@ -1,0 +1,220 @@
+// mercato-bench: load generator. Measures, in one run, the floor of a bare
+// gRPC echo server (started as a child process, async or callback API) and
+// the RPCs of a running mercato-server, and prints each as a ratio of the floor.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "clients/client_util.h"
+#include "mercato/v1/echo.grpc.pb.h"
+#include "mercato/v1/ingest.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address");
+ABSL_FLAG(std::string, rpcs, "echo,ingest",
+          "comma list of: echo, echo-callback, ingest");
+ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
+ABSL_FLAG(double, seconds, 5, "duration of each measurement");
+ABSL_FLAG(int, batch, 1000, "events per PublishBatch call (ingest)");
+ABSL_FLAG(int, echo_threads, 2, "completion-queue threads of the echo server");
+// Internal: run as the echo server child.
+ABSL_FLAG(std::string, serve_echo, "", "internal: serve echo with this API and exit");
+
+namespace mercato::clients {
+namespace {
+
+using v1::EchoMessage;
+
+class EchoCallback final : public v1::Echo::CallbackService {
+  grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* ctx, const EchoMessage* req,
+                                 EchoMessage* resp) override {
+    *resp = *req;
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+// The classic completion-queue echo: one pending call per queue, handled
+// inline on the queue's thread.
+class EchoAsyncCall {
+ public:
+  EchoAsyncCall(v1::Echo::AsyncService* service, grpc::ServerCompletionQueue* cq)
+      : service_(service), cq_(cq), writer_(&ctx_) {
+    service_->RequestEcho(&ctx_, &request_, &writer_, cq_, cq_, this);
+  }
+  void Proceed(bool ok) {
+    if (finished_ || !ok) {
+      delete this;
+      return;
+    }
+    new EchoAsyncCall(service_, cq_);
+    finished_ = true;
+    writer_.Finish(request_, grpc::Status::OK, this);
+  }
+
+ private:
+  v1::Echo::AsyncService* service_;
+  grpc::ServerCompletionQueue* cq_;
+  grpc::ServerContext ctx_;
+  EchoMessage request_;
+  grpc::ServerAsyncResponseWriter<EchoMessage> writer_;
+  bool finished_ = false;
+};
+
+// Serves echo on a free loopback port, writes the port to stdout, runs until
+// killed.
+int ServeEcho(const std::string& api, int threads) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  EchoCallback callback_service;
+  v1::Echo::AsyncService async_service;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
+  if (api == "callback") {
+    builder.RegisterService(&callback_service);
+  } else {
+    builder.RegisterService(&async_service);
+    for (int i = 0; i < threads; ++i) cqs.push_back(builder.AddCompletionQueue());
+  }
+  auto server = builder.BuildAndStart();
+  if (!server) return 1;
+  std::printf("%d\n", port);
+  std::fflush(stdout);
+  std::vector<std::thread> workers;
+  for (auto& cq : cqs) {
+    workers.emplace_back([&service = async_service, cq = cq.get()] {
+      new EchoAsyncCall(&service, cq);
+      void* tag;
+      bool ok;
+      while (cq->Next(&tag, &ok)) static_cast<EchoAsyncCall*>(tag)->Proceed(ok);
+    });
+  }
+  server->Wait();
+  return 0;
+}
+
+// Starts this binary as an echo server child; returns its pid and port.
+std::pair<pid_t, int> SpawnEcho(const std::string& api) {
+  int fds[2];
+  if (pipe(fds) != 0) return {-1, 0};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[0]);
+    std::string threads = absl::StrCat("--echo_threads=", absl::GetFlag(FLAGS_echo_threads));
+    std::string serve = absl::StrCat("--serve_echo=", api);
+    execl("/proc/self/exe", "mercato-bench", serve.c_str(), threads.c_str(), nullptr);
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE* in = fdopen(fds[0], "r");
+  int port = 0;
+  if (std::fscanf(in, "%d", &port) != 1) port = 0;
+  std::fclose(in);
+  return {pid, port};
+}
+
+LoadResult BenchEcho(const std::string& api) {
+  auto [pid, port] = SpawnEcho(api);
+  if (pid <= 0 || port == 0) {
+    std::cerr << "could not start the echo server\n";
+    std::exit(1);
+  }
+  auto channel = MakeChannel(absl::StrCat("127.0.0.1:", port));
+  WaitForReady(*channel, std::chrono::seconds(10));
+  auto stub = v1::Echo::NewStub(channel);
+  EchoMessage request;
+  request.set_payload(std::string(32, 'x'));
+  auto result = RunClosedLoop<EchoMessage>(
+      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+      [&](uint64_t, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        return stub->AsyncEcho(ctx, request, cq);
+      });
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return result;
+}
+
+// Durable ingest: PublishBatch calls of --batch fresh events each. QPS and
+// latencies are per batch; events/s = QPS x batch.
+LoadResult BenchIngest(v1::Ingest::Stub& stub) {
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const std::string run = absl::StrCat(getpid(), "-", time(nullptr));
+  return RunClosedLoop<v1::PublishSummary>(
+      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::EventBatch request;
+        const int64_t now_ms = time(nullptr) * 1000;
+        for (int i = 0; i < batch; ++i) {
+          v1::Event* e = request.add_events();
+          e->set_event_id(absl::StrCat("bench-", run, "-", call, "-", i));
+          e->set_type(i % 10 == 0 ? v1::PURCHASE : v1::VIEW);
+          e->set_user_id(absl::StrCat("u", (call * 7919 + i) % 100000));
+          e->set_item_id(absl::StrCat("i", (call * 104729 + i * 31) % 20000));
+          e->set_timestamp_ms(now_ms);
+          if (e->type() == v1::PURCHASE) {
+            e->set_quantity(1);
+            e->set_unit_price(9.99);
+          }
+        }
+        return stub.AsyncPublishBatch(ctx, request, cq);
+      });
+}
+
+int Main() {
+  const std::vector<std::string> rpcs = absl::StrSplit(absl::GetFlag(FLAGS_rpcs), ',');
+  std::printf("machine: %u cores; in_flight=%d seconds=%.1f\n",
+              std::thread::hardware_concurrency(), absl::GetFlag(FLAGS_in_flight),
+              absl::GetFlag(FLAGS_seconds));
+  double floor_qps = 0;
+  std::shared_ptr<grpc::Channel> channel;
+  for (const std::string& rpc : rpcs) {
+    LoadResult r;
+    if (rpc == "echo" || rpc == "echo-callback") {
+      r = BenchEcho(rpc == "echo" ? "async" : "callback");
+      if (floor_qps == 0) floor_qps = r.qps;
+      std::printf("%s\n", FormatLoadResult(rpc == "echo" ? "echo (async API)" : "echo (callback API)", r).c_str());
+      continue;
+    }
+    if (!channel) {
+      channel = MakeChannel(absl::GetFlag(FLAGS_target));
+      if (!WaitForReady(*channel, std::chrono::seconds(10))) {
+        std::cerr << "cannot reach " << absl::GetFlag(FLAGS_target) << "\n";
+        return 1;
+      }
+    }
+    if (rpc == "ingest") {
+      auto stub = v1::Ingest::NewStub(channel);
+      r = BenchIngest(*stub);
+      std::printf("%s\n", FormatLoadResult(absl::StrCat("PublishBatch x", absl::GetFlag(FLAGS_batch)), r).c_str());
+      std::printf("  durable ingest: %.0f events/s\n", r.qps * absl::GetFlag(FLAGS_batch));
+    } else {
+      std::cerr << "unknown rpc " << rpc << "\n";
+      return 2;
+    }
+    if (floor_qps > 0) std::printf("  ratio to echo floor: %.2f (calls/s)\n", r.qps / floor_qps);
+    if (r.errors) std::printf("  first error: %s\n", r.first_error.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace mercato::clients
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  if (!absl::GetFlag(FLAGS_serve_echo).empty()) {
+    return mercato::clients::ServeEcho(absl::GetFlag(FLAGS_serve_echo),
+                                       absl::GetFlag(FLAGS_echo_threads));
+  }
+  return mercato::clients::Main();
+}

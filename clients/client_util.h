@@ -1,0 +1,104 @@
+// Shared helpers for the command-line clients: channels, deadlines, load
+// loops and latency statistics. Clients see only the public API.
+#ifndef MERCATO_CLIENTS_CLIENT_UTIL_H_
+#define MERCATO_CLIENTS_CLIENT_UTIL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace mercato::clients {
+
+// An insecure channel with message limits matching the server's.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+
+// Waits until the channel is connected; false after `timeout`.
+bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout);
+
+// Latency summary of a load run. Latencies are in microseconds.
+struct LoadResult {
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  double seconds = 0;
+  double qps = 0;
+  double p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0;
+  std::string first_error;
+};
+
+// Sorts `latencies_us` and fills the percentiles of `result`.
+void FillPercentiles(std::vector<double>& latencies_us, LoadResult& result);
+
+std::string FormatLoadResult(absl::string_view name, const LoadResult& r);
+
+// Starts one asynchronous unary call on `cq`; the call's tag must be `tag`.
+// The callee owns nothing; `status` and the response live in the slot.
+template <class Resp>
+using StartCallFn = std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
+    grpc::ClientContext*, grpc::CompletionQueue*)>;
+
+// Closed-loop load: keeps `in_flight` calls outstanding for `seconds` from
+// one completion-queue thread. `start(i, ctx, cq)` starts call number i.
+template <class Resp>
+LoadResult RunClosedLoop(int in_flight, double seconds,
+                         std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
+                             uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>
+                             start) {
+  using Clock = std::chrono::steady_clock;
+  struct Slot {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>> reader;
+    Resp response;
+    grpc::Status status;
+    Clock::time_point sent;
+  };
+  grpc::CompletionQueue cq;
+  std::vector<Slot> slots(in_flight);
+  uint64_t next = 0;
+  auto launch = [&](Slot& s) {
+    s.ctx = std::make_unique<grpc::ClientContext>();
+    s.ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    s.sent = Clock::now();
+    s.reader = start(next++, s.ctx.get(), &cq);
+    s.reader->Finish(&s.response, &s.status, &s);
+  };
+  LoadResult result;
+  std::vector<double> latencies;
+  latencies.reserve(1 << 20);
+  const auto begin = Clock::now();
+  const auto end = begin + std::chrono::duration<double>(seconds);
+  for (Slot& s : slots) launch(s);
+  int outstanding = in_flight;
+  void* tag;
+  bool ok;
+  while (outstanding > 0 && cq.Next(&tag, &ok)) {
+    Slot& s = *static_cast<Slot*>(tag);
+    const auto now = Clock::now();
+    ++result.calls;
+    if (!ok || !s.status.ok()) {
+      if (result.errors++ == 0) result.first_error = s.status.error_message();
+    }
+    latencies.push_back(std::chrono::duration<double, std::micro>(now - s.sent).count());
+    if (now < end) {
+      launch(s);
+    } else {
+      --outstanding;
+    }
+  }
+  result.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  result.qps = result.calls / result.seconds;
+  FillPercentiles(latencies, result);
+  return result;
+}
+
+}  // namespace mercato::clients
+
+#endif  // MERCATO_CLIENTS_CLIENT_UTIL_H_

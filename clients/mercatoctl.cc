@@ -1,0 +1,401 @@
+// mercatoctl: the command-line client. Every subcommand is one or more calls
+// of the public API; responses print as JSON.
+//
+//   mercatoctl [--target=host:port] COMMAND [args]
+//   status | checkpoint | retrain [MODEL] | delete-user USER
+//   publish FILE            events as CSV (header row) or JSON lines ('-' = stdin)
+//   read-events [FROM [LIMIT]]
+//   catalog upsert FILE | catalog get ITEM | catalog delete ITEM
+//   recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]
+//   segment USER | segments
+//   elasticity ITEM [PRICE...] | score ORDER_JSON
+//   demo                    loads the seeded demo shop (catalogue + events)
+//   Any request may instead be given whole with --json='{...}'.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "clients/client_util.h"
+#include "core/demo_shop.h"
+#include "google/protobuf/util/json_util.h"
+#include "mercato/v1/admin.grpc.pb.h"
+#include "mercato/v1/catalog.grpc.pb.h"
+#include "mercato/v1/fraud.grpc.pb.h"
+#include "mercato/v1/ingest.grpc.pb.h"
+#include "mercato/v1/pricing.grpc.pb.h"
+#include "mercato/v1/recommender.grpc.pb.h"
+#include "mercato/v1/segmenter.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "server address");
+ABSL_FLAG(std::string, json, "", "the whole request as JSON (overrides positional arguments)");
+ABSL_FLAG(int, batch, 1000, "events or items per call when publishing");
+ABSL_FLAG(int, deadline_ms, 30000, "deadline of each call");
+ABSL_FLAG(bool, explain, false, "recommend: include explanations");
+ABSL_FLAG(uint64_t, demo_seed, 42, "demo: seed of the synthetic shop");
+ABSL_FLAG(int, demo_users, 2000, "demo: customers");
+ABSL_FLAG(int, demo_items, 400, "demo: products");
+ABSL_FLAG(int, demo_days, 120, "demo: days of history");
+
+namespace mercato::clients {
+namespace {
+
+using google::protobuf::Message;
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::cerr << "mercatoctl: " << msg << "\n";
+  std::exit(2);
+}
+
+std::string ToJson(const Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, opts).ok()) return m.DebugString();
+  return out;
+}
+
+void FromJson(const std::string& json, Message* m) {
+  auto s = google::protobuf::util::JsonStringToMessage(json, m);
+  if (!s.ok()) Die(absl::StrCat("bad JSON for ", m->GetTypeName(), ": ", s.ToString()));
+}
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms)));
+  return ctx;
+}
+
+// Prints the response, or the error and exit code 1.
+int Report(const grpc::Status& status, const Message& response) {
+  if (!status.ok()) {
+    std::cerr << "error: " << status.error_code() << " " << status.error_message() << "\n";
+    return 1;
+  }
+  std::cout << ToJson(response);
+  return 0;
+}
+
+// Calls a unary method with `request` (replaced by --json when given).
+template <class Stub, class Req, class Resp>
+int Call(Stub& stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+         Req request) {
+  if (const std::string json = absl::GetFlag(FLAGS_json); !json.empty()) {
+    request.Clear();
+    FromJson(json, &request);
+  }
+  Resp response;
+  auto ctx = Context();
+  return Report((stub.*method)(ctx.get(), request, &response), response);
+}
+
+std::string Arg(const std::vector<std::string>& args, size_t i, const char* what) {
+  if (i < args.size()) return args[i];
+  if (!absl::GetFlag(FLAGS_json).empty()) return "";
+  Die(absl::StrCat("missing ", what));
+}
+
+uint32_t CountArg(const std::vector<std::string>& args, size_t i) {
+  uint32_t n = 10;
+  if (i < args.size() && !absl::SimpleAtoi(args[i], &n)) Die("COUNT must be a number");
+  return n;
+}
+
+bool ParseEventType(const std::string& text, v1::EventType* out) {
+  int n;
+  if (absl::SimpleAtoi(text, &n)) {
+    *out = static_cast<v1::EventType>(n);  // the server validates the range
+    return true;
+  }
+  return v1::EventType_Parse(absl::AsciiStrToUpper(text), out);
+}
+
+// One CSV line into an Event, by the header's column names.
+void CsvToEvent(const std::vector<std::string>& header, const std::string& line, size_t line_no,
+                v1::Event* e) {
+  std::vector<std::string> cells = absl::StrSplit(line, ',');
+  if (cells.size() != header.size()) {
+    Die(absl::StrCat("line ", line_no, ": ", cells.size(), " cells, header has ", header.size()));
+  }
+  for (size_t c = 0; c < header.size(); ++c) {
+    const std::string& name = header[c];
+    const std::string& v = cells[c];
+    if (v.empty()) continue;
+    bool ok = true;
+    if (name == "type") {
+      v1::EventType t;
+      ok = ParseEventType(v, &t);
+      e->set_type(t);
+    } else if (name == "timestamp_ms") {
+      int64_t ts;
+      ok = absl::SimpleAtoi(v, &ts);
+      e->set_timestamp_ms(ts);
+    } else if (name == "quantity" || name == "unit_price" || name == "value") {
+      double d;
+      ok = absl::SimpleAtod(v, &d);
+      if (name == "quantity") e->set_quantity(d);
+      if (name == "unit_price") e->set_unit_price(d);
+      if (name == "value") e->set_value(d);
+    } else if (const auto* f = e->GetDescriptor()->FindFieldByName(name);
+               f && f->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
+      e->GetReflection()->SetString(e, f, v);
+    } else {
+      Die(absl::StrCat("unknown CSV column '", name, "'"));
+    }
+    if (!ok) Die(absl::StrCat("line ", line_no, ": bad ", name, " '", v, "'"));
+  }
+}
+
+// Sends the events of a CSV (first line a header) or JSON-lines file.
+int Publish(v1::Ingest::Stub& stub, const std::string& path) {
+  std::ifstream file;
+  if (path != "-") {
+    file.open(path);
+    if (!file) Die(absl::StrCat("cannot open ", path));
+  }
+  std::istream& in = path == "-" ? std::cin : file;
+  std::string line;
+  std::vector<std::string> header;
+  size_t line_no = 0;
+  v1::EventBatch batch;
+  v1::PublishSummary total;
+  auto flush = [&]() {
+    if (batch.events_size() == 0) return 0;
+    v1::PublishSummary s;
+    auto ctx = Context();
+    grpc::Status st = stub.PublishBatch(ctx.get(), batch, &s);
+    if (!st.ok()) return Report(st, s);
+    total.set_accepted(total.accepted() + s.accepted());
+    total.set_duplicates(total.duplicates() + s.duplicates());
+    total.set_last_sequence(s.last_sequence());
+    batch.Clear();
+    return 0;
+  };
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (line[0] == '{') {
+      FromJson(line, batch.add_events());
+    } else if (header.empty()) {
+      header = absl::StrSplit(line, ',');
+      continue;
+    } else {
+      CsvToEvent(header, line, line_no, batch.add_events());
+    }
+    if (batch.events_size() >= absl::GetFlag(FLAGS_batch)) {
+      if (int rc = flush(); rc != 0) return rc;
+    }
+  }
+  if (int rc = flush(); rc != 0) return rc;
+  std::cout << ToJson(total);
+  return 0;
+}
+
+int UpsertItems(v1::Catalog::Stub& stub, std::vector<v1::Item> items) {
+  v1::UpsertItemsRequest req;
+  uint64_t upserted = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    *req.add_items() = std::move(items[i]);
+    if (req.items_size() >= absl::GetFlag(FLAGS_batch) || i + 1 == items.size()) {
+      v1::UpsertItemsResponse resp;
+      auto ctx = Context();
+      grpc::Status st = stub.UpsertItems(ctx.get(), req, &resp);
+      if (!st.ok()) return Report(st, resp);
+      upserted += resp.upserted();
+      req.Clear();
+    }
+  }
+  v1::UpsertItemsResponse total;
+  total.set_upserted(upserted);
+  std::cout << ToJson(total);
+  return 0;
+}
+
+// Loads the seeded demo shop: catalogue first, then every event.
+int LoadDemo(grpc::Channel& channel) {
+  core::DemoShopOptions o;
+  o.seed = absl::GetFlag(FLAGS_demo_seed);
+  o.users = absl::GetFlag(FLAGS_demo_users);
+  o.items = absl::GetFlag(FLAGS_demo_items);
+  o.days = absl::GetFlag(FLAGS_demo_days);
+  const core::DemoShop shop = core::GenerateDemoShop(o);
+  std::vector<v1::Item> items;
+  for (const core::DemoItem& d : shop.items) {
+    v1::Item it;
+    it.set_item_id(d.item.item_id);
+    for (const auto& c : d.item.category_path) it.add_category_path(c);
+    it.set_price(d.item.price);
+    it.set_unit_cost(d.item.unit_cost);
+    it.set_in_stock(d.item.in_stock);
+    it.set_created_at_ms(d.item.created_at_ms);
+    items.push_back(std::move(it));
+  }
+  auto catalog = v1::Catalog::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  if (int rc = UpsertItems(*catalog, std::move(items)); rc != 0) return rc;
+  auto ingest = v1::Ingest::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  v1::EventBatch batch;
+  v1::PublishSummary total;
+  for (size_t i = 0; i < shop.events.size(); ++i) {
+    const core::Event& e = shop.events[i];
+    v1::Event* out = batch.add_events();
+    out->set_event_id(e.event_id);
+    out->set_type(static_cast<v1::EventType>(e.type));
+    out->set_user_id(e.user_id);
+    out->set_item_id(e.item_id);
+    out->set_session_id(e.session_id);
+    out->set_order_id(e.order_id);
+    out->set_timestamp_ms(e.timestamp_ms);
+    out->set_quantity(e.quantity);
+    out->set_unit_price(e.unit_price);
+    out->set_value(e.value);
+    if (batch.events_size() >= 5000 || i + 1 == shop.events.size()) {
+      v1::PublishSummary s;
+      auto ctx = Context();
+      grpc::Status st = ingest->PublishBatch(ctx.get(), batch, &s);
+      if (!st.ok()) return Report(st, s);
+      total.set_accepted(total.accepted() + s.accepted());
+      total.set_duplicates(total.duplicates() + s.duplicates());
+      total.set_last_sequence(s.last_sequence());
+      batch.Clear();
+    }
+  }
+  std::cout << ToJson(total);
+  return 0;
+}
+
+std::vector<v1::Item> ReadItems(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) Die(absl::StrCat("cannot open ", path));
+  std::vector<v1::Item> items;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    items.emplace_back();
+    FromJson(line, &items.back());
+  }
+  return items;
+}
+
+int Main(const std::vector<std::string>& args) {
+  if (args.empty()) Die("a command is required; see --help");
+  auto channel = MakeChannel(absl::GetFlag(FLAGS_target));
+  const std::string& cmd = args[0];
+  auto admin = v1::Admin::NewStub(channel);
+  auto ingest = v1::Ingest::NewStub(channel);
+  auto catalog = v1::Catalog::NewStub(channel);
+  auto recommender = v1::Recommender::NewStub(channel);
+  auto segmenter = v1::Segmenter::NewStub(channel);
+  auto pricing = v1::Pricing::NewStub(channel);
+  auto fraud = v1::Fraud::NewStub(channel);
+  using A = v1::Admin::Stub;
+  if (cmd == "status") return Call(*admin, &A::ModelStatus, v1::ModelStatusRequest());
+  if (cmd == "checkpoint") return Call(*admin, &A::Checkpoint, v1::CheckpointRequest());
+  if (cmd == "retrain") {
+    v1::RetrainRequest r;
+    if (args.size() > 1) r.set_model(args[1]);
+    return Call(*admin, &A::Retrain, r);
+  }
+  if (cmd == "delete-user") {
+    v1::DeleteUserRequest r;
+    r.set_user_id(Arg(args, 1, "USER"));
+    return Call(*admin, &A::DeleteUser, r);
+  }
+  if (cmd == "read-events") {
+    v1::ReadEventsRequest r;
+    uint64_t from = 1;
+    uint32_t limit = 100;
+    if (args.size() > 1 && !absl::SimpleAtoi(args[1], &from)) Die("FROM must be a number");
+    if (args.size() > 2 && !absl::SimpleAtoi(args[2], &limit)) Die("LIMIT must be a number");
+    r.set_from_sequence(from);
+    r.set_limit(limit);
+    return Call(*admin, &A::ReadEvents, r);
+  }
+  if (cmd == "publish") return Publish(*ingest, Arg(args, 1, "FILE"));
+  if (cmd == "demo") return LoadDemo(*channel);
+  if (cmd == "catalog") {
+    const std::string sub = Arg(args, 1, "catalog subcommand (upsert, get, delete)");
+    if (sub == "upsert") return UpsertItems(*catalog, ReadItems(Arg(args, 2, "FILE")));
+    if (sub == "get") {
+      v1::GetItemRequest r;
+      r.set_item_id(Arg(args, 2, "ITEM"));
+      return Call(*catalog, &v1::Catalog::Stub::GetItem, r);
+    }
+    if (sub == "delete") {
+      v1::DeleteItemRequest r;
+      r.set_item_id(Arg(args, 2, "ITEM"));
+      return Call(*catalog, &v1::Catalog::Stub::DeleteItem, r);
+    }
+    Die(absl::StrCat("unknown catalog subcommand '", sub, "'"));
+  }
+  if (cmd == "recommend") {
+    v1::RecommendRequest r;
+    r.set_user_id(Arg(args, 1, "USER"));
+    r.set_count(CountArg(args, 2));
+    r.set_explain(absl::GetFlag(FLAGS_explain));
+    return Call(*recommender, &v1::Recommender::Stub::Recommend, r);
+  }
+  if (cmd == "similar") {
+    v1::SimilarItemsRequest r;
+    r.set_item_id(Arg(args, 1, "ITEM"));
+    r.set_count(CountArg(args, 2));
+    return Call(*recommender, &v1::Recommender::Stub::SimilarItems, r);
+  }
+  if (cmd == "bought-together") {
+    v1::BoughtTogetherRequest r;
+    r.set_item_id(Arg(args, 1, "ITEM"));
+    r.set_count(CountArg(args, 2));
+    return Call(*recommender, &v1::Recommender::Stub::BoughtTogether, r);
+  }
+  if (cmd == "segment") {
+    v1::SegmentRequest r;
+    r.set_user_id(Arg(args, 1, "USER"));
+    return Call(*segmenter, &v1::Segmenter::Stub::Segment, r);
+  }
+  if (cmd == "segments") {
+    return Call(*segmenter, &v1::Segmenter::Stub::ListSegments, v1::ListSegmentsRequest());
+  }
+  if (cmd == "elasticity") {
+    v1::PriceElasticityRequest r;
+    r.set_item_id(Arg(args, 1, "ITEM"));
+    for (size_t i = 2; i < args.size(); ++i) {
+      double p;
+      if (!absl::SimpleAtod(args[i], &p)) Die(absl::StrCat("bad price '", args[i], "'"));
+      r.add_candidate_prices(p);
+    }
+    return Call(*pricing, &v1::Pricing::Stub::PriceElasticity, r);
+  }
+  if (cmd == "score") {
+    v1::Order r;
+    const std::string json = Arg(args, 1, "ORDER_JSON");
+    if (!json.empty()) FromJson(json, &r);
+    return Call(*fraud, &v1::Fraud::Stub::Score, r);
+  }
+  Die(absl::StrCat("unknown command '", cmd, "'; see --help"));
+}
+
+}  // namespace
+}  // namespace mercato::clients
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "mercatoctl [--target=host:port] COMMAND [args]\n"
+      "  status | checkpoint | retrain [MODEL] | delete-user USER\n"
+      "  publish FILE (CSV with header, or JSON lines; '-' = stdin) | read-events [FROM [LIMIT]]\n"
+      "  catalog upsert FILE | catalog get ITEM | catalog delete ITEM\n"
+      "  recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]\n"
+      "  segment USER | segments | elasticity ITEM [PRICE...] | score ORDER_JSON\n"
+      "  demo (loads the seeded demo shop)\n"
+      "Any request may be given whole with --json='{...}'.");
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args(positional.begin() + 1, positional.end());
+  return mercato::clients::Main(args);
+}

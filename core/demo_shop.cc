@@ -1,0 +1,213 @@
+#include "core/demo_shop.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace mercato::core {
+namespace {
+
+constexpr int64_t kDayMs = 24LL * 3600 * 1000;
+const char* const kCountries[] = {"DE", "FR", "NL", "GB", "ES", "IT"};
+const char* const kFarCountries[] = {"NG", "VN", "BR", "RU"};
+
+// Per segment: chance of a visit per day (before / after the segment's
+// change point), views per visit, and how eagerly it buys.
+struct SegmentProfile {
+  double visit_early, visit_late;
+  double views_per_visit;
+  double buy_boost;
+};
+constexpr SegmentProfile kProfiles[kNumDemoSegments] = {
+    {0.30, 0.30, 7, 2.0},   // champion: often, recently, buys much
+    {0.12, 0.12, 5, 1.2},   // loyal: steady
+    {0.00, 0.25, 5, 1.0},   // new: only in the last quarter
+    {0.20, 0.01, 5, 1.0},   // at risk: was active, faded lately
+    {0.06, 0.00, 4, 0.6},   // hibernating: rare and long gone
+};
+
+}  // namespace
+
+const char* DemoSegmentName(DemoSegment s) {
+  static const char* const kNames[] = {"champions", "loyal", "new", "at_risk", "hibernating"};
+  return kNames[static_cast<int>(s)];
+}
+
+DemoShop GenerateDemoShop(const DemoShopOptions& o) {
+  std::mt19937_64 rng(o.seed);
+  auto uniform = [&rng](double a, double b) {
+    return std::uniform_real_distribution<double>(a, b)(rng);
+  };
+  auto pick = [&rng](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+  DemoShop shop;
+
+  for (int c = 0; c < o.categories; ++c) shop.categories.push_back(absl::StrCat("cat", c));
+  // Items: a category elasticity plus an item deviation.
+  std::vector<double> category_elasticity(o.categories);
+  for (double& e : category_elasticity) e = uniform(-2.8, -0.8);
+  std::vector<std::vector<int>> items_of(o.categories);
+  for (int i = 0; i < o.items; ++i) {
+    DemoItem it;
+    it.category = i % o.categories;
+    it.elasticity = std::min(-0.3, category_elasticity[it.category] + uniform(-0.4, 0.4));
+    it.base_price = std::round(std::exp(uniform(std::log(3.0), std::log(200.0))) * 100) / 100;
+    it.item.item_id = absl::StrCat("item", i);
+    it.item.category_path = {"shop", shop.categories[it.category]};
+    it.item.price = it.base_price;
+    it.item.unit_cost = std::round(it.base_price * uniform(0.3, 0.6) * 100) / 100;
+    it.item.in_stock = (i % 17) != 0;
+    it.item.created_at_ms = o.start_ms;
+    items_of[it.category].push_back(i);
+    shop.items.push_back(std::move(it));
+  }
+  // Users.
+  for (int u = 0; u < o.users; ++u) {
+    DemoUser user;
+    user.user_id = absl::StrCat("user", u);
+    user.segment = static_cast<DemoSegment>(u % kNumDemoSegments);
+    const int first = static_cast<int>(pick(o.categories));
+    user.favourite_categories = {first, (first + 1 + static_cast<int>(pick(o.categories - 1))) %
+                                            o.categories};
+    const int created_day = user.segment == DemoSegment::kNew
+                                ? o.days * 3 / 4 - static_cast<int>(pick(7))
+                                : 0;
+    user.created_ms = o.start_ms + created_day * kDayMs - static_cast<int64_t>(pick(300)) * kDayMs *
+                                                              (user.segment != DemoSegment::kNew);
+    user.country = kCountries[pick(std::size(kCountries))];
+    shop.users.push_back(std::move(user));
+  }
+
+  uint64_t next_event = 0, next_order = 0;
+  auto add_event = [&](EventType type, const std::string& user, const std::string& item,
+                       int64_t ts) -> Event& {
+    Event e;
+    e.event_id = absl::StrCat("demo", o.seed, "-", next_event++);
+    e.type = type;
+    e.user_id = user;
+    e.item_id = item;
+    e.timestamp_ms = ts;
+    shop.events.push_back(std::move(e));
+    return shop.events.back();
+  };
+  std::vector<Event> labels;  // fraud labels, emitted a week after the order
+  const int change_day = o.days * 3 / 4;
+  std::vector<double> price_factor(o.items, 1.0);
+  for (int day = 0; day < o.days; ++day) {
+    if (day % 7 == 0) {
+      static constexpr double kLevels[] = {0.8, 0.9, 1.0, 1.1, 1.25};
+      for (double& f : price_factor) f = kLevels[pick(std::size(kLevels))];
+    }
+    const size_t day_begin = shop.events.size();
+    const size_t orders_begin = shop.orders.size();
+    const int64_t day_ms = o.start_ms + day * kDayMs;
+    for (const DemoUser& user : shop.users) {
+      const SegmentProfile& p = kProfiles[static_cast<int>(user.segment)];
+      if (day_ms < user.created_ms) continue;
+      if (uniform(0, 1) >= (day < change_day ? p.visit_early : p.visit_late)) continue;
+      int64_t ts = day_ms + static_cast<int64_t>(uniform(0, kDayMs - 3600000));
+      const std::string session = absl::StrCat(user.user_id, "-d", day);
+      DemoOrder order;
+      const int views = 1 + static_cast<int>(pick(static_cast<size_t>(p.views_per_visit * 2)));
+      for (int v = 0; v < views; ++v) {
+        // 85% of browsing within the user's tastes, mostly the first.
+        int category;
+        const double r = uniform(0, 1);
+        if (r < 0.6) category = user.favourite_categories[0];
+        else if (r < 0.85) category = user.favourite_categories[1];
+        else category = static_cast<int>(pick(o.categories));
+        const int item = items_of[category][pick(items_of[category].size())];
+        const DemoItem& it = shop.items[item];
+        ts += 5000 + static_cast<int64_t>(pick(60000));
+        add_event(EventType::kView, user.user_id, it.item.item_id, ts).session_id = session;
+        // Demand follows price: the chance to buy scales with factor^elasticity.
+        const double buy = std::min(0.9, 0.12 * p.buy_boost * std::pow(price_factor[item], it.elasticity));
+        if (uniform(0, 1) < buy * 1.6) {
+          ts += 2000;
+          add_event(EventType::kAddToCart, user.user_id, it.item.item_id, ts).session_id = session;
+          if (uniform(0, 1) < 0.625) {
+            const double price = std::round(it.base_price * price_factor[item] * 100) / 100;
+            const double qty = 1 + static_cast<double>(pick(2));
+            if (order.order_id.empty()) order.order_id = absl::StrCat("order", o.seed, "-", next_order++);
+            Event& e = add_event(EventType::kPurchase, user.user_id, it.item.item_id, ts + 1000);
+            e.session_id = session;
+            e.order_id = order.order_id;
+            e.quantity = qty;
+            e.unit_price = price;
+            order.amount += price * qty;
+            order.lines.emplace_back(it.item.item_id, qty);
+            order.timestamp_ms = ts + 1000;
+          }
+        }
+      }
+      if (!order.order_id.empty()) {
+        order.user_id = user.user_id;
+        order.payment_fingerprint = absl::StrCat("card-", user.user_id);
+        order.billing_country = order.shipping_country = order.ip_country = user.country;
+        order.device_id = absl::StrCat("dev-", user.user_id);
+        order.shipping_address_hash = absl::StrCat("addr-", user.user_id);
+        order.account_created_ms = user.created_ms;
+        shop.orders.push_back(std::move(order));
+      }
+    }
+    // Planted fraud, a few cases a day.
+    const int frauds = 1 + static_cast<int>(pick(3));
+    for (int f = 0; f < frauds; ++f) {
+      const bool card_testing = uniform(0, 1) < 0.4;
+      const std::string card = absl::StrCat("stolen-", day, "-", f);
+      const int burst = card_testing ? 5 + static_cast<int>(pick(10)) : 1;
+      int64_t ts = day_ms + static_cast<int64_t>(uniform(0, kDayMs - 7200000));
+      for (int b = 0; b < burst; ++b) {
+        DemoOrder order;
+        order.order_id = absl::StrCat("order", o.seed, "-", next_order++);
+        order.user_id = absl::StrCat("fraudster-", day, "-", f, card_testing ? "" : "-x", b);
+        order.account_created_ms = ts - static_cast<int64_t>(pick(3600000));
+        order.timestamp_ms = ts;
+        order.payment_fingerprint = card;
+        order.device_id = absl::StrCat("fdev-", day, "-", f);
+        order.shipping_address_hash = absl::StrCat("faddr-", day, "-", f, "-", b);
+        const DemoItem& it = shop.items[pick(shop.items.size())];
+        if (card_testing) {
+          order.fraud = DemoFraud::kCardTesting;
+          order.amount = std::round(uniform(0.5, 3.0) * 100) / 100;
+          order.billing_country = order.shipping_country = order.ip_country =
+              kCountries[pick(std::size(kCountries))];
+        } else {
+          order.fraud = DemoFraud::kNewAccountMismatch;
+          order.amount = std::round(uniform(400, 2500) * 100) / 100;
+          order.billing_country = kCountries[pick(std::size(kCountries))];
+          order.shipping_country = kFarCountries[pick(std::size(kFarCountries))];
+          order.ip_country = kFarCountries[pick(std::size(kFarCountries))];
+        }
+        order.lines.emplace_back(it.item.item_id, 1);
+        Event& e = add_event(EventType::kPurchase, order.user_id, it.item.item_id, ts);
+        e.order_id = order.order_id;
+        e.quantity = 1;
+        e.unit_price = order.amount;
+        Event label;
+        label.event_id = absl::StrCat("demo", o.seed, "-label-", order.order_id);
+        label.type = EventType::kFraudLabel;
+        label.order_id = order.order_id;
+        label.user_id = order.user_id;
+        label.value = 1;
+        label.timestamp_ms = ts + 7 * kDayMs;
+        labels.push_back(std::move(label));
+        shop.orders.push_back(std::move(order));
+        ts += 20000 + static_cast<int64_t>(pick(60000));
+      }
+    }
+    // Labels whose time has come join this day's events.
+    auto due = std::stable_partition(labels.begin(), labels.end(), [&](const Event& e) {
+      return e.timestamp_ms >= day_ms + kDayMs;
+    });
+    for (auto it = due; it != labels.end(); ++it) shop.events.push_back(std::move(*it));
+    labels.erase(due, labels.end());
+    auto by_time = [](const auto& a, const auto& b) { return a.timestamp_ms < b.timestamp_ms; };
+    std::stable_sort(shop.events.begin() + day_begin, shop.events.end(), by_time);
+    std::stable_sort(shop.orders.begin() + orders_begin, shop.orders.end(), by_time);
+  }
+  return shop;
+}
+
+}  // namespace mercato::core

@@ -1,0 +1,82 @@
+// A seeded synthetic shop with planted truth, for tests, benchmarks and the
+// demo: users with segments and category tastes, items with prices and
+// demand elasticities, and orders with fraud patterns. Same options, same
+// shop, byte for byte.
+#ifndef MERCATO_CORE_DEMO_SHOP_H_
+#define MERCATO_CORE_DEMO_SHOP_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/event.h"
+
+namespace mercato::core {
+
+struct DemoShopOptions {
+  uint64_t seed = 42;
+  int users = 2000;
+  int items = 400;
+  int categories = 8;
+  // Days of history; prices change weekly.
+  int days = 120;
+  // Event time of day 0, ms since the epoch (2024-01-01).
+  int64_t start_ms = 1704067200000;
+};
+
+// Planted customer segments, in a fixed order.
+enum class DemoSegment : int { kChampion = 0, kLoyal, kNew, kAtRisk, kHibernating };
+inline constexpr int kNumDemoSegments = 5;
+const char* DemoSegmentName(DemoSegment s);
+
+struct DemoUser {
+  std::string user_id;
+  DemoSegment segment;
+  // Categories this user mostly browses and buys, most liked first.
+  std::vector<int> favourite_categories;
+  int64_t created_ms = 0;
+  std::string country;
+};
+
+struct DemoItem {
+  Item item;
+  int category = 0;
+  // Planted constant price elasticity of demand (< 0).
+  double elasticity = 0;
+  double base_price = 0;
+};
+
+enum class DemoFraud : int { kNone = 0, kNewAccountMismatch, kCardTesting };
+
+struct DemoOrder {
+  std::string order_id;
+  std::string user_id;
+  double amount = 0;
+  std::string currency = "EUR";
+  std::string payment_fingerprint;
+  std::string billing_country, shipping_country, ip_country;
+  std::string device_id;
+  std::string shipping_address_hash;
+  int64_t account_created_ms = 0;
+  int64_t timestamp_ms = 0;
+  std::vector<std::pair<std::string, double>> lines;  // item id, quantity
+  DemoFraud fraud = DemoFraud::kNone;
+};
+
+struct DemoShop {
+  std::vector<std::string> categories;
+  std::vector<DemoUser> users;
+  std::vector<DemoItem> items;
+  // Views, carts, purchases and fraud labels, in time order, with unique
+  // deterministic event ids. A purchase carries its order id.
+  std::vector<Event> events;
+  // Every order, in time order; fraud ones also get a FRAUD_LABEL event a
+  // week later.
+  std::vector<DemoOrder> orders;
+};
+
+DemoShop GenerateDemoShop(const DemoShopOptions& options);
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_CORE_DEMO_SHOP_H_

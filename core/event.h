@@ -1,0 +1,60 @@
+// Core event and catalogue types: what flows from the log into the models.
+// Plain data; no validation here (the server validates at the edge).
+#ifndef MERCATO_CORE_EVENT_H_
+#define MERCATO_CORE_EVENT_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mercato::core {
+
+// Values match mercato.v1.EventType.
+enum class EventType : uint8_t {
+  kUnspecified = 0,
+  kView = 1,
+  kClick = 2,
+  kAddToCart = 3,
+  kRemoveFromCart = 4,
+  kPurchase = 5,
+  kRefund = 6,
+  kRating = 7,
+  kFraudLabel = 8,
+};
+inline constexpr int kNumEventTypes = 9;
+
+const char* EventTypeName(EventType type);
+
+struct Event {
+  // Log position, assigned when the event becomes durable; 0 before that.
+  uint64_t sequence = 0;
+  EventType type = EventType::kUnspecified;
+  std::string event_id;
+  std::string user_id;
+  std::string item_id;
+  std::string session_id;
+  std::string order_id;
+  int64_t timestamp_ms = 0;
+  double quantity = 0;
+  double unit_price = 0;
+  double value = 0;
+
+  bool operator==(const Event&) const = default;
+};
+
+struct Item {
+  std::string item_id;
+  std::vector<std::string> category_path;
+  double price = 0;
+  double unit_cost = 0;
+  bool in_stock = true;
+  int64_t created_at_ms = 0;
+  std::map<std::string, std::string> attributes;
+
+  bool operator==(const Item&) const = default;
+};
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_CORE_EVENT_H_

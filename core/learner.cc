@@ -1,0 +1,194 @@
+#include "core/learner.h"
+
+#include <chrono>
+
+#include "core/log.h"
+#include "absl/strings/str_cat.h"
+
+namespace mercato::core {
+
+Learner::Learner(LearnerOptions options, std::vector<std::unique_ptr<Model>> models,
+                 const EventSource* log, const Clock* clock)
+    : options_(options),
+      models_(std::move(models)),
+      log_(log),
+      clock_(clock),
+      changed_(models_.size(), true),
+      published_(models_.size()) {
+  for (size_t i = 0; i < models_.size(); ++i) published_[i].name = std::string(models_[i]->name());
+  Publish();
+}
+
+Learner::~Learner() { Stop(); }
+
+absl::Status Learner::Restore(uint64_t sequence,
+                              const std::map<std::string, std::string>& states) {
+  for (auto& model : models_) {
+    auto it = states.find(std::string(model->name()));
+    if (it == states.end()) continue;
+    absl::Status s = model->Decode(it->second);
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("model ", std::string(model->name()), ": ", s.message()));
+    }
+  }
+  applied_ = sequence;
+  changed_.assign(models_.size(), true);
+  Publish();
+  return absl::OkStatus();
+}
+
+absl::Status Learner::CatchUp() {
+  while (applied_.load() < log_->LastSequence()) {
+    absl::StatusOr<size_t> n = Step();
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+  }
+  Publish();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> Learner::Step() {
+  buffer_.clear();
+  const uint64_t from = applied_.load() + 1;
+  if (absl::Status s = log_->Read(from, options_.read_batch, &buffer_); !s.ok()) return s;
+  for (const Event& event : buffer_) {
+    if (event.sequence != applied_.load() + 1) {
+      return absl::DataLossError(absl::StrCat("event log has a gap before sequence ",
+                                              event.sequence, "; expected ", applied_.load() + 1));
+    }
+    for (size_t i = 0; i < models_.size(); ++i) {
+      if (models_[i]->Apply(event)) changed_[i] = true;
+    }
+    applied_.store(event.sequence);
+  }
+  since_publish_ += buffer_.size();
+  return buffer_.size();
+}
+
+void Learner::Publish() {
+  auto next = std::make_shared<Snapshot>();
+  const int64_t now = clock_->NowMs();
+  for (size_t i = 0; i < models_.size(); ++i) {
+    if (changed_[i]) {
+      published_[i].view = models_[i]->Publish();
+      ++published_[i].version;
+      published_[i].published_at_ms = now;
+      changed_[i] = false;
+    }
+  }
+  next->version = ++snapshot_version_;
+  next->applied_sequence = applied_.load();
+  next->published_at_ms = now;
+  next->models = published_;
+  holder_.Publish(std::move(next));
+  since_publish_ = 0;
+}
+
+void Learner::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Learner::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Learner::last_error() const {
+  absl::MutexLock lock(&error_mu_);
+  return last_error_;
+}
+
+void Learner::Run() {
+  auto last_publish = std::chrono::steady_clock::now();
+  const auto interval = absl::ToChronoMilliseconds(options_.publish_interval);
+  while (!stop_.load()) {
+    const bool pending = applied_.load() > snapshot()->applied_sequence;
+    if (applied_.load() >= log_->LastSequence()) {
+      // Idle: wait for new events, but not past the next publication due.
+      log_->WaitForSequence(applied_.load(), pending ? absl::Milliseconds(1)
+                                                     : options_.publish_interval);
+    } else {
+      absl::StatusOr<size_t> n = Step();
+      if (!n.ok()) {
+        // Log a new error once, then retry calmly.
+        absl::MutexLock lock(&error_mu_);
+        if (n.status() != last_error_) MERCATO_LOG(kError) << "learner: " << n.status();
+        last_error_ = n.status();
+        error_mu_.Unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        error_mu_.Lock();
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const bool caught_up = applied_.load() >= log_->LastSequence();
+    if (applied_.load() > snapshot()->applied_sequence &&
+        (now - last_publish >= interval || since_publish_ >= options_.publish_every_events ||
+         caught_up)) {
+      Publish();
+      last_publish = now;
+    }
+  }
+}
+
+Checkpointer::Checkpointer(const Learner* learner, CheckpointSink* sink, const Clock* clock,
+                           absl::Duration interval)
+    : learner_(learner), sink_(sink), clock_(clock), interval_(interval) {}
+
+Checkpointer::~Checkpointer() { Stop(); }
+
+void Checkpointer::Start() {
+  thread_ = std::thread([this] {
+    absl::MutexLock lock(&mu_);
+    while (!stop_) {
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);
+      if (stop_) break;
+      if (learner_->snapshot()->applied_sequence == last_.sequence) continue;
+      mu_.Unlock();
+      absl::StatusOr<CheckpointInfo> info = CheckpointNow();
+      if (!info.ok()) MERCATO_LOG(kError) << "checkpoint failed: " << info.status();
+      mu_.Lock();
+    }
+  });
+}
+
+void Checkpointer::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
+  absl::MutexLock write_lock(&write_mu_);
+  const auto start = std::chrono::steady_clock::now();
+  std::shared_ptr<const Snapshot> snapshot = learner_->snapshot();
+  std::vector<std::pair<std::string, std::string>> states;
+  CheckpointInfo info;
+  for (const PublishedModel& m : snapshot->models) {
+    states.emplace_back(m.name, m.view->Encode());
+    info.bytes += states.back().second.size();
+  }
+  if (absl::Status s = sink_->WriteCheckpoint(snapshot->applied_sequence, states); !s.ok()) {
+    return s;
+  }
+  info.sequence = snapshot->applied_sequence;
+  info.written_at_ms = clock_->NowMs();
+  info.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  absl::MutexLock lock(&mu_);
+  last_ = info;
+  return info;
+}
+
+CheckpointInfo Checkpointer::last() const {
+  absl::MutexLock lock(&mu_);
+  return last_;
+}
+
+void Checkpointer::SetLoaded(CheckpointInfo info) {
+  absl::MutexLock lock(&mu_);
+  last_ = info;
+}
+
+}  // namespace mercato::core

@@ -1,0 +1,147 @@
+// The learner: the one thread that mutates model state. It reads the durable
+// event log in sequence order, folds every event into every model, and
+// publishes a new Snapshot every `publish_interval` or `publish_every_events`.
+// The Checkpointer writes the served snapshot on its own schedule.
+//
+// Same log + same options => same models, bit for bit: nothing here depends
+// on wall time except when publications happen, never what they contain.
+#ifndef MERCATO_CORE_LEARNER_H_
+#define MERCATO_CORE_LEARNER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/clock.h"
+#include "core/model.h"
+#include "core/snapshot.h"
+
+namespace mercato::core {
+
+// The durable log as the learner sees it. Implemented in storage/.
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  // The highest durable sequence number; 0 for an empty log.
+  virtual uint64_t LastSequence() const = 0;
+  // Appends to `out` up to `max` events with sequence >= `from`, in order.
+  virtual absl::Status Read(uint64_t from, size_t max, std::vector<Event>* out) const = 0;
+  // Returns when LastSequence() > `after` or `timeout` has passed.
+  virtual void WaitForSequence(uint64_t after, absl::Duration timeout) const = 0;
+};
+
+// Where checkpoints go. Implemented in storage/.
+class CheckpointSink {
+ public:
+  virtual ~CheckpointSink() = default;
+  // Writes every (model name, state) and `sequence` atomically.
+  virtual absl::Status WriteCheckpoint(
+      uint64_t sequence, const std::vector<std::pair<std::string, std::string>>& states) = 0;
+};
+
+struct LearnerOptions {
+  // Publish at least this often while events are being applied.
+  absl::Duration publish_interval = absl::Milliseconds(50);
+  // ... and also after this many events, whichever comes first.
+  uint64_t publish_every_events = 100000;
+  // Events read from the log at a time.
+  size_t read_batch = 4096;
+};
+
+// Thread-safe: snapshot() and the counters may be read from any thread;
+// Restore/CatchUp only before Start.
+class Learner {
+ public:
+  Learner(LearnerOptions options, std::vector<std::unique_ptr<Model>> models,
+          const EventSource* log, const Clock* clock);
+  ~Learner();
+
+  // Loads model states saved by a checkpoint at `sequence`. A model missing
+  // from `states` keeps its empty state. REQUIRES: not started.
+  absl::Status Restore(uint64_t sequence, const std::map<std::string, std::string>& states);
+  // Applies the whole log tail and publishes. REQUIRES: not started.
+  absl::Status CatchUp();
+  void Start();
+  // Applies nothing more after returning. Idempotent.
+  void Stop();
+
+  std::shared_ptr<const Snapshot> snapshot() const { return holder_.Get(); }
+  // The sequence the learner has applied (may be ahead of the snapshot).
+  uint64_t applied_sequence() const { return applied_.load(); }
+  // The last error reading the log, OK when none.
+  absl::Status last_error() const;
+
+ private:
+  // Applies up to one read batch; returns the number applied.
+  absl::StatusOr<size_t> Step();
+  void Publish();
+  void Run();
+
+  const LearnerOptions options_;
+  std::vector<std::unique_ptr<Model>> models_;
+  const EventSource* log_;
+  const Clock* clock_;
+  SnapshotHolder<Snapshot> holder_;
+
+  // Learner-thread state.
+  std::vector<bool> changed_;
+  std::vector<PublishedModel> published_;
+  uint64_t snapshot_version_ = 0;
+  uint64_t since_publish_ = 0;
+  std::vector<Event> buffer_;
+
+  std::atomic<uint64_t> applied_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  mutable absl::Mutex error_mu_;
+  absl::Status last_error_ ABSL_GUARDED_BY(error_mu_);
+};
+
+struct CheckpointInfo {
+  uint64_t sequence = 0;
+  int64_t written_at_ms = 0;
+  uint64_t bytes = 0;
+  double seconds = 0;
+};
+
+// Writes the served snapshot to a CheckpointSink every `interval` (when it
+// changed) and on demand. Encoding reads an immutable snapshot, so the
+// learner never pauses for a checkpoint. Thread-safe.
+class Checkpointer {
+ public:
+  Checkpointer(const Learner* learner, CheckpointSink* sink, const Clock* clock,
+               absl::Duration interval);
+  ~Checkpointer();
+  void Start();
+  void Stop();
+  // Writes a checkpoint of the current snapshot now (even if unchanged).
+  absl::StatusOr<CheckpointInfo> CheckpointNow();
+  CheckpointInfo last() const;
+  // Seeds last() with the checkpoint recovery loaded.
+  void SetLoaded(CheckpointInfo info);
+
+ private:
+  const Learner* learner_;
+  CheckpointSink* sink_;
+  const Clock* clock_;
+  const absl::Duration interval_;
+  absl::Mutex write_mu_;  // serialises writers
+  mutable absl::Mutex mu_;
+  CheckpointInfo last_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_CORE_LEARNER_H_

@@ -1,0 +1,49 @@
+// The shape every model follows, so that one learner, one publication
+// mechanism and one checkpoint format serve all of them:
+//   - the Model holds plain mutable state, owned by the learner thread;
+//   - Apply(event) is the learner step, called in log order;
+//   - Publish() freezes the state into an immutable ModelView for serving;
+//   - ModelView::Encode() and Model::Decode() are the checkpoint pair.
+#ifndef MERCATO_CORE_MODEL_H_
+#define MERCATO_CORE_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/event.h"
+
+namespace mercato::core {
+
+// An immutable published version of one model. Thread-safe: const only.
+class ModelView {
+ public:
+  virtual ~ModelView() = default;
+  // The model state this view shows, in the model's own versioned layout.
+  virtual std::string Encode() const = 0;
+  // Named sizes for status reports, e.g. {"users", 120}.
+  virtual std::vector<std::pair<std::string, uint64_t>> Counts() const = 0;
+};
+
+// Mutable model state. Not thread-safe: only the learner thread calls it.
+class Model {
+ public:
+  virtual ~Model() = default;
+  // Stable name; also the checkpoint key.
+  virtual std::string_view name() const = 0;
+  // Folds one event in. Returns false when the event did not change the model.
+  virtual bool Apply(const Event& event) = 0;
+  // Freezes the current state. Cheap: shares unchanged data with earlier views.
+  virtual std::shared_ptr<const ModelView> Publish() = 0;
+  // Replaces the whole state with one encoded by ModelView::Encode().
+  // On error the state is unchanged.
+  virtual absl::Status Decode(std::string_view bytes) = 0;
+};
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_CORE_MODEL_H_

@@ -1,0 +1,131 @@
+// Unary RPCs on gRPC's completion-queue API: one pending call per method and
+// queue, each handled inline on its queue's thread. The echo benchmark
+// measured this API at about 1.3-2x the callback API on this machine's kind
+// (see clients/BENCHMARKS.md), so the read-only model RPCs use it. Handlers
+// must not block.
+#ifndef MERCATO_SERVER_ASYNC_UNARY_H_
+#define MERCATO_SERVER_ASYNC_UNARY_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace mercato::server {
+
+class CallTag {
+ public:
+  virtual ~CallTag() = default;
+  // `ok` is the completion queue's verdict on the last operation.
+  virtual void Proceed(bool ok) = 0;
+};
+
+template <class Req, class Resp>
+using UnaryHandler = std::function<grpc::Status(grpc::ServerContext&, const Req&, Resp*)>;
+
+template <class Service, class Req, class Resp>
+using RequestMethod = void (Service::*)(grpc::ServerContext*, Req*,
+                                        grpc::ServerAsyncResponseWriter<Resp>*,
+                                        grpc::CompletionQueue*, grpc::ServerCompletionQueue*,
+                                        void*);
+
+template <class Service, class Req, class Resp>
+class UnaryCall final : public CallTag {
+ public:
+  // Registers a pending call; it deletes itself when done.
+  static void Listen(Service* service, RequestMethod<Service, Req, Resp> method,
+                     const UnaryHandler<Req, Resp>* handler, grpc::ServerCompletionQueue* cq) {
+    new UnaryCall(service, method, handler, cq);
+  }
+
+  void Proceed(bool ok) override {
+    if (replied_ || !ok) {  // finished, or the queue is shutting down
+      delete this;
+      return;
+    }
+    Listen(service_, method_, handler_, cq_);
+    const grpc::Status status = (*handler_)(ctx_, request_, &response_);
+    replied_ = true;
+    if (status.ok()) {
+      writer_.Finish(response_, status, this);
+    } else {
+      writer_.FinishWithError(status, this);
+    }
+  }
+
+ private:
+  UnaryCall(Service* service, RequestMethod<Service, Req, Resp> method,
+            const UnaryHandler<Req, Resp>* handler, grpc::ServerCompletionQueue* cq)
+      : service_(service), method_(method), handler_(handler), cq_(cq), writer_(&ctx_) {
+    (service_->*method_)(&ctx_, &request_, &writer_, cq_, cq_, this);
+  }
+
+  Service* service_;
+  RequestMethod<Service, Req, Resp> method_;
+  const UnaryHandler<Req, Resp>* handler_;
+  grpc::ServerCompletionQueue* cq_;
+  grpc::ServerContext ctx_;
+  Req request_;
+  Resp response_;
+  grpc::ServerAsyncResponseWriter<Resp> writer_;
+  bool replied_ = false;
+};
+
+// Owns the completion queues and their threads, and the handlers of every
+// asynchronous method. Add methods, build the server, then Start().
+class AsyncDispatcher {
+ public:
+  AsyncDispatcher() = default;
+  AsyncDispatcher(const AsyncDispatcher&) = delete;
+  ~AsyncDispatcher() { Shutdown(); }
+
+  // `owner` is the generated AsyncService; `method` may belong to one of its
+  // bases.
+  template <class Owner, class Service, class Req, class Resp>
+  void Add(Owner* owner, RequestMethod<Service, Req, Resp> method,
+           UnaryHandler<Req, Resp> handler) {
+    Service* service = owner;
+    auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));
+    listeners_.push_back([service, method, owned](grpc::ServerCompletionQueue* cq) {
+      UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), cq);
+    });
+    handlers_.push_back(owned);
+  }
+
+  // REQUIRES: before the server is built.
+  void AddQueues(grpc::ServerBuilder& builder, int threads) {
+    for (int i = 0; i < threads; ++i) queues_.push_back(builder.AddCompletionQueue());
+  }
+
+  // REQUIRES: after the server is built.
+  void Start() {
+    for (auto& cq : queues_) {
+      for (auto& listen : listeners_) listen(cq.get());
+      threads_.emplace_back([cq = cq.get()] {
+        void* tag;
+        bool ok;
+        while (cq->Next(&tag, &ok)) static_cast<CallTag*>(tag)->Proceed(ok);
+      });
+    }
+  }
+
+  // REQUIRES: after the server's Shutdown(). Drains and joins the queues.
+  void Shutdown() {
+    for (auto& cq : queues_) cq->Shutdown();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    queues_.clear();
+  }
+
+ private:
+  std::vector<std::function<void(grpc::ServerCompletionQueue*)>> listeners_;
+  std::vector<std::shared_ptr<void>> handlers_;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace mercato::server
+
+#endif  // MERCATO_SERVER_ASYNC_UNARY_H_

@@ -1,0 +1,109 @@
+// mercato-server: the only place flags are read. Starts listening at once
+// (health NOT_SERVING), recovers the models from the newest checkpoint and
+// the log tail, then serves. SIGTERM or SIGINT: stop accepting, drain
+// in-flight calls, checkpoint, exit 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "core/log.h"
+#include "server/runtime.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "host:port for gRPC; use 0.0.0.0:50051 in containers, port 0 for any free port");
+ABSL_FLAG(std::string, data_dir, "mercato-data", "folder of the embedded RocksDB");
+ABSL_FLAG(std::string, port_file, "", "if set, the chosen port is written here once listening");
+ABSL_FLAG(bool, sync_writes, true,
+          "fsync every ingest commit group before acknowledging it (turn off only for tests)");
+ABSL_FLAG(int, publish_interval_ms, 50, "how often the learner publishes a new model version");
+ABSL_FLAG(int64_t, publish_every_events, 100000, "publish also after this many applied events");
+ABSL_FLAG(int, checkpoint_interval_s, 60, "checkpoint the served models this often when changed");
+ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues)");
+ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
+ABSL_FLAG(std::string, log_level, "info", "least severe log level written: debug, info, warning, error");
+ABSL_FLAG(int, drain_timeout_s, 10, "how long shutdown waits for in-flight calls");
+
+namespace {
+
+int Run() {
+  // Signals go to one waiting thread, not to whichever thread runs.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  mercato::server::RuntimeOptions rt_options;
+  rt_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  rt_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  rt_options.learner.publish_interval = absl::Milliseconds(absl::GetFlag(FLAGS_publish_interval_ms));
+  rt_options.learner.publish_every_events = absl::GetFlag(FLAGS_publish_every_events);
+  rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
+  auto runtime = mercato::server::Runtime::Open(rt_options);
+  if (!runtime.ok()) {
+    MERCATO_LOG(kError) << runtime.status();
+    return 1;
+  }
+
+  mercato::server::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.cq_threads = absl::GetFlag(FLAGS_cq_threads);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.drain_timeout = absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
+  auto server = mercato::server::MercatoServer::Start(options, runtime->get());
+  if (!server.ok()) {
+    MERCATO_LOG(kError) << server.status();
+    return 1;
+  }
+  MERCATO_LOG(kInfo) << "listening on port " << (*server)->port() << ", data in "
+            << rt_options.data_dir;
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    const std::string tmp = path + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << "\n";
+    std::rename(tmp.c_str(), path.c_str());
+  }
+
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    MERCATO_LOG(kInfo) << "signal " << sig << ": draining";
+    (*server)->Shutdown();
+  });
+
+  if (absl::Status s = (*runtime)->Recover(); !s.ok()) {
+    MERCATO_LOG(kError) << "recovery failed: " << s;
+    kill(getpid(), SIGTERM);
+    signal_waiter.join();
+    return 1;
+  }
+  (*server)->MarkReady();
+  MERCATO_LOG(kInfo) << "ready";
+  (*server)->Wait();
+  signal_waiter.join();
+  if (absl::Status s = (*runtime)->Shutdown(); !s.ok()) {
+    MERCATO_LOG(kError) << "final checkpoint failed: " << s;
+    return 1;
+  }
+  MERCATO_LOG(kInfo) << "checkpointed; bye";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Mercato recommendation and scoring server");
+  absl::ParseCommandLine(argc, argv);
+  mercato::core::LogLevel level;
+  if (!mercato::core::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    std::fprintf(stderr, "--log_level: must be debug, info, warning or error\n");
+    return 2;
+  }
+  mercato::core::SetMinLogLevel(level);
+  return Run();
+}

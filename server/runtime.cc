@@ -1,0 +1,76 @@
+#include "server/runtime.h"
+
+#include <filesystem>
+
+#include "core/log.h"
+#include "absl/strings/str_cat.h"
+#include "core/activity_model.h"
+
+namespace mercato::server {
+namespace {
+
+// Every model the service runs, in a fixed order.
+std::vector<std::unique_ptr<core::Model>> MakeModels() {
+  std::vector<std::unique_ptr<core::Model>> models;
+  models.push_back(std::make_unique<core::ActivityModel>());
+  return models;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create data folder ", options.data_dir, ": ", ec.message()));
+  }
+  storage::StoreOptions store_options;
+  store_options.path = options.data_dir;
+  store_options.sync = options.sync_writes;
+  absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(store_options);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<Runtime> rt(new Runtime());
+  rt->store_ = *std::move(store);
+  rt->learner_ = std::make_unique<core::Learner>(options.learner, MakeModels(), rt->store_.get(),
+                                                 core::Clock::Real());
+  rt->checkpointer_ = std::make_unique<core::Checkpointer>(
+      rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval);
+  return rt;
+}
+
+Runtime::~Runtime() {
+  if (absl::Status s = Shutdown(); !s.ok()) MERCATO_LOG(kError) << "shutdown: " << s;
+}
+
+absl::Status Runtime::Recover() {
+  absl::StatusOr<std::optional<storage::LoadedCheckpoint>> cp = store_->ReadCheckpoint();
+  if (!cp.ok()) return cp.status();
+  if (cp->has_value()) {
+    const storage::LoadedCheckpoint& loaded = **cp;
+    if (absl::Status s = learner_->Restore(loaded.sequence, loaded.states); !s.ok()) return s;
+    core::CheckpointInfo info;
+    info.sequence = loaded.sequence;
+    info.written_at_ms = loaded.written_at_ms;
+    checkpointer_->SetLoaded(info);
+    MERCATO_LOG(kInfo) << "loaded checkpoint at sequence " << loaded.sequence;
+  }
+  if (absl::Status s = learner_->CatchUp(); !s.ok()) return s;
+  MERCATO_LOG(kInfo) << "replayed the log to sequence " << learner_->applied_sequence();
+  learner_->Start();
+  checkpointer_->Start();
+  ready_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::Shutdown() {
+  if (shut_down_.exchange(true)) return absl::OkStatus();
+  const bool was_ready = ready_.exchange(false);
+  checkpointer_->Stop();
+  learner_->Stop();
+  if (!was_ready) return absl::OkStatus();
+  if (absl::Status s = learner_->CatchUp(); !s.ok()) return s;
+  return checkpointer_->CheckpointNow().status();
+}
+
+}  // namespace mercato::server

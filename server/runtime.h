@@ -1,0 +1,59 @@
+// The running service's state, independent of gRPC: the store, the models'
+// learner and the checkpointer, and recovery (newest checkpoint + log tail).
+#ifndef MERCATO_SERVER_RUNTIME_H_
+#define MERCATO_SERVER_RUNTIME_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/learner.h"
+#include "storage/store.h"
+
+namespace mercato::server {
+
+struct RuntimeOptions {
+  // Folder of the embedded database.
+  std::string data_dir = "mercato-data";
+  // fsync each commit group before acknowledging it.
+  bool sync_writes = true;
+  core::LearnerOptions learner;
+  // How often the served snapshot is checkpointed when it changed.
+  absl::Duration checkpoint_interval = absl::Seconds(60);
+};
+
+// Thread-safe after Open.
+class Runtime {
+ public:
+  // Opens the store. Ingest works from here on; models are served after
+  // Recover().
+  static absl::StatusOr<std::unique_ptr<Runtime>> Open(const RuntimeOptions& options);
+  ~Runtime();
+
+  // Loads the newest checkpoint, replays the log tail, starts the learner and
+  // the checkpointer, then reports ready.
+  absl::Status Recover();
+  bool ready() const { return ready_.load(); }
+
+  // Stops learning, applies what is left of the log and writes a final
+  // checkpoint. Idempotent.
+  absl::Status Shutdown();
+
+  storage::Store& store() { return *store_; }
+  core::Learner& learner() { return *learner_; }
+  core::Checkpointer& checkpointer() { return *checkpointer_; }
+
+ private:
+  Runtime() = default;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<core::Learner> learner_;
+  std::unique_ptr<core::Checkpointer> checkpointer_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace mercato::server
+
+#endif  // MERCATO_SERVER_RUNTIME_H_

@@ -1,0 +1,327 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "mercato/v1/admin.grpc.pb.h"
+#include "mercato/v1/catalog.grpc.pb.h"
+#include "mercato/v1/fraud.grpc.pb.h"
+#include "mercato/v1/ingest.grpc.pb.h"
+#include "mercato/v1/pricing.grpc.pb.h"
+#include "mercato/v1/recommender.grpc.pb.h"
+#include "mercato/v1/segmenter.grpc.pb.h"
+#include "server/async_unary.h"
+#include "server/status_util.h"
+#include "server/validation.h"
+
+namespace mercato::server {
+namespace {
+
+constexpr int kStreamChunk = 512;
+constexpr int kMaxListedRejections = 1000;
+
+const char* const kServiceNames[] = {
+    "mercato.v1.Ingest",    "mercato.v1.Catalog", "mercato.v1.Recommender",
+    "mercato.v1.Segmenter", "mercato.v1.Pricing", "mercato.v1.Fraud",
+    "mercato.v1.Admin"};
+
+grpc::Status NotReady() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "recovering: the checkpoint and log tail are still being loaded");
+}
+
+// Appends `events` and adds the outcome to `summary`.
+absl::Status Commit(storage::Store& store, const std::vector<core::Event>& events,
+                    v1::PublishSummary* summary) {
+  if (events.empty()) {
+    summary->set_last_sequence(store.LastSequence());
+    return absl::OkStatus();
+  }
+  absl::StatusOr<storage::AppendResult> r = store.Append(events);
+  if (!r.ok()) return r.status();
+  summary->set_accepted(summary->accepted() + r->accepted);
+  summary->set_duplicates(summary->duplicates() + r->duplicates);
+  summary->set_last_sequence(r->last_sequence);
+  return absl::OkStatus();
+}
+
+class IngestService final : public v1::Ingest::Service {
+ public:
+  explicit IngestService(Runtime* rt) : rt_(rt) {}
+
+  grpc::Status PublishBatch(grpc::ServerContext*, const v1::EventBatch* req,
+                            v1::PublishSummary* resp) override {
+    absl::Status s = CheckCount("events", req->events_size(), 1, kMaxBatchEvents);
+    if (s.ok()) s = CheckTenant("tenant", req->tenant());
+    if (!s.ok()) return ToGrpcStatus(s);
+    std::vector<core::Event> events;
+    events.reserve(req->events_size());
+    for (int i = 0; i < req->events_size(); ++i) {
+      absl::StatusOr<core::Event> e = ToCoreEvent(req->events(i), absl::StrCat("events[", i, "]"));
+      if (!e.ok()) return ToGrpcStatus(e.status());
+      events.push_back(*std::move(e));
+    }
+    return ToGrpcStatus(Commit(rt_->store(), events, resp));
+  }
+
+  grpc::Status Publish(grpc::ServerContext*, grpc::ServerReader<v1::Event>* reader,
+                       v1::PublishSummary* resp) override {
+    std::vector<core::Event> chunk;
+    v1::Event in;
+    for (uint64_t index = 0; reader->Read(&in); ++index) {
+      absl::StatusOr<core::Event> e = ToCoreEvent(in, absl::StrCat("event[", index, "]"));
+      if (!e.ok()) {
+        resp->set_rejected(resp->rejected() + 1);
+        if (resp->rejections_size() < kMaxListedRejections) {
+          v1::RejectedEvent* r = resp->add_rejections();
+          r->set_index(index);
+          r->set_event_id(in.event_id().substr(0, kMaxIdBytes));
+          r->set_reason(std::string(e.status().message()));
+        }
+        continue;
+      }
+      chunk.push_back(*std::move(e));
+      if (chunk.size() >= kStreamChunk) {
+        if (absl::Status s = Commit(rt_->store(), chunk, resp); !s.ok()) return ToGrpcStatus(s);
+        chunk.clear();
+      }
+    }
+    return ToGrpcStatus(Commit(rt_->store(), chunk, resp));
+  }
+
+ private:
+  Runtime* rt_;
+};
+
+class CatalogService final : public v1::Catalog::Service {
+ public:
+  explicit CatalogService(Runtime* rt) : rt_(rt) {}
+
+  grpc::Status UpsertItems(grpc::ServerContext*, const v1::UpsertItemsRequest* req,
+                           v1::UpsertItemsResponse* resp) override {
+    absl::Status s = CheckCount("items", req->items_size(), 1, kMaxBatchItems);
+    if (s.ok()) s = CheckTenant("tenant", req->tenant());
+    if (!s.ok()) return ToGrpcStatus(s);
+    std::vector<core::Item> items;
+    for (int i = 0; i < req->items_size(); ++i) {
+      absl::StatusOr<core::Item> item = ToCoreItem(req->items(i), absl::StrCat("items[", i, "]"));
+      if (!item.ok()) return ToGrpcStatus(item.status());
+      items.push_back(*std::move(item));
+    }
+    if (s = rt_->store().PutItems(items); !s.ok()) return ToGrpcStatus(s);
+    resp->set_upserted(items.size());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetItem(grpc::ServerContext*, const v1::GetItemRequest* req,
+                       v1::Item* resp) override {
+    absl::Status s = CheckId("item_id", req->item_id());
+    if (s.ok()) s = CheckTenant("tenant", req->tenant());
+    if (!s.ok()) return ToGrpcStatus(s);
+    absl::StatusOr<core::Item> item = rt_->store().GetItem(req->item_id());
+    if (!item.ok()) return ToGrpcStatus(item.status());
+    ToProtoItem(*item, resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteItem(grpc::ServerContext*, const v1::DeleteItemRequest* req,
+                          v1::DeleteItemResponse* resp) override {
+    absl::Status s = CheckId("item_id", req->item_id());
+    if (s.ok()) s = CheckTenant("tenant", req->tenant());
+    if (!s.ok()) return ToGrpcStatus(s);
+    absl::StatusOr<bool> deleted = rt_->store().DeleteItem(req->item_id());
+    if (!deleted.ok()) return ToGrpcStatus(deleted.status());
+    resp->set_deleted(*deleted);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Runtime* rt_;
+};
+
+class AdminService final : public v1::Admin::Service {
+ public:
+  explicit AdminService(Runtime* rt) : rt_(rt) {}
+
+  grpc::Status ModelStatus(grpc::ServerContext*, const v1::ModelStatusRequest*,
+                           v1::ModelStatusResponse* resp) override {
+    std::shared_ptr<const core::Snapshot> snap = rt_->learner().snapshot();
+    const uint64_t log_seq = rt_->store().LastSequence();
+    resp->set_ready(rt_->ready());
+    resp->set_log_sequence(log_seq);
+    resp->set_applied_sequence(snap->applied_sequence);
+    resp->set_lag_events(log_seq > snap->applied_sequence ? log_seq - snap->applied_sequence : 0);
+    // While events wait, the served snapshot is at most this old.
+    resp->set_lag_seconds(resp->lag_events() == 0
+                              ? 0
+                              : (core::Clock::Real()->NowMs() - snap->published_at_ms) / 1000.0);
+    resp->set_snapshot_version(snap->version);
+    for (const core::PublishedModel& m : snap->models) {
+      v1::ModelInfo* info = resp->add_models();
+      info->set_name(m.name);
+      info->set_version(m.version);
+      info->set_applied_sequence(snap->applied_sequence);
+      info->set_published_at_ms(m.published_at_ms);
+      for (const auto& [name, n] : m.view->Counts()) (*info->mutable_counts())[name] = n;
+    }
+    const core::CheckpointInfo cp = rt_->checkpointer().last();
+    resp->set_last_checkpoint_sequence(cp.sequence);
+    resp->set_last_checkpoint_ms(cp.written_at_ms);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Checkpoint(grpc::ServerContext*, const v1::CheckpointRequest*,
+                          v1::CheckpointResponse* resp) override {
+    if (!rt_->ready()) return NotReady();
+    absl::StatusOr<core::CheckpointInfo> info = rt_->checkpointer().CheckpointNow();
+    if (!info.ok()) return ToGrpcStatus(info.status());
+    resp->set_sequence(info->sequence);
+    resp->set_bytes(info->bytes);
+    resp->set_seconds(info->seconds);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Retrain(grpc::ServerContext*, const v1::RetrainRequest*,
+                       v1::RetrainResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "Retrain: no model with a full retrain is built yet");
+  }
+
+  grpc::Status DeleteUser(grpc::ServerContext*, const v1::DeleteUserRequest*,
+                          v1::DeleteUserResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "DeleteUser: erasure is not built yet");
+  }
+
+  grpc::Status ReadEvents(grpc::ServerContext*, const v1::ReadEventsRequest* req,
+                          v1::ReadEventsResponse* resp) override {
+    absl::Status s = CheckCount("limit", req->limit(), 1, kMaxReadEvents);
+    if (s.ok()) s = CheckCount("from_sequence", static_cast<int64_t>(std::min<uint64_t>(
+                                                    req->from_sequence(), INT64_MAX)),
+                               1, INT64_MAX);
+    if (!s.ok()) return ToGrpcStatus(s);
+    std::vector<core::Event> events;
+    if (s = rt_->store().Read(req->from_sequence(), req->limit(), &events); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    for (const core::Event& e : events) {
+      v1::LoggedEvent* out = resp->add_events();
+      out->set_sequence(e.sequence);
+      ToProtoEvent(e, out->mutable_event());
+    }
+    const uint64_t next = events.empty() ? 0 : events.back().sequence + 1;
+    resp->set_next_sequence(next > rt_->store().LastSequence() ? 0 : next);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Runtime* rt_;
+};
+
+// A model RPC whose model is not built yet.
+template <class Req, class Resp>
+UnaryHandler<Req, Resp> NotBuilt(Runtime* rt, std::string what) {
+  return [rt, what](grpc::ServerContext&, const Req&, Resp*) {
+    if (!rt->ready()) return NotReady();
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        absl::StrCat(what, " is not built yet"));
+  };
+}
+
+}  // namespace
+
+struct MercatoServer::Impl {
+  Runtime* rt = nullptr;
+  IngestService ingest;
+  CatalogService catalog;
+  AdminService admin;
+  v1::Recommender::AsyncService recommender;
+  v1::Segmenter::AsyncService segmenter;
+  v1::Pricing::AsyncService pricing;
+  v1::Fraud::AsyncService fraud;
+  AsyncDispatcher dispatcher;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  absl::Duration drain_timeout;
+  std::once_flag shutdown_once;
+
+  explicit Impl(Runtime* runtime) : rt(runtime), ingest(rt), catalog(rt), admin(rt) {}
+
+  void SetHealth(bool serving) {
+    auto* health = server->GetHealthCheckService();
+    health->SetServingStatus("", serving);
+    for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
+  }
+};
+
+MercatoServer::MercatoServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MercatoServer::~MercatoServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const ServerOptions& options,
+                                                                    Runtime* runtime) {
+  auto impl = std::make_unique<Impl>(runtime);
+  impl->drain_timeout = options.drain_timeout;
+  Impl& d = *impl;
+  using v1::Recommender, v1::Segmenter, v1::Pricing, v1::Fraud;
+  d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestRecommend,
+                   NotBuilt<v1::RecommendRequest, v1::RecommendResponse>(
+                       runtime, "Recommend: the recommendation model"));
+  d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestSimilarItems,
+                   NotBuilt<v1::SimilarItemsRequest, v1::RecommendResponse>(
+                       runtime, "SimilarItems: the recommendation model"));
+  d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestBoughtTogether,
+                   NotBuilt<v1::BoughtTogetherRequest, v1::BoughtTogetherResponse>(
+                       runtime, "BoughtTogether: the co-purchase model"));
+  d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestSegment,
+                   NotBuilt<v1::SegmentRequest, v1::SegmentResponse>(
+                       runtime, "Segment: the segmentation model"));
+  d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestListSegments,
+                   NotBuilt<v1::ListSegmentsRequest, v1::ListSegmentsResponse>(
+                       runtime, "ListSegments: the segmentation model"));
+  d.dispatcher.Add(&d.pricing, &Pricing::AsyncService::RequestPriceElasticity,
+                   NotBuilt<v1::PriceElasticityRequest, v1::PriceElasticityResponse>(
+                       runtime, "PriceElasticity: the elasticity model"));
+  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore,
+                   NotBuilt<v1::Order, v1::ScoreResponse>(runtime,
+                                                          "Score: the fraud model"));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d.port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(64 << 20);
+  for (grpc::Service* s : std::initializer_list<grpc::Service*>{
+           &d.ingest, &d.catalog, &d.admin, &d.recommender, &d.segmenter, &d.pricing, &d.fraud}) {
+    builder.RegisterService(s);
+  }
+  d.dispatcher.AddQueues(builder, std::max(1, options.cq_threads));
+  d.server = builder.BuildAndStart();
+  if (!d.server || d.port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  d.dispatcher.Start();
+  d.SetHealth(false);
+  return std::unique_ptr<MercatoServer>(new MercatoServer(std::move(impl)));
+}
+
+int MercatoServer::port() const { return impl_->port; }
+
+void MercatoServer::MarkReady() { impl_->SetHealth(true); }
+
+void MercatoServer::Shutdown() {
+  std::call_once(impl_->shutdown_once, [this] {
+    impl_->SetHealth(false);
+    impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + impl_->drain_timeout));
+    impl_->dispatcher.Shutdown();
+  });
+}
+
+void MercatoServer::Wait() { impl_->server->Wait(); }
+
+}  // namespace mercato::server

@@ -1,0 +1,50 @@
+// The gRPC front: thin services that validate, convert, delegate to the
+// Runtime and convert the status back. Ingest, Catalog and Admin block on
+// synced writes, so they run on gRPC's synchronous thread pool; the model
+// RPCs never block and run on completion queues (server/async_unary.h).
+#ifndef MERCATO_SERVER_SERVER_H_
+#define MERCATO_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/runtime.h"
+
+namespace mercato::server {
+
+struct ServerOptions {
+  // host:port to listen on; port 0 picks a free one.
+  std::string listen = "127.0.0.1:50051";
+  // Threads polling the completion queues of the model RPCs.
+  int cq_threads = 1;
+  // Largest request accepted.
+  int max_message_bytes = 16 << 20;
+  // How long shutdown waits for in-flight calls.
+  absl::Duration drain_timeout = absl::Seconds(10);
+};
+
+// Thread-safe.
+class MercatoServer {
+ public:
+  // Starts listening. Health is NOT_SERVING until MarkReady().
+  static absl::StatusOr<std::unique_ptr<MercatoServer>> Start(const ServerOptions& options,
+                                                              Runtime* runtime);
+  ~MercatoServer();
+  int port() const;
+  // Health SERVING for the whole server and every service.
+  void MarkReady();
+  // Health NOT_SERVING, stops accepting calls, drains in-flight ones.
+  void Shutdown();
+  void Wait();
+
+ private:
+  struct Impl;
+  explicit MercatoServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mercato::server
+
+#endif  // MERCATO_SERVER_SERVER_H_

@@ -1,0 +1,357 @@
+#include "storage/store.h"
+
+#include <deque>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "storage/codec.h"
+
+namespace mercato::storage {
+namespace {
+
+// Column families, in the order they are opened.
+enum Cf { kDefault = 0, kEvents, kEventIds, kCatalog, kCheckpoints, kMeta, kNumCfs };
+const char* const kCfNames[kNumCfs] = {"default", "events", "event_ids", "catalog",
+                                        "checkpoints", "meta"};
+
+constexpr char kCheckpointMetaKey[] = "checkpoint";
+constexpr uint8_t kCheckpointMetaFormat = 1;
+
+absl::Status ToStatus(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+}  // namespace
+
+struct Store::Impl {
+  StoreOptions options;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+
+  // Group commit queue: the writer at the front leads a group.
+  struct Writer {
+    const std::vector<core::Event>* events;
+    AppendResult result;
+    absl::Status status;
+    bool done = false;
+    absl::CondVar cv;
+  };
+  mutable absl::Mutex mu;
+  std::deque<Writer*> writers ABSL_GUARDED_BY(mu);
+  uint64_t last_sequence ABSL_GUARDED_BY(mu) = 0;
+  std::atomic<uint64_t> last_sequence_atomic{0};
+
+  rocksdb::ColumnFamilyHandle* cf(Cf c) const { return cfs[c]; }
+  rocksdb::WriteOptions SyncedWrite() const {
+    rocksdb::WriteOptions w;
+    w.sync = options.sync;
+    return w;
+  }
+
+  // Runs one commit group: dedupes, numbers and writes every writer's events
+  // in one synced batch. Called by the leader without `mu` held; only one
+  // leader runs at a time.
+  absl::Status CommitGroup(const std::vector<Writer*>& group, uint64_t first_sequence,
+                           uint64_t* next_sequence);
+};
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Store::~Store() {
+  if (!impl_->db) return;
+  for (auto* h : impl_->cfs) {
+    // Closing a handle cannot lose data; its status is only informative.
+    impl_->db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+  impl_->db->Close().PermitUncheckedError();
+}
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("store path is empty");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  db_options.max_total_wal_size = 256 << 20;
+
+  rocksdb::ColumnFamilyOptions base;
+  base.OptimizeLevelStyleCompaction(128 << 20);
+  rocksdb::ColumnFamilyOptions with_bloom = base;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  with_bloom.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  with_bloom.optimize_filters_for_hits = false;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int i = 0; i < kNumCfs; ++i) {
+    descriptors.emplace_back(kCfNames[i], i == kEventIds || i == kCatalog ? with_bloom : base);
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(db_options, options.path, descriptors, &impl->cfs, &raw);
+  if (!s.ok()) return ToStatus(s, absl::StrCat("opening ", options.path));
+  impl->db.reset(raw);
+
+  // The log's end is its last key.
+  std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator({}, impl->cf(kEvents)));
+  it->SeekToLast();
+  uint64_t last = 0;
+  if (it->Valid()) last = DecodeSequenceKey(it->key().ToStringView());
+  if (absl::Status st = ToStatus(it->status(), "reading the log end"); !st.ok()) return st;
+  {
+    absl::MutexLock lock(&impl->mu);
+    impl->last_sequence = last;
+  }
+  impl->last_sequence_atomic = last;
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_t first_sequence,
+                                      uint64_t* next_sequence) {
+  // Gather every event id of the group and look them all up at once.
+  std::vector<rocksdb::Slice> keys;
+  for (Writer* w : group) {
+    for (const core::Event& e : *w->events) keys.emplace_back(e.event_id);
+  }
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db->MultiGet(rocksdb::ReadOptions(), cf(kEventIds), keys.size(), keys.data(), values.data(),
+               statuses.data());
+
+  rocksdb::WriteBatch batch;
+  absl::flat_hash_set<std::string_view> in_group;
+  uint64_t seq = first_sequence;
+  size_t k = 0;
+  for (Writer* w : group) {
+    w->result.sequences.assign(w->events->size(), 0);
+    for (size_t i = 0; i < w->events->size(); ++i, ++k) {
+      const core::Event& e = (*w->events)[i];
+      if (!statuses[k].ok() && !statuses[k].IsNotFound()) {
+        return ToStatus(statuses[k], "looking up event ids");
+      }
+      if (statuses[k].ok() || !in_group.insert(e.event_id).second) {
+        ++w->result.duplicates;
+        continue;
+      }
+      const std::string key = SequenceKey(seq);
+      rocksdb::Status s = batch.Put(cf(kEvents), key, EncodeEvent(e));
+      if (s.ok()) s = batch.Put(cf(kEventIds), e.event_id, key);
+      if (!s.ok()) return ToStatus(s, "building the log batch");
+      w->result.sequences[i] = seq++;
+      ++w->result.accepted;
+    }
+  }
+  if (batch.Count() > 0) {
+    if (absl::Status s = ToStatus(db->Write(SyncedWrite(), &batch), "writing the log"); !s.ok()) {
+      return s;
+    }
+  }
+  *next_sequence = seq;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppendResult> Store::Append(const std::vector<core::Event>& events) {
+  Impl& d = *impl_;
+  Impl::Writer self;
+  self.events = &events;
+  absl::MutexLock lock(&d.mu);
+  d.writers.push_back(&self);
+  while (!self.done && d.writers.front() != &self) self.cv.Wait(&d.mu);
+  if (self.done) {
+    if (!self.status.ok()) return self.status;
+    return std::move(self.result);
+  }
+  // This writer leads: take the queue's front writers as one group.
+  std::vector<Impl::Writer*> group;
+  size_t total = 0;
+  for (Impl::Writer* w : d.writers) {
+    if (!group.empty() && total + w->events->size() > d.options.max_group_events) break;
+    group.push_back(w);
+    total += w->events->size();
+  }
+  const uint64_t first = d.last_sequence + 1;
+  uint64_t next = first;
+  absl::Status status;
+  {
+    // Others may queue meanwhile; no other leader runs while this one is
+    // at the front.
+    d.mu.Unlock();
+    status = d.CommitGroup(group, first, &next);
+    d.mu.Lock();
+  }
+  if (status.ok()) {
+    d.last_sequence = next - 1;
+    d.last_sequence_atomic.store(next - 1);
+  }
+  for (Impl::Writer* w : group) {
+    d.writers.pop_front();
+    w->status = status;
+    w->result.last_sequence = d.last_sequence;
+    if (!status.ok()) w->result = AppendResult();
+    w->done = true;
+    if (w != &self) w->cv.Signal();
+  }
+  if (!d.writers.empty()) d.writers.front()->cv.Signal();
+  if (!status.ok()) return status;
+  return std::move(self.result);
+}
+
+uint64_t Store::LastSequence() const { return impl_->last_sequence_atomic.load(); }
+
+absl::Status Store::Read(uint64_t from, size_t max, std::vector<core::Event>* out) const {
+  const uint64_t last = LastSequence();
+  if (from > last || max == 0) return absl::OkStatus();
+  rocksdb::ReadOptions ro;
+  const std::string upper = SequenceKey(last + 1);
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->cf(kEvents)));
+  size_t n = 0;
+  for (it->Seek(SequenceKey(from)); it->Valid() && n < max; it->Next(), ++n) {
+    absl::StatusOr<core::Event> e = DecodeEvent(it->value().ToStringView());
+    if (!e.ok()) {
+      return absl::DataLossError(absl::StrCat("log entry ", DecodeSequenceKey(it->key().ToStringView()),
+                                              ": ", e.status().message()));
+    }
+    e->sequence = DecodeSequenceKey(it->key().ToStringView());
+    out->push_back(*std::move(e));
+  }
+  return ToStatus(it->status(), "reading the log");
+}
+
+void Store::WaitForSequence(uint64_t after, absl::Duration timeout) const {
+  absl::MutexLock lock(&impl_->mu);
+  auto past = [this, after]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) {
+    return impl_->last_sequence > after;
+  };
+  impl_->mu.AwaitWithTimeout(absl::Condition(&past), timeout);
+}
+
+absl::Status Store::PutItems(const std::vector<core::Item>& items) {
+  rocksdb::WriteBatch batch;
+  for (const core::Item& item : items) {
+    if (auto s = batch.Put(impl_->cf(kCatalog), item.item_id, EncodeItem(item)); !s.ok()) {
+      return ToStatus(s, "building the catalogue batch");
+    }
+  }
+  return ToStatus(impl_->db->Write(impl_->SyncedWrite(), &batch), "writing the catalogue");
+}
+
+absl::StatusOr<core::Item> Store::GetItem(std::string_view item_id) const {
+  std::string value;
+  rocksdb::Status s = impl_->db->Get({}, impl_->cf(kCatalog), item_id, &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("no item '", std::string(item_id), "'"));
+  if (!s.ok()) return ToStatus(s, "reading the catalogue");
+  return DecodeItem(value);
+}
+
+absl::StatusOr<bool> Store::DeleteItem(std::string_view item_id) {
+  absl::StatusOr<core::Item> existing = GetItem(item_id);
+  if (absl::IsNotFound(existing.status())) return false;
+  if (!existing.ok()) return existing.status();
+  rocksdb::Status s = impl_->db->Delete(impl_->SyncedWrite(), impl_->cf(kCatalog), item_id);
+  if (!s.ok()) return ToStatus(s, "deleting from the catalogue");
+  return true;
+}
+
+absl::Status Store::WriteCheckpoint(
+    uint64_t sequence, const std::vector<std::pair<std::string, std::string>>& states) {
+  rocksdb::WriteBatch batch;
+  std::string meta;
+  core::ByteWriter w(&meta);
+  w.U8(kCheckpointMetaFormat);
+  w.Fixed64(sequence);
+  w.I64(core::Clock::Real()->NowMs());
+  w.Varint(states.size());
+  for (const auto& [name, state] : states) {
+    w.Str(name);
+    if (auto s = batch.Put(impl_->cf(kCheckpoints), name, state); !s.ok()) {
+      return ToStatus(s, "building the checkpoint");
+    }
+  }
+  if (auto s = batch.Put(impl_->cf(kMeta), kCheckpointMetaKey, meta); !s.ok()) {
+    return ToStatus(s, "building the checkpoint");
+  }
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  return ToStatus(impl_->db->Write(synced, &batch), "writing the checkpoint");
+}
+
+absl::StatusOr<std::optional<LoadedCheckpoint>> Store::ReadCheckpoint() const {
+  // One consistent view of the meta record and the states it names.
+  const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  auto release = [&] { impl_->db->ReleaseSnapshot(snap); };
+  std::string meta;
+  rocksdb::Status s = impl_->db->Get(ro, impl_->cf(kMeta), kCheckpointMetaKey, &meta);
+  if (s.IsNotFound()) {
+    release();
+    return std::nullopt;
+  }
+  if (!s.ok()) {
+    release();
+    return ToStatus(s, "reading the checkpoint record");
+  }
+  core::ByteReader r(meta);
+  LoadedCheckpoint cp;
+  if (r.U8() != kCheckpointMetaFormat) {
+    release();
+    return absl::DataLossError("checkpoint record: unknown format version");
+  }
+  cp.sequence = r.Fixed64();
+  cp.written_at_ms = r.I64();
+  for (uint64_t n = r.Varint(); n > 0 && r.status().ok(); --n) {
+    std::string name = r.Str();
+    std::string state;
+    s = impl_->db->Get(ro, impl_->cf(kCheckpoints), name, &state);
+    if (!s.ok()) {
+      release();
+      return ToStatus(s, absl::StrCat("reading the checkpoint of ", name));
+    }
+    cp.states.emplace(std::move(name), std::move(state));
+  }
+  release();
+  if (!r.status().ok()) return r.status();
+  if (cp.sequence > LastSequence()) {
+    return absl::DataLossError(absl::StrCat("checkpoint at sequence ", cp.sequence,
+                                            " is ahead of the log end ", LastSequence()));
+  }
+  return cp;
+}
+
+StoreStats Store::Stats() const {
+  StoreStats stats;
+  for (auto* h : impl_->cfs) {
+    uint64_t v = 0;
+    if (impl_->db->GetIntProperty(h, "rocksdb.estimate-live-data-size", &v)) {
+      stats.live_data_bytes += v;
+    }
+    if (impl_->db->GetIntProperty(h, "rocksdb.cur-size-all-mem-tables", &v)) {
+      stats.live_data_bytes += v;
+    }
+    if (impl_->db->GetIntProperty(h, "rocksdb.estimate-pending-compaction-bytes", &v)) {
+      stats.pending_compaction_bytes += v;
+    }
+  }
+  return stats;
+}
+
+}  // namespace mercato::storage

@@ -1,0 +1,97 @@
+// The embedded database: the durable event log (with idempotency by
+// event_id and group commit), the catalogue, and model checkpoints, each in
+// its own RocksDB column family. The only place that includes RocksDB; the
+// rest of the code sees core types and absl::Status.
+//
+// Thread-safe.
+#ifndef MERCATO_STORAGE_STORE_H_
+#define MERCATO_STORAGE_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/event.h"
+#include "core/learner.h"
+
+namespace mercato::storage {
+
+struct StoreOptions {
+  // Folder of the database; created when missing.
+  std::string path;
+  // fsync every commit group before acknowledging it. Off only in tests of
+  // things other than durability.
+  bool sync = true;
+  // Most events one commit group may take (a group always takes at least one
+  // caller whole).
+  size_t max_group_events = 100000;
+};
+
+struct AppendResult {
+  // Per input event: its new sequence number, or 0 when it was a duplicate.
+  std::vector<uint64_t> sequences;
+  uint64_t accepted = 0;
+  uint64_t duplicates = 0;
+  // The highest durable sequence number after this append.
+  uint64_t last_sequence = 0;
+};
+
+struct LoadedCheckpoint {
+  uint64_t sequence = 0;
+  int64_t written_at_ms = 0;
+  // Model name -> encoded state.
+  std::map<std::string, std::string> states;
+};
+
+struct StoreStats {
+  uint64_t live_data_bytes = 0;
+  uint64_t pending_compaction_bytes = 0;
+};
+
+class Store final : public core::EventSource, public core::CheckpointSink {
+ public:
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store() override;
+
+  // Appends `events` to the log, durable when this returns OK. An event whose
+  // event_id is already in the log, or earlier in this call, is a duplicate:
+  // acknowledged and not written. Concurrent callers share one synced write.
+  // Sequence numbers of the input events' `sequence` field are ignored.
+  absl::StatusOr<AppendResult> Append(const std::vector<core::Event>& events);
+
+  // core::EventSource
+  uint64_t LastSequence() const override;
+  absl::Status Read(uint64_t from, size_t max, std::vector<core::Event>* out) const override;
+  void WaitForSequence(uint64_t after, absl::Duration timeout) const override;
+
+  // Catalogue. Writes are synced.
+  absl::Status PutItems(const std::vector<core::Item>& items);
+  // NOT_FOUND when absent.
+  absl::StatusOr<core::Item> GetItem(std::string_view item_id) const;
+  // Returns false when there was no such item.
+  absl::StatusOr<bool> DeleteItem(std::string_view item_id);
+
+  // core::CheckpointSink: one synced write of every state and the sequence.
+  absl::Status WriteCheckpoint(
+      uint64_t sequence,
+      const std::vector<std::pair<std::string, std::string>>& states) override;
+  // The newest checkpoint, or nullopt when none was ever written.
+  absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint() const;
+
+  StoreStats Stats() const;
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mercato::storage
+
+#endif  // MERCATO_STORAGE_STORE_H_
