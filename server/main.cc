@@ -86,6 +86,7 @@ int Run() {
   MERCATO_LOG(kInfo) << "ready";
   (*server)->Wait();
   signal_waiter.join();
+  MERCATO_LOG(kInfo) << "drained; writing the final checkpoint";
   if (absl::Status s = (*runtime)->Shutdown(); !s.ok()) {
     MERCATO_LOG(kError) << "final checkpoint failed: " << s;
     return 1;

@@ -1,0 +1,84 @@
+#include "tests/integration/server_process.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "clients/client_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace mercato::testing {
+
+TempDir::TempDir() {
+  std::string templ = (std::filesystem::temp_directory_path() / "mercato-test-XXXXXX").string();
+  path_ = mkdtemp(templ.data());
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::string> flags) {
+  Start(data_dir, std::move(flags));
+}
+
+void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> flags) {
+  const std::string port_file = data_dir + ".port";
+  std::filesystem::remove(port_file);
+  std::vector<std::string> args = {MERCATO_SERVER_BINARY, "--listen=127.0.0.1:0",
+                                   "--data_dir=" + data_dir, "--port_file=" + port_file,
+                                   "--log_level=warning"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(port_file);
+    if (!(in >> port_)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(port_, 0) << "server did not start";
+  channel_ = clients::MakeChannel(target());
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckResponse resp;
+  while (std::chrono::steady_clock::now() < deadline) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    grpc::health::v1::HealthCheckRequest req;
+    if (health->Check(&ctx, req, &resp).ok() &&
+        resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL() << "server never became SERVING";
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) Kill();
+}
+
+std::string ServerProcess::target() const { return "127.0.0.1:" + std::to_string(port_); }
+
+int ServerProcess::Signal(int sig) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  if (sig != SIGKILL && sig != SIGTERM && sig != SIGINT) return 0;
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
+}  // namespace mercato::testing
