@@ -1,0 +1,140 @@
+#include "core/learner.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/activity_model.h"
+#include "core/demo_shop.h"
+#include "tests/core/fake_event_log.h"
+
+namespace mercato::core {
+namespace {
+
+std::vector<std::unique_ptr<Model>> Models() {
+  std::vector<std::unique_ptr<Model>> m;
+  m.push_back(std::make_unique<ActivityModel>());
+  return m;
+}
+
+std::vector<Event> ShopEvents() {
+  DemoShopOptions o;
+  o.users = 200;
+  o.items = 50;
+  o.days = 20;
+  return GenerateDemoShop(o).events;
+}
+
+std::string ActivityState(const Learner& learner) {
+  return learner.snapshot()->models.at(0).view->Encode();
+}
+
+TEST(LearnerTest, AppliesTheLogInOrderAndPublishes) {
+  FakeEventLog log;
+  FakeClock clock(1000);
+  Learner learner(LearnerOptions(), Models(), &log, &clock);
+  const std::vector<Event> events = ShopEvents();
+  log.Append(events);
+  ASSERT_TRUE(learner.CatchUp().ok());
+  auto snap = learner.snapshot();
+  EXPECT_EQ(snap->applied_sequence, events.size());
+  auto view = snap->View<ActivityView>(kActivityModelName);
+  ASSERT_NE(view, nullptr);
+  double total = 0;
+  for (double t : view->totals()) total += t;
+  EXPECT_EQ(total, events.size());
+  int views_of_user0 = 0;
+  for (const Event& e : events) views_of_user0 += e.user_id == "user0" && e.type == EventType::kView;
+  EXPECT_EQ((*view->UserCounts("user0"))[static_cast<int>(EventType::kView)], views_of_user0);
+}
+
+TEST(LearnerTest, ReadersKeepTheirSnapshotWhileTheLearnerRuns) {
+  FakeEventLog log;
+  LearnerOptions options;
+  options.publish_interval = absl::Milliseconds(1);
+  Learner learner(options, Models(), &log, Clock::Real());
+  ASSERT_TRUE(learner.CatchUp().ok());
+  learner.Start();
+  std::shared_ptr<const Snapshot> held = learner.snapshot();
+  const std::string held_state = held->models[0].view->Encode();
+  log.Append(ShopEvents());
+  for (int i = 0; i < 2000 && learner.snapshot()->applied_sequence < log.LastSequence(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(learner.snapshot()->applied_sequence, log.LastSequence());
+  EXPECT_GT(learner.snapshot()->version, held->version);
+  EXPECT_EQ(held->models[0].view->Encode(), held_state) << "a published snapshot never changes";
+  learner.Stop();
+}
+
+TEST(LearnerTest, SameLogGivesTheSameModelBitForBit) {
+  const std::vector<Event> events = ShopEvents();
+  std::string states[2];
+  for (std::string& state : states) {
+    FakeEventLog log;
+    FakeClock clock(0);
+    LearnerOptions options;
+    options.read_batch = 97;  // batching must not matter
+    Learner learner(options, Models(), &log, &clock);
+    log.Append(events);
+    ASSERT_TRUE(learner.CatchUp().ok());
+    state = ActivityState(learner);
+  }
+  EXPECT_EQ(states[0], states[1]);
+}
+
+TEST(LearnerTest, CheckpointPlusTailEqualsFullReplay) {
+  const std::vector<Event> events = ShopEvents();
+  const size_t half = events.size() / 2;
+  FakeEventLog log;
+  FakeClock clock(0);
+  MemoryCheckpointSink sink;
+  Learner first(LearnerOptions(), Models(), &log, &clock);
+  log.Append({events.begin(), events.begin() + half});
+  ASSERT_TRUE(first.CatchUp().ok());
+  Checkpointer checkpointer(&first, &sink, &clock, absl::Hours(1));
+  ASSERT_TRUE(checkpointer.CheckpointNow().ok());
+  EXPECT_EQ(sink.sequence(), half);
+  log.Append({events.begin() + half, events.end()});
+  ASSERT_TRUE(first.CatchUp().ok());
+
+  Learner restored(LearnerOptions(), Models(), &log, &clock);
+  ASSERT_TRUE(restored.Restore(sink.sequence(), sink.states()).ok());
+  EXPECT_EQ(restored.snapshot()->applied_sequence, half);
+  ASSERT_TRUE(restored.CatchUp().ok());
+  EXPECT_EQ(ActivityState(restored), ActivityState(first));
+}
+
+TEST(LearnerTest, CorruptCheckpointIsRefusedAndNamesTheModel) {
+  FakeEventLog log;
+  FakeClock clock(0);
+  Learner learner(LearnerOptions(), Models(), &log, &clock);
+  absl::Status s = learner.Restore(5, {{"activity", "\x01garbage"}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("activity"), std::string::npos);
+}
+
+TEST(CheckpointerTest, WritesOnScheduleOnlyWhenChanged) {
+  FakeEventLog log;
+  MemoryCheckpointSink sink;
+  LearnerOptions options;
+  options.publish_interval = absl::Milliseconds(1);
+  Learner learner(options, Models(), &log, Clock::Real());
+  ASSERT_TRUE(learner.CatchUp().ok());
+  learner.Start();
+  Checkpointer checkpointer(&learner, &sink, Clock::Real(), absl::Milliseconds(5));
+  checkpointer.Start();
+  log.Append(ShopEvents());
+  for (int i = 0; i < 3000 && sink.sequence() < log.LastSequence(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(sink.sequence(), log.LastSequence());
+  const int writes = sink.writes();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(sink.writes(), writes) << "no new checkpoint without new events";
+  checkpointer.Stop();
+  learner.Stop();
+}
+
+}  // namespace
+}  // namespace mercato::core
