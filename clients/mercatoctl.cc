@@ -131,15 +131,15 @@ void CsvToEvent(const std::vector<std::string>& header, const std::string& line,
     if (v.empty()) continue;
     bool ok = true;
     if (name == "type") {
-      v1::EventType t;
+      v1::EventType t = v1::EVENT_TYPE_UNSPECIFIED;
       ok = ParseEventType(v, &t);
       e->set_type(t);
     } else if (name == "timestamp_ms") {
-      int64_t ts;
+      int64_t ts = 0;
       ok = absl::SimpleAtoi(v, &ts);
       e->set_timestamp_ms(ts);
     } else if (name == "quantity" || name == "unit_price" || name == "value") {
-      double d;
+      double d = 0;
       ok = absl::SimpleAtod(v, &d);
       if (name == "quantity") e->set_quantity(d);
       if (name == "unit_price") e->set_unit_price(d);
