@@ -8,7 +8,8 @@
 //   catalog upsert FILE | catalog get ITEM | catalog delete ITEM
 //   recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]
 //   segment USER | segments
-//   elasticity ITEM [PRICE...] | score ORDER_JSON
+//   elasticity ITEM|category=NAME [PRICE...]   (--unit_cost, --segment)
+//   score ORDER_JSON
 //   demo                    loads the seeded demo shop (catalogue + events)
 //   Any request may instead be given whole with --json='{...}'.
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -38,6 +40,8 @@ ABSL_FLAG(std::string, json, "", "the whole request as JSON (overrides positiona
 ABSL_FLAG(int, batch, 1000, "events or items per call when publishing");
 ABSL_FLAG(int, deadline_ms, 30000, "deadline of each call");
 ABSL_FLAG(bool, explain, false, "recommend: include explanations");
+ABSL_FLAG(double, unit_cost, 0, "elasticity: cost per unit (0 = the catalogue's)");
+ABSL_FLAG(int, segment, -1, "elasticity: estimate within this segment id (-1 = all customers)");
 ABSL_FLAG(uint64_t, demo_seed, 42, "demo: seed of the synthetic shop");
 ABSL_FLAG(int, demo_users, 2000, "demo: customers");
 ABSL_FLAG(int, demo_items, 400, "demo: products");
@@ -365,7 +369,14 @@ int Main(const std::vector<std::string>& args) {
   }
   if (cmd == "elasticity") {
     v1::PriceElasticityRequest r;
-    r.set_item_id(Arg(args, 1, "ITEM"));
+    const std::string what = Arg(args, 1, "ITEM");
+    if (absl::StartsWith(what, "category=")) {
+      r.set_category(what.substr(9));
+    } else {
+      r.set_item_id(what);
+    }
+    r.set_unit_cost(absl::GetFlag(FLAGS_unit_cost));
+    if (absl::GetFlag(FLAGS_segment) >= 0) r.set_segment_id(absl::GetFlag(FLAGS_segment));
     for (size_t i = 2; i < args.size(); ++i) {
       double p;
       if (!absl::SimpleAtod(args[i], &p)) Die(absl::StrCat("bad price '", args[i], "'"));
@@ -392,7 +403,7 @@ int main(int argc, char** argv) {
       "  publish FILE (CSV with header, or JSON lines; '-' = stdin) | read-events [FROM [LIMIT]]\n"
       "  catalog upsert FILE | catalog get ITEM | catalog delete ITEM\n"
       "  recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]\n"
-      "  segment USER | segments | elasticity ITEM [PRICE...] | score ORDER_JSON\n"
+      "  segment USER | segments | elasticity ITEM|category=NAME [PRICE...] | score ORDER_JSON\n"
       "  demo (loads the seeded demo shop)\n"
       "Any request may be given whole with --json='{...}'.");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);

@@ -1,6 +1,7 @@
 #include "core/activity_model.h"
 
 #include "core/bytes.h"
+#include "core/table_codec.h"
 
 namespace mercato::core {
 namespace {
@@ -25,29 +26,13 @@ std::optional<TypeCounts> Lookup(const IdDictionaryView& dict, const RowBlockVie
   return out;
 }
 
-void EncodeTable(ByteWriter& w, const IdDictionaryView& dict, const RowBlockView<double>& counts) {
-  w.Varint(dict.size());
-  for (uint32_t i = 0; i < dict.size(); ++i) {
-    w.Str(dict.Name(i));
-    w.Raw(counts.Row(i), sizeof(double) * kNumEventTypes);
-  }
-}
-
-void DecodeTable(ByteReader& r, IdDictionary& dict, RowBlockMatrix<double>& counts) {
-  const uint64_t n = r.Varint();
-  for (uint64_t i = 0; i < n && r.status().ok(); ++i) {
-    const uint32_t row = dict.FindOrAdd(r.Str());
-    counts.Resize(dict.size());
-    r.Raw(counts.MutableRow(row), sizeof(double) * kNumEventTypes);
-  }
-}
-
 }  // namespace
 
 ActivityModel::ActivityModel() : user_counts_(kNumEventTypes), item_counts_(kNumEventTypes) {}
 
 bool ActivityModel::Apply(const Event& event) {
   const int type = static_cast<int>(event.type);
+  if (type >= kNumEventTypes) return false;  // catalogue updates are not activity
   Add(users_, user_counts_, event.user_id, type, 1);
   Add(items_, item_counts_, event.item_id, type, 1);
   totals_[type] += 1;
@@ -69,8 +54,8 @@ std::string ActivityView::Encode() const {
   ByteWriter w(&out);
   w.U8(kFormatVersion);
   w.Raw(totals_.data(), sizeof(double) * kNumEventTypes);
-  EncodeTable(w, users_, user_counts_);
-  EncodeTable(w, items_, item_counts_);
+  EncodeTable(w, users_, &user_counts_);
+  EncodeTable(w, items_, &item_counts_);
   return out;
 }
 
@@ -81,8 +66,8 @@ absl::Status ActivityModel::Decode(std::string_view bytes) {
   }
   ActivityModel fresh;
   r.Raw(fresh.totals_.data(), sizeof(double) * kNumEventTypes);
-  DecodeTable(r, fresh.users_, fresh.user_counts_);
-  DecodeTable(r, fresh.items_, fresh.item_counts_);
+  DecodeTable(r, fresh.users_, &fresh.user_counts_);
+  DecodeTable(r, fresh.items_, &fresh.item_counts_);
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("activity: trailing bytes in checkpoint");
   *this = std::move(fresh);

@@ -79,6 +79,14 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
     shop.users.push_back(std::move(user));
   }
 
+  // The dearest tenth of the items, which high-value fraud goes for.
+  std::vector<int> expensive(o.items);
+  for (int i = 0; i < o.items; ++i) expensive[i] = i;
+  std::sort(expensive.begin(), expensive.end(), [&](int a, int b) {
+    return shop.items[a].base_price > shop.items[b].base_price;
+  });
+  expensive.resize(std::max(1, o.items / 10));
+
   uint64_t next_event = 0, next_order = 0;
   auto add_event = [&](EventType type, const std::string& user, const std::string& item,
                        int64_t ts) -> Event& {
@@ -167,24 +175,33 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
         order.payment_fingerprint = card;
         order.device_id = absl::StrCat("fdev-", day, "-", f);
         order.shipping_address_hash = absl::StrCat("faddr-", day, "-", f, "-", b);
-        const DemoItem& it = shop.items[pick(shop.items.size())];
+        // Card testers buy small gift cards; the others buy expensive items
+        // at their current price, in quantity.
+        std::string item_id;
+        double price, qty;
         if (card_testing) {
           order.fraud = DemoFraud::kCardTesting;
-          order.amount = std::round(uniform(0.5, 3.0) * 100) / 100;
+          item_id = "giftcard";
+          price = std::round(uniform(0.5, 3.0) * 100) / 100;
+          qty = 1;
           order.billing_country = order.shipping_country = order.ip_country =
               kCountries[pick(std::size(kCountries))];
         } else {
           order.fraud = DemoFraud::kNewAccountMismatch;
-          order.amount = std::round(uniform(400, 2500) * 100) / 100;
+          const int i = expensive[pick(expensive.size())];
+          item_id = shop.items[i].item.item_id;
+          price = std::round(shop.items[i].base_price * price_factor[i] * 100) / 100;
+          qty = std::ceil(uniform(400, 2500) / price);
           order.billing_country = kCountries[pick(std::size(kCountries))];
           order.shipping_country = kFarCountries[pick(std::size(kFarCountries))];
           order.ip_country = kFarCountries[pick(std::size(kFarCountries))];
         }
-        order.lines.emplace_back(it.item.item_id, 1);
-        Event& e = add_event(EventType::kPurchase, order.user_id, it.item.item_id, ts);
+        order.amount = price * qty;
+        order.lines.emplace_back(item_id, qty);
+        Event& e = add_event(EventType::kPurchase, order.user_id, item_id, ts);
         e.order_id = order.order_id;
-        e.quantity = 1;
-        e.unit_price = order.amount;
+        e.quantity = qty;
+        e.unit_price = price;
         Event label;
         label.event_id = absl::StrCat("demo", o.seed, "-label-", order.order_id);
         label.type = EventType::kFraudLabel;

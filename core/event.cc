@@ -12,9 +12,23 @@ const char* EventTypeName(EventType type) {
     case EventType::kRefund: return "refund";
     case EventType::kRating: return "rating";
     case EventType::kFraudLabel: return "fraud_label";
+    case EventType::kItemUpdate: return "item_update";
     case EventType::kUnspecified: break;
   }
   return "unspecified";
+}
+
+Event ItemUpdateEvent(const Item& item, int64_t timestamp_ms, std::string event_id) {
+  Event e;
+  e.type = EventType::kItemUpdate;
+  e.event_id = std::move(event_id);
+  e.item_id = item.item_id;
+  e.timestamp_ms = timestamp_ms;
+  e.unit_price = item.price;
+  e.value = item.unit_cost;
+  e.quantity = item.in_stock ? 1 : 0;
+  if (!item.category_path.empty()) e.category = item.category_path.back();
+  return e;
 }
 
 }  // namespace mercato::core

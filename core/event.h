@@ -21,7 +21,11 @@ enum class EventType : uint8_t {
   kRefund = 6,
   kRating = 7,
   kFraudLabel = 8,
+  // Written by the catalogue on every upsert, so that the models see list
+  // prices, costs, stock and categories in log order.
+  kItemUpdate = 9,
 };
+// The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;
 
 const char* EventTypeName(EventType type);
@@ -39,6 +43,8 @@ struct Event {
   double quantity = 0;
   double unit_price = 0;
   double value = 0;
+  // ITEM_UPDATE only: the item's leaf category.
+  std::string category;
 
   bool operator==(const Event&) const = default;
 };
@@ -54,6 +60,10 @@ struct Item {
 
   bool operator==(const Item&) const = default;
 };
+
+// The ITEM_UPDATE event for `item`: list price in unit_price, unit cost in
+// value, quantity 1 when in stock (0 when not), the leaf category.
+Event ItemUpdateEvent(const Item& item, int64_t timestamp_ms, std::string event_id);
 
 }  // namespace mercato::core
 

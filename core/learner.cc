@@ -111,12 +111,12 @@ void Learner::Run() {
       absl::StatusOr<size_t> n = Step();
       if (!n.ok()) {
         // Log a new error once, then retry calmly.
-        absl::MutexLock lock(&error_mu_);
-        if (n.status() != last_error_) MERCATO_LOG(kError) << "learner: " << n.status();
-        last_error_ = n.status();
-        error_mu_.Unlock();
+        {
+          absl::MutexLock lock(&error_mu_);
+          if (n.status() != last_error_) MERCATO_LOG(kError) << "learner: " << n.status();
+          last_error_ = n.status();
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        error_mu_.Lock();
       }
     }
     const auto now = std::chrono::steady_clock::now();

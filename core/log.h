@@ -29,11 +29,21 @@ class LogRecord {
   std::ostringstream stream_;
 };
 
+// Turns a streamed record into void for the conditional in MERCATO_LOG.
+struct LogVoidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace mercato::core
 
-#define MERCATO_LOG(level)                                                   \
-  if (::mercato::core::LogLevel::level < ::mercato::core::MinLogLevel()) {   \
-  } else                                                                     \
-    ::mercato::core::LogRecord(::mercato::core::LogLevel::level, __FILE__, __LINE__).stream()
+// One expression, so that it nests in if/else without braces; the record is
+// built only when its level is on.
+#define MERCATO_LOG(level)                                                 \
+  (::mercato::core::LogLevel::level < ::mercato::core::MinLogLevel())      \
+      ? (void)0                                                            \
+      : ::mercato::core::LogVoidify() &                                    \
+            ::mercato::core::LogRecord(::mercato::core::LogLevel::level,   \
+                                       __FILE__, __LINE__)                 \
+                .stream()
 
 #endif  // MERCATO_CORE_LOG_H_

@@ -32,13 +32,18 @@ struct Snapshot {
   int64_t published_at_ms = 0;
   std::vector<PublishedModel> models;
 
+  // Model `name`, or null when absent.
+  const PublishedModel* Find(std::string_view name) const {
+    for (const PublishedModel& m : models) {
+      if (m.name == name) return &m;
+    }
+    return nullptr;
+  }
   // The view of model `name` as type V, or null when absent or of another type.
   template <class V>
   std::shared_ptr<const V> View(std::string_view name) const {
-    for (const PublishedModel& m : models) {
-      if (m.name == name) return std::dynamic_pointer_cast<const V>(m.view);
-    }
-    return nullptr;
+    const PublishedModel* m = Find(name);
+    return m ? std::dynamic_pointer_cast<const V>(m->view) : nullptr;
   }
 };
 

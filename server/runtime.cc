@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "absl/strings/str_cat.h"
 #include "core/activity_model.h"
+#include "core/elasticity_model.h"
 
 namespace mercato::server {
 namespace {
@@ -13,6 +14,7 @@ namespace {
 std::vector<std::unique_ptr<core::Model>> MakeModels() {
   std::vector<std::unique_ptr<core::Model>> models;
   models.push_back(std::make_unique<core::ActivityModel>());
+  models.push_back(std::make_unique<core::ElasticityModel>());
   return models;
 }
 

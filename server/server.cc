@@ -15,6 +15,7 @@
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
 #include "server/async_unary.h"
+#include "server/model_rpcs.h"
 #include "server/status_util.h"
 #include "server/validation.h"
 
@@ -28,11 +29,6 @@ const char* const kServiceNames[] = {
     "mercato.v1.Ingest",    "mercato.v1.Catalog", "mercato.v1.Recommender",
     "mercato.v1.Segmenter", "mercato.v1.Pricing", "mercato.v1.Fraud",
     "mercato.v1.Admin"};
-
-grpc::Status NotReady() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      "recovering: the checkpoint and log tail are still being loaded");
-}
 
 // Appends `events` and adds the outcome to `summary`.
 absl::Status Commit(storage::Store& store, const std::vector<core::Event>& events,
@@ -234,6 +230,11 @@ UnaryHandler<Req, Resp> NotBuilt(Runtime* rt, std::string what) {
 
 }  // namespace
 
+grpc::Status NotReady() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "recovering: the checkpoint and log tail are still being loaded");
+}
+
 struct MercatoServer::Impl {
   Runtime* rt = nullptr;
   IngestService ingest;
@@ -284,8 +285,7 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
                    NotBuilt<v1::ListSegmentsRequest, v1::ListSegmentsResponse>(
                        runtime, "ListSegments: the segmentation model"));
   d.dispatcher.Add(&d.pricing, &Pricing::AsyncService::RequestPriceElasticity,
-                   NotBuilt<v1::PriceElasticityRequest, v1::PriceElasticityResponse>(
-                       runtime, "PriceElasticity: the elasticity model"));
+                   PriceElasticityHandler(runtime));
   d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore,
                    NotBuilt<v1::Order, v1::ScoreResponse>(runtime,
                                                           "Score: the fraud model"));

@@ -86,9 +86,16 @@ absl::Status CheckTenant(absl::string_view field, absl::string_view tenant) {
 }
 
 absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view prefix) {
-  if (!v1::EventType_IsValid(in.type()) || in.type() == v1::EVENT_TYPE_UNSPECIFIED) {
+  if (!v1::EventType_IsValid(in.type()) || in.type() == v1::EVENT_TYPE_UNSPECIFIED ||
+      in.type() == v1::ITEM_UPDATE) {
     return Invalid(Field(prefix, "type"),
-                   absl::StrCat("must be one of VIEW..FRAUD_LABEL (1..8), got ", in.type()));
+                   absl::StrCat("must be one of VIEW..FRAUD_LABEL (1..8), got ", in.type(),
+                                in.type() == v1::ITEM_UPDATE
+                                    ? " (ITEM_UPDATE is written by Catalog.UpsertItems)"
+                                    : ""));
+  }
+  if (!in.category().empty()) {
+    return Invalid(Field(prefix, "category"), "is set by the catalogue and must be empty");
   }
   const auto type = static_cast<core::EventType>(in.type());
   const bool needs_item = type != core::EventType::kFraudLabel;
@@ -144,6 +151,7 @@ void ToProtoEvent(const core::Event& in, v1::Event* out) {
   out->set_quantity(in.quantity);
   out->set_unit_price(in.unit_price);
   out->set_value(in.value);
+  out->set_category(in.category);
 }
 
 absl::StatusOr<core::Item> ToCoreItem(const v1::Item& in, absl::string_view prefix) {

@@ -5,7 +5,8 @@
 namespace mercato::storage {
 namespace {
 
-constexpr uint8_t kEventFormat = 1;
+// v2 appends the category; v1 values (without it) are still read.
+constexpr uint8_t kEventFormat = 2;
 constexpr uint8_t kItemFormat = 1;
 
 }  // namespace
@@ -37,12 +38,16 @@ std::string EncodeEvent(const core::Event& e) {
   w.F64(e.quantity);
   w.F64(e.unit_price);
   w.F64(e.value);
+  w.Str(e.category);
   return out;
 }
 
 absl::StatusOr<core::Event> DecodeEvent(std::string_view bytes) {
   core::ByteReader r(bytes);
-  if (r.U8() != kEventFormat) return absl::DataLossError("event: unknown format version");
+  const uint8_t format = r.U8();
+  if (format != 1 && format != kEventFormat) {
+    return absl::DataLossError("event: unknown format version");
+  }
   core::Event e;
   e.type = static_cast<core::EventType>(r.U8());
   e.event_id = r.Str();
@@ -54,6 +59,7 @@ absl::StatusOr<core::Event> DecodeEvent(std::string_view bytes) {
   e.quantity = r.F64();
   e.unit_price = r.F64();
   e.value = r.F64();
+  if (format >= 2) e.category = r.Str();
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("event: trailing bytes");
   return e;

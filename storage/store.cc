@@ -45,6 +45,8 @@ struct Store::Impl {
   // Group commit queue: the writer at the front leads a group.
   struct Writer {
     const std::vector<core::Event>* events;
+    // Catalogue rows written in the same batch as the events.
+    const std::vector<core::Item>* items = nullptr;
     AppendResult result;
     absl::Status status;
     bool done = false;
@@ -67,6 +69,9 @@ struct Store::Impl {
   // leader runs at a time.
   absl::Status CommitGroup(const std::vector<Writer*>& group, uint64_t first_sequence,
                            uint64_t* next_sequence);
+  // Queues `self` and waits until a leader (maybe itself) has committed it.
+  absl::StatusOr<AppendResult> Commit(Writer& self);
+  std::atomic<uint64_t> item_updates{0};
 };
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -157,6 +162,12 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
       w->result.sequences[i] = seq++;
       ++w->result.accepted;
     }
+    if (w->items == nullptr) continue;
+    for (const core::Item& item : *w->items) {
+      if (auto s = batch.Put(cf(kCatalog), item.item_id, EncodeItem(item)); !s.ok()) {
+        return ToStatus(s, "building the catalogue batch");
+      }
+    }
   }
   if (batch.Count() > 0) {
     if (absl::Status s = ToStatus(db->Write(SyncedWrite(), &batch), "writing the log"); !s.ok()) {
@@ -168,12 +179,15 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
 }
 
 absl::StatusOr<AppendResult> Store::Append(const std::vector<core::Event>& events) {
-  Impl& d = *impl_;
   Impl::Writer self;
   self.events = &events;
-  absl::MutexLock lock(&d.mu);
-  d.writers.push_back(&self);
-  while (!self.done && d.writers.front() != &self) self.cv.Wait(&d.mu);
+  return impl_->Commit(self);
+}
+
+absl::StatusOr<AppendResult> Store::Impl::Commit(Writer& self) {
+  absl::MutexLock lock(&mu);
+  writers.push_back(&self);
+  while (!self.done && writers.front() != &self) self.cv.Wait(&mu);
   if (self.done) {
     if (!self.status.ok()) return self.status;
     return std::move(self.result);
@@ -181,34 +195,34 @@ absl::StatusOr<AppendResult> Store::Append(const std::vector<core::Event>& event
   // This writer leads: take the queue's front writers as one group.
   std::vector<Impl::Writer*> group;
   size_t total = 0;
-  for (Impl::Writer* w : d.writers) {
-    if (!group.empty() && total + w->events->size() > d.options.max_group_events) break;
+  for (Impl::Writer* w : writers) {
+    if (!group.empty() && total + w->events->size() > options.max_group_events) break;
     group.push_back(w);
     total += w->events->size();
   }
-  const uint64_t first = d.last_sequence + 1;
+  const uint64_t first = last_sequence + 1;
   uint64_t next = first;
   absl::Status status;
   {
     // Others may queue meanwhile; no other leader runs while this one is
     // at the front.
-    d.mu.Unlock();
-    status = d.CommitGroup(group, first, &next);
-    d.mu.Lock();
+    mu.Unlock();
+    status = CommitGroup(group, first, &next);
+    mu.Lock();
   }
   if (status.ok()) {
-    d.last_sequence = next - 1;
-    d.last_sequence_atomic.store(next - 1);
+    last_sequence = next - 1;
+    last_sequence_atomic.store(next - 1);
   }
   for (Impl::Writer* w : group) {
-    d.writers.pop_front();
+    writers.pop_front();
     w->status = status;
-    w->result.last_sequence = d.last_sequence;
+    w->result.last_sequence = last_sequence;
     if (!status.ok()) w->result = AppendResult();
     w->done = true;
     if (w != &self) w->cv.Signal();
   }
-  if (!d.writers.empty()) d.writers.front()->cv.Signal();
+  if (!writers.empty()) writers.front()->cv.Signal();
   if (!status.ok()) return status;
   return std::move(self.result);
 }
@@ -245,13 +259,18 @@ void Store::WaitForSequence(uint64_t after, absl::Duration timeout) const {
 }
 
 absl::Status Store::PutItems(const std::vector<core::Item>& items) {
-  rocksdb::WriteBatch batch;
+  const int64_t now_ms = core::Clock::Real()->NowMs();
+  const int64_t now_us = absl::ToUnixMicros(absl::Now());
+  std::vector<core::Event> events;
+  events.reserve(items.size());
   for (const core::Item& item : items) {
-    if (auto s = batch.Put(impl_->cf(kCatalog), item.item_id, EncodeItem(item)); !s.ok()) {
-      return ToStatus(s, "building the catalogue batch");
-    }
+    events.push_back(core::ItemUpdateEvent(
+        item, now_ms, absl::StrCat("catalog/", item.item_id, "/", now_us, "-", impl_->item_updates++)));
   }
-  return ToStatus(impl_->db->Write(impl_->SyncedWrite(), &batch), "writing the catalogue");
+  Impl::Writer self;
+  self.events = &events;
+  self.items = &items;
+  return impl_->Commit(self).status();
 }
 
 absl::StatusOr<core::Item> Store::GetItem(std::string_view item_id) const {

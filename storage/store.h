@@ -70,7 +70,9 @@ class Store final : public core::EventSource, public core::CheckpointSink {
   absl::Status Read(uint64_t from, size_t max, std::vector<core::Event>* out) const override;
   void WaitForSequence(uint64_t after, absl::Duration timeout) const override;
 
-  // Catalogue. Writes are synced.
+  // Catalogue. Writes are synced. PutItems also appends an ITEM_UPDATE event
+  // per item to the log, in the same atomic write, so models see catalogue
+  // changes in log order.
   absl::Status PutItems(const std::vector<core::Item>& items);
   // NOT_FOUND when absent.
   absl::StatusOr<core::Item> GetItem(std::string_view item_id) const;
