@@ -18,12 +18,17 @@
 #include "clients/client_util.h"
 #include "core/demo_shop.h"
 #include "mercato/v1/echo.grpc.pb.h"
+#include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
+#include "mercato/v1/pricing.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address");
 ABSL_FLAG(std::string, rpcs, "echo,ingest",
-          "comma list of: echo, echo-callback, ingest, demo (demo-shop generation speed)");
+          "comma list of: echo, echo-callback, ingest, demo (demo-shop generation speed), "
+          "load-demo (publish the demo shop to --target and wait until it is applied), "
+          "elasticity (PriceElasticity on the demo shop's items)");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
+ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
 ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
 ABSL_FLAG(double, seconds, 5, "duration of each measurement");
 ABSL_FLAG(int, batch, 1000, "events per PublishBatch call (ingest)");
@@ -174,17 +179,57 @@ LoadResult BenchIngest(v1::Ingest::Stub& stub) {
       });
 }
 
+core::DemoShopOptions DemoOptions() {
+  core::DemoShopOptions o;
+  o.users = absl::GetFlag(FLAGS_demo_users);
+  o.items = absl::GetFlag(FLAGS_demo_items);
+  return o;
+}
+
+// Publishes the demo shop and waits until the learner has applied it.
+void LoadDemo(grpc::Channel& channel) {
+  const auto start = std::chrono::steady_clock::now();
+  v1::PublishSummary summary;
+  if (absl::Status s = LoadDemoShop(channel, core::GenerateDemoShop(DemoOptions()), 5000, &summary);
+      !s.ok()) {
+    std::cerr << s << "\n";
+    std::exit(1);
+  }
+  auto admin = v1::Admin::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  for (;;) {
+    grpc::ClientContext ctx;
+    v1::ModelStatusResponse st;
+    if (admin->ModelStatus(&ctx, v1::ModelStatusRequest(), &st).ok() && st.lag_events() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::printf("demo shop loaded: %lu new events, %lu duplicates, applied in %.1f s\n",
+              summary.accepted(), summary.duplicates(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+LoadResult BenchElasticity(v1::Pricing::Stub& stub) {
+  const int items = absl::GetFlag(FLAGS_demo_items);
+  return RunClosedLoop<v1::PriceElasticityResponse>(
+      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::PriceElasticityRequest req;
+        req.set_item_id(absl::StrCat("item", call * 7919 % items));
+        for (double p : {5.0, 10.0, 20.0}) req.add_candidate_prices(p);
+        return stub.AsyncPriceElasticity(ctx, req, cq);
+      });
+}
+
 int Main() {
   const std::vector<std::string> rpcs = absl::StrSplit(absl::GetFlag(FLAGS_rpcs), ',');
   std::printf("machine: %u cores; in_flight=%d seconds=%.1f\n",
               std::thread::hardware_concurrency(), absl::GetFlag(FLAGS_in_flight),
               absl::GetFlag(FLAGS_seconds));
   std::shared_ptr<grpc::Channel> channel;
+  double echo_qps = 0;  // the floor that model RPCs are compared with
   for (const std::string& rpc : rpcs) {
     LoadResult r;
     if (rpc == "demo") {
-      core::DemoShopOptions o;
-      o.users = absl::GetFlag(FLAGS_demo_users);
+      const core::DemoShopOptions o = DemoOptions();
       const auto start = std::chrono::steady_clock::now();
       const core::DemoShop shop = core::GenerateDemoShop(o);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -194,6 +239,7 @@ int Main() {
     }
     if (rpc == "echo" || rpc == "echo-callback") {
       r = BenchEcho(rpc == "echo" ? "async" : "callback");
+      if (rpc == "echo") echo_qps = r.qps;
       std::printf("%s\n", FormatLoadResult(rpc == "echo" ? "echo (async API)" : "echo (callback API)", r).c_str());
       continue;
     }
@@ -209,9 +255,19 @@ int Main() {
       r = BenchIngest(*stub);
       std::printf("%s\n", FormatLoadResult(absl::StrCat("PublishBatch x", absl::GetFlag(FLAGS_batch)), r).c_str());
       std::printf("  durable ingest: %.0f events/s\n", r.qps * absl::GetFlag(FLAGS_batch));
+    } else if (rpc == "load-demo") {
+      LoadDemo(*channel);
+      continue;
+    } else if (rpc == "elasticity") {
+      auto stub = v1::Pricing::NewStub(channel);
+      r = BenchElasticity(*stub);
+      std::printf("%s\n", FormatLoadResult("PriceElasticity", r).c_str());
     } else {
       std::cerr << "unknown rpc " << rpc << "\n";
       return 2;
+    }
+    if (echo_qps > 0 && rpc != "ingest") {
+      std::printf("  %.0f%% of the echo floor\n", 100 * r.qps / echo_qps);
     }
     if (r.errors) std::printf("  first error: %s\n", r.first_error.c_str());
   }

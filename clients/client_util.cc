@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "mercato/v1/catalog.grpc.pb.h"
+#include "mercato/v1/ingest.grpc.pb.h"
 
 namespace mercato::clients {
 
@@ -15,6 +18,80 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
 
 bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout) {
   return channel.WaitForConnected(std::chrono::system_clock::now() + timeout);
+}
+
+v1::Event ToProto(const core::Event& e) {
+  v1::Event out;
+  out.set_event_id(e.event_id);
+  out.set_type(static_cast<v1::EventType>(e.type));
+  out.set_user_id(e.user_id);
+  out.set_item_id(e.item_id);
+  out.set_session_id(e.session_id);
+  out.set_order_id(e.order_id);
+  out.set_timestamp_ms(e.timestamp_ms);
+  out.set_quantity(e.quantity);
+  out.set_unit_price(e.unit_price);
+  out.set_value(e.value);
+  return out;
+}
+
+v1::Item ToProto(const core::Item& item) {
+  v1::Item out;
+  out.set_item_id(item.item_id);
+  for (const auto& c : item.category_path) out.add_category_path(c);
+  out.set_price(item.price);
+  out.set_unit_cost(item.unit_cost);
+  out.set_in_stock(item.in_stock);
+  out.set_created_at_ms(item.created_at_ms);
+  out.mutable_attributes()->insert(item.attributes.begin(), item.attributes.end());
+  return out;
+}
+
+namespace {
+
+absl::Status Failed(absl::string_view what, const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+std::unique_ptr<grpc::ClientContext> LongCall() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+  return ctx;
+}
+
+}  // namespace
+
+absl::Status LoadDemoShop(grpc::Channel& channel, const core::DemoShop& shop, int batch,
+                          v1::PublishSummary* summary) {
+  // Borrowed: the stubs do not outlive this call.
+  std::shared_ptr<grpc::Channel> ch(&channel, [](grpc::Channel*) {});
+  auto catalog = v1::Catalog::NewStub(ch);
+  for (size_t i = 0; i < shop.items.size(); i += batch) {
+    v1::UpsertItemsRequest req;
+    for (size_t j = i; j < std::min(shop.items.size(), i + batch); ++j) {
+      *req.add_items() = ToProto(shop.items[j].item);
+    }
+    v1::UpsertItemsResponse resp;
+    if (grpc::Status s = catalog->UpsertItems(LongCall().get(), req, &resp); !s.ok()) {
+      return Failed("UpsertItems", s);
+    }
+  }
+  auto ingest = v1::Ingest::NewStub(ch);
+  for (size_t i = 0; i < shop.events.size(); i += batch) {
+    v1::EventBatch req;
+    for (size_t j = i; j < std::min(shop.events.size(), i + batch); ++j) {
+      *req.add_events() = ToProto(shop.events[j]);
+    }
+    v1::PublishSummary resp;
+    if (grpc::Status s = ingest->PublishBatch(LongCall().get(), req, &resp); !s.ok()) {
+      return Failed("PublishBatch", s);
+    }
+    summary->set_accepted(summary->accepted() + resp.accepted());
+    summary->set_duplicates(summary->duplicates() + resp.duplicates());
+    summary->set_last_sequence(resp.last_sequence());
+  }
+  return absl::OkStatus();
 }
 
 void FillPercentiles(std::vector<double>& latencies_us, LoadResult& result) {

@@ -14,7 +14,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "core/demo_shop.h"
+#include "mercato/v1/catalog.pb.h"
+#include "mercato/v1/ingest.pb.h"
 
 namespace mercato::clients {
 
@@ -23,6 +27,14 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
 
 // Waits until the channel is connected; false after `timeout`.
 bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout);
+
+v1::Event ToProto(const core::Event& e);
+v1::Item ToProto(const core::Item& item);
+
+// Upserts the demo shop's catalogue, then publishes its events in batches of
+// `batch`; adds the outcome to `summary`.
+absl::Status LoadDemoShop(grpc::Channel& channel, const core::DemoShop& shop, int batch,
+                          v1::PublishSummary* summary);
 
 // Latency summary of a load run. Latencies are in microseconds.
 struct LoadResult {

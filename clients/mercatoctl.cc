@@ -231,46 +231,11 @@ int LoadDemo(grpc::Channel& channel) {
   o.users = absl::GetFlag(FLAGS_demo_users);
   o.items = absl::GetFlag(FLAGS_demo_items);
   o.days = absl::GetFlag(FLAGS_demo_days);
-  const core::DemoShop shop = core::GenerateDemoShop(o);
-  std::vector<v1::Item> items;
-  for (const core::DemoItem& d : shop.items) {
-    v1::Item it;
-    it.set_item_id(d.item.item_id);
-    for (const auto& c : d.item.category_path) it.add_category_path(c);
-    it.set_price(d.item.price);
-    it.set_unit_cost(d.item.unit_cost);
-    it.set_in_stock(d.item.in_stock);
-    it.set_created_at_ms(d.item.created_at_ms);
-    items.push_back(std::move(it));
-  }
-  auto catalog = v1::Catalog::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
-  if (int rc = UpsertItems(*catalog, std::move(items)); rc != 0) return rc;
-  auto ingest = v1::Ingest::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
-  v1::EventBatch batch;
   v1::PublishSummary total;
-  for (size_t i = 0; i < shop.events.size(); ++i) {
-    const core::Event& e = shop.events[i];
-    v1::Event* out = batch.add_events();
-    out->set_event_id(e.event_id);
-    out->set_type(static_cast<v1::EventType>(e.type));
-    out->set_user_id(e.user_id);
-    out->set_item_id(e.item_id);
-    out->set_session_id(e.session_id);
-    out->set_order_id(e.order_id);
-    out->set_timestamp_ms(e.timestamp_ms);
-    out->set_quantity(e.quantity);
-    out->set_unit_price(e.unit_price);
-    out->set_value(e.value);
-    if (batch.events_size() >= 5000 || i + 1 == shop.events.size()) {
-      v1::PublishSummary s;
-      auto ctx = Context();
-      grpc::Status st = ingest->PublishBatch(ctx.get(), batch, &s);
-      if (!st.ok()) return Report(st, s);
-      total.set_accepted(total.accepted() + s.accepted());
-      total.set_duplicates(total.duplicates() + s.duplicates());
-      total.set_last_sequence(s.last_sequence());
-      batch.Clear();
-    }
+  if (absl::Status s = clients::LoadDemoShop(channel, core::GenerateDemoShop(o), 5000, &total);
+      !s.ok()) {
+    std::cerr << s << "\n";
+    return 1;
   }
   std::cout << ToJson(total);
   return 0;

@@ -2,7 +2,6 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include <mutex>
 
@@ -15,6 +14,7 @@
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
 #include "server/async_unary.h"
+#include "server/health_service.h"
 #include "server/model_rpcs.h"
 #include "server/status_util.h"
 #include "server/validation.h"
@@ -250,13 +250,11 @@ struct MercatoServer::Impl {
   absl::Duration drain_timeout;
   std::once_flag shutdown_once;
 
+  HealthService health{std::vector<std::string>(std::begin(kServiceNames), std::end(kServiceNames))};
+
   explicit Impl(Runtime* runtime) : rt(runtime), ingest(rt), catalog(rt), admin(rt) {}
 
-  void SetHealth(bool serving) {
-    auto* health = server->GetHealthCheckService();
-    health->SetServingStatus("", serving);
-    for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
-  }
+
 };
 
 MercatoServer::MercatoServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -290,14 +288,14 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
                    NotBuilt<v1::Order, v1::ScoreResponse>(runtime,
                                                           "Score: the fraud model"));
 
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d.port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(64 << 20);
   for (grpc::Service* s : std::initializer_list<grpc::Service*>{
-           &d.ingest, &d.catalog, &d.admin, &d.recommender, &d.segmenter, &d.pricing, &d.fraud}) {
+           &d.ingest, &d.catalog, &d.admin, &d.health, &d.recommender, &d.segmenter, &d.pricing,
+           &d.fraud}) {
     builder.RegisterService(s);
   }
   d.dispatcher.AddQueues(builder, std::max(1, options.cq_threads));
@@ -306,17 +304,16 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   d.dispatcher.Start();
-  d.SetHealth(false);
   return std::unique_ptr<MercatoServer>(new MercatoServer(std::move(impl)));
 }
 
 int MercatoServer::port() const { return impl_->port; }
 
-void MercatoServer::MarkReady() { impl_->SetHealth(true); }
+void MercatoServer::MarkReady() { impl_->health.SetServing(true); }
 
 void MercatoServer::Shutdown() {
   std::call_once(impl_->shutdown_once, [this] {
-    impl_->SetHealth(false);
+    impl_->health.Shutdown();
     impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + impl_->drain_timeout));
     impl_->dispatcher.Shutdown();
   });

@@ -9,11 +9,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "tests/integration/server_process.h"
+#include "tests/integration/test_client.h"
 
 namespace mercato::testing {
 namespace {
@@ -26,48 +28,6 @@ v1::Event MakeEvent(const std::string& id, int user, int item) {
   e.set_item_id(absl::StrCat("i", item));
   e.set_timestamp_ms(1700000000000 + user);
   return e;
-}
-
-std::unique_ptr<grpc::ClientContext> Ctx(int seconds = 30) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
-
-// Every event of the log, in order.
-std::vector<v1::LoggedEvent> ReadWholeLog(v1::Admin::Stub& admin) {
-  std::vector<v1::LoggedEvent> out;
-  uint64_t from = 1;
-  while (from != 0) {
-    v1::ReadEventsRequest req;
-    req.set_from_sequence(from);
-    req.set_limit(10000);
-    v1::ReadEventsResponse resp;
-    grpc::Status s = admin.ReadEvents(Ctx().get(), req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    if (!s.ok()) break;
-    out.insert(out.end(), resp.events().begin(), resp.events().end());
-    from = resp.next_sequence();
-  }
-  return out;
-}
-
-v1::ModelStatusResponse Status(v1::Admin::Stub& admin) {
-  v1::ModelStatusResponse resp;
-  grpc::Status s = admin.ModelStatus(Ctx().get(), v1::ModelStatusRequest(), &resp);
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  return resp;
-}
-
-// Waits until the served snapshot includes the whole log.
-v1::ModelStatusResponse WaitCaughtUp(v1::Admin::Stub& admin) {
-  v1::ModelStatusResponse st;
-  for (int i = 0; i < 500; ++i) {
-    st = Status(admin);
-    if (st.ready() && st.applied_sequence() == st.log_sequence()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return st;
 }
 
 uint64_t ActivityEvents(const v1::ModelStatusResponse& st) {
@@ -369,6 +329,39 @@ TEST(ServerTest, ModelRpcsNotBuiltYetSaySo) {
   grpc::Status s = rec->Recommend(Ctx().get(), req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_NE(s.error_message().find("not built yet"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mercato::testing
+
+namespace mercato::testing {
+namespace {
+
+TEST(ServerTest, HealthAnswersPerServiceAndWatchSeesTheDrain) {
+  TempDir dir;
+  ServerProcess server(dir.path());
+  auto health = grpc::health::v1::Health::NewStub(server.channel());
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  for (const char* name : {"", "mercato.v1.Pricing", "mercato.v1.Ingest"}) {
+    req.set_service(name);
+    ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok()) << name;
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << name;
+  }
+  req.set_service("no.such.Service");
+  EXPECT_EQ(health->Check(Ctx().get(), req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  req.set_service("");
+  auto ctx = Ctx();
+  auto watch = health->Watch(ctx.get(), req);
+  ASSERT_TRUE(watch->Read(&resp));
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  std::thread term([&] { server.Terminate(); });
+  // The stream ends (NOT_SERVING first, when the drain lets it through).
+  while (watch->Read(&resp)) {
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
+  term.join();
 }
 
 }  // namespace
