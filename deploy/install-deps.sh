@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libeigen3-dev librocksdb-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libhnswlib-dev
+  libgtest-dev libgmock-dev libhnswlib-dev zlib1g-dev
   python3 python3-grpcio python3-numpy
 )
 
