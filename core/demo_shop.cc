@@ -13,19 +13,21 @@ constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 const char* const kCountries[] = {"DE", "FR", "NL", "GB", "ES", "IT"};
 const char* const kFarCountries[] = {"NG", "VN", "BR", "RU"};
 
-// Per segment: chance of a visit per day (before / after the segment's
-// change point), views per visit, and how eagerly it buys.
+// Per segment: chance of a visit per day while active, the part of the
+// history it is active in (as fractions of the days), views per visit, and
+// how eagerly it buys.
 struct SegmentProfile {
-  double visit_early, visit_late;
+  double visit;
+  double active_from, active_to;
   double views_per_visit;
   double buy_boost;
 };
 constexpr SegmentProfile kProfiles[kNumDemoSegments] = {
-    {0.30, 0.30, 7, 2.0},   // champion: often, recently, buys much
-    {0.12, 0.12, 5, 1.2},   // loyal: steady
-    {0.00, 0.25, 5, 1.0},   // new: only in the last quarter
-    {0.20, 0.01, 5, 1.0},   // at risk: was active, faded lately
-    {0.06, 0.00, 4, 0.6},   // hibernating: rare and long gone
+    {0.40, 0.00, 1.00, 7, 2.0},  // champion: often, recently, buys much
+    {0.15, 0.00, 1.00, 5, 1.2},  // loyal: steady
+    {0.25, 0.75, 1.00, 5, 1.0},  // new: only in the last quarter
+    {0.20, 0.00, 0.75, 5, 1.0},  // at risk: was active, stopped a while ago
+    {0.06, 0.00, 0.50, 4, 0.6},  // hibernating: rare and long gone
 };
 
 }  // namespace
@@ -100,7 +102,6 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
     return shop.events.back();
   };
   std::vector<Event> labels;  // fraud labels, emitted a week after the order
-  const int change_day = o.days * 3 / 4;
   std::vector<double> price_factor(o.items, 1.0);
   for (int day = 0; day < o.days; ++day) {
     if (day % 7 == 0) {
@@ -113,7 +114,8 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
     for (const DemoUser& user : shop.users) {
       const SegmentProfile& p = kProfiles[static_cast<int>(user.segment)];
       if (day_ms < user.created_ms) continue;
-      if (uniform(0, 1) >= (day < change_day ? p.visit_early : p.visit_late)) continue;
+      if (day < p.active_from * o.days || day >= p.active_to * o.days) continue;
+      if (uniform(0, 1) >= p.visit) continue;
       int64_t ts = day_ms + static_cast<int64_t>(uniform(0, kDayMs - 3600000));
       const std::string session = absl::StrCat(user.user_id, "-d", day);
       DemoOrder order;

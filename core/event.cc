@@ -13,6 +13,7 @@ const char* EventTypeName(EventType type) {
     case EventType::kRating: return "rating";
     case EventType::kFraudLabel: return "fraud_label";
     case EventType::kItemUpdate: return "item_update";
+    case EventType::kUserDelete: return "user_delete";
     case EventType::kUnspecified: break;
   }
   return "unspecified";

@@ -24,6 +24,8 @@ enum class EventType : uint8_t {
   // Written by the catalogue on every upsert, so that the models see list
   // prices, costs, stock and categories in log order.
   kItemUpdate = 9,
+  // Written by Admin.DeleteUser: every model forgets the user from here on.
+  kUserDelete = 10,
 };
 // The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;

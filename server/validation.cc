@@ -86,13 +86,15 @@ absl::Status CheckTenant(absl::string_view field, absl::string_view tenant) {
 }
 
 absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view prefix) {
-  if (!v1::EventType_IsValid(in.type()) || in.type() == v1::EVENT_TYPE_UNSPECIFIED ||
-      in.type() == v1::ITEM_UPDATE) {
+  if (in.type() == v1::ITEM_UPDATE || in.type() == v1::USER_DELETE) {
     return Invalid(Field(prefix, "type"),
-                   absl::StrCat("must be one of VIEW..FRAUD_LABEL (1..8), got ", in.type(),
-                                in.type() == v1::ITEM_UPDATE
-                                    ? " (ITEM_UPDATE is written by Catalog.UpsertItems)"
-                                    : ""));
+                   in.type() == v1::ITEM_UPDATE
+                       ? "ITEM_UPDATE is written by Catalog.UpsertItems, not published"
+                       : "USER_DELETE is written by Admin.DeleteUser, not published");
+  }
+  if (!v1::EventType_IsValid(in.type()) || in.type() == v1::EVENT_TYPE_UNSPECIFIED) {
+    return Invalid(Field(prefix, "type"),
+                   absl::StrCat("must be one of VIEW..FRAUD_LABEL (1..8), got ", in.type()));
   }
   if (!in.category().empty()) {
     return Invalid(Field(prefix, "category"), "is set by the catalogue and must be empty");
