@@ -431,8 +431,9 @@ bool SegmentModel::Apply(const Event& event) {
     return true;
   }
   if (event.user_id.empty()) return false;
-  now_ms_ = std::max(now_ms_, event.timestamp_ms);
   if (event.type == EventType::kUserDelete) {
+    // Stamped with the wall clock of the erasure, not shop time: it does not
+    // move the model's clock.
     const std::optional<uint32_t> row = users_.Find(event.user_id);
     if (!row) return false;
     double* u = user_rows_.MutableRow(*row);
@@ -440,6 +441,7 @@ bool SegmentModel::Apply(const Event& event) {
     std::fill(u, u + kUserCols, 0.0);
     return true;
   }
+  now_ms_ = std::max(now_ms_, event.timestamp_ms);
   const size_t before = users_.size();
   const uint32_t row = users_.FindOrAdd(event.user_id);
   user_rows_.Resize(users_.size());

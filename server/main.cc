@@ -28,6 +28,12 @@ ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
 ABSL_FLAG(std::string, log_level, "info", "least severe log level written: debug, info, warning, error");
 ABSL_FLAG(int, drain_timeout_s, 10, "how long shutdown waits for in-flight calls");
+ABSL_FLAG(int, segments, 5, "number of customer segments (k of k-means)");
+ABSL_FLAG(int64_t, segment_refit_purchases, 20000, "refit segments and customer value after this many purchases");
+ABSL_FLAG(int, horizon_days, 90, "Segment: horizon of expected purchases and value when a request gives none");
+ABSL_FLAG(double, discount_rate, 0.10, "Segment: yearly discount rate of customer value");
+ABSL_FLAG(int, elasticity_period_hours, 24, "PriceElasticity: length of one observation period");
+ABSL_FLAG(double, elasticity_forgetting, 1.0, "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
 
 namespace {
 
@@ -45,6 +51,20 @@ int Run() {
   rt_options.learner.publish_interval = absl::Milliseconds(absl::GetFlag(FLAGS_publish_interval_ms));
   rt_options.learner.publish_every_events = absl::GetFlag(FLAGS_publish_every_events);
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
+  rt_options.segments.k = absl::GetFlag(FLAGS_segments);
+  rt_options.segments.refit_every_purchases = absl::GetFlag(FLAGS_segment_refit_purchases);
+  rt_options.horizon_days = absl::GetFlag(FLAGS_horizon_days);
+  rt_options.annual_discount_rate = absl::GetFlag(FLAGS_discount_rate);
+  rt_options.elasticity.period_ms = int64_t{3600000} * absl::GetFlag(FLAGS_elasticity_period_hours);
+  rt_options.elasticity.forgetting = absl::GetFlag(FLAGS_elasticity_forgetting);
+  if (rt_options.segments.k < 1 || rt_options.segments.k > 64 || rt_options.horizon_days < 1 ||
+      rt_options.elasticity.period_ms <= 0 || rt_options.elasticity.forgetting <= 0 ||
+      rt_options.elasticity.forgetting > 1 || rt_options.annual_discount_rate < 0) {
+    std::fprintf(stderr,
+                 "--segments must be 1..64, --horizon_days >= 1, --elasticity_period_hours >= 1, "
+                 "--elasticity_forgetting in (0, 1], --discount_rate >= 0\n");
+    return 2;
+  }
   auto runtime = mercato::server::Runtime::Open(rt_options);
   if (!runtime.ok()) {
     MERCATO_LOG(kError) << runtime.status();

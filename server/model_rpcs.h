@@ -4,7 +4,14 @@
 #ifndef MERCATO_SERVER_MODEL_RPCS_H_
 #define MERCATO_SERVER_MODEL_RPCS_H_
 
+#include <string_view>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "core/snapshot.h"
 #include "mercato/v1/pricing.pb.h"
+#include "mercato/v1/segmenter.pb.h"
 #include "server/async_unary.h"
 #include "server/runtime.h"
 
@@ -13,8 +20,22 @@ namespace mercato::server {
 // UNAVAILABLE while the runtime recovers.
 grpc::Status NotReady();
 
+// Model `name` of `snap` as view type V, with its version.
+template <class V>
+absl::StatusOr<std::pair<const V*, uint64_t>> ServedModel(const core::Snapshot& snap,
+                                                          std::string_view name) {
+  const core::PublishedModel* model = snap.Find(name);
+  const V* view = model ? dynamic_cast<const V*>(model->view.get()) : nullptr;
+  if (view == nullptr) {
+    return absl::InternalError(absl::StrCat("no ", std::string(name), " model is served"));
+  }
+  return std::make_pair(view, model->version);
+}
+
 UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElasticityHandler(
     Runtime* rt);
+UnaryHandler<v1::SegmentRequest, v1::SegmentResponse> SegmentHandler(Runtime* rt);
+UnaryHandler<v1::ListSegmentsRequest, v1::ListSegmentsResponse> ListSegmentsHandler(Runtime* rt);
 
 }  // namespace mercato::server
 

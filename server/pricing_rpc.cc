@@ -47,13 +47,11 @@ UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElast
     absl::StatusOr<core::ElasticityQuery> q = ToQuery(req);
     if (!q.ok()) return ToGrpcStatus(q.status());
     const std::shared_ptr<const core::Snapshot> snap = rt->learner().snapshot();
-    const core::PublishedModel* model = snap->Find(core::kElasticityModelName);
-    const auto* view = model ? dynamic_cast<const core::ElasticityView*>(model->view.get())
-                             : nullptr;
-    if (view == nullptr) return ToGrpcStatus(absl::InternalError("no elasticity model"));
-    absl::StatusOr<core::ElasticityEstimate> e = view->Estimate(*q);
+    auto model = ServedModel<core::ElasticityView>(*snap, core::kElasticityModelName);
+    if (!model.ok()) return ToGrpcStatus(model.status());
+    absl::StatusOr<core::ElasticityEstimate> e = model->first->Estimate(*q);
     if (!e.ok()) return ToGrpcStatus(e.status());
-    resp->set_model_version(model->version);
+    resp->set_model_version(model->second);
     resp->set_has_estimate(e->level != core::ElasticityLevel::kNone);
     resp->set_level(static_cast<v1::EstimateLevel>(e->level));
     resp->set_elasticity(e->elasticity);

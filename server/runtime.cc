@@ -5,16 +5,19 @@
 #include "core/log.h"
 #include "absl/strings/str_cat.h"
 #include "core/activity_model.h"
-#include "core/elasticity_model.h"
 
 namespace mercato::server {
 namespace {
 
-// Every model the service runs, in a fixed order.
-std::vector<std::unique_ptr<core::Model>> MakeModels() {
+// Every model the service runs, in a fixed order: the segment model before
+// the elasticity model, which files each purchase under its buyer's segment.
+std::vector<std::unique_ptr<core::Model>> MakeModels(const RuntimeOptions& o) {
   std::vector<std::unique_ptr<core::Model>> models;
   models.push_back(std::make_unique<core::ActivityModel>());
-  models.push_back(std::make_unique<core::ElasticityModel>());
+  auto segments = std::make_unique<core::SegmentModel>(o.segments);
+  auto elasticity = std::make_unique<core::ElasticityModel>(o.elasticity, segments.get());
+  models.push_back(std::move(segments));
+  models.push_back(std::move(elasticity));
   return models;
 }
 
@@ -33,8 +36,9 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(store_options);
   if (!store.ok()) return store.status();
   std::unique_ptr<Runtime> rt(new Runtime());
+  rt->options_ = options;
   rt->store_ = *std::move(store);
-  rt->learner_ = std::make_unique<core::Learner>(options.learner, MakeModels(), rt->store_.get(),
+  rt->learner_ = std::make_unique<core::Learner>(options.learner, MakeModels(options), rt->store_.get(),
                                                  core::Clock::Real());
   rt->checkpointer_ = std::make_unique<core::Checkpointer>(
       rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval);

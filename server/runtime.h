@@ -9,7 +9,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/elasticity_model.h"
 #include "core/learner.h"
+#include "core/segment_model.h"
 #include "storage/store.h"
 
 namespace mercato::server {
@@ -22,6 +24,12 @@ struct RuntimeOptions {
   core::LearnerOptions learner;
   // How often the served snapshot is checkpointed when it changed.
   absl::Duration checkpoint_interval = absl::Seconds(60);
+  core::SegmentOptions segments;
+  core::ElasticityOptions elasticity;
+  // Segment: the horizon when a request gives none, and the yearly discount
+  // rate of customer value.
+  int horizon_days = 90;
+  double annual_discount_rate = 0.10;
 };
 
 // Thread-safe after Open.
@@ -41,12 +49,14 @@ class Runtime {
   // checkpoint. Idempotent.
   absl::Status Shutdown();
 
+  const RuntimeOptions& options() const { return options_; }
   storage::Store& store() { return *store_; }
   core::Learner& learner() { return *learner_; }
   core::Checkpointer& checkpointer() { return *checkpointer_; }
 
  private:
   Runtime() = default;
+  RuntimeOptions options_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<core::Learner> learner_;
   std::unique_ptr<core::Checkpointer> checkpointer_;

@@ -187,10 +187,18 @@ class AdminService final : public v1::Admin::Service {
                         "Retrain: no model with a full retrain is built yet");
   }
 
-  grpc::Status DeleteUser(grpc::ServerContext*, const v1::DeleteUserRequest*,
-                          v1::DeleteUserResponse*) override {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "DeleteUser: erasure is not built yet");
+  grpc::Status DeleteUser(grpc::ServerContext*, const v1::DeleteUserRequest* req,
+                          v1::DeleteUserResponse* resp) override {
+    if (absl::Status s = CheckId("user_id", req->user_id()); !s.ok()) return ToGrpcStatus(s);
+    core::Event erase;
+    erase.type = core::EventType::kUserDelete;
+    erase.user_id = req->user_id();
+    erase.timestamp_ms = core::Clock::Real()->NowMs();
+    erase.event_id = absl::StrCat("delete/", req->user_id(), "/", absl::ToUnixMicros(absl::Now()));
+    absl::StatusOr<storage::AppendResult> r = rt_->store().Append({erase});
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    resp->set_sequence(r->sequences[0]);
+    return grpc::Status::OK;
   }
 
   grpc::Status ReadEvents(grpc::ServerContext*, const v1::ReadEventsRequest* req,
@@ -277,11 +285,9 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
                    NotBuilt<v1::BoughtTogetherRequest, v1::BoughtTogetherResponse>(
                        runtime, "BoughtTogether: the co-purchase model"));
   d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestSegment,
-                   NotBuilt<v1::SegmentRequest, v1::SegmentResponse>(
-                       runtime, "Segment: the segmentation model"));
+                   SegmentHandler(runtime));
   d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestListSegments,
-                   NotBuilt<v1::ListSegmentsRequest, v1::ListSegmentsResponse>(
-                       runtime, "ListSegments: the segmentation model"));
+                   ListSegmentsHandler(runtime));
   d.dispatcher.Add(&d.pricing, &Pricing::AsyncService::RequestPriceElasticity,
                    PriceElasticityHandler(runtime));
   d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore,
