@@ -84,6 +84,45 @@ void Learner::Publish() {
   since_publish_ = 0;
 }
 
+absl::Status Learner::RequestRetrain(std::string_view name) {
+  bool known = name.empty();
+  for (const auto& m : models_) {
+    if (m->name() != name) continue;
+    if (!m->CanRetrain()) {
+      return absl::UnimplementedError(
+          absl::StrCat("model: '", std::string(name), "' learns online and has no retrain"));
+    }
+    known = true;
+  }
+  if (!known) {
+    return absl::NotFoundError(absl::StrCat("model: no model named '", std::string(name), "'"));
+  }
+  absl::MutexLock lock(&retrain_mu_);
+  retrain_requests_.emplace_back(name);
+  return absl::OkStatus();
+}
+
+bool Learner::Housekeep() {
+  std::vector<std::string> requests;
+  {
+    absl::MutexLock lock(&retrain_mu_);
+    requests.swap(retrain_requests_);
+  }
+  for (const std::string& name : requests) {
+    for (const auto& m : models_) {
+      if ((name.empty() || m->name() == name) && m->CanRetrain()) {
+        m->Retrain();
+        MERCATO_LOG(kInfo) << "retrain of " << m->name() << " started";
+      }
+    }
+  }
+  bool news = false;
+  for (size_t i = 0; i < models_.size(); ++i) {
+    if (models_[i]->Poll()) changed_[i] = news = true;
+  }
+  return news;
+}
+
 void Learner::Start() {
   thread_ = std::thread([this] { Run(); });
 }
@@ -119,11 +158,12 @@ void Learner::Run() {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     }
+    const bool model_news = Housekeep();
     const auto now = std::chrono::steady_clock::now();
     const bool caught_up = applied_.load() >= log_->LastSequence();
-    if (applied_.load() > snapshot()->applied_sequence &&
-        (now - last_publish >= interval || since_publish_ >= options_.publish_every_events ||
-         caught_up)) {
+    if (model_news || (applied_.load() > snapshot()->applied_sequence &&
+                       (now - last_publish >= interval ||
+                        since_publish_ >= options_.publish_every_events || caught_up))) {
       Publish();
       last_publish = now;
     }
@@ -142,7 +182,7 @@ void Checkpointer::Start() {
     while (!stop_) {
       mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);
       if (stop_) break;
-      if (learner_->snapshot()->applied_sequence == last_.sequence) continue;
+      if (learner_->snapshot()->version == last_.snapshot_version) continue;
       mu_.Unlock();
       absl::StatusOr<CheckpointInfo> info = CheckpointNow();
       if (!info.ok()) MERCATO_LOG(kError) << "checkpoint failed: " << info.status();
@@ -173,6 +213,7 @@ absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
     return s;
   }
   info.sequence = snapshot->applied_sequence;
+  info.snapshot_version = snapshot->version;
   info.written_at_ms = clock_->NowMs();
   info.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

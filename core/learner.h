@@ -80,6 +80,10 @@ class Learner {
   uint64_t applied_sequence() const { return applied_.load(); }
   // The last error reading the log, OK when none.
   absl::Status last_error() const;
+  // Asks the learner thread to retrain model `name` ("" = every model that
+  // can). NOT_FOUND for an unknown name. The retrain starts within one
+  // publication interval; its result is published when done.
+  absl::Status RequestRetrain(std::string_view name);
 
  private:
   // Applies up to one read batch; returns the number applied.
@@ -100,7 +104,13 @@ class Learner {
   uint64_t since_publish_ = 0;
   std::vector<Event> buffer_;
 
+  // Runs the queued retrain requests and polls every model; true when a
+  // model changed on its own.
+  bool Housekeep();
+
   std::atomic<uint64_t> applied_{0};
+  absl::Mutex retrain_mu_;
+  std::vector<std::string> retrain_requests_ ABSL_GUARDED_BY(retrain_mu_);
   std::atomic<bool> stop_{false};
   std::thread thread_;
   mutable absl::Mutex error_mu_;
@@ -109,6 +119,8 @@ class Learner {
 
 struct CheckpointInfo {
   uint64_t sequence = 0;
+  // Version of the snapshot written; 0 for one loaded at recovery.
+  uint64_t snapshot_version = 0;
   int64_t written_at_ms = 0;
   uint64_t bytes = 0;
   double seconds = 0;

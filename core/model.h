@@ -42,6 +42,13 @@ class Model {
   // Replaces the whole state with one encoded by ModelView::Encode().
   // On error the state is unchanged.
   virtual absl::Status Decode(std::string_view bytes) = 0;
+  // Called between batches and when idle: adopts work the model finished on
+  // its own (a background refit). Returns true when the state changed.
+  virtual bool Poll() { return false; }
+  // Whether Retrain() does anything.
+  virtual bool CanRetrain() const { return false; }
+  // Starts a full refit or retrain now (Admin.Retrain).
+  virtual void Retrain() {}
 };
 
 }  // namespace mercato::core

@@ -506,22 +506,32 @@ void SegmentModel::MaybeRefit() {
   const bool due = fit_ ? purchases_since_fit_ >= options_.refit_every_purchases
                         : customers_ >= static_cast<uint64_t>(options_.min_customers) &&
                               purchases_since_fit_ > 0;
-  if (!due) return;
+  if (due) StartRefit();
+}
+
+void SegmentModel::StartRefit() {
   RefitInput in{user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_};
   purchases_since_fit_ = 0;
   if (options_.background) {
     pending_ = std::async(std::launch::async, [in = std::move(in)] { return Refit(in); });
-  } else {
-    if (auto fit = Refit(in)) fit_ = std::move(fit);
+  } else if (auto fit = Refit(in)) {
+    fit_ = std::move(fit);
   }
 }
 
-void SegmentModel::AdoptFinishedRefit() {
+bool SegmentModel::AdoptFinishedRefit() {
   if (!pending_.valid() ||
       pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    return;
+    return false;
   }
-  if (auto fit = pending_.get()) fit_ = std::move(fit);
+  std::shared_ptr<const SegmentFit> fit = pending_.get();
+  if (!fit) return false;
+  fit_ = std::move(fit);
+  return true;
+}
+
+void SegmentModel::Retrain() {
+  if (!pending_.valid()) StartRefit();
 }
 
 void SegmentModel::RefitNow() {

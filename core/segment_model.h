@@ -139,6 +139,10 @@ class SegmentModel final : public Model, public SegmentLookup {
   bool Apply(const Event& event) override;
   std::shared_ptr<const ModelView> Publish() override;
   absl::Status Decode(std::string_view bytes) override;
+  bool Poll() override { return AdoptFinishedRefit(); }
+  bool CanRetrain() const override { return true; }
+  // Starts a refit now (in the background when so configured).
+  void Retrain() override;
 
   // SegmentLookup: the nearest segment to the customer's current behaviour.
   std::optional<uint32_t> SegmentOf(std::string_view user_id) const override;
@@ -148,7 +152,10 @@ class SegmentModel final : public Model, public SegmentLookup {
 
  private:
   void MaybeRefit();
-  void AdoptFinishedRefit();
+  // Starts a refit of the current rows (or runs it inline).
+  void StartRefit();
+  // True when a finished background refit was adopted.
+  bool AdoptFinishedRefit();
   void ApplyPurchase(const Event& event, double* row);
 
   SegmentOptions options_;

@@ -181,10 +181,16 @@ class AdminService final : public v1::Admin::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Retrain(grpc::ServerContext*, const v1::RetrainRequest*,
-                       v1::RetrainResponse*) override {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "Retrain: no model with a full retrain is built yet");
+  grpc::Status Retrain(grpc::ServerContext*, const v1::RetrainRequest* req,
+                       v1::RetrainResponse* resp) override {
+    if (!rt_->ready()) return NotReady();
+    if (absl::Status s = CheckOptionalId("model", req->model()); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = rt_->learner().RequestRetrain(req->model()); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    resp->set_message(absl::StrCat("retrain of ", req->model().empty() ? "every model" : req->model(),
+                                   " requested; ModelStatus shows the new version when done"));
+    return grpc::Status::OK;
   }
 
   grpc::Status DeleteUser(grpc::ServerContext*, const v1::DeleteUserRequest* req,
