@@ -21,12 +21,14 @@
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
+#include "mercato/v1/segmenter.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address");
 ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "comma list of: echo, echo-callback, ingest, demo (demo-shop generation speed), "
           "load-demo (publish the demo shop to --target and wait until it is applied), "
-          "elasticity (PriceElasticity on the demo shop's items)");
+          "elasticity (PriceElasticity on the demo shop's items), "
+          "segment (Segment on the demo shop's customers)");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
 ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
 ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
@@ -219,6 +221,18 @@ LoadResult BenchElasticity(v1::Pricing::Stub& stub) {
       });
 }
 
+LoadResult BenchSegment(v1::Segmenter::Stub& stub) {
+  const int users = absl::GetFlag(FLAGS_demo_users);
+  return RunClosedLoop<v1::SegmentResponse>(
+      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::SegmentRequest req;
+        // Every fifth demo user is a champion, who has always bought.
+        req.set_user_id(absl::StrCat("user", call * 5 % users));
+        return stub.AsyncSegment(ctx, req, cq);
+      });
+}
+
 int Main() {
   const std::vector<std::string> rpcs = absl::StrSplit(absl::GetFlag(FLAGS_rpcs), ',');
   std::printf("machine: %u cores; in_flight=%d seconds=%.1f\n",
@@ -258,6 +272,10 @@ int Main() {
     } else if (rpc == "load-demo") {
       LoadDemo(*channel);
       continue;
+    } else if (rpc == "segment") {
+      auto stub = v1::Segmenter::NewStub(channel);
+      r = BenchSegment(*stub);
+      std::printf("%s\n", FormatLoadResult("Segment", r).c_str());
     } else if (rpc == "elasticity") {
       auto stub = v1::Pricing::NewStub(channel);
       r = BenchElasticity(*stub);

@@ -32,11 +32,13 @@
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
+#include "mercato/v1/segmenter.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address");
 ABSL_FLAG(std::string, data, "../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz",
           "the Online Retail II CSV (gzipped or plain)");
-ABSL_FLAG(std::string, report, "elasticity", "what to print after the replay: elasticity or none");
+ABSL_FLAG(std::string, report, "elasticity",
+          "what to print after the replay: elasticity, segments, or none");
 ABSL_FLAG(int, examples, 10, "elasticity: named examples to print");
 
 namespace mercato::clients {
@@ -238,6 +240,63 @@ void ElasticityReport(grpc::Channel& channel, const std::vector<std::string>& it
   }
 }
 
+// Refits the segments on everything replayed, then prints each segment and
+// the most valuable customers.
+void SegmentsReport(grpc::Channel& channel, const std::vector<Row>& rows) {
+  std::shared_ptr<grpc::Channel> ch(&channel, [](grpc::Channel*) {});
+  auto admin = v1::Admin::NewStub(ch);
+  auto segmenter = v1::Segmenter::NewStub(ch);
+  v1::ListSegmentsResponse before;
+  segmenter->ListSegments(Deadline(10).get(), v1::ListSegmentsRequest(), &before).IgnoreError();
+  v1::RetrainRequest retrain;
+  retrain.set_model("segments");
+  v1::RetrainResponse retrained;
+  Check(admin->Retrain(Deadline(10).get(), retrain, &retrained), "Retrain");
+  v1::ListSegmentsResponse list;
+  for (int i = 0; i < 600; ++i) {
+    list.Clear();
+    if (segmenter->ListSegments(Deadline(10).get(), v1::ListSegmentsRequest(), &list).ok() &&
+        list.model_version() != before.model_version()) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::printf("\nsegments (fitted on every customer):\n");
+  std::printf("  %-3s %-16s %6s %10s %8s %10s %10s %8s\n", "id", "label", "size", "recency_d",
+              "orders", "avg_order", "tenure_d", "refunds");
+  for (const v1::SegmentProfile& s : list.segments()) {
+    std::printf("  %-3u %-16s %6lu %10.1f %8.1f %10.2f %10.1f %8.3f\n", s.segment_id(),
+                s.label().c_str(), s.size(), s.centroid().recency_days(), s.centroid().frequency(),
+                s.centroid().monetary(), s.features().at("tenure_days"),
+                s.features().at("refund_rate"));
+  }
+  std::vector<std::pair<std::string, v1::SegmentResponse>> valued;
+  std::map<std::string, bool> seen;
+  for (const Row& r : rows) {
+    if (r.customer.empty() || seen[r.customer]) continue;
+    seen[r.customer] = true;
+    v1::SegmentRequest req;
+    req.set_user_id(absl::StrCat("c", r.customer));
+    v1::SegmentResponse resp;
+    if (segmenter->Segment(Deadline(10).get(), req, &resp).ok()) {
+      valued.emplace_back(req.user_id(), resp);
+    }
+  }
+  std::sort(valued.begin(), valued.end(), [](const auto& a, const auto& b) {
+    return a.second.customer_value() > b.second.customer_value();
+  });
+  std::printf("\nthe five most valuable of %zu customers (next %u days):\n", valued.size(),
+              valued.empty() ? 0 : valued[0].second.horizon_days());
+  for (size_t i = 0; i < 5 && i < valued.size(); ++i) {
+    const v1::SegmentResponse& r = valued[i].second;
+    std::printf("  %-7s %-12s value %9.2f  purchases %5.2f  P(alive) %.2f  spend %8.2f  "
+                "orders %3.0f  recency %3.0f d\n",
+                valued[i].first.c_str(), r.label().c_str(), r.customer_value(),
+                r.expected_purchases(), r.probability_alive(), r.expected_average_spend(),
+                r.rfm().frequency(), r.rfm().recency_days());
+  }
+}
+
 int Main() {
   uint64_t skipped = 0;
   const std::vector<Row> rows = ReadRows(absl::GetFlag(FLAGS_data), &skipped);
@@ -251,8 +310,10 @@ int Main() {
   const std::string report = absl::GetFlag(FLAGS_report);
   if (report == "elasticity") {
     ElasticityReport(*channel, items, rows);
+  } else if (report == "segments") {
+    SegmentsReport(*channel, rows);
   } else if (report != "none") {
-    std::cerr << "--report: must be elasticity or none\n";
+    std::cerr << "--report: must be elasticity, segments or none\n";
     return 2;
   }
   return 0;
