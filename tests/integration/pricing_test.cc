@@ -8,6 +8,7 @@
 
 #include "clients/client_util.h"
 #include "mercato/v1/pricing.grpc.pb.h"
+#include "mercato/v1/segmenter.grpc.pb.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_client.h"
 
@@ -74,6 +75,23 @@ TEST_F(PricingTest, AnswersFromTheDemoShopAndTheSameAfterRestarts) {
   const v1::PriceElasticityResponse c = Ask(*pricing, category);
   EXPECT_EQ(c.level(), v1::CATEGORY);
   EXPECT_TRUE(c.has_estimate());
+
+  // Within one customer segment: that segment's purchases only.
+  auto segmenter = v1::Segmenter::NewStub(server->channel());
+  v1::SegmentRequest who;
+  who.set_user_id(shop_.users[0].user_id);
+  v1::SegmentResponse segment;
+  ASSERT_TRUE(segmenter->Segment(Ctx().get(), who, &segment).ok());
+  v1::PriceElasticityRequest within = ForItem(item.item.item_id);
+  within.set_segment_id(segment.segment_id());
+  const v1::PriceElasticityResponse s = Ask(*pricing, within);
+  EXPECT_GT(s.observations(), 0u);
+  EXPECT_LT(s.observations(), r.observations() + 1);
+  EXPECT_NE(s.elasticity(), r.elasticity());
+  within.set_segment_id(63);
+  grpc::Status unknown;
+  Ask(*pricing, within, &unknown);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
 
   // Replayed from the log after SIGKILL, then from a checkpoint after SIGTERM.
   server->Kill();
