@@ -14,6 +14,7 @@ const char* EventTypeName(EventType type) {
     case EventType::kFraudLabel: return "fraud_label";
     case EventType::kItemUpdate: return "item_update";
     case EventType::kUserDelete: return "user_delete";
+    case EventType::kOrderScored: return "order_scored";
     case EventType::kUnspecified: break;
   }
   return "unspecified";

@@ -26,6 +26,9 @@ enum class EventType : uint8_t {
   kItemUpdate = 9,
   // Written by Admin.DeleteUser: every model forgets the user from here on.
   kUserDelete = 10,
+  // Written by Fraud.Score: the order and its scoring-time features, which
+  // the fraud model keeps until the order's label arrives.
+  kOrderScored = 11,
 };
 // The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;
@@ -47,6 +50,8 @@ struct Event {
   double value = 0;
   // ITEM_UPDATE only: the item's leaf category.
   std::string category;
+  // ORDER_SCORED only: the fraud model's record of the order.
+  std::string payload;
 
   bool operator==(const Event&) const = default;
 };

@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "core/fraud_model.h"
 #include "core/log.h"
 #include "server/runtime.h"
 #include "server/server.h"
@@ -33,6 +34,13 @@ ABSL_FLAG(int64_t, segment_refit_purchases, 20000, "refit segments and customer 
 ABSL_FLAG(int, horizon_days, 90, "Segment: horizon of expected purchases and value when a request gives none");
 ABSL_FLAG(double, discount_rate, 0.10, "Segment: yearly discount rate of customer value");
 ABSL_FLAG(int, elasticity_period_hours, 24, "PriceElasticity: length of one observation period");
+ABSL_FLAG(double, fraud_review_threshold, 0.3, "Score: REVIEW from this fraud probability");
+ABSL_FLAG(double, fraud_decline_threshold, 0.8, "Score: DECLINE from this fraud probability");
+ABSL_FLAG(int, fraud_maturity_days, 30, "an order without a fraud label after this many days is legitimate");
+ABSL_FLAG(double, ftrl_alpha, 0.1, "fraud model: FTRL-Proximal learning rate alpha");
+ABSL_FLAG(double, ftrl_beta, 1.0, "fraud model: FTRL-Proximal beta");
+ABSL_FLAG(double, ftrl_l1, 0.5, "fraud model: L1 strength");
+ABSL_FLAG(double, ftrl_l2, 1.0, "fraud model: L2 strength");
 ABSL_FLAG(double, elasticity_forgetting, 1.0, "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
 
 namespace {
@@ -57,6 +65,23 @@ int Run() {
   rt_options.annual_discount_rate = absl::GetFlag(FLAGS_discount_rate);
   rt_options.elasticity.period_ms = int64_t{3600000} * absl::GetFlag(FLAGS_elasticity_period_hours);
   rt_options.elasticity.forgetting = absl::GetFlag(FLAGS_elasticity_forgetting);
+  rt_options.fraud.review_threshold = absl::GetFlag(FLAGS_fraud_review_threshold);
+  rt_options.fraud.decline_threshold = absl::GetFlag(FLAGS_fraud_decline_threshold);
+  rt_options.fraud.maturity_ms = int64_t{24 * 3600 * 1000} * absl::GetFlag(FLAGS_fraud_maturity_days);
+  rt_options.fraud.alpha = absl::GetFlag(FLAGS_ftrl_alpha);
+  rt_options.fraud.beta = absl::GetFlag(FLAGS_ftrl_beta);
+  rt_options.fraud.l1 = absl::GetFlag(FLAGS_ftrl_l1);
+  rt_options.fraud.l2 = absl::GetFlag(FLAGS_ftrl_l2);
+  const mercato::core::FraudOptions& f = rt_options.fraud;
+  if (!(0 < f.review_threshold && f.review_threshold <= f.decline_threshold &&
+        f.decline_threshold <= 1) ||
+      f.maturity_ms <= 0 || f.alpha <= 0 || f.beta < 0 || f.l1 < 0 || f.l2 < 0) {
+    std::fprintf(stderr,
+                 "--fraud_review_threshold and --fraud_decline_threshold must satisfy 0 < review "
+                 "<= decline <= 1; --fraud_maturity_days >= 1; --ftrl_alpha > 0; beta, l1, l2 "
+                 ">= 0\n");
+    return 2;
+  }
   if (rt_options.segments.k < 1 || rt_options.segments.k > 64 || rt_options.horizon_days < 1 ||
       rt_options.elasticity.period_ms <= 0 || rt_options.elasticity.forgetting <= 0 ||
       rt_options.elasticity.forgetting > 1 || rt_options.annual_discount_rate < 0) {

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/snapshot.h"
+#include "mercato/v1/fraud.pb.h"
 #include "mercato/v1/pricing.pb.h"
 #include "mercato/v1/segmenter.pb.h"
 #include "server/async_unary.h"
@@ -35,6 +36,7 @@ absl::StatusOr<std::pair<const V*, uint64_t>> ServedModel(const core::Snapshot& 
 UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElasticityHandler(
     Runtime* rt);
 UnaryHandler<v1::SegmentRequest, v1::SegmentResponse> SegmentHandler(Runtime* rt);
+UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt);
 UnaryHandler<v1::ListSegmentsRequest, v1::ListSegmentsResponse> ListSegmentsHandler(Runtime* rt);
 
 }  // namespace mercato::server

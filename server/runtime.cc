@@ -18,6 +18,7 @@ std::vector<std::unique_ptr<core::Model>> MakeModels(const RuntimeOptions& o) {
   auto elasticity = std::make_unique<core::ElasticityModel>(o.elasticity, segments.get());
   models.push_back(std::move(segments));
   models.push_back(std::move(elasticity));
+  models.push_back(std::make_unique<core::FraudModel>(o.fraud));
   return models;
 }
 
@@ -65,6 +66,7 @@ absl::Status Runtime::Recover() {
   MERCATO_LOG(kInfo) << "replayed the log to sequence " << learner_->applied_sequence();
   learner_->Start();
   checkpointer_->Start();
+  appender_ = std::thread([this] { RunBackgroundAppends(); });
   ready_ = true;
   return absl::OkStatus();
 }
@@ -72,11 +74,45 @@ absl::Status Runtime::Recover() {
 absl::Status Runtime::Shutdown() {
   if (shut_down_.exchange(true)) return absl::OkStatus();
   const bool was_ready = ready_.exchange(false);
+  if (appender_.joinable()) {
+    {
+      absl::MutexLock lock(&append_mu_);
+      stop_appending_ = true;
+    }
+    appender_.join();  // appends what is queued first
+  }
   checkpointer_->Stop();
   learner_->Stop();
   if (!was_ready) return absl::OkStatus();
   if (absl::Status s = learner_->CatchUp(); !s.ok()) return s;
   return checkpointer_->CheckpointNow().status();
+}
+
+void Runtime::AppendInBackground(core::Event event) {
+  absl::MutexLock lock(&append_mu_);
+  to_append_.push_back(std::move(event));
+}
+
+void Runtime::RunBackgroundAppends() {
+  for (;;) {
+    std::vector<core::Event> batch;
+    bool stop;
+    {
+      absl::MutexLock lock(&append_mu_);
+      auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_) {
+        return stop_appending_ || !to_append_.empty();
+      };
+      append_mu_.Await(absl::Condition(&work));
+      batch.swap(to_append_);
+      stop = stop_appending_;
+    }
+    if (!batch.empty()) {
+      if (absl::StatusOr<storage::AppendResult> r = store_->Append(batch); !r.ok()) {
+        MERCATO_LOG(kError) << "background append of " << batch.size() << " records: " << r.status();
+      }
+    }
+    if (stop) return;
+  }
 }
 
 }  // namespace mercato::server

@@ -6,10 +6,15 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/elasticity_model.h"
+#include "core/fraud_model.h"
 #include "core/learner.h"
 #include "core/segment_model.h"
 #include "storage/store.h"
@@ -25,6 +30,7 @@ struct RuntimeOptions {
   // How often the served snapshot is checkpointed when it changed.
   absl::Duration checkpoint_interval = absl::Seconds(60);
   core::SegmentOptions segments;
+  core::FraudOptions fraud;
   core::ElasticityOptions elasticity;
   // Segment: the horizon when a request gives none, and the yearly discount
   // rate of customer value.
@@ -51,6 +57,11 @@ class Runtime {
 
   const RuntimeOptions& options() const { return options_; }
   storage::Store& store() { return *store_; }
+  // Appends `event` to the log in the background, batched with others: for
+  // records the server makes itself (scored orders), whose caller must not
+  // wait for a synced write. Lost only if the process dies within a few
+  // milliseconds of the call.
+  void AppendInBackground(core::Event event);
   core::Learner& learner() { return *learner_; }
   core::Checkpointer& checkpointer() { return *checkpointer_; }
 
@@ -60,6 +71,11 @@ class Runtime {
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<core::Learner> learner_;
   std::unique_ptr<core::Checkpointer> checkpointer_;
+  void RunBackgroundAppends();
+  absl::Mutex append_mu_;
+  std::vector<core::Event> to_append_ ABSL_GUARDED_BY(append_mu_);
+  bool stop_appending_ ABSL_GUARDED_BY(append_mu_) = false;
+  std::thread appender_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> shut_down_{false};
 };

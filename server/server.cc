@@ -296,9 +296,7 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
                    ListSegmentsHandler(runtime));
   d.dispatcher.Add(&d.pricing, &Pricing::AsyncService::RequestPriceElasticity,
                    PriceElasticityHandler(runtime));
-  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore,
-                   NotBuilt<v1::Order, v1::ScoreResponse>(runtime,
-                                                          "Score: the fraud model"));
+  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore, ScoreHandler(runtime));
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -86,11 +86,11 @@ absl::Status CheckTenant(absl::string_view field, absl::string_view tenant) {
 }
 
 absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view prefix) {
-  if (in.type() == v1::ITEM_UPDATE || in.type() == v1::USER_DELETE) {
+  if (in.type() == v1::ITEM_UPDATE || in.type() == v1::USER_DELETE ||
+      in.type() == v1::ORDER_SCORED) {
     return Invalid(Field(prefix, "type"),
-                   in.type() == v1::ITEM_UPDATE
-                       ? "ITEM_UPDATE is written by Catalog.UpsertItems, not published"
-                       : "USER_DELETE is written by Admin.DeleteUser, not published");
+                   absl::StrCat(v1::EventType_Name(in.type()),
+                                " is written by the server itself, not published"));
   }
   if (!v1::EventType_IsValid(in.type()) || in.type() == v1::EVENT_TYPE_UNSPECIFIED) {
     return Invalid(Field(prefix, "type"),
@@ -98,6 +98,9 @@ absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view p
   }
   if (!in.category().empty()) {
     return Invalid(Field(prefix, "category"), "is set by the catalogue and must be empty");
+  }
+  if (!in.payload().empty()) {
+    return Invalid(Field(prefix, "payload"), "is set by the server and must be empty");
   }
   const auto type = static_cast<core::EventType>(in.type());
   const bool needs_item = type != core::EventType::kFraudLabel;
@@ -154,6 +157,7 @@ void ToProtoEvent(const core::Event& in, v1::Event* out) {
   out->set_unit_price(in.unit_price);
   out->set_value(in.value);
   out->set_category(in.category);
+  out->set_payload(in.payload);
 }
 
 absl::StatusOr<core::Item> ToCoreItem(const v1::Item& in, absl::string_view prefix) {

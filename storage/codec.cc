@@ -5,8 +5,8 @@
 namespace mercato::storage {
 namespace {
 
-// v2 appends the category; v1 values (without it) are still read.
-constexpr uint8_t kEventFormat = 2;
+// v2 appends the category, v3 the payload; older values are still read.
+constexpr uint8_t kEventFormat = 3;
 constexpr uint8_t kItemFormat = 1;
 
 }  // namespace
@@ -39,13 +39,14 @@ std::string EncodeEvent(const core::Event& e) {
   w.F64(e.unit_price);
   w.F64(e.value);
   w.Str(e.category);
+  w.Str(e.payload);
   return out;
 }
 
 absl::StatusOr<core::Event> DecodeEvent(std::string_view bytes) {
   core::ByteReader r(bytes);
   const uint8_t format = r.U8();
-  if (format != 1 && format != kEventFormat) {
+  if (format < 1 || format > kEventFormat) {
     return absl::DataLossError("event: unknown format version");
   }
   core::Event e;
@@ -60,6 +61,7 @@ absl::StatusOr<core::Event> DecodeEvent(std::string_view bytes) {
   e.unit_price = r.F64();
   e.value = r.F64();
   if (format >= 2) e.category = r.Str();
+  if (format >= 3) e.payload = r.Str();
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("event: trailing bytes");
   return e;

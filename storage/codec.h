@@ -3,6 +3,7 @@
 //   event v1: type u8, event_id, user_id, item_id, session_id, order_id (str),
 //             timestamp_ms i64, quantity f64, unit_price f64, value f64
 //   event v2: v1 followed by category str
+//   event v3: v2 followed by payload str
 //   item v1:  item_id str, n varint + n category strs, price f64, unit_cost
 //             f64, in_stock u8, created_at_ms i64, n varint + n (key, value)
 // Sequence numbers are keys, not values: 8 bytes big-endian so that RocksDB's

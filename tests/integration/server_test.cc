@@ -318,7 +318,7 @@ TEST(ServerTest, CatalogUpsertGetDeleteSurvivesRestart) {
   EXPECT_EQ(catalog->GetItem(Ctx().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
-TEST(ServerTest, ModelRpcsNotBuiltYetSaySo) {
+TEST(ServerTest, RecommenderNotBuiltYetSaysSo) {
   TempDir dir;
   ServerProcess server(dir.path());
   auto rec = v1::Recommender::NewStub(server.channel());

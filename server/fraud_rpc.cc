@@ -1,0 +1,124 @@
+#include <algorithm>
+#include <cctype>
+
+#include "absl/strings/str_cat.h"
+#include "core/clock.h"
+#include "core/fraud_model.h"
+#include "server/model_rpcs.h"
+#include "server/status_util.h"
+#include "server/validation.h"
+
+namespace mercato::server {
+namespace {
+
+constexpr int kMaxLineItems = 1000;
+
+// ISO 4217 codes in circulation.
+constexpr const char* kCurrencies[] = {
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD",
+    "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ",
+    "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR",
+    "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
+    "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN",
+    "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR",
+    "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SYP", "SZL", "THB", "TJS",
+    "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES",
+    "VND", "VUV", "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWL"};
+
+absl::Status CheckCountry(absl::string_view field, const std::string& code) {
+  if (code.empty() ||
+      (code.size() == 2 && std::isupper(static_cast<unsigned char>(code[0])) &&
+       std::isupper(static_cast<unsigned char>(code[1])))) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": must be an ISO 3166-1 alpha-2 code such as \"DE\", or empty"));
+}
+
+absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
+  absl::Status s = CheckId("order_id", in.order_id());
+  if (s.ok()) s = CheckId("user_id", in.user_id());
+  if (s.ok()) s = CheckNumber("amount", in.amount(), 0, kMaxPrice);
+  if (s.ok() && std::find_if(std::begin(kCurrencies), std::end(kCurrencies), [&](const char* c) {
+                  return in.currency() == c;
+                }) == std::end(kCurrencies)) {
+    s = absl::InvalidArgumentError(absl::StrCat(
+        "currency: must be an ISO 4217 code such as \"EUR\", got \"",
+        in.currency().substr(0, 16), "\""));
+  }
+  if (s.ok()) s = CheckOptionalId("payment_fingerprint", in.payment_fingerprint());
+  if (s.ok()) s = CheckOptionalId("device_id", in.device_id());
+  if (s.ok()) s = CheckOptionalId("shipping_address_hash", in.shipping_address_hash());
+  if (s.ok()) s = CheckCountry("billing_country", in.billing_country());
+  if (s.ok()) s = CheckCountry("shipping_country", in.shipping_country());
+  if (s.ok()) s = CheckCountry("ip_country", in.ip_country());
+  if (s.ok()) s = CheckCount("account_created_ms", in.account_created_ms(), 0, int64_t{4102444800000});
+  if (s.ok()) s = CheckCount("timestamp_ms", in.timestamp_ms(), 0, int64_t{4102444800000});
+  if (s.ok()) s = CheckCount("line_items", in.line_items_size(), 0, kMaxLineItems);
+  for (int i = 0; s.ok() && i < in.line_items_size(); ++i) {
+    const std::string field = absl::StrCat("line_items[", i, "]");
+    const v1::LineItem& line = in.line_items(i);
+    s = CheckId(field + ".item_id", line.item_id());
+    if (s.ok()) s = CheckNumber(field + ".quantity", line.quantity(), 0, kMaxQuantity);
+    if (s.ok() && line.quantity() == 0) {
+      s = absl::InvalidArgumentError(field + ".quantity: must be > 0");
+    }
+    if (s.ok()) s = CheckNumber(field + ".unit_price", line.unit_price(), 0, kMaxPrice);
+  }
+  if (s.ok()) s = CheckCount("attributes", in.attributes_size(), 0, kMaxAttributes);
+  for (const auto& [key, value] : in.attributes()) {
+    if (!s.ok()) break;
+    const std::string field = absl::StrCat("attributes[", key.substr(0, 32), "]");
+    s = CheckId(field, key);
+    if (s.ok() && value.has_number()) s = CheckNumber(field, value.number(), -1e18, 1e18);
+    if (s.ok() && value.has_text()) s = CheckOptionalId(field, value.text());
+  }
+  if (s.ok()) s = CheckTenant("tenant", in.tenant());
+  if (!s.ok()) return s;
+  core::FraudOrder o;
+  o.order_id = in.order_id();
+  o.user_id = in.user_id();
+  o.payment_fingerprint = in.payment_fingerprint();
+  o.device_id = in.device_id();
+  o.shipping_address_hash = in.shipping_address_hash();
+  o.billing_country = in.billing_country();
+  o.shipping_country = in.shipping_country();
+  o.ip_country = in.ip_country();
+  o.currency = in.currency();
+  o.amount = in.amount();
+  o.account_created_ms = in.account_created_ms();
+  o.timestamp_ms = in.timestamp_ms() == 0 ? core::Clock::Real()->NowMs() : in.timestamp_ms();
+  return o;
+}
+
+}  // namespace
+
+UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt) {
+  return [rt](grpc::ServerContext&, const v1::Order& req, v1::ScoreResponse* resp) {
+    if (!rt->ready()) return NotReady();
+    absl::StatusOr<core::FraudOrder> order = ToFraudOrder(req);
+    if (!order.ok()) return ToGrpcStatus(order.status());
+    const std::shared_ptr<const core::Snapshot> snap = rt->learner().snapshot();
+    auto model = ServedModel<core::FraudView>(*snap, core::kFraudModelName);
+    if (!model.ok()) return ToGrpcStatus(model.status());
+    const core::FraudScore score = model->first->Score(*order);
+    if (!score.rescored) {
+      rt->AppendInBackground(core::FraudView::RecordEvent(*order, score.features));
+    }
+    resp->set_probability(score.probability);
+    resp->set_decision(static_cast<v1::Decision>(score.decision));
+    for (const core::FraudReason& r : score.reasons) {
+      v1::ReasonCode* out = resp->add_reasons();
+      out->set_feature(r.feature);
+      out->set_value(r.value);
+      out->set_contribution(r.contribution);
+    }
+    resp->set_model_version(model->second);
+    return grpc::Status::OK;
+  };
+}
+
+}  // namespace mercato::server
