@@ -20,6 +20,7 @@
 #include "mercato/v1/echo.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
+#include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
 
@@ -28,7 +29,8 @@ ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "comma list of: echo, echo-callback, ingest, demo (demo-shop generation speed), "
           "load-demo (publish the demo shop to --target and wait until it is applied), "
           "elasticity (PriceElasticity on the demo shop's items), "
-          "segment (Segment on the demo shop's customers)");
+          "segment (Segment on the demo shop's customers), "
+          "score (Fraud.Score of fresh orders from 5,000 customers)");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
 ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
 ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
@@ -233,6 +235,30 @@ LoadResult BenchSegment(v1::Segmenter::Stub& stub) {
       });
 }
 
+LoadResult BenchScore(v1::Fraud::Stub& stub) {
+  const std::string run = absl::StrCat(getpid(), "-", time(nullptr));
+  const int64_t now_ms = time(nullptr) * 1000LL;
+  return RunClosedLoop<v1::ScoreResponse>(
+      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        const uint64_t customer = call * 7919 % 5000;
+        v1::Order o;
+        o.set_order_id(absl::StrCat("bench-", run, "-", call));
+        o.set_user_id(absl::StrCat("buyer", customer));
+        o.set_amount(10 + static_cast<double>(call % 200));
+        o.set_currency("EUR");
+        o.set_payment_fingerprint(absl::StrCat("card", customer));
+        o.set_device_id(absl::StrCat("device", customer));
+        o.set_shipping_address_hash(absl::StrCat("address", customer));
+        o.set_billing_country("DE");
+        o.set_shipping_country("DE");
+        o.set_ip_country(call % 50 == 0 ? "NG" : "DE");
+        o.set_account_created_ms(now_ms - 86400000LL * (1 + customer % 700));
+        o.set_timestamp_ms(now_ms);
+        return stub.AsyncScore(ctx, o, cq);
+      });
+}
+
 int Main() {
   const std::vector<std::string> rpcs = absl::StrSplit(absl::GetFlag(FLAGS_rpcs), ',');
   std::printf("machine: %u cores; in_flight=%d seconds=%.1f\n",
@@ -272,6 +298,10 @@ int Main() {
     } else if (rpc == "load-demo") {
       LoadDemo(*channel);
       continue;
+    } else if (rpc == "score") {
+      auto stub = v1::Fraud::NewStub(channel);
+      r = BenchScore(*stub);
+      std::printf("%s\n", FormatLoadResult("Score", r).c_str());
     } else if (rpc == "segment") {
       auto stub = v1::Segmenter::NewStub(channel);
       r = BenchSegment(*stub);

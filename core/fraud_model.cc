@@ -78,8 +78,10 @@ constexpr int kLayout[] = {kUserCols, kKeyCols, kOrderCols, kDims};
 // A 48-bit hash, exact in a double; never 0 (0 marks an empty slot).
 double Hash48(std::string_view s) { return static_cast<double>((absl::HashOf(s) >> 16) | 1); }
 
-uint32_t Bucket(std::string_view s) {
-  return static_cast<uint32_t>(absl::HashOf(s) % kFraudHashBuckets);
+// The hashed bucket of a categorical cross.
+template <class... T>
+uint32_t Bucket(const T&... values) {
+  return static_cast<uint32_t>(absl::HashOf(values...) % kFraudHashBuckets);
 }
 
 int CountSince(const double* times, double since) {
@@ -164,11 +166,10 @@ FraudFeatures FraudView::Compute(const FraudOrder& o) const {
   x[16] = first;
   const int64_t hour = (o.timestamp_ms / kHourMs) % 24;
   x[17] = hour < 6;
-  f.crosses = {Bucket(absl::StrCat("si:", o.shipping_country, ">", o.ip_country)),
-               Bucket(absl::StrCat("bf:", o.billing_country, ">", first)),
-               Bucket(absl::StrCat("ca:", o.currency, ">",
-                                   static_cast<int>(std::log2(o.amount + 1)))),
-               Bucket(absl::StrCat("ip:", o.ip_country))};
+  f.crosses = {Bucket(0, o.shipping_country, o.ip_country),
+               Bucket(1, o.billing_country, first),
+               Bucket(2, o.currency, static_cast<int>(std::log2(o.amount + 1))),
+               Bucket(3, o.ip_country)};
   return f;
 }
 
@@ -218,7 +219,8 @@ std::optional<FraudFeatures> FraudView::StoredFeatures(std::string_view order_id
 Event FraudView::RecordEvent(const FraudOrder& o, const FraudFeatures& f) {
   Event e;
   e.type = EventType::kOrderScored;
-  e.event_id = "score/" + o.order_id;  // a re-score is a duplicate in the log
+  // No event id: a scored order is recorded once (a re-score reuses the
+  // record), and a race that records it twice is ignored on apply.
   e.order_id = o.order_id;
   e.user_id = o.user_id;
   e.timestamp_ms = o.timestamp_ms;

@@ -67,7 +67,7 @@ struct FraudFeatures {
 enum class FraudDecision { kApprove = 1, kReview = 2, kDecline = 3 };
 
 struct FraudReason {
-  std::string feature;  // readable name
+  std::string_view feature;  // readable name (static storage)
   double value = 0;
   double contribution = 0;  // weight x value, in log-odds
 };

@@ -1,5 +1,9 @@
 #include "core/learner.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <chrono>
 
 #include "core/log.h"
@@ -123,8 +127,16 @@ bool Learner::Housekeep() {
   return news;
 }
 
+void SetThreadNice(int nice) {
+  // Per-thread on Linux: the thread id names just this thread.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
+}
+
 void Learner::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    SetThreadNice(options_.nice);
+    Run();
+  });
 }
 
 void Learner::Stop() {

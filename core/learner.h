@@ -56,7 +56,14 @@ struct LearnerOptions {
   uint64_t publish_every_events = 100000;
   // Events read from the log at a time.
   size_t read_batch = 4096;
+  // Niceness of the learner thread: above 0, request-serving threads win
+  // the CPU when both want it, and learning lags (ModelStatus shows by how
+  // much) instead of answers slowing down.
+  int nice = 5;
 };
+
+// Sets the calling thread's niceness (Linux); ignores failure.
+void SetThreadNice(int nice);
 
 // Thread-safe: snapshot() and the counters may be read from any thread;
 // Restore/CatchUp only before Start.

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
 #include "core/fraud_model.h"
@@ -42,9 +43,9 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   absl::Status s = CheckId("order_id", in.order_id());
   if (s.ok()) s = CheckId("user_id", in.user_id());
   if (s.ok()) s = CheckNumber("amount", in.amount(), 0, kMaxPrice);
-  if (s.ok() && std::find_if(std::begin(kCurrencies), std::end(kCurrencies), [&](const char* c) {
-                  return in.currency() == c;
-                }) == std::end(kCurrencies)) {
+  static const absl::flat_hash_set<std::string_view> currencies(std::begin(kCurrencies),
+                                                                std::end(kCurrencies));
+  if (s.ok() && !currencies.contains(in.currency())) {
     s = absl::InvalidArgumentError(absl::StrCat(
         "currency: must be an ISO 4217 code such as \"EUR\", got \"",
         in.currency().substr(0, 16), "\""));
@@ -112,7 +113,7 @@ UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt) {
     resp->set_decision(static_cast<v1::Decision>(score.decision));
     for (const core::FraudReason& r : score.reasons) {
       v1::ReasonCode* out = resp->add_reasons();
-      out->set_feature(r.feature);
+      out->set_feature(std::string(r.feature));
       out->set_value(r.value);
       out->set_contribution(r.contribution);
     }

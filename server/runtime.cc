@@ -66,7 +66,10 @@ absl::Status Runtime::Recover() {
   MERCATO_LOG(kInfo) << "replayed the log to sequence " << learner_->applied_sequence();
   learner_->Start();
   checkpointer_->Start();
-  appender_ = std::thread([this] { RunBackgroundAppends(); });
+  appender_ = std::thread([this] {
+    core::SetThreadNice(options_.learner.nice);
+    RunBackgroundAppends();
+  });
   ready_ = true;
   return absl::OkStatus();
 }
@@ -103,11 +106,19 @@ void Runtime::RunBackgroundAppends() {
         return stop_appending_ || !to_append_.empty();
       };
       append_mu_.Await(absl::Condition(&work));
+      if (!stop_appending_) {
+        // Let a batch gather: one write for many records.
+        append_mu_.Unlock();
+        absl::SleepFor(absl::Milliseconds(5));
+        append_mu_.Lock();
+      }
       batch.swap(to_append_);
       stop = stop_appending_;
     }
     if (!batch.empty()) {
-      if (absl::StatusOr<storage::AppendResult> r = store_->Append(batch); !r.ok()) {
+      if (absl::StatusOr<storage::AppendResult> r =
+              store_->Append(batch, storage::Store::Durability::kProcessCrashSafe);
+          !r.ok()) {
         MERCATO_LOG(kError) << "background append of " << batch.size() << " records: " << r.status();
       }
     }

@@ -57,10 +57,10 @@ class Runtime {
 
   const RuntimeOptions& options() const { return options_; }
   storage::Store& store() { return *store_; }
-  // Appends `event` to the log in the background, batched with others: for
-  // records the server makes itself (scored orders), whose caller must not
-  // wait for a synced write. Lost only if the process dies within a few
-  // milliseconds of the call.
+  // Appends `event` to the log in the background, batched with others and
+  // without fsync: for records the server makes itself (scored orders),
+  // whose caller must not wait for a disk. Lost only if the process dies
+  // within milliseconds of the call, or the machine before the next fsync.
   void AppendInBackground(core::Event event);
   core::Learner& learner() { return *learner_; }
   core::Checkpointer& checkpointer() { return *checkpointer_; }

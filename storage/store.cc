@@ -1,5 +1,6 @@
 #include "storage/store.h"
 
+#include <algorithm>
 #include <deque>
 
 #include "absl/base/thread_annotations.h"
@@ -49,6 +50,8 @@ struct Store::Impl {
     const std::vector<core::Item>* items = nullptr;
     AppendResult result;
     absl::Status status;
+    // Whether this writer needs its write fsynced before it returns.
+    bool sync = true;
     bool done = false;
     absl::CondVar cv;
   };
@@ -130,34 +133,41 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
 
 absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_t first_sequence,
                                       uint64_t* next_sequence) {
-  // Gather every event id of the group and look them all up at once.
+  // Gather every event id of the group and look them all up at once. An
+  // event without an id (a record the server made) has no idempotency key.
   std::vector<rocksdb::Slice> keys;
   for (Writer* w : group) {
-    for (const core::Event& e : *w->events) keys.emplace_back(e.event_id);
+    for (const core::Event& e : *w->events) {
+      if (!e.event_id.empty()) keys.emplace_back(e.event_id);
+    }
   }
   std::vector<rocksdb::PinnableSlice> values(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
-  db->MultiGet(rocksdb::ReadOptions(), cf(kEventIds), keys.size(), keys.data(), values.data(),
-               statuses.data());
+  if (!keys.empty()) {
+    db->MultiGet(rocksdb::ReadOptions(), cf(kEventIds), keys.size(), keys.data(), values.data(),
+                 statuses.data());
+  }
 
   rocksdb::WriteBatch batch;
   absl::flat_hash_set<std::string_view> in_group;
   uint64_t seq = first_sequence;
-  size_t k = 0;
+  size_t k = 0;  // next lookup result
   for (Writer* w : group) {
     w->result.sequences.assign(w->events->size(), 0);
-    for (size_t i = 0; i < w->events->size(); ++i, ++k) {
+    for (size_t i = 0; i < w->events->size(); ++i) {
       const core::Event& e = (*w->events)[i];
-      if (!statuses[k].ok() && !statuses[k].IsNotFound()) {
-        return ToStatus(statuses[k], "looking up event ids");
-      }
-      if (statuses[k].ok() || !in_group.insert(e.event_id).second) {
-        ++w->result.duplicates;
-        continue;
+      const bool keyed = !e.event_id.empty();
+      if (keyed) {
+        const rocksdb::Status& found = statuses[k++];
+        if (!found.ok() && !found.IsNotFound()) return ToStatus(found, "looking up event ids");
+        if (found.ok() || !in_group.insert(e.event_id).second) {
+          ++w->result.duplicates;
+          continue;
+        }
       }
       const std::string key = SequenceKey(seq);
       rocksdb::Status s = batch.Put(cf(kEvents), key, EncodeEvent(e));
-      if (s.ok()) s = batch.Put(cf(kEventIds), e.event_id, key);
+      if (s.ok() && keyed) s = batch.Put(cf(kEventIds), e.event_id, key);
       if (!s.ok()) return ToStatus(s, "building the log batch");
       w->result.sequences[i] = seq++;
       ++w->result.accepted;
@@ -170,7 +180,11 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
     }
   }
   if (batch.Count() > 0) {
-    if (absl::Status s = ToStatus(db->Write(SyncedWrite(), &batch), "writing the log"); !s.ok()) {
+    // One fsync serves the group when any of its writers needs one.
+    rocksdb::WriteOptions write = SyncedWrite();
+    write.sync = write.sync && std::any_of(group.begin(), group.end(),
+                                           [](const Writer* w) { return w->sync; });
+    if (absl::Status s = ToStatus(db->Write(write, &batch), "writing the log"); !s.ok()) {
       return s;
     }
   }
@@ -178,9 +192,11 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
   return absl::OkStatus();
 }
 
-absl::StatusOr<AppendResult> Store::Append(const std::vector<core::Event>& events) {
+absl::StatusOr<AppendResult> Store::Append(const std::vector<core::Event>& events,
+                                           Durability durability) {
   Impl::Writer self;
   self.events = &events;
+  self.sync = durability == Durability::kSynced;
   return impl_->Commit(self);
 }
 

@@ -59,11 +59,22 @@ class Store final : public core::EventSource, public core::CheckpointSink {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
   ~Store() override;
 
+  enum class Durability {
+    // fsynced before Append returns (when StoreOptions::sync): survives a
+    // power cut.
+    kSynced,
+    // In the write-ahead log, not yet fsynced: survives the process being
+    // killed, not a power cut. For records the server makes itself.
+    kProcessCrashSafe,
+  };
+
   // Appends `events` to the log, durable when this returns OK. An event whose
   // event_id is already in the log, or earlier in this call, is a duplicate:
-  // acknowledged and not written. Concurrent callers share one synced write.
-  // Sequence numbers of the input events' `sequence` field are ignored.
-  absl::StatusOr<AppendResult> Append(const std::vector<core::Event>& events);
+  // acknowledged and not written. An empty event_id (only the server's own
+  // records have one) is no idempotency key. Concurrent callers share one write, synced
+  // when any of them asks for it. The input events' `sequence` is ignored.
+  absl::StatusOr<AppendResult> Append(const std::vector<core::Event>& events,
+                                      Durability durability = Durability::kSynced);
 
   // core::EventSource
   uint64_t LastSequence() const override;

@@ -78,7 +78,7 @@ TEST(FraudModelTest, LearnsThePlantedFraudFromDelayedLabels) {
       evaluated.emplace_back(s.probability, fraud);
       if (fraud && s.decision != FraudDecision::kApprove) {
         ++caught;
-        explained += !s.reasons.empty() && planted.contains(s.reasons[0].feature);
+        explained += !s.reasons.empty() && planted.contains(std::string(s.reasons[0].feature));
       }
     }
     model.Apply(FraudView::RecordEvent(order, s.features));
