@@ -73,8 +73,10 @@ std::string SegmentSuffix(std::optional<uint32_t> segment) {
 
 // The two-sided 95% quantile of Student's t (Cornish-Fisher expansion;
 // within 0.3% of the exact value from 3 degrees of freedom on).
+constexpr double kZ95 = 1.959963984540054;
+
 double T95(double dof) {
-  constexpr double z = 1.959963984540054;
+  constexpr double z = kZ95;
   if (dof <= 1) return 12.706;
   const double z3 = z * z * z, z5 = z3 * z * z, z7 = z5 * z * z;
   return z + (z3 + z) / (4 * dof) + (5 * z5 + 16 * z3 + 3 * z) / (96 * dof * dof) +
@@ -82,6 +84,16 @@ double T95(double dof) {
 }
 
 // A fitted slope; `ok` false when there is none.
+// Sets the estimate and its interval, `quantile` standard errors each side.
+void SetEstimate(ElasticityEstimate& out, ElasticityLevel level, double e, double se,
+                 double quantile) {
+  out.level = level;
+  out.elasticity = e;
+  out.standard_error = se;
+  out.ci_low = e - quantile * se;
+  out.ci_high = e + quantile * se;
+}
+
 struct Fit {
   bool ok = false;
   double slope = 0, se = 0, dof = 0;
@@ -387,12 +399,7 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
   }
 
   if (own) {
-    out.level = ElasticityLevel::kItem;
-    out.elasticity = own.slope;
-    out.standard_error = own.se;
-    const double t = T95(own.dof);
-    out.ci_low = own.slope - t * own.se;
-    out.ci_high = own.slope + t * own.se;
+    SetEstimate(out, ElasticityLevel::kItem, own.slope, own.se, T95(own.dof));
     const double m = group ? group[G::kEstimates] : 0;
     if (m >= 3) {
       // Empirical Bayes: the between-item variance is what the spread of
@@ -413,21 +420,14 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
       }
       const double prior = pooled ? pooled.slope : mean_b;
       const double precision = 1 / (own.se * own.se) + 1 / tau2;
-      out.level = ElasticityLevel::kShrunk;
       out.item_elasticity = own.slope;
       out.item_standard_error = own.se;
-      out.elasticity = (own.slope / (own.se * own.se) + prior / tau2) / precision;
-      out.standard_error = std::sqrt(1 / precision);
-      out.ci_low = out.elasticity - 1.959963984540054 * out.standard_error;
-      out.ci_high = out.elasticity + 1.959963984540054 * out.standard_error;
+      SetEstimate(out, ElasticityLevel::kShrunk,
+                  (own.slope / (own.se * own.se) + prior / tau2) / precision,
+                  std::sqrt(1 / precision), kZ95);
     }
   } else if (pooled) {
-    out.level = ElasticityLevel::kCategory;
-    out.elasticity = pooled.slope;
-    out.standard_error = pooled.se;
-    const double t = T95(pooled.dof);
-    out.ci_low = pooled.slope - t * pooled.se;
-    out.ci_high = pooled.slope + t * pooled.se;
+    SetEstimate(out, ElasticityLevel::kCategory, pooled.slope, pooled.se, T95(pooled.dof));
     if (!q.item_id.empty()) {
       out.note = absl::StrCat("the item's own estimate is missing (", WhyNoFit(series, o),
                               "); this is its category's");
