@@ -86,6 +86,7 @@ TEST(FraudModelTest, LearnsThePlantedFraudFromDelayedLabels) {
   const double auc = Auc(evaluated);
   RecordProperty("auc", absl::StrCat(auc));
   RecordProperty("prior_auc", absl::StrCat(Auc(before_labels)));
+  RecordProperty("explained", absl::StrCat(explained, " of ", caught));
   EXPECT_GE(auc, 0.95);
   ASSERT_GT(caught, 20);
   EXPECT_GE(explained, caught * 8 / 10) << explained << " of " << caught;
