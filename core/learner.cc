@@ -70,6 +70,7 @@ absl::StatusOr<size_t> Learner::Step() {
 }
 
 void Learner::Publish() {
+  const auto start = std::chrono::steady_clock::now();
   auto next = std::make_shared<Snapshot>();
   const int64_t now = clock_->NowMs();
   for (size_t i = 0; i < models_.size(); ++i) {
@@ -86,6 +87,10 @@ void Learner::Publish() {
   next->models = published_;
   holder_.Publish(std::move(next));
   since_publish_ = 0;
+  publishes_.fetch_add(1);
+  publish_ns_.fetch_add(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count()));
 }
 
 absl::Status Learner::RequestRetrain(std::string_view name) {

@@ -91,6 +91,9 @@ class Learner {
   // can). NOT_FOUND for an unknown name. The retrain starts within one
   // publication interval; its result is published when done.
   absl::Status RequestRetrain(std::string_view name);
+  // Snapshot publications so far and the time they took in all.
+  uint64_t publishes() const { return publishes_.load(); }
+  double publish_seconds() const { return publish_ns_.load() / 1e9; }
 
  private:
   // Applies up to one read batch; returns the number applied.
@@ -116,6 +119,7 @@ class Learner {
   bool Housekeep();
 
   std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> publishes_{0}, publish_ns_{0};
   absl::Mutex retrain_mu_;
   std::vector<std::string> retrain_requests_ ABSL_GUARDED_BY(retrain_mu_);
   std::atomic<bool> stop_{false};

@@ -181,6 +181,7 @@ struct RefitInput {
 };
 
 std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
+  const absl::Time start = absl::Now();
   const SegmentOptions& o = in.options;
   std::mt19937_64 rng(o.seed ^ (in.previous ? in.previous->number : 0));
   std::vector<uint32_t> customers;
@@ -352,6 +353,7 @@ std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
   }
   fit->bg_nbd = FitBgNbd(repeat, o.value_fit_budget);
   fit->gamma_gamma = FitGammaGamma(spend, o.value_fit_budget);
+  fit->seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return fit;
 }
 

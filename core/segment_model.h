@@ -93,6 +93,7 @@ struct SegmentFit {
   BgNbdParams bg_nbd;          // time in days
   GammaGammaParams gamma_gamma;
   uint32_t next_id = 0;        // the id a new segment would get
+  double seconds = 0;          // how long the refit took (not checkpointed)
 };
 
 struct CustomerSegment {

@@ -97,8 +97,8 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
 
 }  // namespace
 
-UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt) {
-  return [rt](grpc::ServerContext&, const v1::Order& req, v1::ScoreResponse* resp) {
+UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, Metrics* metrics) {
+  return [rt, metrics](grpc::ServerContext&, const v1::Order& req, v1::ScoreResponse* resp) {
     if (!rt->ready()) return NotReady();
     absl::StatusOr<core::FraudOrder> order = ToFraudOrder(req);
     if (!order.ok()) return ToGrpcStatus(order.status());
@@ -111,6 +111,7 @@ UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt) {
     }
     resp->set_probability(score.probability);
     resp->set_decision(static_cast<v1::Decision>(score.decision));
+    if (metrics) metrics->CountFraudDecision(resp->decision());
     for (const core::FraudReason& r : score.reasons) {
       v1::ReasonCode* out = resp->add_reasons();
       out->set_feature(std::string(r.feature));

@@ -29,6 +29,9 @@ ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
 ABSL_FLAG(std::string, log_level, "info", "least severe log level written: debug, info, warning, error");
 ABSL_FLAG(int, drain_timeout_s, 10, "how long shutdown waits for in-flight calls");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "host:port of the Prometheus /metrics endpoint (port 0 = any free port); empty = none");
+ABSL_FLAG(std::string, metrics_port_file, "", "if set, the metrics port is written here once listening");
 ABSL_FLAG(int, segments, 5, "number of customer segments (k of k-means)");
 ABSL_FLAG(int64_t, segment_refit_purchases, 20000, "refit segments and customer value after this many purchases");
 ABSL_FLAG(int, horizon_days, 90, "Segment: horizon of expected purchases and value when a request gives none");
@@ -44,6 +47,14 @@ ABSL_FLAG(double, ftrl_l2, 1.0, "fraud model: L2 strength");
 ABSL_FLAG(double, elasticity_forgetting, 1.0, "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
 
 namespace {
+
+// Writes `port` to `path` atomically (nothing when `path` is empty).
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  std::rename(tmp.c_str(), path.c_str());
+}
 
 int Run() {
   // Signals go to one waiting thread, not to whichever thread runs.
@@ -96,7 +107,20 @@ int Run() {
     return 1;
   }
 
+  std::unique_ptr<mercato::server::Metrics> metrics;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    auto started = mercato::server::Metrics::Start(listen, runtime->get());
+    if (!started.ok()) {
+      MERCATO_LOG(kError) << started.status();
+      return 1;
+    }
+    metrics = *std::move(started);
+    MERCATO_LOG(kInfo) << "metrics on port " << metrics->port();
+    WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics->port());
+  }
+
   mercato::server::ServerOptions options;
+  options.metrics = metrics.get();
   options.listen = absl::GetFlag(FLAGS_listen);
   options.cq_threads = absl::GetFlag(FLAGS_cq_threads);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
@@ -108,11 +132,7 @@ int Run() {
   }
   MERCATO_LOG(kInfo) << "listening on port " << (*server)->port() << ", data in "
             << rt_options.data_dir;
-  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
-    const std::string tmp = path + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << "\n";
-    std::rename(tmp.c_str(), path.c_str());
-  }
+  WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
 
   std::thread signal_waiter([&] {
     int sig = 0;

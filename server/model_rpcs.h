@@ -14,6 +14,7 @@
 #include "mercato/v1/pricing.pb.h"
 #include "mercato/v1/segmenter.pb.h"
 #include "server/async_unary.h"
+#include "server/metrics.h"
 #include "server/runtime.h"
 
 namespace mercato::server {
@@ -36,7 +37,8 @@ absl::StatusOr<std::pair<const V*, uint64_t>> ServedModel(const core::Snapshot& 
 UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElasticityHandler(
     Runtime* rt);
 UnaryHandler<v1::SegmentRequest, v1::SegmentResponse> SegmentHandler(Runtime* rt);
-UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt);
+// `metrics` (may be null) counts the decisions.
+UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, Metrics* metrics);
 UnaryHandler<v1::ListSegmentsRequest, v1::ListSegmentsResponse> ListSegmentsHandler(Runtime* rt);
 
 }  // namespace mercato::server

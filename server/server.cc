@@ -47,7 +47,7 @@ absl::Status Commit(storage::Store& store, const std::vector<core::Event>& event
 
 class IngestService final : public v1::Ingest::Service {
  public:
-  explicit IngestService(Runtime* rt) : rt_(rt) {}
+  IngestService(Runtime* rt, Metrics* metrics) : rt_(rt), metrics_(metrics) {}
 
   grpc::Status PublishBatch(grpc::ServerContext*, const v1::EventBatch* req,
                             v1::PublishSummary* resp) override {
@@ -61,7 +61,9 @@ class IngestService final : public v1::Ingest::Service {
       if (!e.ok()) return ToGrpcStatus(e.status());
       events.push_back(*std::move(e));
     }
-    return ToGrpcStatus(Commit(rt_->store(), events, resp));
+    const grpc::Status status = ToGrpcStatus(Commit(rt_->store(), events, resp));
+    Count(*resp);
+    return status;
   }
 
   grpc::Status Publish(grpc::ServerContext*, grpc::ServerReader<v1::Event>* reader,
@@ -86,11 +88,18 @@ class IngestService final : public v1::Ingest::Service {
         chunk.clear();
       }
     }
-    return ToGrpcStatus(Commit(rt_->store(), chunk, resp));
+    const grpc::Status status = ToGrpcStatus(Commit(rt_->store(), chunk, resp));
+    Count(*resp);
+    return status;
   }
 
  private:
+  void Count(const v1::PublishSummary& s) {
+    if (metrics_) metrics_->CountEvents(s.accepted(), s.duplicates(), s.rejected());
+  }
+
   Runtime* rt_;
+  Metrics* metrics_;
 };
 
 class CatalogService final : public v1::Catalog::Service {
@@ -266,7 +275,8 @@ struct MercatoServer::Impl {
 
   HealthService health{std::vector<std::string>(std::begin(kServiceNames), std::end(kServiceNames))};
 
-  explicit Impl(Runtime* runtime) : rt(runtime), ingest(rt), catalog(rt), admin(rt) {}
+  Impl(Runtime* runtime, Metrics* metrics)
+      : rt(runtime), ingest(rt, metrics), catalog(rt), admin(rt) {}
 
 
 };
@@ -277,7 +287,7 @@ MercatoServer::~MercatoServer() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const ServerOptions& options,
                                                                     Runtime* runtime) {
-  auto impl = std::make_unique<Impl>(runtime);
+  auto impl = std::make_unique<Impl>(runtime, options.metrics);
   impl->drain_timeout = options.drain_timeout;
   Impl& d = *impl;
   using v1::Recommender, v1::Segmenter, v1::Pricing, v1::Fraud;
@@ -296,13 +306,18 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
                    ListSegmentsHandler(runtime));
   d.dispatcher.Add(&d.pricing, &Pricing::AsyncService::RequestPriceElasticity,
                    PriceElasticityHandler(runtime));
-  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore, ScoreHandler(runtime));
+  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore, ScoreHandler(runtime, options.metrics));
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d.port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(64 << 20);
+  if (options.metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(options.metrics->InterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   for (grpc::Service* s : std::initializer_list<grpc::Service*>{
            &d.ingest, &d.catalog, &d.admin, &d.health, &d.recommender, &d.segmenter, &d.pricing,
            &d.fraud}) {

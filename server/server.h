@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/metrics.h"
 #include "server/runtime.h"
 
 namespace mercato::server {
@@ -23,6 +24,9 @@ struct ServerOptions {
   int max_message_bytes = 16 << 20;
   // How long shutdown waits for in-flight calls.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // Where RPCs and events are counted; null = nowhere. Not owned; must
+  // outlive the server.
+  Metrics* metrics = nullptr;
 };
 
 // Thread-safe.

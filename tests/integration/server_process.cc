@@ -31,9 +31,13 @@ ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::strin
 
 void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> flags) {
   const std::string port_file = data_dir + ".port";
+  const std::string metrics_port_file = data_dir + ".metrics-port";
   std::filesystem::remove(port_file);
+  std::filesystem::remove(metrics_port_file);
   std::vector<std::string> args = {MERCATO_SERVER_BINARY, "--listen=127.0.0.1:0",
                                    "--data_dir=" + data_dir, "--port_file=" + port_file,
+                                   "--metrics_listen=127.0.0.1:0",
+                                   "--metrics_port_file=" + metrics_port_file,
                                    "--log_level=warning"};
   args.insert(args.end(), flags.begin(), flags.end());
   pid_ = fork();
@@ -52,6 +56,7 @@ void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> 
     if (!(in >> port_)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_NE(port_, 0) << "server did not start";
+  std::ifstream(metrics_port_file) >> metrics_port_;  // written before the gRPC port
   channel_ = clients::MakeChannel(target());
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckResponse resp;

@@ -33,6 +33,8 @@ class ServerProcess {
   ~ServerProcess();  // SIGKILL if still running
 
   int port() const { return port_; }
+  // The port of its Prometheus /metrics endpoint.
+  int metrics_port() const { return metrics_port_; }
   std::string target() const;
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
 
@@ -46,6 +48,7 @@ class ServerProcess {
   void Start(const std::string& data_dir, std::vector<std::string> flags);
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
 };
 

@@ -1,0 +1,260 @@
+#include "server/metrics.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <chrono>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/clock.h"
+#include "core/segment_model.h"
+
+namespace mercato::server {
+namespace {
+
+const char* const kCodeNames[17] = {
+    "OK",      "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",   "UNIMPLEMENTED",    "INTERNAL",
+    "UNAVAILABLE", "DATA_LOSS",     "UNAUTHENTICATED"};
+
+// Handling-time buckets, from 50 µs: most answers take well under 1 ms.
+const prometheus::Histogram::BucketBoundaries kBuckets = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
+
+// One method's metrics, created on its first call.
+struct MethodMetrics {
+  prometheus::Counter* started = nullptr;
+  prometheus::Histogram* seconds = nullptr;
+  std::array<std::atomic<prometheus::Counter*>, 17> handled{};
+  std::map<std::string, std::string> labels;
+};
+
+prometheus::ClientMetric Gauge(double value, std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::ClientMetric m;
+  m.gauge.value = value;
+  m.label = std::move(labels);
+  return m;
+}
+
+prometheus::ClientMetric CounterValue(double value) {
+  prometheus::ClientMetric m;
+  m.counter.value = value;
+  return m;
+}
+
+prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type,
+                                std::vector<prometheus::ClientMetric> metrics) {
+  return {std::move(name), std::move(help), type, std::move(metrics)};
+}
+
+// What the runtime knows, read at scrape time.
+class RuntimeCollector final : public prometheus::Collectable {
+ public:
+  explicit RuntimeCollector(Runtime* rt) : rt_(rt) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    using prometheus::MetricType;
+    const auto snap = rt_->learner().snapshot();
+    const uint64_t log_seq = rt_->store().LastSequence();
+    const uint64_t lag = log_seq > snap->applied_sequence ? log_seq - snap->applied_sequence : 0;
+    const int64_t now = core::Clock::Real()->NowMs();
+    std::vector<prometheus::ClientMetric> versions, ages, retrains;
+    for (const core::PublishedModel& m : snap->models) {
+      versions.push_back(Gauge(static_cast<double>(m.version), {{"model", m.name}}));
+      ages.push_back(Gauge((now - m.published_at_ms) / 1000.0, {{"model", m.name}}));
+    }
+    if (auto segments = snap->View<core::SegmentView>(core::kSegmentModelName);
+        segments && segments->fit()) {
+      retrains.push_back(Gauge(segments->fit()->seconds, {{"model", core::kSegmentModelName}}));
+    }
+    const core::CheckpointInfo cp = rt_->checkpointer().last();
+    const storage::StoreStats stats = rt_->store().Stats();
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(Family("mercato_ready", "1 once recovery has finished", MetricType::Gauge,
+                         {Gauge(rt_->ready() ? 1 : 0)}));
+    out.push_back(Family("mercato_log_sequence", "Highest durable event sequence number",
+                         MetricType::Gauge, {Gauge(static_cast<double>(log_seq))}));
+    out.push_back(Family("mercato_learner_lag_events", "Events in the log not yet served",
+                         MetricType::Gauge, {Gauge(static_cast<double>(lag))}));
+    out.push_back(Family("mercato_learner_lag_seconds",
+                         "Age of the served snapshot while events wait, in seconds",
+                         MetricType::Gauge,
+                         {Gauge(lag == 0 ? 0 : (now - snap->published_at_ms) / 1000.0)}));
+    out.push_back(Family("mercato_model_version", "Served version of each model",
+                         MetricType::Gauge, versions));
+    out.push_back(Family("mercato_model_age_seconds", "Time since each model was last published",
+                         MetricType::Gauge, ages));
+    out.push_back(Family("mercato_snapshot_publishes_total", "Snapshot publications",
+                         MetricType::Counter,
+                         {CounterValue(static_cast<double>(rt_->learner().publishes()))}));
+    out.push_back(Family("mercato_snapshot_publish_seconds_total",
+                         "Time spent publishing snapshots", MetricType::Counter,
+                         {CounterValue(rt_->learner().publish_seconds())}));
+    out.push_back(Family("mercato_checkpoint_duration_seconds", "Duration of the last checkpoint",
+                         MetricType::Gauge, {Gauge(cp.seconds)}));
+    out.push_back(Family("mercato_checkpoint_age_seconds",
+                         "Time since the last checkpoint was written or loaded", MetricType::Gauge,
+                         {Gauge(cp.written_at_ms == 0 ? 0 : (now - cp.written_at_ms) / 1000.0)}));
+    out.push_back(Family("mercato_retrain_duration_seconds", "Duration of each model's last retrain",
+                         MetricType::Gauge, retrains));
+    out.push_back(Family("mercato_rocksdb_live_bytes", "Estimated live data in RocksDB",
+                         MetricType::Gauge, {Gauge(static_cast<double>(stats.live_data_bytes))}));
+    out.push_back(Family("mercato_rocksdb_pending_compaction_bytes",
+                         "Bytes RocksDB estimates it still has to compact", MetricType::Gauge,
+                         {Gauge(static_cast<double>(stats.pending_compaction_bytes))}));
+    return out;
+  }
+
+ private:
+  Runtime* rt_;
+};
+
+}  // namespace
+
+struct Metrics::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<RuntimeCollector> runtime;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  prometheus::Family<prometheus::Counter>& started =
+      prometheus::BuildCounter().Name("grpc_server_started_total")
+          .Help("RPCs started on the server").Register(*registry);
+  prometheus::Family<prometheus::Counter>& handled =
+      prometheus::BuildCounter().Name("grpc_server_handled_total")
+          .Help("RPCs completed on the server, by status code").Register(*registry);
+  prometheus::Family<prometheus::Histogram>& seconds =
+      prometheus::BuildHistogram().Name("grpc_server_handling_seconds")
+          .Help("Time from an RPC's start to its status, in seconds").Register(*registry);
+  prometheus::Family<prometheus::Counter>& events =
+      prometheus::BuildCounter().Name("mercato_events_total")
+          .Help("Events received by Ingest, by outcome").Register(*registry);
+  prometheus::Family<prometheus::Counter>& decisions =
+      prometheus::BuildCounter().Name("mercato_fraud_decisions_total")
+          .Help("Fraud.Score decisions, by outcome").Register(*registry);
+  prometheus::Counter& accepted = events.Add({{"outcome", "accepted"}});
+  prometheus::Counter& duplicate = events.Add({{"outcome", "duplicate"}});
+  prometheus::Counter& rejected = events.Add({{"outcome", "rejected"}});
+  prometheus::Counter& approve = decisions.Add({{"decision", "approve"}});
+  prometheus::Counter& review = decisions.Add({{"decision", "review"}});
+  prometheus::Counter& decline = decisions.Add({{"decision", "decline"}});
+
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, std::unique_ptr<MethodMetrics>> methods ABSL_GUARDED_BY(mu);
+
+  MethodMetrics* For(const char* full_method) {
+    absl::MutexLock lock(&mu);
+    auto& slot = methods[full_method];
+    if (!slot) {
+      // "/mercato.v1.Pricing/PriceElasticity" -> service, method.
+      const std::string name = full_method;
+      const size_t slash = name.rfind('/');
+      slot = std::make_unique<MethodMetrics>();
+      slot->labels = {{"grpc_service", name.substr(1, slash - 1)},
+                      {"grpc_method", name.substr(slash + 1)}};
+      slot->started = &started.Add(slot->labels);
+      slot->seconds = &seconds.Add(slot->labels, kBuckets);
+    }
+    return slot.get();
+  }
+
+  prometheus::Counter* Handled(MethodMetrics* m, int code) {
+    prometheus::Counter* c = m->handled[code].load(std::memory_order_acquire);
+    if (c == nullptr) {
+      auto labels = m->labels;
+      labels["grpc_code"] = kCodeNames[code];
+      c = &handled.Add(labels);  // the family returns the same counter for the same labels
+      m->handled[code].store(c, std::memory_order_release);
+    }
+    return c;
+  }
+};
+
+namespace {
+
+class MetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(Metrics::Impl* impl, MethodMetrics* method)
+      : impl_(impl), method_(method), start_(std::chrono::steady_clock::now()) {
+    method_->started->Increment();
+  }
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* batch) override {
+    if (batch->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const int code = std::clamp(static_cast<int>(batch->GetSendStatus().error_code()), 0, 16);
+      impl_->Handled(method_, code)->Increment();
+      method_->seconds->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    }
+    batch->Proceed();
+  }
+
+ private:
+  Metrics::Impl* impl_;
+  MethodMetrics* method_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+class MetricsInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(Metrics::Impl* impl) : impl_(impl) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(impl_, impl_->For(info->method()));
+  }
+
+ private:
+  Metrics::Impl* impl_;
+};
+
+}  // namespace
+
+Metrics::Metrics(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Metrics::~Metrics() = default;
+
+absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& listen, Runtime* rt) {
+  auto impl = std::make_unique<Impl>();
+  impl->runtime = std::make_shared<RuntimeCollector>(rt);
+  try {
+    impl->exposer = std::make_unique<prometheus::Exposer>(listen);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("--metrics_listen: cannot serve metrics on ", listen, ": ", e.what()));
+  }
+  impl->exposer->RegisterCollectable(impl->registry);
+  impl->exposer->RegisterCollectable(impl->runtime);
+  return std::unique_ptr<Metrics>(new Metrics(std::move(impl)));
+}
+
+int Metrics::port() const {
+  const std::vector<int> ports = impl_->exposer->GetListeningPorts();
+  return ports.empty() ? 0 : ports[0];
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> Metrics::InterceptorFactory() {
+  return std::make_unique<MetricsInterceptorFactory>(impl_.get());
+}
+
+void Metrics::CountEvents(uint64_t accepted, uint64_t duplicates, uint64_t rejected) {
+  impl_->accepted.Increment(static_cast<double>(accepted));
+  impl_->duplicate.Increment(static_cast<double>(duplicates));
+  impl_->rejected.Increment(static_cast<double>(rejected));
+}
+
+void Metrics::CountFraudDecision(v1::Decision decision) {
+  switch (decision) {
+    case v1::APPROVE: impl_->approve.Increment(); break;
+    case v1::REVIEW: impl_->review.Increment(); break;
+    case v1::DECLINE: impl_->decline.Increment(); break;
+    default: break;
+  }
+}
+
+}  // namespace mercato::server

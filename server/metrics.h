@@ -1,0 +1,46 @@
+// Prometheus metrics on their own port (prometheus-cpp pull exposer):
+//   - per RPC, from one server interceptor: grpc_server_started_total,
+//     grpc_server_handled_total{grpc_code} and the grpc_server_handling_seconds
+//     histogram, labelled grpc_service and grpc_method;
+//   - events ingested, duplicate and rejected; fraud decisions by outcome;
+//   - read at scrape time from the runtime: learner lag, each model's version
+//     and age, snapshot publish, checkpoint and retrain durations, checkpoint
+//     age, RocksDB size and pending compaction.
+// Thread-safe.
+#ifndef MERCATO_SERVER_METRICS_H_
+#define MERCATO_SERVER_METRICS_H_
+
+#include <grpcpp/support/server_interceptor.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "mercato/v1/fraud.pb.h"
+#include "server/runtime.h"
+
+namespace mercato::server {
+
+class Metrics {
+ public:
+  // Serves /metrics on `listen` (host:port; port 0 = any free port).
+  static absl::StatusOr<std::unique_ptr<Metrics>> Start(const std::string& listen, Runtime* rt);
+  ~Metrics();
+
+  int port() const;
+  // For grpc::ServerBuilder::experimental().SetInterceptorCreators().
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
+
+  void CountEvents(uint64_t accepted, uint64_t duplicates, uint64_t rejected);
+  void CountFraudDecision(v1::Decision decision);
+
+  struct Impl;  // also seen by the interceptor
+
+ private:
+  explicit Metrics(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mercato::server
+
+#endif  // MERCATO_SERVER_METRICS_H_
