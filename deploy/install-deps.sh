@@ -10,6 +10,7 @@ PACKAGES=(
   libabsl-dev libeigen3-dev librocksdb-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libhnswlib-dev zlib1g-dev
   python3 python3-grpcio python3-numpy
+  prometheus
 )
 
 missing=()
