@@ -245,10 +245,13 @@ FraudModel::FraudModel(FraudOptions options)
       n_(kDims, 0.0) {}
 
 bool FraudModel::Apply(const Event& event) {
+  // Shop time moves with the shop's events; the server's own records of
+  // catalogue changes and erasures carry wall-clock time instead.
+  bool matured = false;
   if (event.timestamp_ms > now_ms_ && event.type != EventType::kUserDelete &&
       event.type != EventType::kItemUpdate) {
     now_ms_ = event.timestamp_ms;
-    Mature(now_ms_);
+    matured = Mature(now_ms_);
   }
   switch (event.type) {
     case EventType::kOrderScored:
@@ -265,7 +268,7 @@ bool FraudModel::Apply(const Event& event) {
       }
       return false;
     default:
-      return !pending_.empty() && weights_stale_;
+      return matured;
   }
 }
 
@@ -327,7 +330,8 @@ void FraudModel::ApplyLabel(const Event& e) {
   Train(*order, e.value);
 }
 
-void FraudModel::Mature(int64_t now_ms) {
+bool FraudModel::Mature(int64_t now_ms) {
+  bool trained = false;
   while (!pending_.empty()) {
     const uint32_t order = pending_.front();
     if (order_rows_.Row(order)[kOrderTime] + options_.maturity_ms > now_ms) break;
@@ -336,7 +340,9 @@ void FraudModel::Mature(int64_t now_ms) {
     order_rows_.MutableRow(order)[kOrderState] = 2;
     ++matured_;
     Train(order, 0);
+    trained = true;
   }
+  return trained;
 }
 
 void FraudModel::Train(uint32_t order, double label) {

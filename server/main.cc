@@ -37,6 +37,7 @@ ABSL_FLAG(int64_t, segment_refit_purchases, 20000, "refit segments and customer 
 ABSL_FLAG(int, horizon_days, 90, "Segment: horizon of expected purchases and value when a request gives none");
 ABSL_FLAG(double, discount_rate, 0.10, "Segment: yearly discount rate of customer value");
 ABSL_FLAG(int, elasticity_period_hours, 24, "PriceElasticity: length of one observation period");
+ABSL_FLAG(double, elasticity_forgetting, 1.0, "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
 ABSL_FLAG(double, fraud_review_threshold, 0.3, "Score: REVIEW from this fraud probability");
 ABSL_FLAG(double, fraud_decline_threshold, 0.8, "Score: DECLINE from this fraud probability");
 ABSL_FLAG(int, fraud_maturity_days, 30, "an order without a fraud label after this many days is legitimate");
@@ -44,7 +45,6 @@ ABSL_FLAG(double, ftrl_alpha, 0.1, "fraud model: FTRL-Proximal learning rate alp
 ABSL_FLAG(double, ftrl_beta, 1.0, "fraud model: FTRL-Proximal beta");
 ABSL_FLAG(double, ftrl_l1, 0.5, "fraud model: L1 strength");
 ABSL_FLAG(double, ftrl_l2, 1.0, "fraud model: L2 strength");
-ABSL_FLAG(double, elasticity_forgetting, 1.0, "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
 
 namespace {
 

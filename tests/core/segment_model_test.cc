@@ -53,15 +53,19 @@ std::shared_ptr<const SegmentView> ViewOf(SegmentModel& model) {
   return std::dynamic_pointer_cast<const SegmentView>(model.Publish());
 }
 
-TEST(SegmentModelTest, RecoversThePlantedSegments) {
-  const DemoShop shop = GenerateDemoShop(DemoShopOptions());
+// The model fitted on all of `shop`; the view outlives the model.
+std::shared_ptr<const SegmentView> Fitted(const DemoShop& shop) {
   SegmentModel model(Inline());
   Feed(model, shop);
   model.RefitNow();
-  auto view = ViewOf(model);
+  return ViewOf(model);
+}
+
+TEST(SegmentModelTest, RecoversThePlantedSegments) {
+  const DemoShop shop = GenerateDemoShop(DemoShopOptions());
+  auto view = Fitted(shop);
   ASSERT_NE(view->fit(), nullptr);
   std::vector<int> planted, found;
-  absl::flat_hash_map<uint32_t, std::string> label_of;
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, int>> labels_by_truth;
   for (const DemoUser& u : shop.users) {
     absl::StatusOr<CustomerSegment> s = view->Segment(u.user_id, 90, 0.1);
@@ -88,10 +92,7 @@ TEST(SegmentModelTest, RecoversThePlantedSegments) {
 
 TEST(SegmentModelTest, CustomerValueIsValidForEveryoneAndOrdersCustomersSensibly) {
   const DemoShop shop = GenerateDemoShop(DemoShopOptions());
-  SegmentModel model(Inline());
-  Feed(model, shop);
-  model.RefitNow();
-  auto view = ViewOf(model);
+  auto view = Fitted(shop);
   double value_by_segment[kNumDemoSegments] = {}, alive_by_segment[kNumDemoSegments] = {};
   int n_by_segment[kNumDemoSegments] = {};
   for (const DemoUser& u : shop.users) {
