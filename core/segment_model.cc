@@ -568,6 +568,7 @@ std::shared_ptr<const ModelView> SegmentModel::Publish() {
   view->purchases_since_fit_ = purchases_since_fit_;
   view->reservoir_ = reservoir_;
   view->users_seen_ = users_seen_;
+  view->refitting_ = pending_.valid();
   return view;
 }
 
@@ -616,7 +617,8 @@ std::vector<std::pair<std::string, uint64_t>> SegmentView::Counts() const {
   return {{"users", users_.size()},
           {"customers", customers_},
           {"segments", fit_ ? fit_->centroids.size() : 0},
-          {"fits", fit_ ? fit_->number : 0}};
+          {"fits", fit_ ? fit_->number : 0},
+          {"refit_running", refitting_ ? 1u : 0u}};
 }
 
 absl::StatusOr<CustomerSegment> SegmentView::Segment(std::string_view user_id, int horizon_days,

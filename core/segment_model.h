@@ -127,6 +127,7 @@ class SegmentView final : public ModelView {
   uint64_t customers_ = 0, purchases_since_fit_ = 0;
   std::vector<uint32_t> reservoir_;
   uint64_t users_seen_ = 0;
+  bool refitting_ = false;  // a background refit was running at publication
 };
 
 class SegmentModel final : public Model, public SegmentLookup {

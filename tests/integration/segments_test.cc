@@ -22,6 +22,14 @@ v1::SegmentResponse Ask(v1::Segmenter::Stub& stub, const std::string& user, grpc
   return resp;
 }
 
+uint64_t SegmentCount(v1::Admin::Stub& admin, const std::string& name) {
+  const v1::ModelStatusResponse status = Status(admin);
+  for (const auto& m : status.models()) {
+    if (m.name() == "segments") return m.counts().at(name);
+  }
+  return 0;
+}
+
 // Waits until the segment model has a fit (it runs in the background).
 v1::ListSegmentsResponse WaitForSegments(v1::Segmenter::Stub& stub) {
   v1::ListSegmentsResponse resp;
@@ -97,14 +105,12 @@ TEST(SegmentsTest, DemoShopCustomersGetSegmentsValueAndErasure) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
 
   // Checkpointed on SIGTERM: the same answers after the restart. A refit may
-  // still be running in the background; take the answer once it has settled.
-  v1::SegmentResponse before = Ask(*seg, champion, &st);
-  for (int i = 0; i < 40; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    const v1::SegmentResponse now = Ask(*seg, champion, &st);
-    if (now.model_version() == before.model_version()) break;
-    before = now;
+  // still be running in the background; take the answer once none is.
+  for (int i = 0; i < 600 && SegmentCount(*admin, "refit_running") != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  ASSERT_EQ(SegmentCount(*admin, "refit_running"), 0u);
+  const v1::SegmentResponse before = Ask(*seg, champion, &st);
   const int status = server->Terminate();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   server = std::make_unique<ServerProcess>(dir.path());
