@@ -134,7 +134,7 @@ bool Learner::Housekeep() {
 
 void SetThreadNice(int nice) {
   // Per-thread on Linux: the thread id names just this thread.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
+  static_cast<void>(setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice));
 }
 
 void Learner::Start() {

@@ -273,12 +273,11 @@ struct MercatoServer::Impl {
   absl::Duration drain_timeout;
   std::once_flag shutdown_once;
 
-  HealthService health{std::vector<std::string>(std::begin(kServiceNames), std::end(kServiceNames))};
+  HealthService health{
+      std::vector<std::string>(std::begin(kServiceNames), std::end(kServiceNames))};
 
   Impl(Runtime* runtime, Metrics* metrics)
       : rt(runtime), ingest(rt, metrics), catalog(rt), admin(rt) {}
-
-
 };
 
 MercatoServer::MercatoServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
