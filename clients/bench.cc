@@ -33,6 +33,9 @@ ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "score (Fraud.Score of fresh orders from 5,000 customers)");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
 ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
+ABSL_FLAG(int, score_orders, 0,
+          "score: cycle over this many order ids (re-scores after the first round); 0 = a new "
+          "order every call");
 ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
 ABSL_FLAG(double, seconds, 5, "duration of each measurement");
 ABSL_FLAG(int, batch, 1000, "events per PublishBatch call (ingest)");
@@ -242,8 +245,9 @@ LoadResult BenchScore(v1::Fraud::Stub& stub) {
       absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
       [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         const uint64_t customer = call * 7919 % 5000;
+        const int cycle = absl::GetFlag(FLAGS_score_orders);
         v1::Order o;
-        o.set_order_id(absl::StrCat("bench-", run, "-", call));
+        o.set_order_id(absl::StrCat("bench-", run, "-", cycle > 0 ? call % cycle : call));
         o.set_user_id(absl::StrCat("buyer", customer));
         o.set_amount(10 + static_cast<double>(call % 200));
         o.set_currency("EUR");

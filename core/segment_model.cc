@@ -432,7 +432,10 @@ bool SegmentModel::Apply(const Event& event) {
     }
     return true;
   }
-  if (event.user_id.empty()) return false;
+  if (event.user_id.empty() || event.type == EventType::kFraudLabel ||
+      event.type == EventType::kOrderScored) {
+    return false;  // a customer is what they do in the shop, not how checkout saw them
+  }
   if (event.type == EventType::kUserDelete) {
     // Stamped with the wall clock of the erasure, not shop time: it does not
     // move the model's clock.
