@@ -62,27 +62,30 @@ std::unique_ptr<grpc::ClientContext> LongCall() {
 
 }  // namespace
 
-absl::Status LoadDemoShop(grpc::Channel& channel, const core::DemoShop& shop, int batch,
-                          v1::PublishSummary* summary) {
-  // Borrowed: the stubs do not outlive this call.
-  std::shared_ptr<grpc::Channel> ch(&channel, [](grpc::Channel*) {});
-  auto catalog = v1::Catalog::NewStub(ch);
-  for (size_t i = 0; i < shop.items.size(); i += batch) {
+absl::StatusOr<uint64_t> UpsertItems(grpc::Channel& channel, const std::vector<v1::Item>& items,
+                                     int batch) {
+  // Borrowed: the stub does not outlive this call.
+  auto catalog = v1::Catalog::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  uint64_t upserted = 0;
+  for (size_t i = 0; i < items.size(); i += batch) {
     v1::UpsertItemsRequest req;
-    for (size_t j = i; j < std::min(shop.items.size(), i + batch); ++j) {
-      *req.add_items() = ToProto(shop.items[j].item);
-    }
+    req.mutable_items()->Add(items.begin() + i, items.begin() + std::min(items.size(), i + batch));
     v1::UpsertItemsResponse resp;
     if (grpc::Status s = catalog->UpsertItems(LongCall().get(), req, &resp); !s.ok()) {
       return Failed("UpsertItems", s);
     }
+    upserted += resp.upserted();
   }
-  auto ingest = v1::Ingest::NewStub(ch);
-  for (size_t i = 0; i < shop.events.size(); i += batch) {
+  return upserted;
+}
+
+absl::Status PublishEvents(grpc::Channel& channel, const std::vector<v1::Event>& events, int batch,
+                           v1::PublishSummary* summary) {
+  auto ingest = v1::Ingest::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  for (size_t i = 0; i < events.size(); i += batch) {
     v1::EventBatch req;
-    for (size_t j = i; j < std::min(shop.events.size(), i + batch); ++j) {
-      *req.add_events() = ToProto(shop.events[j]);
-    }
+    req.mutable_events()->Add(events.begin() + i,
+                              events.begin() + std::min(events.size(), i + batch));
     v1::PublishSummary resp;
     if (grpc::Status s = ingest->PublishBatch(LongCall().get(), req, &resp); !s.ok()) {
       return Failed("PublishBatch", s);
@@ -92,6 +95,17 @@ absl::Status LoadDemoShop(grpc::Channel& channel, const core::DemoShop& shop, in
     summary->set_last_sequence(resp.last_sequence());
   }
   return absl::OkStatus();
+}
+
+absl::Status LoadDemoShop(grpc::Channel& channel, const core::DemoShop& shop, int batch,
+                          v1::PublishSummary* summary) {
+  std::vector<v1::Item> items;
+  for (const core::DemoItem& it : shop.items) items.push_back(ToProto(it.item));
+  if (absl::StatusOr<uint64_t> n = UpsertItems(channel, items, batch); !n.ok()) return n.status();
+  std::vector<v1::Event> events;
+  events.reserve(shop.events.size());
+  for (const core::Event& e : shop.events) events.push_back(ToProto(e));
+  return PublishEvents(channel, events, batch, summary);
 }
 
 void FillPercentiles(std::vector<double>& latencies_us, LoadResult& result) {

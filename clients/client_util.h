@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/demo_shop.h"
 #include "mercato/v1/catalog.pb.h"
@@ -30,6 +31,15 @@ bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout);
 
 v1::Event ToProto(const core::Event& e);
 v1::Item ToProto(const core::Item& item);
+
+// Upserts `items` in UpsertItems calls of `batch` items; returns how many
+// were upserted, or the first error.
+absl::StatusOr<uint64_t> UpsertItems(grpc::Channel& channel, const std::vector<v1::Item>& items,
+                                     int batch);
+// Publishes `events` in PublishBatch calls of `batch` events, in order, and
+// adds the outcome to `summary`; stops at the first error.
+absl::Status PublishEvents(grpc::Channel& channel, const std::vector<v1::Event>& events, int batch,
+                           v1::PublishSummary* summary);
 
 // Upserts the demo shop's catalogue, then publishes its events in batches of
 // `batch`; adds the outcome to `summary`.

@@ -204,22 +204,14 @@ int Publish(v1::Ingest::Stub& stub, const std::string& path) {
   return 0;
 }
 
-int UpsertItems(v1::Catalog::Stub& stub, std::vector<v1::Item> items) {
-  v1::UpsertItemsRequest req;
-  uint64_t upserted = 0;
-  for (size_t i = 0; i < items.size(); ++i) {
-    *req.add_items() = std::move(items[i]);
-    if (req.items_size() >= absl::GetFlag(FLAGS_batch) || i + 1 == items.size()) {
-      v1::UpsertItemsResponse resp;
-      auto ctx = Context();
-      grpc::Status st = stub.UpsertItems(ctx.get(), req, &resp);
-      if (!st.ok()) return Report(st, resp);
-      upserted += resp.upserted();
-      req.Clear();
-    }
+int UpsertItems(grpc::Channel& channel, const std::vector<v1::Item>& items) {
+  absl::StatusOr<uint64_t> n = clients::UpsertItems(channel, items, absl::GetFlag(FLAGS_batch));
+  if (!n.ok()) {
+    std::cerr << n.status() << "\n";
+    return 1;
   }
   v1::UpsertItemsResponse total;
-  total.set_upserted(upserted);
+  total.set_upserted(*n);
   std::cout << ToJson(total);
   return 0;
 }
@@ -292,7 +284,7 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "demo") return LoadDemo(*channel);
   if (cmd == "catalog") {
     const std::string sub = Arg(args, 1, "catalog subcommand (upsert, get, delete)");
-    if (sub == "upsert") return UpsertItems(*catalog, ReadItems(Arg(args, 2, "FILE")));
+    if (sub == "upsert") return UpsertItems(*channel, ReadItems(Arg(args, 2, "FILE")));
     if (sub == "get") {
       v1::GetItemRequest r;
       r.set_item_id(Arg(args, 2, "ITEM"));

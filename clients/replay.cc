@@ -132,6 +132,12 @@ void Check(const grpc::Status& s, const char* what) {
   std::exit(1);
 }
 
+void Check(const absl::Status& s, const char* what) {
+  if (s.ok()) return;
+  std::cerr << what << ": " << s << "\n";
+  std::exit(1);
+}
+
 // Publishes the catalogue (last price and description of each stock code)
 // and the events; returns the stock codes that were bought.
 std::vector<std::string> Publish(grpc::Channel& channel, const std::vector<Row>& rows) {
@@ -140,47 +146,35 @@ std::vector<std::string> Publish(grpc::Channel& channel, const std::vector<Row>&
   for (const Row& r : rows) {
     if (r.price > 0 && r.quantity > 0) last_row[r.stock_code] = &r;
   }
-  auto catalog = v1::Catalog::NewStub(ch);
-  v1::UpsertItemsRequest items;
+  std::vector<v1::Item> items;
   std::vector<std::string> bought;
   for (const auto& [code, r] : last_row) {
     bought.push_back(code);
-    v1::Item* it = items.add_items();
-    it->set_item_id(code);
-    it->set_price(r->price);
-    it->set_in_stock(true);
-    if (!r->description.empty()) (*it->mutable_attributes())["description"] = r->description.substr(0, 1024);
-    if (items.items_size() == 5000 || code == last_row.rbegin()->first) {
-      v1::UpsertItemsResponse resp;
-      Check(catalog->UpsertItems(Deadline(60).get(), items, &resp), "UpsertItems");
-      items.Clear();
-    }
+    v1::Item& it = items.emplace_back();
+    it.set_item_id(code);
+    it.set_price(r->price);
+    it.set_in_stock(true);
+    if (!r->description.empty()) (*it.mutable_attributes())["description"] = r->description.substr(0, 1024);
   }
-  auto ingest = v1::Ingest::NewStub(ch);
-  v1::EventBatch batch;
-  uint64_t accepted = 0, duplicates = 0;
+  Check(UpsertItems(channel, items, 5000).status(), "UpsertItems");
+  std::vector<v1::Event> events;
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     const bool refund = r.invoice[0] == 'C';
-    if (r.price > 0 && (refund ? r.quantity < 0 : r.quantity > 0)) {
-      v1::Event* e = batch.add_events();
-      e->set_event_id(absl::StrCat("retail-", i));
-      e->set_type(refund ? v1::REFUND : v1::PURCHASE);
-      e->set_user_id(r.customer.empty() ? absl::StrCat("guest-", r.invoice) : absl::StrCat("c", r.customer));
-      e->set_item_id(r.stock_code);
-      e->set_order_id(r.invoice);
-      e->set_timestamp_ms(r.timestamp_ms);
-      e->set_quantity(std::abs(r.quantity));
-      e->set_unit_price(r.price);
-    }
-    if (batch.events_size() == 5000 || (i + 1 == rows.size() && batch.events_size() > 0)) {
-      v1::PublishSummary resp;
-      Check(ingest->PublishBatch(Deadline(60).get(), batch, &resp), "PublishBatch");
-      accepted += resp.accepted();
-      duplicates += resp.duplicates();
-      batch.Clear();
-    }
+    if (r.price <= 0 || (refund ? r.quantity >= 0 : r.quantity <= 0)) continue;
+    v1::Event& e = events.emplace_back();
+    e.set_event_id(absl::StrCat("retail-", i));
+    e.set_type(refund ? v1::REFUND : v1::PURCHASE);
+    e.set_user_id(r.customer.empty() ? absl::StrCat("guest-", r.invoice) : absl::StrCat("c", r.customer));
+    e.set_item_id(r.stock_code);
+    e.set_order_id(r.invoice);
+    e.set_timestamp_ms(r.timestamp_ms);
+    e.set_quantity(std::abs(r.quantity));
+    e.set_unit_price(r.price);
   }
+  v1::PublishSummary summary;
+  Check(PublishEvents(channel, events, 5000, &summary), "PublishBatch");
+  const uint64_t accepted = summary.accepted(), duplicates = summary.duplicates();
   std::printf("published %zu items, %lu new events (%lu already there)\n", last_row.size(), accepted,
               duplicates);
   auto admin = v1::Admin::NewStub(ch);
