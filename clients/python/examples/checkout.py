@@ -1,0 +1,19 @@
+"""A checkout asking Mercato whether to take an order.
+
+  PYTHONPATH=build/python:clients/python /usr/bin/python3 clients/python/examples/checkout.py
+"""
+import sys
+import time
+
+from mercato_client import Mercato
+
+target = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
+with Mercato(target, timeout=0.05, retries=2) as mercato:  # a checkout cannot wait long
+    answer = mercato.score(order_id=f"checkout-{int(time.time() * 1000)}", user_id="user3",
+                           amount=129.90, currency="EUR", payment_fingerprint="card-user3",
+                           billing_country="DE", shipping_country="DE", ip_country="DE",
+                           device_id="dev-user3", account_created_ms=1704067200000)
+    decision = {1: "APPROVE", 2: "REVIEW", 3: "DECLINE"}[answer.decision]
+    print(f"fraud probability {answer.probability:.3f}: {decision}")
+    for reason in answer.reasons:
+        print(f"  {reason.feature} = {reason.value:g} (+{reason.contribution:.2f} log-odds)")

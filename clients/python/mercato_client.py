@@ -1,0 +1,134 @@
+"""A thin Python client for Mercato.
+
+The stubs are generated at build time (protoc + grpc_python_plugin) into
+build/python; put that folder and this one on PYTHONPATH. Every call has a
+deadline and is retried, with backoff, while the server answers UNAVAILABLE
+(starting up, recovering, or briefly unreachable). Other errors are raised as
+MercatoError with the gRPC code and the server's message, which names the
+field at fault.
+"""
+
+import time
+
+import grpc
+
+from mercato.v1 import (admin_pb2, admin_pb2_grpc, catalog_pb2, catalog_pb2_grpc, fraud_pb2,
+                        fraud_pb2_grpc, ingest_pb2, ingest_pb2_grpc, pricing_pb2,
+                        pricing_pb2_grpc, recommender_pb2, recommender_pb2_grpc, segmenter_pb2,
+                        segmenter_pb2_grpc)
+
+
+class MercatoError(Exception):
+    """A call that failed; `code` is the grpc.StatusCode."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Mercato:
+    """One channel to a Mercato server and a typed helper per RPC."""
+
+    def __init__(self, target="127.0.0.1:50051", timeout=5.0, retries=5, backoff=0.2):
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.channel = grpc.insecure_channel(target)
+        self._ingest = ingest_pb2_grpc.IngestStub(self.channel)
+        self._catalog = catalog_pb2_grpc.CatalogStub(self.channel)
+        self._recommender = recommender_pb2_grpc.RecommenderStub(self.channel)
+        self._segmenter = segmenter_pb2_grpc.SegmenterStub(self.channel)
+        self._pricing = pricing_pb2_grpc.PricingStub(self.channel)
+        self._fraud = fraud_pb2_grpc.FraudStub(self.channel)
+        self._admin = admin_pb2_grpc.AdminStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request):
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise MercatoError(e.code(), e.details()) from None
+        raise AssertionError("unreachable")
+
+    # Operations.
+    def ready(self):
+        """True once the server has recovered and serves (ModelStatus.ready)."""
+        try:
+            resp = self._admin.ModelStatus(admin_pb2.ModelStatusRequest(), timeout=self.timeout)
+        except grpc.RpcError:
+            return False
+        return resp.ready
+
+    def wait_ready(self, seconds=30.0):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if self.ready():
+                return
+            time.sleep(0.05)
+        raise MercatoError(grpc.StatusCode.UNAVAILABLE, f"not ready after {seconds} s")
+
+    def status(self):
+        return self._call(self._admin.ModelStatus, admin_pb2.ModelStatusRequest())
+
+    def wait_applied(self, sequence, seconds=30.0):
+        """Waits until the served models include log position `sequence`."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if self.status().applied_sequence >= sequence:
+                return
+            time.sleep(0.02)
+        raise MercatoError(grpc.StatusCode.DEADLINE_EXCEEDED, f"sequence {sequence} not applied")
+
+    # Ingest and catalogue.
+    def publish(self, events):
+        """Publishes dicts or ingest_pb2.Event; returns the PublishSummary."""
+        batch = ingest_pb2.EventBatch(
+            events=[e if isinstance(e, ingest_pb2.Event) else ingest_pb2.Event(**e) for e in events])
+        return self._call(self._ingest.PublishBatch, batch)
+
+    def upsert_items(self, items):
+        request = catalog_pb2.UpsertItemsRequest(
+            items=[i if isinstance(i, catalog_pb2.Item) else catalog_pb2.Item(**i) for i in items])
+        return self._call(self._catalog.UpsertItems, request)
+
+    # Models.
+    def recommend(self, user_id="", count=10, context_item_ids=(), explain=False, **filters):
+        request = recommender_pb2.RecommendRequest(
+            user_id=user_id, count=count, context_item_ids=list(context_item_ids), explain=explain,
+            filter=recommender_pb2.ItemFilter(**filters))
+        return self._call(self._recommender.Recommend, request)
+
+    def segment(self, user_id, horizon_days=0):
+        return self._call(self._segmenter.Segment,
+                          segmenter_pb2.SegmentRequest(user_id=user_id, horizon_days=horizon_days))
+
+    def segments(self):
+        return self._call(self._segmenter.ListSegments, segmenter_pb2.ListSegmentsRequest())
+
+    def price_elasticity(self, item_id="", category="", segment_id=None, unit_cost=0.0,
+                         candidate_prices=()):
+        request = pricing_pb2.PriceElasticityRequest(
+            item_id=item_id, category=category, unit_cost=unit_cost,
+            candidate_prices=list(candidate_prices))
+        if segment_id is not None:
+            request.segment_id = segment_id
+        return self._call(self._pricing.PriceElasticity, request)
+
+    def score(self, **order):
+        """Fraud.Score of an order given as keyword fields of mercato.v1.Order."""
+        return self._call(self._fraud.Score, fraud_pb2.Order(**order))
