@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -37,6 +38,7 @@ ABSL_FLAG(int, score_orders, 0,
           "score: cycle over this many order ids (re-scores after the first round); 0 = a new "
           "order every call");
 ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
+ABSL_FLAG(std::string, json_out, "", "if set, every result is also written here as JSON");
 ABSL_FLAG(double, seconds, 5, "duration of each measurement");
 ABSL_FLAG(int, batch, 1000, "events per PublishBatch call (ingest)");
 ABSL_FLAG(int, echo_threads, 1,
@@ -85,6 +87,15 @@ class EchoAsyncCall {
   grpc::ServerAsyncResponseWriter<EchoMessage> writer_;
   bool finished_ = false;
 };
+
+// Runs one measurement: a closed loop with --in_flight calls for --seconds.
+template <class Resp>
+LoadResult Run(std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
+                   uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>
+                   start) {
+  return RunClosedLoop<Resp>(absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+                             std::move(start));
+}
 
 // Serves echo on a free loopback port, writes the port to stdout, runs until
 // killed.
@@ -150,8 +161,7 @@ LoadResult BenchEcho(const std::string& api) {
   auto stub = v1::Echo::NewStub(channel);
   EchoMessage request;
   request.set_payload(std::string(32, 'x'));
-  auto result = RunClosedLoop<EchoMessage>(
-      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+  auto result = Run<EchoMessage>(
       [&](uint64_t, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         return stub->AsyncEcho(ctx, request, cq);
       });
@@ -165,8 +175,7 @@ LoadResult BenchEcho(const std::string& api) {
 LoadResult BenchIngest(v1::Ingest::Stub& stub) {
   const int batch = absl::GetFlag(FLAGS_batch);
   const std::string run = absl::StrCat(getpid(), "-", time(nullptr));
-  return RunClosedLoop<v1::PublishSummary>(
-      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+  return Run<v1::PublishSummary>(
       [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         v1::EventBatch request;
         const int64_t now_ms = time(nullptr) * 1000;
@@ -216,8 +225,7 @@ void LoadDemo(grpc::Channel& channel) {
 
 LoadResult BenchElasticity(v1::Pricing::Stub& stub) {
   const int items = absl::GetFlag(FLAGS_demo_items);
-  return RunClosedLoop<v1::PriceElasticityResponse>(
-      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+  return Run<v1::PriceElasticityResponse>(
       [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         v1::PriceElasticityRequest req;
         req.set_item_id(absl::StrCat("item", call * 7919 % items));
@@ -228,8 +236,7 @@ LoadResult BenchElasticity(v1::Pricing::Stub& stub) {
 
 LoadResult BenchSegment(v1::Segmenter::Stub& stub) {
   const int users = absl::GetFlag(FLAGS_demo_users);
-  return RunClosedLoop<v1::SegmentResponse>(
-      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+  return Run<v1::SegmentResponse>(
       [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         v1::SegmentRequest req;
         // Every fifth demo user is a champion, who has always bought.
@@ -241,8 +248,7 @@ LoadResult BenchSegment(v1::Segmenter::Stub& stub) {
 LoadResult BenchScore(v1::Fraud::Stub& stub) {
   const std::string run = absl::StrCat(getpid(), "-", time(nullptr));
   const int64_t now_ms = time(nullptr) * 1000LL;
-  return RunClosedLoop<v1::ScoreResponse>(
-      absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+  return Run<v1::ScoreResponse>(
       [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         const uint64_t customer = call * 7919 % 5000;
         const int cycle = absl::GetFlag(FLAGS_score_orders);
@@ -263,6 +269,27 @@ LoadResult BenchScore(v1::Fraud::Stub& stub) {
       });
 }
 
+// One measured RPC, for the JSON report.
+struct Measured {
+  std::string name;
+  LoadResult result;
+  double ratio_to_echo = 0;  // 0 when no echo floor was measured before it
+};
+
+std::string ToJson(const std::vector<Measured>& all) {
+  std::string out = "[\n";
+  for (size_t i = 0; i < all.size(); ++i) {
+    const LoadResult& r = all[i].result;
+    absl::StrAppendFormat(
+        &out,
+        "  {\"rpc\": \"%s\", \"calls\": %d, \"errors\": %d, \"qps\": %.1f, \"p50_us\": %.1f, "
+        "\"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"ratio_to_echo\": %.3f}%s\n",
+        all[i].name, r.calls, r.errors, r.qps, r.p50_us, r.p90_us, r.p99_us, r.p999_us,
+        all[i].ratio_to_echo, i + 1 < all.size() ? "," : "");
+  }
+  return out + "]\n";
+}
+
 int Main() {
   const std::vector<std::string> rpcs = absl::StrSplit(absl::GetFlag(FLAGS_rpcs), ',');
   std::printf("machine: %u cores; in_flight=%d seconds=%.1f\n",
@@ -270,8 +297,15 @@ int Main() {
               absl::GetFlag(FLAGS_seconds));
   std::shared_ptr<grpc::Channel> channel;
   double echo_qps = 0;  // the floor that model RPCs are compared with
+  std::vector<Measured> measured;
+  auto report = [&](const std::string& name, const LoadResult& r, bool compare) {
+    std::printf("%s\n", FormatLoadResult(name, r).c_str());
+    Measured m{name, r, compare && echo_qps > 0 ? r.qps / echo_qps : 0};
+    if (m.ratio_to_echo > 0) std::printf("  %.0f%% of the echo floor\n", 100 * m.ratio_to_echo);
+    if (r.errors) std::printf("  first error: %s\n", r.first_error.c_str());
+    measured.push_back(std::move(m));
+  };
   for (const std::string& rpc : rpcs) {
-    LoadResult r;
     if (rpc == "demo") {
       const core::DemoShopOptions o = DemoOptions();
       const auto start = std::chrono::steady_clock::now();
@@ -282,9 +316,9 @@ int Main() {
       continue;
     }
     if (rpc == "echo" || rpc == "echo-callback") {
-      r = BenchEcho(rpc == "echo" ? "async" : "callback");
+      const LoadResult r = BenchEcho(rpc == "echo" ? "async" : "callback");
+      report(rpc == "echo" ? "echo (async API)" : "echo (callback API)", r, false);
       if (rpc == "echo") echo_qps = r.qps;
-      std::printf("%s\n", FormatLoadResult(rpc == "echo" ? "echo (async API)" : "echo (callback API)", r).c_str());
       continue;
     }
     if (!channel) {
@@ -296,32 +330,27 @@ int Main() {
     }
     if (rpc == "ingest") {
       auto stub = v1::Ingest::NewStub(channel);
-      r = BenchIngest(*stub);
-      std::printf("%s\n", FormatLoadResult(absl::StrCat("PublishBatch x", absl::GetFlag(FLAGS_batch)), r).c_str());
+      const LoadResult r = BenchIngest(*stub);
+      report(absl::StrCat("PublishBatch x", absl::GetFlag(FLAGS_batch)), r, false);
       std::printf("  durable ingest: %.0f events/s\n", r.qps * absl::GetFlag(FLAGS_batch));
     } else if (rpc == "load-demo") {
       LoadDemo(*channel);
-      continue;
     } else if (rpc == "score") {
       auto stub = v1::Fraud::NewStub(channel);
-      r = BenchScore(*stub);
-      std::printf("%s\n", FormatLoadResult("Score", r).c_str());
+      report("Score", BenchScore(*stub), true);
     } else if (rpc == "segment") {
       auto stub = v1::Segmenter::NewStub(channel);
-      r = BenchSegment(*stub);
-      std::printf("%s\n", FormatLoadResult("Segment", r).c_str());
+      report("Segment", BenchSegment(*stub), true);
     } else if (rpc == "elasticity") {
       auto stub = v1::Pricing::NewStub(channel);
-      r = BenchElasticity(*stub);
-      std::printf("%s\n", FormatLoadResult("PriceElasticity", r).c_str());
+      report("PriceElasticity", BenchElasticity(*stub), true);
     } else {
       std::cerr << "unknown rpc " << rpc << "\n";
       return 2;
     }
-    if (echo_qps > 0 && rpc != "ingest") {
-      std::printf("  %.0f%% of the echo floor\n", 100 * r.qps / echo_qps);
-    }
-    if (r.errors) std::printf("  first error: %s\n", r.first_error.c_str());
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_json_out); !path.empty()) {
+    std::ofstream(path) << ToJson(measured);
   }
   return 0;
 }
