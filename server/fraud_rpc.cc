@@ -1,5 +1,5 @@
-#include <algorithm>
 #include <cctype>
+#include <iterator>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"

@@ -42,14 +42,6 @@ v1::ScoreResponse Score(v1::Fraud::Stub& stub, const v1::Order& o, grpc::Status*
   return resp;
 }
 
-uint64_t FraudCount(v1::Admin::Stub& admin, const std::string& name) {
-  const v1::ModelStatusResponse status = Status(admin);
-  for (const auto& m : status.models()) {
-    if (m.name() == "fraud") return m.counts().contains(name) ? m.counts().at(name) : 0;
-  }
-  return 0;
-}
-
 TEST(FraudTest, ScoresExplainsRejectsAndSurvivesRestarts) {
   TempDir dir;
   auto server = std::make_unique<ServerProcess>(dir.path());
@@ -107,13 +99,13 @@ TEST(FraudTest, ScoresExplainsRejectsAndSurvivesRestarts) {
   v1::PublishSummary summary;
   ASSERT_TRUE(ingest->PublishBatch(Ctx().get(), batch, &summary).ok());
   auto admin = v1::Admin::NewStub(server->channel());
-  for (int i = 0; i < 200 && (FraudCount(*admin, "unknown_order_labels") < 1 ||
-                              FraudCount(*admin, "orders") < 2);
+  for (int i = 0; i < 200 && (ModelCount(Status(*admin), "fraud", "unknown_order_labels") < 1 ||
+                              ModelCount(Status(*admin), "fraud", "orders") < 2);
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(FraudCount(*admin, "unknown_order_labels"), 1u);
-  EXPECT_EQ(FraudCount(*admin, "orders"), 2u);  // the scored orders are in the log
+  EXPECT_EQ(ModelCount(Status(*admin), "fraud", "unknown_order_labels"), 1u);
+  EXPECT_EQ(ModelCount(Status(*admin), "fraud", "orders"), 2u);  // the scored orders are in the log
 
   // The same order after SIGKILL (replayed) and after SIGTERM (checkpoint).
   server->Kill();

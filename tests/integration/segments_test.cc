@@ -22,14 +22,6 @@ v1::SegmentResponse Ask(v1::Segmenter::Stub& stub, const std::string& user, grpc
   return resp;
 }
 
-uint64_t SegmentCount(v1::Admin::Stub& admin, const std::string& name) {
-  const v1::ModelStatusResponse status = Status(admin);
-  for (const auto& m : status.models()) {
-    if (m.name() == "segments") return m.counts().at(name);
-  }
-  return 0;
-}
-
 // Waits until the segment model has a fit (it runs in the background).
 v1::ListSegmentsResponse WaitForSegments(v1::Segmenter::Stub& stub) {
   v1::ListSegmentsResponse resp;
@@ -106,10 +98,10 @@ TEST(SegmentsTest, DemoShopCustomersGetSegmentsValueAndErasure) {
 
   // Checkpointed on SIGTERM: the same answers after the restart. A refit may
   // still be running in the background; take the answer once none is.
-  for (int i = 0; i < 600 && SegmentCount(*admin, "refit_running") != 0; ++i) {
+  for (int i = 0; i < 600 && ModelCount(Status(*admin), "segments", "refit_running") != 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ASSERT_EQ(SegmentCount(*admin, "refit_running"), 0u);
+  ASSERT_EQ(ModelCount(Status(*admin), "segments", "refit_running"), 0u);
   const v1::SegmentResponse before = Ask(*seg, champion, &st);
   const int status = server->Terminate();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -30,13 +30,6 @@ v1::Event MakeEvent(const std::string& id, int user, int item) {
   return e;
 }
 
-uint64_t ActivityEvents(const v1::ModelStatusResponse& st) {
-  for (const auto& m : st.models()) {
-    if (m.name() == "activity") return m.counts().at("events");
-  }
-  return 0;
-}
-
 TEST(ServerTest, KillDuringEightStreamsLosesNoAcknowledgedEvent) {
   TempDir dir;
   constexpr int kStreams = 8;
@@ -91,7 +84,7 @@ TEST(ServerTest, KillDuringEightStreamsLosesNoAcknowledgedEvent) {
   EXPECT_TRUE(st.ready());
   EXPECT_EQ(st.log_sequence(), log.size());
   EXPECT_EQ(st.applied_sequence(), log.size()) << "recovery replays the whole log before SERVING";
-  EXPECT_EQ(ActivityEvents(st), log.size());
+  EXPECT_EQ(ModelCount(st, "activity", "events"), log.size());
 
   // Sending the acknowledged events again applies none of them.
   auto ingest = v1::Ingest::NewStub(server.channel());
@@ -121,7 +114,7 @@ TEST(ServerTest, RepeatedEventIdsAreAppliedOnce) {
   EXPECT_EQ(second.duplicates(), 10u);
   const v1::ModelStatusResponse st = WaitCaughtUp(*admin);
   EXPECT_EQ(st.log_sequence(), 4u);
-  EXPECT_EQ(ActivityEvents(st), 4u);
+  EXPECT_EQ(ModelCount(st, "activity", "events"), 4u);
   // The first occurrence is the one kept.
   std::vector<v1::LoggedEvent> log = ReadWholeLog(*admin);
   ASSERT_EQ(log.size(), 4u);
@@ -243,7 +236,7 @@ TEST(ServerTest, SigtermDrainsCheckpointsAndExitsZero) {
   const v1::ModelStatusResponse st = Status(*admin);
   EXPECT_EQ(st.last_checkpoint_sequence(), 1000u) << "SIGTERM writes a final checkpoint";
   EXPECT_GT(st.last_checkpoint_ms(), 0);
-  EXPECT_EQ(ActivityEvents(st), 1000u);
+  EXPECT_EQ(ModelCount(st, "activity", "events"), 1000u);
 }
 
 TEST(ServerTest, CheckpointThenKillRestoresFromCheckpointAndTail) {
@@ -274,7 +267,7 @@ TEST(ServerTest, CheckpointThenKillRestoresFromCheckpointAndTail) {
   const v1::ModelStatusResponse st = Status(*admin);
   EXPECT_EQ(st.last_checkpoint_sequence(), 300u);
   EXPECT_EQ(st.applied_sequence(), 600u);
-  EXPECT_EQ(ActivityEvents(st), 600u) << "checkpoint state plus the replayed tail";
+  EXPECT_EQ(ModelCount(st, "activity", "events"), 600u) << "checkpoint state plus the replayed tail";
 }
 
 TEST(ServerTest, CatalogUpsertGetDeleteSurvivesRestart) {

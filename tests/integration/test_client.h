@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -53,6 +54,15 @@ inline v1::ModelStatusResponse WaitCaughtUp(v1::Admin::Stub& admin, int seconds 
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return st;
+}
+
+// The count `name` that model `model` reports in `status`; 0 when absent.
+inline uint64_t ModelCount(const v1::ModelStatusResponse& status, const std::string& model,
+                           const std::string& name) {
+  for (const auto& m : status.models()) {
+    if (m.name() == model && m.counts().contains(name)) return m.counts().at(name);
+  }
+  return 0;
 }
 
 }  // namespace mercato::testing
