@@ -475,7 +475,6 @@ bool SegmentModel::Apply(const Event& event) {
     default:
       break;
   }
-  if ((++events_ & 1023) == 0) AdoptFinishedRefit();
   MaybeRefit();
   return true;
 }

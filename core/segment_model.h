@@ -171,7 +171,6 @@ class SegmentModel final : public Model, public SegmentLookup {
   // Reservoir sample of user rows (Algorithm R over users as they appear).
   std::vector<uint32_t> reservoir_;
   uint64_t users_seen_ = 0;
-  uint64_t events_ = 0;  // when to look for a finished refit
   std::future<std::shared_ptr<const SegmentFit>> pending_;
 };
 
