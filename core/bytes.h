@@ -95,6 +95,8 @@ class ByteReader {
     pos_ += n;
   }
   bool done() const { return pos_ == in_.size(); }
+  // Marks the input malformed (a value read was out of range).
+  void Invalidate() { Fail(); }
   size_t remaining() const { return in_.size() - pos_; }
   // OK when every read so far was within bounds.
   absl::Status status() const {

@@ -1,5 +1,8 @@
 #include "core/event.h"
 
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
 namespace mercato::core {
 
 const char* EventTypeName(EventType type) {
@@ -30,7 +33,16 @@ Event ItemUpdateEvent(const Item& item, int64_t timestamp_ms, std::string event_
   e.value = item.unit_cost;
   e.quantity = item.in_stock ? 1 : 0;
   if (!item.category_path.empty()) e.category = item.category_path.back();
+  e.payload = absl::StrJoin(item.category_path, std::string(1, kCategoryPathSeparator));
   return e;
+}
+
+std::vector<std::string> CategoryPath(const Event& event) {
+  if (event.payload.empty()) {
+    return event.category.empty() ? std::vector<std::string>{}
+                                  : std::vector<std::string>{event.category};
+  }
+  return absl::StrSplit(event.payload, kCategoryPathSeparator);
 }
 
 }  // namespace mercato::core

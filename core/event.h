@@ -50,7 +50,8 @@ struct Event {
   double value = 0;
   // ITEM_UPDATE only: the item's leaf category.
   std::string category;
-  // ORDER_SCORED only: the fraud model's record of the order.
+  // ORDER_SCORED: the fraud model's record of the order. ITEM_UPDATE: the
+  // whole category path, root first, joined by kCategoryPathSeparator.
   std::string payload;
 
   bool operator==(const Event&) const = default;
@@ -68,8 +69,13 @@ struct Item {
   bool operator==(const Item&) const = default;
 };
 
+inline constexpr char kCategoryPathSeparator = '\x1f';
+
+// The category path of an ITEM_UPDATE event, root first (empty when none).
+std::vector<std::string> CategoryPath(const Event& event);
+
 // The ITEM_UPDATE event for `item`: list price in unit_price, unit cost in
-// value, quantity 1 when in stock (0 when not), the leaf category.
+// value, quantity 1 when in stock (0 when not), the leaf category, the path.
 Event ItemUpdateEvent(const Item& item, int64_t timestamp_ms, std::string event_id);
 
 }  // namespace mercato::core

@@ -1,5 +1,7 @@
 #include "server/validation.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -165,7 +167,12 @@ absl::StatusOr<core::Item> ToCoreItem(const v1::Item& in, absl::string_view pref
   if (s.ok()) s = CheckCount(Field(prefix, "category_path"), in.category_path_size(), 0,
                              kMaxCategoryDepth);
   for (int i = 0; s.ok() && i < in.category_path_size(); ++i) {
-    s = CheckId(absl::StrCat(Field(prefix, "category_path"), "[", i, "]"), in.category_path(i));
+    const std::string field = absl::StrCat(Field(prefix, "category_path"), "[", i, "]");
+    s = CheckId(field, in.category_path(i));
+    if (s.ok() && std::any_of(in.category_path(i).begin(), in.category_path(i).end(),
+                              [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+      s = Invalid(field, "must not contain control characters");
+    }
   }
   if (s.ok()) s = CheckNumber(Field(prefix, "price"), in.price(), 0, kMaxPrice);
   if (s.ok()) s = CheckNumber(Field(prefix, "unit_cost"), in.unit_cost(), 0, kMaxPrice);

@@ -1,0 +1,53 @@
+// Approximate maximum-inner-product search over item factors: a wrapper of
+// Debian's header-only hnswlib (inner-product space). Labels are item rows.
+//
+// One index is shared by the learner, which upserts rows as fold-in changes
+// them, and by every published view that searches it; a reader-writer lock
+// makes an upsert and a search exclusive. Results are candidates only:
+// callers re-score them with their own snapshot's factors.
+#ifndef MERCATO_CORE_HNSW_INDEX_H_
+#define MERCATO_CORE_HNSW_INDEX_H_
+
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <vector>
+
+namespace hnswlib {
+class InnerProductSpace;
+template <typename T>
+class HierarchicalNSW;
+}  // namespace hnswlib
+
+namespace mercato::core {
+
+struct HnswOptions {
+  int m = 16;
+  int ef_construction = 100;
+  int ef_search = 100;
+};
+
+class HnswIndex {
+ public:
+  HnswIndex(int dim, const HnswOptions& options);
+  ~HnswIndex();
+  HnswIndex(const HnswIndex&) = delete;
+  HnswIndex& operator=(const HnswIndex&) = delete;
+
+  // Adds row `label` with vector `v` (dim floats), or replaces its vector.
+  void Upsert(uint32_t label, const float* v);
+  // Up to `k` labels with the largest inner product with `query`, best first;
+  // searches with max(ef_search, k) candidates.
+  std::vector<uint32_t> Search(const float* query, size_t k) const;
+  size_t size() const;
+
+ private:
+  HnswOptions options_;
+  std::unique_ptr<hnswlib::InnerProductSpace> space_;
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
+  mutable std::shared_mutex mu_;
+};
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_CORE_HNSW_INDEX_H_

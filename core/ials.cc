@@ -1,0 +1,348 @@
+#include "core/ials.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace mercato::core {
+namespace {
+
+constexpr int kRowsPerBlock = 256;
+constexpr double kMsPerDay = 24.0 * 3600 * 1000;
+
+uint64_t SplitMix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Solves (a0 G + X' diag(c) X + reg I) v = X' c by `steps` conjugate-gradient
+// steps from v.
+void ConjugateGradient(const Eigen::MatrixXd& gram, double a0, double reg,
+                       const Eigen::MatrixXd& x, const Eigen::VectorXd& c, int steps,
+                       Eigen::VectorXd& v) {
+  auto apply = [&](const Eigen::VectorXd& p) -> Eigen::VectorXd {
+    Eigen::VectorXd out = a0 * (gram * p) + reg * p;
+    if (x.rows() > 0) out.noalias() += x.transpose() * c.cwiseProduct(x * p);
+    return out;
+  };
+  Eigen::VectorXd r = -apply(v);
+  if (x.rows() > 0) r.noalias() += x.transpose() * c;
+  Eigen::VectorXd p = r;
+  double rs = r.squaredNorm();
+  for (int s = 0; s < steps && rs > 1e-20; ++s) {
+    const Eigen::VectorXd ap = apply(p);
+    const double alpha = rs / p.dot(ap);
+    v += alpha * p;
+    r -= alpha * ap;
+    const double next = r.squaredNorm();
+    p = r + (next / rs) * p;
+    rs = next;
+  }
+}
+
+Eigen::VectorXd Load(const float* row, int k) {
+  return Eigen::Map<const Eigen::VectorXf>(row, k).cast<double>();
+}
+
+}  // namespace
+
+double DecayedConfidence(const IalsOptions& options, float confidence, int64_t last_ms,
+                         int64_t now_ms) {
+  if (options.decay_half_life_days <= 0 || now_ms <= last_ms) return confidence;
+  const double days = static_cast<double>(now_ms - last_ms) / kMsPerDay;
+  return confidence * std::exp2(-days / options.decay_half_life_days);
+}
+
+void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, size_t others,
+                    const Eigen::MatrixXd& x, const Eigen::VectorXd& c, Eigen::VectorXd& v) {
+  if (x.rows() == 0) {
+    v.setZero();
+    return;
+  }
+  const double a0 = options.unobserved_weight;
+  const double reg =
+      options.regularization * std::pow(static_cast<double>(x.rows()) +
+                                            a0 * static_cast<double>(others),
+                                        options.regularization_exponent);
+  ConjugateGradient(gram, a0, reg, x, c, options.cg_steps, v);
+}
+
+IalsState::IalsState(const IalsOptions& options)
+    : options_(options),
+      users_(options.dim, kRowsPerBlock),
+      items_(options.dim, kRowsPerBlock),
+      histories_(1, kRowsPerBlock),
+      user_pending_(1, kRowsPerBlock),
+      item_pending_(1, kRowsPerBlock),
+      gram_users_(Eigen::MatrixXd::Zero(options.dim, options.dim)),
+      gram_items_(Eigen::MatrixXd::Zero(options.dim, options.dim)) {}
+
+void IalsState::Grow(uint32_t user, uint32_t item) {
+  if (user >= users_.rows()) {
+    users_.Resize(user + 1);
+    histories_.Resize(user + 1);
+    user_pending_.Resize(user + 1);
+  }
+  if (item >= items_.rows()) {
+    items_.Resize(item + 1);
+    item_users_.resize(item + 1);
+    item_pending_.Resize(item + 1);
+  }
+}
+
+void IalsState::SetRow(RowBlockMatrix<float>& rows, Eigen::MatrixXd& gram, uint32_t r,
+                       const Eigen::VectorXd& v) {
+  const int k = options_.dim;
+  const Eigen::VectorXd old = Load(rows.Row(r), k);
+  Eigen::Map<Eigen::VectorXf>(rows.MutableRow(r), k) = v.cast<float>();
+  const Eigen::VectorXd now = Load(rows.Row(r), k);
+  gram.noalias() += now * now.transpose();
+  gram.noalias() -= old * old.transpose();
+}
+
+void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms) {
+  Grow(user, item);
+  now_ms_ = std::max(now_ms_, t_ms);
+  const int k = options_.dim;
+
+  // The user's history (copied: published views may share it).
+  std::shared_ptr<const History>* slot = histories_.MutableRow(user);
+  auto history = *slot ? std::make_shared<History>(**slot) : std::make_shared<History>();
+  auto it = std::lower_bound(history->begin(), history->end(), item,
+                             [](const Interaction& a, uint32_t i) { return a.item < i; });
+  if (it == history->end() || it->item != item) it = history->insert(it, Interaction{item});
+  const double confidence =
+      std::max(0.0, Decayed(it->confidence, it->last_ms, t_ms) + static_cast<double>(delta));
+  it->confidence = static_cast<float>(confidence);
+  it->last_ms = std::max(it->last_ms, t_ms);
+  it->flags |= flags;
+  const Interaction pair = *it;
+  const size_t user_n = history->size();
+  *slot = std::move(history);
+
+  std::vector<ItemEntry>& users = item_users_[item];
+  auto jt = std::lower_bound(users.begin(), users.end(), user,
+                             [](const ItemEntry& a, uint32_t u) { return a.user < u; });
+  if (jt == users.end() || jt->user != user) jt = users.insert(jt, ItemEntry{user});
+  jt->confidence = pair.confidence;
+  jt->last_ms = pair.last_ms;
+
+  // A new item starts from a small seeded random row, so that the very first
+  // solves have something to align with.
+  if (Eigen::Map<const Eigen::VectorXf>(items_.Row(item), k).isZero()) {
+    uint64_t state = options_.seed ^ (0x2545f4914f6cdd1dULL * (item + 1));
+    Eigen::VectorXd init(k);
+    const double scale = 0.1 / std::sqrt(static_cast<double>(k));
+    for (int d = 0; d < k; ++d) {
+      init[d] = scale * (static_cast<double>(SplitMix64(state) >> 11) * 0x1.0p-53 * 2 - 1);
+    }
+    SetRow(items_, gram_items_, item, init);
+  }
+
+  const auto due = [&](uint32_t& pending, size_t n) {
+    const size_t every = std::max<size_t>(1, n / std::max(1, options_.fold_in_cap));
+    if (++pending < every) return false;
+    pending = 0;
+    return true;
+  };
+  if (due(*user_pending_.MutableRow(user), user_n)) SolveUserRow(user);
+  if (due(*item_pending_.MutableRow(item), users.size())) SolveItemRow(item);
+}
+
+void IalsState::ForgetUser(uint32_t user) {
+  if (user >= users_.rows()) return;
+  std::shared_ptr<const History>* slot = histories_.MutableRow(user);
+  if (*slot) {
+    for (const Interaction& in : **slot) {
+      std::vector<ItemEntry>& users = item_users_[in.item];
+      auto jt = std::lower_bound(users.begin(), users.end(), user,
+                                 [](const ItemEntry& a, uint32_t u) { return a.user < u; });
+      if (jt != users.end() && jt->user == user) users.erase(jt);
+    }
+  }
+  slot->reset();
+  SetRow(users_, gram_users_, user, Eigen::VectorXd::Zero(options_.dim));
+}
+
+void IalsState::SolveUserRow(uint32_t user) {
+  const int k = options_.dim;
+  const std::shared_ptr<const History>& h = *histories_.Row(user);
+  const size_t size = h ? h->size() : 0;
+  Eigen::MatrixXd x(size, k);
+  Eigen::VectorXd c(size);
+  Eigen::Index n = 0;
+  for (size_t j = 0; j < size; ++j) {
+    const Interaction& in = (*h)[j];
+    const double conf = Decayed(in.confidence, in.last_ms, now_ms_);
+    if (conf <= 0) continue;
+    x.row(n) = Load(items_.Row(in.item), k).transpose();
+    c[n++] = conf;
+  }
+  x.conservativeResize(n, k);
+  c.conservativeResize(n);
+  Eigen::VectorXd v = Load(users_.Row(user), k);
+  SolveFactorRow(options_, gram_items_, items_.rows(), x, c, v);
+  SetRow(users_, gram_users_, user, v);
+}
+
+void IalsState::SolveItemRow(uint32_t item) {
+  const int k = options_.dim;
+  const std::vector<ItemEntry>& entries = item_users_[item];
+  Eigen::MatrixXd x(entries.size(), k);
+  Eigen::VectorXd c(entries.size());
+  Eigen::Index n = 0;
+  for (const ItemEntry& e : entries) {
+    const double conf = Decayed(e.confidence, e.last_ms, now_ms_);
+    if (conf <= 0) continue;
+    x.row(n) = Load(users_.Row(e.user), k).transpose();
+    c[n++] = conf;
+  }
+  x.conservativeResize(n, k);
+  c.conservativeResize(n);
+  Eigen::VectorXd v = Load(items_.Row(item), k);
+  SolveFactorRow(options_, gram_users_, users_.rows(), x, c, v);
+  SetRow(items_, gram_items_, item, v);
+  changed_items_.push_back(item);
+}
+
+Eigen::MatrixXd IalsState::Gramian(const RowBlockMatrix<float>& rows) {
+  const int k = rows.cols();
+  Eigen::MatrixXd g = Eigen::MatrixXd::Zero(k, k);
+  for (size_t r = 0; r < rows.rows(); ++r) {
+    const Eigen::VectorXd v = Load(rows.Row(r), k);
+    g.noalias() += v * v.transpose();
+  }
+  return g;
+}
+
+void IalsState::Train(int epochs) {
+  for (int e = 0; e < epochs; ++e) {
+    for (uint32_t u = 0; u < users_.rows(); ++u) SolveUserRow(u);
+    gram_users_ = Gramian(users_);
+    for (uint32_t i = 0; i < items_.rows(); ++i) SolveItemRow(i);
+    gram_items_ = Gramian(items_);
+  }
+  for (uint32_t u = 0; u < users_.rows(); ++u) *user_pending_.MutableRow(u) = 0;
+  for (uint32_t i = 0; i < items_.rows(); ++i) *item_pending_.MutableRow(i) = 0;
+  changed_items_.clear();
+}
+
+std::vector<uint32_t> IalsState::TakeChangedItems() {
+  std::vector<uint32_t> out;
+  out.swap(changed_items_);
+  return out;
+}
+
+namespace {
+
+void EncodeRows(ByteWriter& w, const RowBlockView<float>& rows) {
+  w.Varint(rows.rows());
+  for (size_t r = 0; r < rows.rows(); ++r) w.Raw(rows.Row(r), sizeof(float) * rows.cols());
+}
+
+void DecodeRows(ByteReader& r, RowBlockMatrix<float>& rows) {
+  const uint64_t n = r.Varint();
+  if (n > r.remaining() / (sizeof(float) * rows.cols())) {
+    r.Invalidate();
+    return;
+  }
+  rows.Resize(n);
+  for (size_t i = 0; i < n; ++i) r.Raw(rows.MutableRow(i), sizeof(float) * rows.cols());
+}
+
+void EncodeMatrix(ByteWriter& w, const Eigen::MatrixXd& m) {
+  w.Raw(m.data(), sizeof(double) * m.size());
+}
+
+void DecodeMatrix(ByteReader& r, Eigen::MatrixXd& m) { r.Raw(m.data(), sizeof(double) * m.size()); }
+
+}  // namespace
+
+IalsFrozen IalsState::Freeze() {
+  IalsFrozen f;
+  f.users = users_.Freeze();
+  f.items = items_.Freeze();
+  f.histories = histories_.Freeze();
+  f.user_pending = user_pending_.Freeze();
+  f.item_pending = item_pending_.Freeze();
+  if (!frozen_gram_users_ || *frozen_gram_users_ != gram_users_) {
+    frozen_gram_users_ = std::make_shared<const Eigen::MatrixXd>(gram_users_);
+  }
+  if (!frozen_gram_items_ || *frozen_gram_items_ != gram_items_) {
+    frozen_gram_items_ = std::make_shared<const Eigen::MatrixXd>(gram_items_);
+  }
+  f.gram_users = frozen_gram_users_;
+  f.gram_items = frozen_gram_items_;
+  f.now_ms = now_ms_;
+  return f;
+}
+
+void IalsFrozen::Encode(ByteWriter& w) const {
+  w.Varint(users.cols());
+  w.I64(now_ms);
+  EncodeRows(w, users);
+  EncodeRows(w, items);
+  EncodeMatrix(w, *gram_users);
+  EncodeMatrix(w, *gram_items);
+  for (size_t u = 0; u < users.rows(); ++u) {
+    const std::shared_ptr<const History>& h = *histories.Row(u);
+    w.Varint(h ? h->size() : 0);
+    if (h) {
+      for (const Interaction& in : *h) {
+        w.Varint(in.item);
+        w.F32(in.confidence);
+        w.I64(in.last_ms);
+        w.U8(in.flags);
+      }
+    }
+    w.Varint(*user_pending.Row(u));
+  }
+  for (size_t i = 0; i < items.rows(); ++i) w.Varint(*item_pending.Row(i));
+}
+
+void IalsState::Decode(ByteReader& r) {
+  IalsState next(options_);
+  if (r.Varint() != static_cast<uint64_t>(options_.dim)) {
+    r.Invalidate();
+    return;
+  }
+  next.now_ms_ = r.I64();
+  DecodeRows(r, next.users_);
+  DecodeRows(r, next.items_);
+  DecodeMatrix(r, next.gram_users_);
+  DecodeMatrix(r, next.gram_items_);
+  const size_t users = next.users_.rows(), items = next.items_.rows();
+  next.histories_.Resize(users);
+  next.user_pending_.Resize(users);
+  next.item_pending_.Resize(items);
+  next.item_users_.assign(items, {});
+  for (size_t u = 0; u < users && r.status().ok(); ++u) {
+    const uint64_t n = r.Varint();
+    if (n > 0) {
+      auto h = std::make_shared<History>();
+      for (uint64_t j = 0; j < n && r.status().ok(); ++j) {
+        Interaction in;
+        in.item = static_cast<uint32_t>(r.Varint());
+        in.confidence = r.F32();
+        in.last_ms = r.I64();
+        in.flags = r.U8();
+        if (in.item >= items) {
+          r.Invalidate();
+          return;
+        }
+        h->push_back(in);
+        next.item_users_[in.item].push_back(
+            ItemEntry{static_cast<uint32_t>(u), in.confidence, in.last_ms});
+      }
+      *next.histories_.MutableRow(u) = std::move(h);
+    }
+    *next.user_pending_.MutableRow(u) = static_cast<uint32_t>(r.Varint());
+  }
+  for (size_t i = 0; i < items && r.status().ok(); ++i) {
+    *next.item_pending_.MutableRow(i) = static_cast<uint32_t>(r.Varint());
+  }
+  if (r.status().ok()) *this = std::move(next);
+}
+
+}  // namespace mercato::core

@@ -1,0 +1,158 @@
+// Implicit-feedback matrix factorisation: iALS in the form of Rendle et al.
+// 2021 ("Revisiting the performance of iALS on item recommendation
+// benchmarks"), with per-event fold-in (Takács et al. 2011).
+//
+// For user u with history I_u and confidences c_ui (decayed with age):
+//   min_w  sum_{i in I_u} c_ui (w.h_i - 1)^2 + a0 sum_{all i} (w.h_i)^2
+//          + lambda (|I_u| + a0 |I|)^nu |w|^2
+// and symmetrically for items. The all-pairs term is a0 w'Gw with the
+// Gramian G = sum_i h_i h_i', so each row is one k x k linear system, solved
+// here by a few conjugate-gradient steps warm-started from the current row.
+//
+// IalsState holds the interactions and both factor matrices. The learner
+// thread calls Observe() per event: it updates the pair's confidence and
+// re-solves the user's row, then the item's row, keeping both Gramians
+// current by rank-one updates. A row with more than `fold_in_cap`
+// interactions is re-solved on every ceil(n / cap)-th of its events, so the
+// per-event cost stays bounded for best sellers and busy accounts.
+// Train() runs full alternating epochs (on a copy, on a background thread).
+// Everything is single-threaded and in a fixed order, so the same calls give
+// the same factors bit for bit.
+#ifndef MERCATO_CORE_IALS_H_
+#define MERCATO_CORE_IALS_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/bytes.h"
+#include "core/row_block_matrix.h"
+
+namespace mercato::core {
+
+struct IalsOptions {
+  // Dimension k of the factors.
+  int dim = 64;
+  // a0: weight of every (user, item) pair as an unobserved zero.
+  double unobserved_weight = 0.002;
+  // lambda and nu of the frequency-scaled regularisation.
+  double regularization = 0.05;
+  double regularization_exponent = 1.0;
+  // Full-retrain epochs and CG steps per row solve.
+  int epochs = 8;
+  int cg_steps = 3;
+  // Rows with more interactions are re-solved on every ceil(n/cap)-th event.
+  int fold_in_cap = 128;
+  // Confidence halves over this age (0 = no decay).
+  double decay_half_life_days = 90;
+  // Seeds the initial item rows.
+  uint64_t seed = 42;
+};
+
+// One (user, item) pair in the user's history.
+struct Interaction {
+  uint32_t item = 0;
+  // Confidence as of last_ms.
+  float confidence = 0;
+  int64_t last_ms = 0;
+  // kSeen and kPurchased bits.
+  uint8_t flags = 0;
+  bool operator==(const Interaction&) const = default;
+};
+inline constexpr uint8_t kSeen = 1, kPurchased = 2;
+
+// A user's interactions, sorted by item.
+using History = std::vector<Interaction>;
+
+// An immutable copy of an IalsState that shares its unchanged row blocks.
+struct IalsFrozen {
+  RowBlockView<float> users, items;
+  // One pointer per user (null = no history).
+  RowBlockView<std::shared_ptr<const History>> histories;
+  RowBlockView<uint32_t> user_pending, item_pending;
+  std::shared_ptr<const Eigen::MatrixXd> gram_users, gram_items;
+  int64_t now_ms = 0;
+  // The layout IalsState::Decode reads.
+  void Encode(ByteWriter& w) const;
+};
+
+// `confidence` recorded at `last_ms`, decayed to `now_ms`.
+double DecayedConfidence(const IalsOptions& options, float confidence, int64_t last_ms,
+                         int64_t now_ms);
+
+// Solves one row: min over v of sum_j c_j (v.x_j - 1)^2 + a0 v'Gv + reg |v|^2
+// for the rows x_j of `x`, by options.cg_steps CG steps from `v`. `others`
+// is the number of rows on the other side (for the regularisation).
+void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, size_t others,
+                    const Eigen::MatrixXd& x, const Eigen::VectorXd& c, Eigen::VectorXd& v);
+
+class IalsState {
+ public:
+  explicit IalsState(const IalsOptions& options);
+  IalsState(const IalsState&) = default;
+  IalsState& operator=(const IalsState&) = default;
+  IalsState(IalsState&&) = default;
+  IalsState& operator=(IalsState&&) = default;
+
+  const IalsOptions& options() const { return options_; }
+  // Changes the confidence of (user, item) by `delta` at `t_ms` (after
+  // decaying it to t_ms; never below 0), sets `flags`, and re-solves the rows.
+  void Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms);
+  // Drops the user's history and zeroes the user's row.
+  void ForgetUser(uint32_t user);
+  // Full alternating epochs over every interaction.
+  void Train(int epochs);
+
+  // O(blocks); copies only the Gramians that changed since the last call.
+  IalsFrozen Freeze();
+  size_t num_items() const { return items_.rows(); }
+  const float* item_row(uint32_t item) const { return items_.Row(item); }
+  // Interactions with a positive confidence, per item.
+  uint32_t ItemSupport(uint32_t item) const {
+    return item < item_users_.size() ? static_cast<uint32_t>(item_users_[item].size()) : 0;
+  }
+  int64_t now_ms() const { return now_ms_; }
+  // Items whose rows changed since the last call, in order of change.
+  std::vector<uint32_t> TakeChangedItems();
+
+  // Replaces the state with one written by IalsFrozen::Encode. Errors stay
+  // in `r`, and then the state is unchanged.
+  void Decode(ByteReader& r);
+
+ private:
+  struct ItemEntry {
+    uint32_t user;
+    float confidence;
+    int64_t last_ms;
+  };
+  void Grow(uint32_t user, uint32_t item);
+  double Decayed(float confidence, int64_t last_ms, int64_t now_ms) const {
+    return DecayedConfidence(options_, confidence, last_ms, now_ms);
+  }
+  void SolveUserRow(uint32_t user);
+  void SolveItemRow(uint32_t item);
+  // Replaces a row and updates its Gramian.
+  void SetRow(RowBlockMatrix<float>& rows, Eigen::MatrixXd& gram, uint32_t r,
+              const Eigen::VectorXd& v);
+  static Eigen::MatrixXd Gramian(const RowBlockMatrix<float>& rows);
+  void RebuildItemUsers();
+
+  IalsOptions options_;
+  RowBlockMatrix<float> users_, items_;
+  RowBlockMatrix<std::shared_ptr<const History>> histories_;
+  // Per item, its users sorted by user (learner only, rebuilt on Decode).
+  std::vector<std::vector<ItemEntry>> item_users_;
+  // Events since each row was last solved.
+  RowBlockMatrix<uint32_t> user_pending_, item_pending_;
+  Eigen::MatrixXd gram_users_, gram_items_;
+  std::shared_ptr<const Eigen::MatrixXd> frozen_gram_users_, frozen_gram_items_;
+  std::vector<uint32_t> changed_items_;
+  int64_t now_ms_ = 0;
+};
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_CORE_IALS_H_

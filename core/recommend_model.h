@@ -1,0 +1,249 @@
+// Recommendations: personal (iALS, core/ials.h), session (context items
+// folded into a temporary user row), time-decayed popularity per category
+// and overall, similar items (cosine over item factors) and bought-together
+// association rules (support, confidence, lift), all kept current per event.
+//
+// Retrieval is an exact scan over the item factor blocks with a bounded heap
+// (the reference), or, above `hnsw_min_items` items with factors, HNSW
+// candidates re-scored exactly with the snapshot's own rows. Filters are
+// checked per candidate (categories through a per-request bitset).
+//
+// A full retrain runs on a background thread from a copy of the factor state
+// at the moment it starts; the learner keeps the events that arrive meanwhile
+// and replays them onto the result before adopting it, so the factors after
+// any event depend only on the events (and on where retrains started), never
+// on how long training took.
+#ifndef MERCATO_CORE_RECOMMEND_MODEL_H_
+#define MERCATO_CORE_RECOMMEND_MODEL_H_
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "core/hnsw_index.h"
+#include "core/ials.h"
+#include "core/id_dictionary.h"
+#include "core/model.h"
+#include "core/row_block_matrix.h"
+
+namespace mercato::core {
+
+inline constexpr char kRecommendModelName[] = "recommend";
+
+struct RecommendOptions {
+  IalsOptions ials;
+  // Confidence added per event type (indexed by EventType, view..fraud label);
+  // a negative weight subtracts (refunds).
+  std::array<float, kNumEventTypes> weights = {0, 1, 1, 3, 0, 8, -8, 2, 0};
+  // Popularity halves over this long.
+  double popularity_half_life_days = 7;
+  // A background retrain starts after this many interactions since the last
+  // one (0 = only on request).
+  uint64_t retrain_every = 0;
+  // Run retrains on a background thread (false: inline, for tests).
+  bool background = true;
+  // Bought together: fewest shared orders for a pair to be reported.
+  uint32_t min_support = 2;
+  // HNSW from this many items with factors on (0 = exact scan only).
+  size_t hnsw_min_items = 50000;
+  HnswOptions hnsw;
+  // Explanations per explained result.
+  int explanations = 3;
+};
+
+enum class RecommendSource { kPersonal = 1, kSession = 2, kCategoryPopular = 3, kPopular = 4,
+                             kSimilar = 5 };
+
+struct ItemFilter {
+  std::vector<std::string> categories;
+  double min_price = 0, max_price = 0;
+  bool in_stock_only = false;
+  std::vector<std::string> exclude_item_ids;
+  bool exclude_purchased = false, exclude_seen = false;
+};
+
+struct RecommendQuery {
+  std::string user_id;
+  std::vector<std::string> context_item_ids;
+  size_t count = 10;
+  ItemFilter filter;
+  std::vector<std::string> candidate_item_ids;
+  bool explain = false;
+  // Force the exact scan (the reference path).
+  bool exact = false;
+};
+
+struct Recommendation {
+  std::string item_id;
+  double score = 0;
+  RecommendSource source = RecommendSource::kPopular;
+  // History item and its share of the score.
+  std::vector<std::pair<std::string, double>> because;
+};
+
+struct ItemAssociation {
+  std::string item_id;
+  uint64_t support = 0;
+  double confidence = 0, lift = 0;
+};
+
+// Catalogue facts per item row.
+struct ItemInfo {
+  float price = 0;  // 0 = unknown
+  bool in_stock = true;
+  // Category ids of the item's path, root first; kNoCategory past its end.
+  static constexpr uint32_t kNoCategory = ~0u;
+  static constexpr int kMaxDepth = 8;
+  std::array<uint32_t, kMaxDepth> path = [] {
+    std::array<uint32_t, kMaxDepth> p;
+    p.fill(kNoCategory);
+    return p;
+  }();
+};
+
+// Items ranked by popularity (best first), with their anchored scores.
+using RankedItems = std::vector<std::pair<double, uint32_t>>;
+// Items bought in the same orders as one item, with counts, sorted by item.
+using CoCounts = std::vector<std::pair<uint32_t, uint32_t>>;
+
+class RecommendView final : public ModelView {
+ public:
+  std::string Encode() const override;
+  std::vector<std::pair<std::string, uint64_t>> Counts() const override;
+
+  absl::StatusOr<std::vector<Recommendation>> Recommend(const RecommendQuery& query) const;
+  // Cosine neighbours of `item_id` over the item factors.
+  absl::StatusOr<std::vector<Recommendation>> SimilarItems(std::string_view item_id, size_t count,
+                                                           const ItemFilter& filter) const;
+  // Highest lift first; `min_support` 0 = the model's default.
+  absl::StatusOr<std::vector<ItemAssociation>> BoughtTogether(std::string_view item_id,
+                                                              size_t count,
+                                                              uint32_t min_support) const;
+
+  // For tests and benchmarks: the factor rows (null when unknown), and the
+  // top `k` item rows for `query` by the exact scan or by HNSW (empty when
+  // there is no index).
+  const float* UserFactors(std::string_view user_id) const;
+  const float* ItemFactors(std::string_view item_id) const;
+  std::vector<uint32_t> TopItems(const float* query, size_t k, bool exact) const;
+  int dim() const { return options_.ials.dim; }
+  size_t num_items() const { return items_.size(); }
+  bool has_index() const { return index_ != nullptr; }
+
+ private:
+  friend class RecommendModel;
+  class Filter;
+  struct Scored {
+    double score;
+    uint32_t item;
+  };
+  // Best `count` items for `query` passing `filter`; `candidates` (if any)
+  // are the only items considered.
+  std::vector<Scored> Rank(const Eigen::VectorXf& query, size_t count, const Filter& filter,
+                           const std::vector<uint32_t>* candidates, bool exact) const;
+  // The best of `ranked` passing `filter`; with `scan_all`, a list cut short
+  // at its length limit is completed by a scan of every item.
+  std::vector<Scored> Popular(const RankedItems& ranked, size_t count, const Filter& filter,
+                              bool scan_all) const;
+  Eigen::VectorXf FoldIn(const History& history) const;
+  std::vector<std::pair<std::string, double>> Explain(const History& history,
+                                                      uint32_t item) const;
+  absl::StatusOr<std::vector<uint32_t>> CategoriesOf(const ItemFilter& filter) const;
+
+  RecommendOptions options_;
+  IdDictionaryView users_, items_, categories_;
+  IalsFrozen factors_;
+  RowBlockView<ItemInfo> info_;
+  // Per item: anchored popularity score, interaction count (has factors).
+  RowBlockView<double> popularity_;
+  RowBlockView<uint32_t> support_;
+  // Top items overall and per category (by category id).
+  std::shared_ptr<const RankedItems> popular_;
+  RowBlockView<std::shared_ptr<const RankedItems>> category_popular_;
+  // Bought together.
+  RowBlockView<std::shared_ptr<const CoCounts>> co_counts_;
+  RowBlockView<uint32_t> orders_with_;
+  uint64_t orders_ = 0;
+  std::shared_ptr<const std::deque<std::pair<std::string, std::vector<uint32_t>>>> open_orders_;
+  double popularity_anchor_ms_ = 0;
+  uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
+  std::shared_ptr<HnswIndex> index_;
+};
+
+class RecommendModel final : public Model {
+ public:
+  explicit RecommendModel(RecommendOptions options = {});
+  ~RecommendModel() override;
+  std::string_view name() const override { return kRecommendModelName; }
+  bool Apply(const Event& event) override;
+  std::shared_ptr<const ModelView> Publish() override;
+  absl::Status Decode(std::string_view bytes) override;
+  bool Poll() override;
+  bool CanRetrain() const override { return true; }
+  void Retrain() override;
+  // Retrains now on this thread (and waits for any running retrain first).
+  void RetrainNow();
+
+ private:
+  // One interaction as IalsState::Observe takes it, kept while a retrain runs.
+  struct Observation {
+    uint32_t user, item;
+    float delta;
+    uint8_t flags;
+    int64_t t_ms;
+    bool forget;  // ForgetUser(user) instead
+  };
+  struct Trained {
+    IalsState state;
+    std::shared_ptr<HnswIndex> index;
+  };
+  // Grows the per-item rows to the dictionary's size.
+  void GrowItems();
+  void ApplyItemUpdate(const Event& event);
+  void ApplyInteraction(const Event& event, uint32_t item);
+  void AddPopularity(uint32_t item, double weight, int64_t t_ms);
+  void AddToOrder(const std::string& order_id, uint32_t item);
+  void StartRetrain();
+  bool AdoptRetrain();
+  void SyncIndex();
+  std::shared_ptr<HnswIndex> BuildIndex(const IalsState& state) const;
+  bool WantsIndex() const;
+
+  RecommendOptions options_;
+  IdDictionary users_, items_, categories_;
+  IalsState factors_;
+  RowBlockMatrix<ItemInfo> info_;
+  RowBlockMatrix<double> popularity_;
+  RowBlockMatrix<uint32_t> support_;
+  std::shared_ptr<const RankedItems> popular_;
+  RowBlockMatrix<std::shared_ptr<const RankedItems>> category_popular_;
+  RowBlockMatrix<std::shared_ptr<const CoCounts>> co_counts_;
+  RowBlockMatrix<uint32_t> orders_with_;
+  uint64_t orders_ = 0;
+  // Recent orders and their items, oldest first (bounded).
+  std::deque<std::pair<std::string, std::vector<uint32_t>>> open_orders_;
+  absl::flat_hash_map<std::string, size_t> open_order_index_;
+  uint64_t open_orders_dropped_ = 0;
+  size_t items_with_factors_ = 0;
+  std::shared_ptr<const std::deque<std::pair<std::string, std::vector<uint32_t>>>>
+      published_orders_;
+  bool orders_changed_ = true;
+  double popularity_anchor_ms_ = 0;
+  uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
+  std::shared_ptr<HnswIndex> index_;
+  std::future<Trained> pending_;
+  std::vector<Observation> tail_;
+  // An index being built for restored factors (after Decode).
+  std::future<std::shared_ptr<HnswIndex>> pending_index_;
+};
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_CORE_RECOMMEND_MODEL_H_
