@@ -646,11 +646,18 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   if (weight > 0) AddPopularity(item, weight, event.timestamp_ms);
   if (event.type == EventType::kPurchase) AddToOrder(event.order_id, item);
   ++interactions_since_retrain_;
-  if (!pending_.valid() &&
-      ((options_.retrain_every > 0 && interactions_since_retrain_ >= options_.retrain_every) ||
-       (WantsIndex() && !index_ && !pending_index_.valid()))) {
-    StartRetrain();
+  // Retrains start at points fixed by the events alone: when one is due while
+  // the last still runs, the learner waits for it.
+  const auto due = [&] {
+    return (options_.retrain_every > 0 && interactions_since_retrain_ >= options_.retrain_every) ||
+           (WantsIndex() && !index_started_);
+  };
+  if (!due()) return;
+  if (pending_.valid()) {
+    pending_.wait();
+    AdoptRetrain();
   }
+  if (due()) StartRetrain();
 }
 
 void RecommendModel::AddPopularity(uint32_t item, double weight, int64_t t_ms) {
@@ -724,6 +731,7 @@ void RecommendModel::StartRetrain() {
   interactions_since_retrain_ = 0;
   tail_.clear();
   const bool index = WantsIndex();
+  index_started_ = index_started_ || index;
   auto train = [this, state = factors_, index]() mutable {
     state.Train(options_.ials.epochs);
     std::shared_ptr<HnswIndex> built = index ? BuildIndex(state) : nullptr;
@@ -911,7 +919,8 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   tail_.clear();
   index_.reset();
   factors_.TakeChangedItems();
-  if (WantsIndex()) {
+  index_started_ = WantsIndex();
+  if (index_started_) {
     // Serve by exact scan until the index over the restored factors is built.
     pending_index_ = std::async(std::launch::async, [this, state = factors_] {
       SetThreadNice(10);

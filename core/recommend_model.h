@@ -238,6 +238,8 @@ class RecommendModel final : public Model {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::shared_ptr<HnswIndex> index_;
+  // Whether a retrain (or a restore) has started building an index.
+  bool index_started_ = false;
   std::future<Trained> pending_;
   std::vector<Observation> tail_;
   // An index being built for restored factors (after Decode).

@@ -4,6 +4,8 @@
 // in-flight calls, checkpoint, exit 0.
 #include <signal.h>
 
+#include <array>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -11,6 +13,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "core/fraud_model.h"
 #include "core/log.h"
 #include "server/runtime.h"
@@ -45,8 +49,41 @@ ABSL_FLAG(double, ftrl_alpha, 0.1, "fraud model: FTRL-Proximal learning rate alp
 ABSL_FLAG(double, ftrl_beta, 1.0, "fraud model: FTRL-Proximal beta");
 ABSL_FLAG(double, ftrl_l1, 0.5, "fraud model: L1 strength");
 ABSL_FLAG(double, ftrl_l2, 1.0, "fraud model: L2 strength");
+ABSL_FLAG(int, rec_dim, 64, "Recommend: dimension of the iALS factors");
+ABSL_FLAG(double, rec_unobserved_weight, 0.002, "Recommend: iALS weight a0 of every unobserved pair");
+ABSL_FLAG(double, rec_regularization, 0.05, "Recommend: iALS regularisation lambda (scaled by row frequency)");
+ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
+ABSL_FLAG(int64_t, rec_retrain_every, 200000, "Recommend: start a background retrain after this many interactions (0 = on request only)");
+ABSL_FLAG(double, rec_decay_half_life_days, 90, "Recommend: an interaction's confidence halves over this age (0 = no decay)");
+ABSL_FLAG(double, rec_popularity_half_life_days, 7, "Recommend: popularity halves over this long");
+ABSL_FLAG(std::string, rec_event_weights, "view:1,click:1,add_to_cart:3,purchase:8,refund:-8,rating:2",
+          "Recommend: confidence per event type (type:weight, comma separated; others 0)");
+ABSL_FLAG(int, rec_min_support, 2, "BoughtTogether: fewest shared orders when a request gives none");
+ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000, "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
+ABSL_FLAG(int, rec_hnsw_ef, 100, "Recommend: HNSW search breadth (ef)");
 
 namespace {
+
+// Parses --rec_event_weights into `weights`; false on a malformed entry.
+bool ParseEventWeights(const std::string& spec,
+                       std::array<float, mercato::core::kNumEventTypes>& weights) {
+  weights.fill(0);
+  for (absl::string_view entry : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits(':', 1));
+    float w = 0;
+    int type = 0;
+    while (type < mercato::core::kNumEventTypes &&
+           kv.first != mercato::core::EventTypeName(static_cast<mercato::core::EventType>(type))) {
+      ++type;
+    }
+    if (type == 0 || type >= mercato::core::kNumEventTypes || !absl::SimpleAtof(kv.second, &w) ||
+        !std::isfinite(w)) {
+      return false;
+    }
+    weights[type] = w;
+  }
+  return true;
+}
 
 // Writes `port` to `path` atomically (nothing when `path` is empty).
 void WritePortFile(const std::string& path, int port) {
@@ -99,6 +136,29 @@ int Run() {
     std::fprintf(stderr,
                  "--segments must be 1..64, --horizon_days >= 1, --elasticity_period_hours >= 1, "
                  "--elasticity_forgetting in (0, 1], --discount_rate >= 0\n");
+    return 2;
+  }
+  mercato::core::RecommendOptions& r = rt_options.recommend;
+  r.ials.dim = absl::GetFlag(FLAGS_rec_dim);
+  r.ials.unobserved_weight = absl::GetFlag(FLAGS_rec_unobserved_weight);
+  r.ials.regularization = absl::GetFlag(FLAGS_rec_regularization);
+  r.ials.epochs = absl::GetFlag(FLAGS_rec_epochs);
+  r.ials.decay_half_life_days = absl::GetFlag(FLAGS_rec_decay_half_life_days);
+  r.retrain_every = static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_retrain_every)));
+  r.popularity_half_life_days = absl::GetFlag(FLAGS_rec_popularity_half_life_days);
+  r.min_support = static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_rec_min_support)));
+  r.hnsw_min_items = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_hnsw_min_items)));
+  r.hnsw.ef_search = absl::GetFlag(FLAGS_rec_hnsw_ef);
+  if (!ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.weights) || r.ials.dim < 1 ||
+      r.ials.dim > 1024 || !(r.ials.unobserved_weight >= 0) || !(r.ials.regularization > 0) ||
+      r.ials.epochs < 1 || !(r.ials.decay_half_life_days >= 0) ||
+      !(r.popularity_half_life_days > 0) || r.hnsw.ef_search < 1) {
+    std::fprintf(stderr,
+                 "--rec_event_weights must be type:weight pairs of view, click, add_to_cart, "
+                 "remove_from_cart, purchase, refund, rating; --rec_dim 1..1024; "
+                 "--rec_unobserved_weight >= 0; --rec_regularization > 0; --rec_epochs >= 1; "
+                 "--rec_decay_half_life_days >= 0; --rec_popularity_half_life_days > 0; "
+                 "--rec_hnsw_ef >= 1\n");
     return 2;
   }
   auto runtime = mercato::server::Runtime::Open(rt_options);

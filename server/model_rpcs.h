@@ -12,6 +12,7 @@
 #include "core/snapshot.h"
 #include "mercato/v1/fraud.pb.h"
 #include "mercato/v1/pricing.pb.h"
+#include "mercato/v1/recommender.pb.h"
 #include "mercato/v1/segmenter.pb.h"
 #include "server/async_unary.h"
 #include "server/metrics.h"
@@ -39,6 +40,10 @@ UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElast
 UnaryHandler<v1::SegmentRequest, v1::SegmentResponse> SegmentHandler(Runtime* rt);
 // `metrics` (may be null) counts the decisions.
 UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, Metrics* metrics);
+UnaryHandler<v1::RecommendRequest, v1::RecommendResponse> RecommendHandler(Runtime* rt);
+UnaryHandler<v1::SimilarItemsRequest, v1::RecommendResponse> SimilarItemsHandler(Runtime* rt);
+UnaryHandler<v1::BoughtTogetherRequest, v1::BoughtTogetherResponse> BoughtTogetherHandler(
+    Runtime* rt);
 UnaryHandler<v1::ListSegmentsRequest, v1::ListSegmentsResponse> ListSegmentsHandler(Runtime* rt);
 
 }  // namespace mercato::server

@@ -19,6 +19,7 @@ std::vector<std::unique_ptr<core::Model>> MakeModels(const RuntimeOptions& o) {
   models.push_back(std::move(segments));
   models.push_back(std::move(elasticity));
   models.push_back(std::make_unique<core::FraudModel>(o.fraud));
+  models.push_back(std::make_unique<core::RecommendModel>(o.recommend));
   return models;
 }
 

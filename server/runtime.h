@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "core/elasticity_model.h"
 #include "core/fraud_model.h"
+#include "core/recommend_model.h"
 #include "core/learner.h"
 #include "core/segment_model.h"
 #include "storage/store.h"
@@ -32,6 +33,7 @@ struct RuntimeOptions {
   core::SegmentOptions segments;
   core::FraudOptions fraud;
   core::ElasticityOptions elasticity;
+  core::RecommendOptions recommend;
   // Segment: the horizon when a request gives none, and the yearly discount
   // rate of customer value.
   int horizon_days = 90;

@@ -241,16 +241,6 @@ class AdminService final : public v1::Admin::Service {
   Runtime* rt_;
 };
 
-// A model RPC whose model is not built yet.
-template <class Req, class Resp>
-UnaryHandler<Req, Resp> NotBuilt(Runtime* rt, std::string what) {
-  return [rt, what](grpc::ServerContext&, const Req&, Resp*) {
-    if (!rt->ready()) return NotReady();
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        absl::StrCat(what, " is not built yet"));
-  };
-}
-
 }  // namespace
 
 grpc::Status NotReady() {
@@ -291,14 +281,11 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
   Impl& d = *impl;
   using v1::Recommender, v1::Segmenter, v1::Pricing, v1::Fraud;
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestRecommend,
-                   NotBuilt<v1::RecommendRequest, v1::RecommendResponse>(
-                       runtime, "Recommend: the recommendation model"));
+                   RecommendHandler(runtime));
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestSimilarItems,
-                   NotBuilt<v1::SimilarItemsRequest, v1::RecommendResponse>(
-                       runtime, "SimilarItems: the recommendation model"));
+                   SimilarItemsHandler(runtime));
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestBoughtTogether,
-                   NotBuilt<v1::BoughtTogetherRequest, v1::BoughtTogetherResponse>(
-                       runtime, "BoughtTogether: the co-purchase model"));
+                   BoughtTogetherHandler(runtime));
   d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestSegment,
                    SegmentHandler(runtime));
   d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestListSegments,

@@ -311,19 +311,6 @@ TEST(ServerTest, CatalogUpsertGetDeleteSurvivesRestart) {
   EXPECT_EQ(catalog->GetItem(Ctx().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
-TEST(ServerTest, RecommenderNotBuiltYetSaysSo) {
-  TempDir dir;
-  ServerProcess server(dir.path());
-  auto rec = v1::Recommender::NewStub(server.channel());
-  v1::RecommendRequest req;
-  req.set_user_id("u1");
-  req.set_count(10);
-  v1::RecommendResponse resp;
-  grpc::Status s = rec->Recommend(Ctx().get(), req, &resp);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(s.error_message().find("not built yet"), std::string::npos);
-}
-
 }  // namespace
 }  // namespace mercato::testing
 
