@@ -23,6 +23,7 @@
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
+#include "mercato/v1/recommender.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address");
@@ -31,7 +32,14 @@ ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "load-demo (publish the demo shop to --target and wait until it is applied), "
           "elasticity (PriceElasticity on the demo shop's items), "
           "segment (Segment on the demo shop's customers), "
-          "score (Fraud.Score of fresh orders from 5,000 customers)");
+          "score (Fraud.Score of fresh orders from 5,000 customers), "
+          "load-catalog (publish --catalog_items items with planted tastes, retrain, wait for "
+          "the retrain and its index), recommend (Recommend for the catalogue's users), "
+          "freshness (--trials purchases: delay until Recommend excludes the bought item)");
+ABSL_FLAG(int, catalog_items, 100000,
+          "load-catalog: items of core::PlantedTasteEvents (each gets two interactions)");
+ABSL_FLAG(int, catalog_tastes, 64, "load-catalog: taste clusters of items and users");
+ABSL_FLAG(int, trials, 1000, "freshness: purchases measured");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
 ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
 ABSL_FLAG(int, score_orders, 0,
@@ -269,6 +277,130 @@ LoadResult BenchScore(v1::Fraud::Stub& stub) {
       });
 }
 
+std::string CatalogUser(uint64_t n) { return absl::StrCat("cu", n); }
+
+uint64_t CatalogUsers() { return std::max(1, absl::GetFlag(FLAGS_catalog_items) / 4); }
+
+uint64_t RecommendCount(v1::Admin::Stub& admin, const std::string& name) {
+  grpc::ClientContext ctx;
+  v1::ModelStatusResponse st;
+  if (!admin.ModelStatus(&ctx, v1::ModelStatusRequest(), &st).ok()) return 0;
+  for (const auto& m : st.models()) {
+    if (m.name() == "recommend" && m.counts().contains(name)) return m.counts().at(name);
+  }
+  return 0;
+}
+
+void LoadCatalog(const std::shared_ptr<grpc::Channel>& channel) {
+  const auto start = std::chrono::steady_clock::now();
+  const int items = absl::GetFlag(FLAGS_catalog_items);
+  const uint64_t users = CatalogUsers();
+  std::vector<v1::Event> events;
+  for (const core::Event& e :
+       core::PlantedTasteEvents(items, absl::GetFlag(FLAGS_catalog_tastes), time(nullptr) * 1000LL)) {
+    events.push_back(ToProto(e));
+  }
+  v1::PublishSummary summary;
+  if (absl::Status s = PublishEvents(*channel, events, 5000, &summary); !s.ok()) {
+    std::cerr << s << "\n";
+    std::exit(1);
+  }
+  auto admin = v1::Admin::NewStub(channel);
+  const uint64_t retrains = RecommendCount(*admin, "retrains");
+  for (;;) {
+    grpc::ClientContext ctx;
+    v1::ModelStatusResponse st;
+    if (admin->ModelStatus(&ctx, v1::ModelStatusRequest(), &st).ok() && st.lag_events() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const double applied =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  grpc::ClientContext ctx;
+  v1::RetrainRequest retrain;
+  retrain.set_model("recommend");
+  v1::RetrainResponse started;
+  admin->Retrain(&ctx, retrain, &started);
+  while (RecommendCount(*admin, "retrains") == retrains) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::printf("catalogue: %d items, %lu users, %zu events applied in %.1f s, retrained in %.1f s; "
+              "%lu items in the HNSW index\n",
+              items, users, events.size(), applied,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
+                  applied,
+              RecommendCount(*admin, "hnsw_items"));
+}
+
+LoadResult BenchRecommend(v1::Recommender::Stub& stub) {
+  const uint64_t users = CatalogUsers();
+  return Run<v1::RecommendResponse>(
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::RecommendRequest req;
+        req.set_user_id(CatalogUser(call * 7919 % users));
+        req.set_count(10);
+        req.mutable_filter()->set_exclude_purchased(true);
+        return stub.AsyncRecommend(ctx, req, cq);
+      });
+}
+
+// Per trial: a user buys their current top item; the delay is from sending
+// the purchase until a Recommend no longer returns the item.
+void BenchFreshness(const std::shared_ptr<grpc::Channel>& channel) {
+  auto rec = v1::Recommender::NewStub(channel);
+  auto ingest = v1::Ingest::NewStub(channel);
+  const uint64_t users = CatalogUsers();
+  const std::string run = absl::StrCat(getpid(), "-", time(nullptr));
+  std::vector<double> delays_us;
+  int lost = 0;
+  for (int t = 0; t < absl::GetFlag(FLAGS_trials); ++t) {
+    v1::RecommendRequest req;
+    req.set_user_id(CatalogUser(static_cast<uint64_t>(t) * 104729 % users));
+    req.set_count(10);
+    req.mutable_filter()->set_exclude_purchased(true);
+    v1::RecommendResponse resp;
+    grpc::ClientContext ask;
+    if (!rec->Recommend(&ask, req, &resp).ok() || resp.items_size() == 0) {
+      ++lost;
+      continue;
+    }
+    const std::string top = resp.items(0).item_id();
+    v1::EventBatch batch;
+    v1::Event* e = batch.add_events();
+    e->set_event_id(absl::StrCat("fresh-", run, "-", t));
+    e->set_type(v1::PURCHASE);
+    e->set_user_id(req.user_id());
+    e->set_item_id(top);
+    e->set_quantity(1);
+    e->set_unit_price(10);
+    e->set_timestamp_ms(time(nullptr) * 1000LL);
+    const auto sent = std::chrono::steady_clock::now();
+    grpc::ClientContext pub;
+    v1::PublishSummary summary;
+    if (!ingest->PublishBatch(&pub, batch, &summary).ok()) {
+      ++lost;
+      continue;
+    }
+    for (bool seen = true; seen;) {
+      grpc::ClientContext again;
+      resp.Clear();
+      if (!rec->Recommend(&again, req, &resp).ok()) break;
+      seen = std::any_of(resp.items().begin(), resp.items().end(),
+                         [&](const v1::ScoredItem& i) { return i.item_id() == top; });
+      if (std::chrono::steady_clock::now() - sent > std::chrono::seconds(10)) break;
+    }
+    delays_us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - sent).count());
+  }
+  LoadResult r;
+  r.calls = delays_us.size();
+  r.errors = lost;
+  FillPercentiles(delays_us, r);
+  std::printf("freshness over %lu purchases (%d failed): event-to-visible p50 %.1f ms, p90 %.1f ms, "
+              "p99 %.1f ms, max %.1f ms\n",
+              r.calls, lost, r.p50_us / 1000, r.p90_us / 1000, r.p99_us / 1000,
+              delays_us.empty() ? 0.0 : delays_us.back() / 1000);
+}
+
 // One measured RPC, for the JSON report.
 struct Measured {
   std::string name;
@@ -335,6 +467,13 @@ int Main() {
       std::printf("  durable ingest: %.0f events/s\n", r.qps * absl::GetFlag(FLAGS_batch));
     } else if (rpc == "load-demo") {
       LoadDemo(*channel);
+    } else if (rpc == "load-catalog") {
+      LoadCatalog(channel);
+    } else if (rpc == "recommend") {
+      auto stub = v1::Recommender::NewStub(channel);
+      report("Recommend", BenchRecommend(*stub), true);
+    } else if (rpc == "freshness") {
+      BenchFreshness(channel);
     } else if (rpc == "score") {
       auto stub = v1::Fraud::NewStub(channel);
       report("Score", BenchScore(*stub), true);

@@ -1,7 +1,9 @@
-// mercato-replay: replays the Online Retail II transactions (the gzipped CSV
-// in ../shared/data/online_retail_ii) into a running server as catalogue
-// items and PURCHASE / REFUND events in file order, waits until the models
-// have applied them, and prints a report of what the models learned.
+// mercato-replay: replays a transactions file (by default the Online Retail
+// II CSV in ../shared/data/online_retail_ii; --format=generic for
+// user,item,timestamp[,price,quantity,order]) into a running server as
+// catalogue items and PURCHASE / REFUND events in file order, at full speed
+// or --speed times real time, waits until the models have applied them, and
+// prints a report of what the models learned.
 //
 //   mercato-replay --target=127.0.0.1:50051 \
 //       --data=../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz \
@@ -12,8 +14,6 @@
 // with a price of 0 or less are adjustments and skipped; rows without a
 // customer id become purchases of a guest named after the invoice. Event ids
 // are derived from the row number, so replaying twice adds nothing.
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -28,6 +28,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "clients/client_util.h"
+#include "clients/transactions.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
@@ -37,88 +38,16 @@
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address");
 ABSL_FLAG(std::string, data, "../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz",
           "the Online Retail II CSV (gzipped or plain)");
+ABSL_FLAG(std::string, format, "online-retail",
+          "online-retail, or generic: user,item,timestamp[,price,quantity,order]");
+ABSL_FLAG(double, speed, 0,
+          "0 = publish at full speed; N = pace the events by their timestamps at N times real time");
 ABSL_FLAG(std::string, report, "elasticity",
           "what to print after the replay: elasticity, segments, or none");
 ABSL_FLAG(int, examples, 10, "elasticity: named examples to print");
 
 namespace mercato::clients {
 namespace {
-
-struct Row {
-  std::string invoice, stock_code, description, customer;
-  double quantity = 0, price = 0;
-  int64_t timestamp_ms = 0;
-};
-
-// Splits one CSV line; fields may be quoted, with "" for a quote inside.
-std::vector<std::string> SplitCsv(const std::string& line) {
-  std::vector<std::string> out(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        out.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        out.back() += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.emplace_back();
-    } else if (c != '\r' && c != '\n') {
-      out.back() += c;
-    }
-  }
-  return out;
-}
-
-bool ParseRow(const std::vector<std::string>& f, Row* row) {
-  if (f.size() != 8) return false;
-  row->invoice = f[0];
-  row->stock_code = f[1];
-  row->description = f[2];
-  row->customer = std::string(absl::StripSuffix(f[6], ".0"));
-  absl::Time t;
-  std::string err;
-  if (!absl::SimpleAtod(f[3], &row->quantity) || !absl::SimpleAtod(f[5], &row->price) ||
-      !absl::ParseTime("%Y-%m-%d %H:%M:%S", f[4], absl::UTCTimeZone(), &t, &err)) {
-    return false;
-  }
-  row->timestamp_ms = absl::ToUnixMillis(t);
-  return !row->stock_code.empty() && !row->invoice.empty();
-}
-
-std::vector<Row> ReadRows(const std::string& path, uint64_t* skipped) {
-  gzFile in = gzopen(path.c_str(), "rb");  // reads plain files too
-  if (in == nullptr) {
-    std::cerr << "cannot open " << path << "\n";
-    std::exit(1);
-  }
-  std::vector<Row> rows;
-  std::string line;
-  char buf[4096];
-  bool header = true;
-  while (gzgets(in, buf, sizeof buf) != nullptr) {
-    line += buf;
-    if (line.empty() || line.back() != '\n') continue;
-    if (!header) {
-      Row row;
-      if (ParseRow(SplitCsv(line), &row)) {
-        rows.push_back(std::move(row));
-      } else {
-        ++*skipped;
-      }
-    }
-    header = false;
-    line.clear();
-  }
-  gzclose(in);
-  return rows;
-}
 
 std::unique_ptr<grpc::ClientContext> Deadline(int seconds) {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -138,45 +67,44 @@ void Check(const absl::Status& s, const char* what) {
   std::exit(1);
 }
 
-// Publishes the catalogue (last price and description of each stock code)
-// and the events; returns the stock codes that were bought.
+// Publishes the catalogue and the events (at full speed, or paced by their
+// timestamps at --speed times real time); returns the items that were bought.
 std::vector<std::string> Publish(grpc::Channel& channel, const std::vector<Row>& rows) {
   std::shared_ptr<grpc::Channel> ch(&channel, [](grpc::Channel*) {});
-  std::map<std::string, const Row*> last_row;
-  for (const Row& r : rows) {
-    if (r.price > 0 && r.quantity > 0) last_row[r.stock_code] = &r;
-  }
-  std::vector<v1::Item> items;
-  std::vector<std::string> bought;
-  for (const auto& [code, r] : last_row) {
-    bought.push_back(code);
-    v1::Item& it = items.emplace_back();
-    it.set_item_id(code);
-    it.set_price(r->price);
-    it.set_in_stock(true);
-    if (!r->description.empty()) (*it.mutable_attributes())["description"] = r->description.substr(0, 1024);
-  }
+  const std::vector<v1::Item> items = CatalogueOf(rows);
   Check(UpsertItems(channel, items, 5000).status(), "UpsertItems");
-  std::vector<v1::Event> events;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& r = rows[i];
-    const bool refund = r.invoice[0] == 'C';
-    if (r.price <= 0 || (refund ? r.quantity >= 0 : r.quantity <= 0)) continue;
-    v1::Event& e = events.emplace_back();
-    e.set_event_id(absl::StrCat("retail-", i));
-    e.set_type(refund ? v1::REFUND : v1::PURCHASE);
-    e.set_user_id(r.customer.empty() ? absl::StrCat("guest-", r.invoice) : absl::StrCat("c", r.customer));
-    e.set_item_id(r.stock_code);
-    e.set_order_id(r.invoice);
-    e.set_timestamp_ms(r.timestamp_ms);
-    e.set_quantity(std::abs(r.quantity));
-    e.set_unit_price(r.price);
+  std::vector<std::string> bought;
+  for (const v1::Item& it : items) bought.push_back(it.item_id());
+  const std::vector<v1::Event> events = EventsOf(rows);
+  const double speed = absl::GetFlag(FLAGS_speed);
+  uint64_t accepted = 0, duplicates = 0;
+  const auto wall_start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < events.size();) {
+    // The events due now (all of them at full speed).
+    size_t end = events.size();
+    if (speed > 0) {
+      const double elapsed_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start)
+              .count();
+      const int64_t due_ms = events.front().timestamp_ms() + static_cast<int64_t>(elapsed_ms * speed);
+      end = i;
+      while (end < events.size() && events[end].timestamp_ms() <= due_ms) ++end;
+      if (end == i) {
+        const double wait_ms = (events[i].timestamp_ms() - due_ms) / speed;
+        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(std::min(wait_ms, 100.0)));
+        continue;
+      }
+    }
+    v1::PublishSummary summary;
+    Check(PublishEvents(channel, {events.begin() + i, events.begin() + end}, 5000, &summary),
+          "PublishBatch");
+    accepted += summary.accepted();
+    duplicates += summary.duplicates();
+    i = end;
   }
-  v1::PublishSummary summary;
-  Check(PublishEvents(channel, events, 5000, &summary), "PublishBatch");
-  const uint64_t accepted = summary.accepted(), duplicates = summary.duplicates();
-  std::printf("published %zu items, %lu new events (%lu already there)\n", last_row.size(), accepted,
-              duplicates);
+  std::printf("published %zu items, %lu new events (%lu already there) in %.1f s\n", items.size(),
+              accepted, duplicates,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count());
   auto admin = v1::Admin::NewStub(ch);
   for (;;) {
     v1::ModelStatusResponse st;
@@ -196,7 +124,7 @@ double Quantile(std::vector<double> v, double q) {
 void ElasticityReport(grpc::Channel& channel, const std::vector<std::string>& items,
                       const std::vector<Row>& rows) {
   std::map<std::string, std::string> description;
-  for (const Row& r : rows) description.emplace(r.stock_code, r.description);
+  for (const Row& r : rows) description.emplace(r.item, r.description);
   auto pricing = v1::Pricing::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
   std::map<std::string, int> by_level;
   std::vector<double> estimates;
@@ -267,10 +195,10 @@ void SegmentsReport(grpc::Channel& channel, const std::vector<Row>& rows) {
   std::vector<std::pair<std::string, v1::SegmentResponse>> valued;
   std::map<std::string, bool> seen;
   for (const Row& r : rows) {
-    if (r.customer.empty() || seen[r.customer]) continue;
-    seen[r.customer] = true;
+    if (r.user.empty() || seen[r.user]) continue;
+    seen[r.user] = true;
     v1::SegmentRequest req;
-    req.set_user_id(absl::StrCat("c", r.customer));
+    req.set_user_id(UserOf(r));
     v1::SegmentResponse resp;
     if (segmenter->Segment(Deadline(10).get(), req, &resp).ok()) {
       valued.emplace_back(req.user_id(), resp);
@@ -293,7 +221,8 @@ void SegmentsReport(grpc::Channel& channel, const std::vector<Row>& rows) {
 
 int Main() {
   uint64_t skipped = 0;
-  const std::vector<Row> rows = ReadRows(absl::GetFlag(FLAGS_data), &skipped);
+  const std::vector<Row> rows =
+      ReadTransactions(absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_format), &skipped);
   std::printf("read %zu rows (%lu unreadable)\n", rows.size(), skipped);
   auto channel = MakeChannel(absl::GetFlag(FLAGS_target));
   if (!WaitForReady(*channel, std::chrono::seconds(10))) {

@@ -229,4 +229,34 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
   return shop;
 }
 
+std::vector<Event> PlantedTasteEvents(int items, int tastes, int64_t end_ms, uint64_t seed) {
+  const uint64_t users = std::max(1, items / 4);
+  const uint64_t per_taste = std::max<uint64_t>(1, users / tastes);
+  uint64_t rng = seed;
+  const auto next = [&rng] {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return rng >> 33;
+  };
+  std::vector<Event> events;
+  events.reserve(2 * static_cast<size_t>(items));
+  for (int i = 0; i < items; ++i) {
+    const uint64_t taste = static_cast<uint64_t>(i % tastes);
+    for (EventType type : {EventType::kView, EventType::kPurchase}) {
+      Event e;
+      e.type = type;
+      e.event_id = absl::StrCat("cat-", i, "-", static_cast<int>(type));
+      e.user_id = absl::StrCat("cu", taste + tastes * (next() % per_taste));
+      e.item_id = absl::StrCat("ci", i);
+      e.timestamp_ms = end_ms - 2 * static_cast<int64_t>(items) + 2 * i + (type == EventType::kView ? 0 : 1);
+      if (type == EventType::kPurchase) {
+        e.quantity = 1;
+        e.unit_price = 10;
+        e.order_id = absl::StrCat("co-", i);
+      }
+      events.push_back(std::move(e));
+    }
+  }
+  return events;
+}
+
 }  // namespace mercato::core

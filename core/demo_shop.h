@@ -77,6 +77,12 @@ struct DemoShop {
 
 DemoShop GenerateDemoShop(const DemoShopOptions& options);
 
+// A large catalogue with planted tastes, for retrieval benchmarks: item i
+// belongs to taste i % tastes and gets a view and a purchase (order
+// "co-<i>") from two random users of that taste, "cu<n>" with n % tastes the
+// taste; there are items / 4 users. Events end at `end_ms`, 1 ms apart.
+std::vector<Event> PlantedTasteEvents(int items, int tastes, int64_t end_ms, uint64_t seed = 42);
+
 }  // namespace mercato::core
 
 #endif  // MERCATO_CORE_DEMO_SHOP_H_

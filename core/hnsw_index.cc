@@ -2,19 +2,16 @@
 
 #include <hnswlib/hnswlib.h>
 
+#include <algorithm>
 #include <mutex>
 
 namespace mercato::core {
 
-namespace {
-constexpr size_t kInitialCapacity = 1024;
-}  // namespace
-
-HnswIndex::HnswIndex(int dim, const HnswOptions& options)
+HnswIndex::HnswIndex(int dim, const HnswOptions& options, size_t capacity)
     : options_(options),
       space_(std::make_unique<hnswlib::InnerProductSpace>(dim)),
       index_(std::make_unique<hnswlib::HierarchicalNSW<float>>(
-          space_.get(), kInitialCapacity, options.m, options.ef_construction)) {
+          space_.get(), std::max<size_t>(capacity, 16), options.m, options.ef_construction)) {
   index_->setEf(options.ef_search);
 }
 
@@ -34,6 +31,11 @@ std::vector<uint32_t> HnswIndex::Search(const float* query, size_t k) const {
   std::vector<uint32_t> out(found.size());
   for (size_t i = out.size(); i-- > 0; found.pop()) out[i] = static_cast<uint32_t>(found.top().second);
   return out;
+}
+
+void HnswIndex::SetSearchBreadth(int ef) {
+  std::unique_lock lock(mu_);
+  index_->setEf(ef);
 }
 
 size_t HnswIndex::size() const {

@@ -29,7 +29,8 @@ struct HnswOptions {
 
 class HnswIndex {
  public:
-  HnswIndex(int dim, const HnswOptions& options);
+  // Room for `capacity` rows before the index has to grow.
+  HnswIndex(int dim, const HnswOptions& options, size_t capacity = 1024);
   ~HnswIndex();
   HnswIndex(const HnswIndex&) = delete;
   HnswIndex& operator=(const HnswIndex&) = delete;
@@ -40,6 +41,8 @@ class HnswIndex {
   // searches with max(ef_search, k) candidates.
   std::vector<uint32_t> Search(const float* query, size_t k) const;
   size_t size() const;
+  // Changes ef_search for every later search.
+  void SetSearchBreadth(int ef);
 
  private:
   HnswOptions options_;

@@ -648,16 +648,12 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   ++interactions_since_retrain_;
   // Retrains start at points fixed by the events alone: when one is due while
   // the last still runs, the learner waits for it.
-  const auto due = [&] {
-    return (options_.retrain_every > 0 && interactions_since_retrain_ >= options_.retrain_every) ||
-           (WantsIndex() && !index_started_);
-  };
-  if (!due()) return;
+  if (options_.retrain_every == 0 || interactions_since_retrain_ < options_.retrain_every) return;
   if (pending_.valid()) {
     pending_.wait();
     AdoptRetrain();
   }
-  if (due()) StartRetrain();
+  StartRetrain();
 }
 
 void RecommendModel::AddPopularity(uint32_t item, double weight, int64_t t_ms) {
@@ -720,7 +716,8 @@ bool RecommendModel::WantsIndex() const {
 }
 
 std::shared_ptr<HnswIndex> RecommendModel::BuildIndex(const IalsState& state) const {
-  auto index = std::make_shared<HnswIndex>(options_.ials.dim, options_.hnsw);
+  auto index = std::make_shared<HnswIndex>(options_.ials.dim, options_.hnsw,
+                                           state.num_items() + state.num_items() / 4);
   for (uint32_t i = 0; i < state.num_items(); ++i) {
     if (state.ItemSupport(i) > 0) index->Upsert(i, state.item_row(i));
   }
@@ -731,7 +728,6 @@ void RecommendModel::StartRetrain() {
   interactions_since_retrain_ = 0;
   tail_.clear();
   const bool index = WantsIndex();
-  index_started_ = index_started_ || index;
   auto train = [this, state = factors_, index]() mutable {
     state.Train(options_.ials.epochs);
     std::shared_ptr<HnswIndex> built = index ? BuildIndex(state) : nullptr;
@@ -919,8 +915,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   tail_.clear();
   index_.reset();
   factors_.TakeChangedItems();
-  index_started_ = WantsIndex();
-  if (index_started_) {
+  if (WantsIndex()) {
     // Serve by exact scan until the index over the restored factors is built.
     pending_index_ = std::async(std::launch::async, [this, state = factors_] {
       SetThreadNice(10);

@@ -51,7 +51,8 @@ struct RecommendOptions {
   bool background = true;
   // Bought together: fewest shared orders for a pair to be reported.
   uint32_t min_support = 2;
-  // HNSW from this many items with factors on (0 = exact scan only).
+  // HNSW from this many items with factors on (0 = exact scan only), built
+  // by each retrain (and after a restore) and updated as fold-in moves rows.
   size_t hnsw_min_items = 50000;
   HnswOptions hnsw;
   // Explanations per explained result.
@@ -136,6 +137,8 @@ class RecommendView final : public ModelView {
   int dim() const { return options_.ials.dim; }
   size_t num_items() const { return items_.size(); }
   bool has_index() const { return index_ != nullptr; }
+  // The HNSW index shared by this view and later ones (null when none).
+  HnswIndex* index() const { return index_.get(); }
 
  private:
   friend class RecommendModel;
@@ -238,8 +241,6 @@ class RecommendModel final : public Model {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::shared_ptr<HnswIndex> index_;
-  // Whether a retrain (or a restore) has started building an index.
-  bool index_started_ = false;
   std::future<Trained> pending_;
   std::vector<Observation> tail_;
   // An index being built for restored factors (after Decode).
