@@ -54,18 +54,25 @@ double DecayedConfidence(const IalsOptions& options, float confidence, int64_t l
   return confidence * std::exp2(-days / options.decay_half_life_days);
 }
 
-void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, size_t others,
-                    const Eigen::MatrixXd& x, const Eigen::VectorXd& c, Eigen::VectorXd& v) {
+double UnobservedWeight(const IalsOptions& options, size_t items) {
+  return options.unobserved_weight / static_cast<double>(std::max<size_t>(1, items));
+}
+
+double RowRegularization(const IalsOptions& options, size_t n, double a0, size_t others) {
+  return options.regularization *
+         std::pow(static_cast<double>(n) + a0 * static_cast<double>(others),
+                  options.regularization_exponent);
+}
+
+void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, double a0,
+                    size_t others, const Eigen::MatrixXd& x, const Eigen::VectorXd& c,
+                    Eigen::VectorXd& v) {
   if (x.rows() == 0) {
     v.setZero();
     return;
   }
-  const double a0 = options.unobserved_weight;
-  const double reg =
-      options.regularization * std::pow(static_cast<double>(x.rows()) +
-                                            a0 * static_cast<double>(others),
-                                        options.regularization_exponent);
-  ConjugateGradient(gram, a0, reg, x, c, options.cg_steps, v);
+  ConjugateGradient(gram, a0, RowRegularization(options, x.rows(), a0, others), x, c,
+                    options.cg_steps, v);
 }
 
 IalsState::IalsState(const IalsOptions& options)
@@ -182,7 +189,8 @@ void IalsState::SolveUserRow(uint32_t user) {
   x.conservativeResize(n, k);
   c.conservativeResize(n);
   Eigen::VectorXd v = Load(users_.Row(user), k);
-  SolveFactorRow(options_, gram_items_, items_.rows(), x, c, v);
+  SolveFactorRow(options_, gram_items_, UnobservedWeight(options_, items_.rows()), items_.rows(),
+                 x, c, v);
   SetRow(users_, gram_users_, user, v);
 }
 
@@ -201,7 +209,8 @@ void IalsState::SolveItemRow(uint32_t item) {
   x.conservativeResize(n, k);
   c.conservativeResize(n);
   Eigen::VectorXd v = Load(items_.Row(item), k);
-  SolveFactorRow(options_, gram_users_, users_.rows(), x, c, v);
+  SolveFactorRow(options_, gram_users_, UnobservedWeight(options_, items_.rows()), users_.rows(),
+                 x, c, v);
   SetRow(items_, gram_items_, item, v);
   changed_items_.push_back(item);
 }

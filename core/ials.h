@@ -36,8 +36,11 @@ namespace mercato::core {
 struct IalsOptions {
   // Dimension k of the factors.
   int dim = 64;
-  // a0: weight of every (user, item) pair as an unobserved zero.
-  double unobserved_weight = 0.002;
+  // W0, the unobserved weight of a whole row: every (user, item) pair counts
+  // as an unobserved zero with weight a0 = W0 / (number of items), so the
+  // balance of observed and unobserved terms does not drift as the
+  // catalogue grows.
+  double unobserved_weight = 128;
   // lambda and nu of the frequency-scaled regularisation.
   double regularization = 0.05;
   double regularization_exponent = 1.0;
@@ -83,11 +86,19 @@ struct IalsFrozen {
 double DecayedConfidence(const IalsOptions& options, float confidence, int64_t last_ms,
                          int64_t now_ms);
 
+// a0 for a catalogue of `items` items.
+double UnobservedWeight(const IalsOptions& options, size_t items);
+
+// lambda (n + a0 * others)^nu: the regularisation of a row with n observed
+// pairs when the other side has `others` rows.
+double RowRegularization(const IalsOptions& options, size_t n, double a0, size_t others);
+
 // Solves one row: min over v of sum_j c_j (v.x_j - 1)^2 + a0 v'Gv + reg |v|^2
 // for the rows x_j of `x`, by options.cg_steps CG steps from `v`. `others`
 // is the number of rows on the other side (for the regularisation).
-void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, size_t others,
-                    const Eigen::MatrixXd& x, const Eigen::VectorXd& c, Eigen::VectorXd& v);
+void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, double a0,
+                    size_t others, const Eigen::MatrixXd& x, const Eigen::VectorXd& c,
+                    Eigen::VectorXd& v);
 
 class IalsState {
  public:

@@ -255,7 +255,8 @@ Eigen::VectorXf RecommendView::FoldIn(const History& history) const {
   // A session gets more CG steps than an event fold-in: it starts from zero.
   IalsOptions o = options_.ials;
   o.cg_steps = std::max(o.cg_steps, 8);
-  SolveFactorRow(o, *factors_.gram_items, factors_.items.rows(), x, c, v);
+  SolveFactorRow(o, *factors_.gram_items, UnobservedWeight(o, factors_.items.rows()),
+                 factors_.items.rows(), x, c, v);
   return v.cast<float>();
 }
 
@@ -267,7 +268,8 @@ std::vector<std::pair<std::string, double>> RecommendView::Explain(const History
   const int k = dim();
   const IalsOptions& o = options_.ials;
   std::vector<std::pair<uint32_t, double>> used;
-  Eigen::MatrixXd a = o.unobserved_weight * *factors_.gram_items;
+  const double a0 = UnobservedWeight(o, factors_.items.rows());
+  Eigen::MatrixXd a = a0 * *factors_.gram_items;
   for (const Interaction& in : history) {
     const double conf = DecayedConfidence(o, in.confidence, in.last_ms, factors_.now_ms);
     if (conf <= 0 || in.item >= factors_.items.rows()) continue;
@@ -277,12 +279,7 @@ std::vector<std::pair<std::string, double>> RecommendView::Explain(const History
     used.push_back({in.item, conf});
   }
   if (used.empty()) return {};
-  const double reg =
-      o.regularization *
-      std::pow(static_cast<double>(used.size()) +
-                   o.unobserved_weight * static_cast<double>(factors_.items.rows()),
-               o.regularization_exponent);
-  a.diagonal().array() += reg;
+  a.diagonal().array() += RowRegularization(o, used.size(), a0, factors_.items.rows());
   const Eigen::VectorXd y =
       a.ldlt().solve(Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(item), k).cast<double>());
   double total = 0;

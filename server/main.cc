@@ -50,7 +50,8 @@ ABSL_FLAG(double, ftrl_beta, 1.0, "fraud model: FTRL-Proximal beta");
 ABSL_FLAG(double, ftrl_l1, 0.5, "fraud model: L1 strength");
 ABSL_FLAG(double, ftrl_l2, 1.0, "fraud model: L2 strength");
 ABSL_FLAG(int, rec_dim, 64, "Recommend: dimension of the iALS factors");
-ABSL_FLAG(double, rec_unobserved_weight, 0.002, "Recommend: iALS weight a0 of every unobserved pair");
+ABSL_FLAG(double, rec_unobserved_weight, 128,
+          "Recommend: iALS unobserved weight of a whole row (each pair gets this / number of items)");
 ABSL_FLAG(double, rec_regularization, 0.05, "Recommend: iALS regularisation lambda (scaled by row frequency)");
 ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
 ABSL_FLAG(int64_t, rec_retrain_every, 200000, "Recommend: start a background retrain after this many interactions (0 = on request only)");

@@ -113,6 +113,16 @@ class Mercato:
             filter=recommender_pb2.ItemFilter(**filters))
         return self._call(self._recommender.Recommend, request)
 
+    def similar_items(self, item_id, count=10, **filters):
+        request = recommender_pb2.SimilarItemsRequest(
+            item_id=item_id, count=count, filter=recommender_pb2.ItemFilter(**filters))
+        return self._call(self._recommender.SimilarItems, request)
+
+    def bought_together(self, item_id, count=10, min_support=0):
+        request = recommender_pb2.BoughtTogetherRequest(
+            item_id=item_id, count=count, min_support=min_support)
+        return self._call(self._recommender.BoughtTogether, request)
+
     def segment(self, user_id, horizon_days=0):
         return self._call(self._segmenter.Segment,
                           segmenter_pb2.SegmentRequest(user_id=user_id, horizon_days=horizon_days))

@@ -10,6 +10,7 @@ import unittest
 
 import grpc
 
+from mercato.v1 import recommender_pb2
 from mercato_client import Mercato, MercatoError
 
 NOW_MS = 1732280000000
@@ -57,6 +58,38 @@ class ClientTest(unittest.TestCase):
         self.assertTrue(e.has_estimate, e.note)
         self.assertAlmostEqual(e.elasticity, -2.0, delta=0.1)
         self.assertEqual(len(e.candidates), 2)
+
+    def test_recommendations_for_a_shopper_and_a_session(self):
+        c = self.client
+        c.upsert_items([{"item_id": f"book{i}", "category_path": ["books"], "price": 5 + i}
+                        for i in range(6)] +
+                       [{"item_id": f"pen{i}", "category_path": ["office"], "price": 1 + i}
+                        for i in range(6)])
+        events = []
+        for u in range(12):
+            kind = "book" if u % 2 else "pen"
+            for i in range(4):
+                events.append({"event_id": f"py-rec-{u}-{i}", "type": "PURCHASE",
+                               "user_id": f"reader{u}", "item_id": f"{kind}{(u + i) % 6}",
+                               "order_id": f"py-rec-{u}", "quantity": 1, "unit_price": 5,
+                               "timestamp_ms": NOW_MS + u * 1000 + i})
+        c.wait_applied(c.publish(events).last_sequence)
+        r = c.recommend(user_id="reader1", count=3, explain=True, exclude_purchased=True)
+        # The two books reader1 has not bought first.
+        self.assertEqual(len(r.items), 3)
+        self.assertEqual(sorted(i.item_id for i in r.items[:2]), ["book0", "book5"])
+        self.assertEqual(r.items[0].source, recommender_pb2.PERSONAL)
+        self.assertTrue(r.items[2].item_id.startswith("pen"))  # the best of the rest
+        self.assertTrue(r.items[0].because)
+        session = c.recommend(context_item_ids=["pen0", "pen1"], count=2, categories=["office"])
+        self.assertTrue(all(i.item_id.startswith("pen") for i in session.items))
+        self.assertTrue(c.similar_items("book2", count=2).items)
+        pairs = c.bought_together("book2", count=3, min_support=1)
+        self.assertTrue(all(p.support >= 1 for p in pairs.items))
+        with self.assertRaises(MercatoError) as bad:
+            c.recommend(user_id="reader1", count=0)
+        self.assertEqual(bad.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("count", bad.exception.message)
 
     def test_fraud_score_says_why(self):
         risky = self.client.score(order_id="py-o1", user_id="mallory", amount=1900, currency="EUR",
