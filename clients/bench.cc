@@ -46,6 +46,9 @@ ABSL_FLAG(int, score_orders, 0,
           "score: cycle over this many order ids (re-scores after the first round); 0 = a new "
           "order every call");
 ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
+ABSL_FLAG(double, rate, 0,
+          "open loop: calls per second at fixed intervals, latency from each call's intended "
+          "send time (0 = closed loop with --in_flight)");
 ABSL_FLAG(std::string, json_out, "", "if set, every result is also written here as JSON");
 ABSL_FLAG(double, seconds, 5, "duration of each measurement");
 ABSL_FLAG(int, batch, 1000, "events per PublishBatch call (ingest)");
@@ -96,11 +99,16 @@ class EchoAsyncCall {
   bool finished_ = false;
 };
 
-// Runs one measurement: a closed loop with --in_flight calls for --seconds.
+// Runs one measurement for --seconds: open loop at --rate calls/s, or a
+// closed loop with --in_flight calls.
 template <class Resp>
 LoadResult Run(std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
                    uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>
                    start) {
+  if (absl::GetFlag(FLAGS_rate) > 0) {
+    return RunOpenLoop<Resp>(absl::GetFlag(FLAGS_rate), absl::GetFlag(FLAGS_seconds),
+                             std::move(start));
+  }
   return RunClosedLoop<Resp>(absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
                              std::move(start));
 }
@@ -405,7 +413,9 @@ void BenchFreshness(const std::shared_ptr<grpc::Channel>& channel) {
 struct Measured {
   std::string name;
   LoadResult result;
-  double ratio_to_echo = 0;  // 0 when no echo floor was measured before it
+  // Closed loop: calls/s over the echo floor's; open loop: p99 over its p99. 0 when
+  // no echo floor was measured before it.
+  double ratio_to_echo = 0;
 };
 
 std::string ToJson(const std::vector<Measured>& all) {
@@ -424,16 +434,32 @@ std::string ToJson(const std::vector<Measured>& all) {
 
 int Main() {
   const std::vector<std::string> rpcs = absl::StrSplit(absl::GetFlag(FLAGS_rpcs), ',');
-  std::printf("machine: %u cores; in_flight=%d seconds=%.1f\n",
-              std::thread::hardware_concurrency(), absl::GetFlag(FLAGS_in_flight),
-              absl::GetFlag(FLAGS_seconds));
+  if (absl::GetFlag(FLAGS_rate) > 0) {
+    std::printf("machine: %u cores; open loop at %.0f calls/s, seconds=%.1f\n",
+                std::thread::hardware_concurrency(), absl::GetFlag(FLAGS_rate),
+                absl::GetFlag(FLAGS_seconds));
+  } else {
+    std::printf("machine: %u cores; closed loop, in_flight=%d seconds=%.1f\n",
+                std::thread::hardware_concurrency(), absl::GetFlag(FLAGS_in_flight),
+                absl::GetFlag(FLAGS_seconds));
+  }
   std::shared_ptr<grpc::Channel> channel;
-  double echo_qps = 0;  // the floor that model RPCs are compared with
+  // The floor that model RPCs are compared with: its calls/s in a closed
+  // loop; in an open loop (same rate for all) its p99.
+  LoadResult echo;
+  const bool open_loop = absl::GetFlag(FLAGS_rate) > 0;
   std::vector<Measured> measured;
   auto report = [&](const std::string& name, const LoadResult& r, bool compare) {
     std::printf("%s\n", FormatLoadResult(name, r).c_str());
-    Measured m{name, r, compare && echo_qps > 0 ? r.qps / echo_qps : 0};
-    if (m.ratio_to_echo > 0) std::printf("  %.0f%% of the echo floor\n", 100 * m.ratio_to_echo);
+    Measured m{name, r, 0};
+    if (compare && echo.calls > 0) {
+      m.ratio_to_echo = open_loop ? r.p99_us / echo.p99_us : r.qps / echo.qps;
+      if (open_loop) {
+        std::printf("  p99 %.1fx the echo floor's\n", m.ratio_to_echo);
+      } else {
+        std::printf("  %.0f%% of the echo floor\n", 100 * m.ratio_to_echo);
+      }
+    }
     if (r.errors) std::printf("  first error: %s\n", r.first_error.c_str());
     measured.push_back(std::move(m));
   };
@@ -450,7 +476,7 @@ int Main() {
     if (rpc == "echo" || rpc == "echo-callback") {
       const LoadResult r = BenchEcho(rpc == "echo" ? "async" : "callback");
       report(rpc == "echo" ? "echo (async API)" : "echo (callback API)", r, false);
-      if (rpc == "echo") echo_qps = r.qps;
+      if (rpc == "echo") echo = r;
       continue;
     }
     if (!channel) {

@@ -121,6 +121,61 @@ LoadResult RunClosedLoop(int in_flight, double seconds,
   return result;
 }
 
+// Open-loop load: starts call number i at its intended time begin + i / rate
+// for `seconds`, whether or not earlier calls have finished, and measures
+// each latency from that intended time, so a server (or client) that falls
+// behind shows as queueing rather than as fewer calls. One thread sends,
+// another drains the completion queue.
+template <class Resp>
+LoadResult RunOpenLoop(double rate, double seconds,
+                       std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
+                           uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>
+                           start) {
+  using Clock = std::chrono::steady_clock;
+  struct Call {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>> reader;
+    Resp response;
+    grpc::Status status;
+    Clock::time_point intended;
+  };
+  grpc::CompletionQueue cq;
+  const uint64_t total = static_cast<uint64_t>(rate * seconds);
+  LoadResult result;
+  std::vector<double> latencies;
+  latencies.reserve(total);
+  const auto begin = Clock::now();
+  std::thread drain([&] {
+    void* tag;
+    bool ok;
+    for (uint64_t done = 0; done < total && cq.Next(&tag, &ok); ++done) {
+      std::unique_ptr<Call> call(static_cast<Call*>(tag));
+      ++result.calls;
+      if (!ok || !call->status.ok()) {
+        if (result.errors++ == 0) result.first_error = call->status.error_message();
+      }
+      latencies.push_back(
+          std::chrono::duration<double, std::micro>(Clock::now() - call->intended).count());
+    }
+  });
+  for (uint64_t i = 0; i < total; ++i) {
+    auto call = std::make_unique<Call>();
+    call->intended = begin + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(static_cast<double>(i) / rate));
+    std::this_thread::sleep_until(call->intended);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    call->reader = start(i, &call->ctx, &cq);
+    Call* tag = call.release();
+    tag->reader->Finish(&tag->response, &tag->status, tag);
+  }
+  drain.join();
+  cq.Shutdown();
+  result.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  result.qps = result.calls / result.seconds;
+  FillPercentiles(latencies, result);
+  return result;
+}
+
 }  // namespace mercato::clients
 
 #endif  // MERCATO_CLIENTS_CLIENT_UTIL_H_

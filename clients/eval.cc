@@ -9,6 +9,13 @@
 //
 //   mercato-eval --target=127.0.0.1:50051 \
 //       --data=../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz
+//
+// With --data=demo it replays the seeded demo shop (core/demo_shop.h) day by
+// day instead: its events go to Ingest and every order to Fraud.Score (which
+// records it), so fraud labels, a week late, train on what was known at
+// scoring time. It then prints the fraud AUC and decision mix over the last
+// --holdout_days days' orders against the planted frauds, the elasticity
+// error against the planted elasticities, and the recommendation metrics.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -22,7 +29,10 @@
 #include "absl/strings/str_cat.h"
 #include "clients/client_util.h"
 #include "clients/transactions.h"
+#include "core/demo_shop.h"
 #include "mercato/v1/admin.grpc.pb.h"
+#include "mercato/v1/fraud.grpc.pb.h"
+#include "mercato/v1/pricing.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address (an empty shop)");
@@ -33,6 +43,9 @@ ABSL_FLAG(std::string, format, "online-retail",
 ABSL_FLAG(int, k, 10, "cut-off K of HR@K and NDCG@K");
 ABSL_FLAG(int, negatives, 100, "sampled negatives per candidate list");
 ABSL_FLAG(int, max_users, 0, "evaluate at most this many customers (0 = all)");
+ABSL_FLAG(int, demo_users, 12000, "demo: customers of the generated shop");
+ABSL_FLAG(int, demo_items, 100, "demo: products of the generated shop");
+ABSL_FLAG(int, holdout_days, 30, "demo: fraud is evaluated on the orders of the last this many days");
 
 namespace mercato::clients {
 namespace {
@@ -75,14 +88,26 @@ struct Metric {
   }
 };
 
-int Main() {
-  const int k = absl::GetFlag(FLAGS_k);
-  uint64_t skipped = 0;
-  const std::vector<Row> rows =
-      ReadTransactions(absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_format), &skipped);
-  const std::vector<v1::Event> events = EventsOf(rows);
+void WaitApplied(v1::Admin::Stub& admin) {
+  for (;;) {
+    v1::ModelStatusResponse st;
+    Check(admin.ModelStatus(Deadline().get(), v1::ModelStatusRequest(), &st), "ModelStatus");
+    if (st.lag_events() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
-  // Each customer's last order (latest timestamp, then largest id) is held out.
+void Publish(grpc::Channel& channel, const std::vector<v1::Event>& events) {
+  v1::PublishSummary summary;
+  if (absl::Status s = PublishEvents(channel, events, 5000, &summary); !s.ok()) {
+    std::cerr << s << "\n";
+    std::exit(1);
+  }
+}
+
+// Each customer's last order (latest timestamp, then largest id), for the
+// customers with at least two orders; guests are left out.
+std::map<std::string, std::string> LastOrders(const std::vector<v1::Event>& events) {
   std::map<std::string, std::pair<int64_t, std::string>> last;
   std::map<std::string, std::set<std::string>> orders;
   for (const v1::Event& e : events) {
@@ -90,12 +115,153 @@ int Main() {
     orders[e.user_id()].insert(e.order_id());
     last[e.user_id()] = std::max(last[e.user_id()], {e.timestamp_ms(), e.order_id()});
   }
+  std::map<std::string, std::string> out;
+  for (const auto& [user, when] : last) {
+    if (orders[user].size() >= 2) out[user] = when.second;
+  }
+  return out;
+}
+
+bool HeldOut(const std::map<std::string, std::string>& last, const v1::Event& e) {
+  auto it = last.find(e.user_id());
+  return it != last.end() && e.order_id() == it->second;
+}
+
+// Area under the ROC curve of `scored` (score, is positive), ties counted half.
+double Auc(std::vector<std::pair<double, bool>> scored) {
+  std::sort(scored.begin(), scored.end());
+  double positives = 0, negatives = 0, rank_sum = 0;
+  for (size_t i = 0; i < scored.size();) {
+    size_t j = i;
+    while (j < scored.size() && scored[j].first == scored[i].first) ++j;
+    const double mid_rank = (i + j + 1) / 2.0;  // 1-based average rank of the tie
+    for (size_t t = i; t < j; ++t) {
+      if (scored[t].second) {
+        rank_sum += mid_rank;
+        ++positives;
+      } else {
+        ++negatives;
+      }
+    }
+    i = j;
+  }
+  if (positives == 0 || negatives == 0) return 0;
+  return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives);
+}
+
+v1::Order OrderOf(const core::DemoOrder& o) {
+  v1::Order out;
+  out.set_order_id(o.order_id);
+  out.set_user_id(o.user_id);
+  out.set_amount(o.amount);
+  out.set_currency(o.currency);
+  out.set_payment_fingerprint(o.payment_fingerprint);
+  out.set_billing_country(o.billing_country);
+  out.set_shipping_country(o.shipping_country);
+  out.set_ip_country(o.ip_country);
+  out.set_device_id(o.device_id);
+  out.set_shipping_address_hash(o.shipping_address_hash);
+  out.set_account_created_ms(o.account_created_ms);
+  out.set_timestamp_ms(o.timestamp_ms);
+  return out;
+}
+
+// The demo shop, day by day: that day's events, then its orders scored.
+// Returns the transactions as rows for the recommendation part.
+std::vector<Row> ReplayDemo(grpc::Channel& channel) {
+  core::DemoShopOptions options;
+  options.users = absl::GetFlag(FLAGS_demo_users);
+  options.items = absl::GetFlag(FLAGS_demo_items);
+  const core::DemoShop shop = core::GenerateDemoShop(options);
+  std::vector<v1::Item> items;
+  for (const core::DemoItem& it : shop.items) items.push_back(ToProto(it.item));
+  if (absl::Status s = UpsertItems(channel, items, 5000).status(); !s.ok()) {
+    std::cerr << s << "\n";
+    std::exit(1);
+  }
+  auto admin = v1::Admin::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  auto fraud = v1::Fraud::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  const int64_t day_ms = 24LL * 3600 * 1000;
+  const int64_t holdout_from = options.start_ms + (options.days - absl::GetFlag(FLAGS_holdout_days)) * day_ms;
+  std::vector<v1::Event> all;
+  for (const core::Event& ev : shop.events) all.push_back(ToProto(ev));
+  const std::map<std::string, std::string> last = LastOrders(all);
+  std::vector<std::pair<double, bool>> scored;
+  std::map<v1::Decision, int> decisions;
+  int caught = 0, frauds = 0;
+  size_t e = 0, o = 0;
+  for (int64_t day_end = options.start_ms + day_ms; e < shop.events.size() || o < shop.orders.size();
+       day_end += day_ms) {
+    std::vector<v1::Event> today;
+    for (; e < shop.events.size() && shop.events[e].timestamp_ms < day_end; ++e) {
+      // The recommendation part holds each customer's last order out.
+      if (all[e].type() != v1::PURCHASE || !HeldOut(last, all[e])) today.push_back(all[e]);
+    }
+    if (!today.empty()) Publish(channel, today);
+    for (; o < shop.orders.size() && shop.orders[o].timestamp_ms < day_end; ++o) {
+      const core::DemoOrder& order = shop.orders[o];
+      v1::ScoreResponse r;
+      Check(fraud->Score(Deadline().get(), OrderOf(order), &r), "Score");
+      if (order.timestamp_ms < holdout_from) continue;
+      const bool is_fraud = order.fraud != core::DemoFraud::kNone;
+      scored.push_back({r.probability(), is_fraud});
+      ++decisions[r.decision()];
+      frauds += is_fraud;
+      caught += is_fraud && r.decision() != v1::APPROVE;
+    }
+    WaitApplied(*admin);
+  }
+  std::printf("fraud, %zu orders of the last %d days (%d planted frauds): AUC %.4f; "
+              "approve %d, review %d, decline %d; %d of %d frauds not approved\n",
+              scored.size(), absl::GetFlag(FLAGS_holdout_days), frauds, Auc(scored),
+              decisions[v1::APPROVE], decisions[v1::REVIEW], decisions[v1::DECLINE], caught,
+              frauds);
+
+  auto pricing = v1::Pricing::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  double error = 0;
+  int estimated = 0, covered = 0;
+  for (const core::DemoItem& it : shop.items) {
+    v1::PriceElasticityRequest req;
+    req.set_item_id(it.item.item_id);
+    v1::PriceElasticityResponse r;
+    if (!pricing->PriceElasticity(Deadline().get(), req, &r).ok() || !r.has_estimate()) continue;
+    ++estimated;
+    error += std::abs(r.elasticity() - it.elasticity);
+    covered += r.ci_low() <= it.elasticity && it.elasticity <= r.ci_high();
+  }
+  std::printf("elasticity, %d of %zu items estimated: mean absolute error %.3f against the "
+              "planted values, 95%% intervals cover %.2f\n",
+              estimated, shop.items.size(), estimated ? error / estimated : 0,
+              estimated ? static_cast<double>(covered) / estimated : 0);
+
+  std::vector<Row> rows;
+  for (const core::Event& ev : shop.events) {
+    if (ev.type != core::EventType::kPurchase) continue;
+    rows.push_back({ev.order_id, ev.item_id, "", ev.user_id, ev.quantity, ev.unit_price,
+                    ev.timestamp_ms});
+  }
+  return rows;
+}
+
+int Main() {
+  const int k = absl::GetFlag(FLAGS_k);
+  uint64_t skipped = 0;
+  auto channel = MakeChannel(absl::GetFlag(FLAGS_target));
+  if (!WaitForReady(*channel, std::chrono::seconds(10))) {
+    std::cerr << "cannot reach " << absl::GetFlag(FLAGS_target) << "\n";
+    return 1;
+  }
+  const bool demo = absl::GetFlag(FLAGS_data) == "demo";
+  const std::vector<Row> rows =
+      demo ? ReplayDemo(*channel)
+           : ReadTransactions(absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_format), &skipped);
+  const std::vector<v1::Event> events = EventsOf(rows);
+
+  const std::map<std::string, std::string> last = LastOrders(events);
   std::vector<v1::Event> train;
   std::map<std::string, std::set<std::string>> held, bought;
   for (const v1::Event& e : events) {
-    auto it = last.find(e.user_id());
-    const bool evaluated = it != last.end() && orders[e.user_id()].size() >= 2;
-    if (evaluated && e.order_id() == it->second.second) {
+    if (HeldOut(last, e)) {
       if (e.type() == v1::PURCHASE) held[e.user_id()].insert(e.item_id());
       continue;
     }
@@ -107,28 +273,16 @@ int Main() {
               "holding out the last order of %zu customers\n",
               rows.size(), skipped, catalogue.size(), events.size(), train.size(), held.size());
 
-  auto channel = MakeChannel(absl::GetFlag(FLAGS_target));
-  if (!WaitForReady(*channel, std::chrono::seconds(10))) {
-    std::cerr << "cannot reach " << absl::GetFlag(FLAGS_target) << "\n";
-    return 1;
-  }
   auto admin = v1::Admin::NewStub(channel);
   const uint64_t retrains = Retrains(*admin);
-  if (absl::Status s = UpsertItems(*channel, catalogue, 5000).status(); !s.ok()) {
-    std::cerr << s << "\n";
-    return 1;
+  if (!demo) {  // the demo replay has published its events already
+    if (absl::Status s = UpsertItems(*channel, catalogue, 5000).status(); !s.ok()) {
+      std::cerr << s << "\n";
+      return 1;
+    }
+    Publish(*channel, train);
   }
-  v1::PublishSummary summary;
-  if (absl::Status s = PublishEvents(*channel, train, 5000, &summary); !s.ok()) {
-    std::cerr << s << "\n";
-    return 1;
-  }
-  for (;;) {
-    v1::ModelStatusResponse st;
-    Check(admin->ModelStatus(Deadline().get(), v1::ModelStatusRequest(), &st), "ModelStatus");
-    if (st.lag_events() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  WaitApplied(*admin);
   v1::RetrainRequest retrain;
   retrain.set_model("recommend");
   v1::RetrainResponse started;
@@ -176,7 +330,9 @@ int Main() {
            chosen.size() < catalogue.size()) {
       rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
       const std::string& item = catalogue[(rng >> 33) % catalogue.size()].item_id();
-      if (items.contains(item) || bought[user].contains(item) || !chosen.insert(item).second) continue;
+      if (!chosen.insert(item).second || items.contains(item) || bought[user].contains(item)) {
+        continue;  // tried before, or bought
+      }
       sampled.add_candidate_item_ids(item);
     }
     personal_sampled.Add(ask(sampled), {target}, k);

@@ -54,7 +54,8 @@ bool ParseRetail(const std::vector<std::string>& f, Row* row) {
   row->order = f[0];
   row->item = f[1];
   row->description = f[2];
-  row->user = std::string(absl::StripSuffix(f[6], ".0"));
+  const absl::string_view customer = absl::StripSuffix(f[6], ".0");
+  row->user = customer.empty() ? "" : absl::StrCat("c", customer);
   if (!absl::SimpleAtod(f[3], &row->quantity) || !absl::SimpleAtod(f[5], &row->price) ||
       !ParseTimestamp(f[4], &row->timestamp_ms)) {
     return false;
@@ -124,7 +125,7 @@ std::vector<Row> ReadTransactions(const std::string& path, const std::string& fo
 }
 
 std::string UserOf(const Row& row) {
-  return row.user.empty() ? absl::StrCat("guest-", row.order) : absl::StrCat("c", row.user);
+  return row.user.empty() ? absl::StrCat("guest-", row.order) : row.user;
 }
 
 std::vector<v1::Event> EventsOf(const std::vector<Row>& rows) {

@@ -35,8 +35,8 @@ std::vector<Row> ReadGeneric(const std::string& path, uint64_t* skipped);
 std::vector<Row> ReadTransactions(const std::string& path, const std::string& format,
                                   uint64_t* skipped);
 
-// The user id a row's events carry: "c<customer>", or for rows without one
-// a guest named after the order.
+// The user id a row's events carry: its user (Online Retail customers read
+// as "c<customer id>"), or for rows without one a guest named after the order.
 std::string UserOf(const Row& row);
 
 // PURCHASE and REFUND events of the rows, in row order; rows with a negative

@@ -173,42 +173,23 @@ void IalsState::ForgetUser(uint32_t user) {
 }
 
 void IalsState::SolveUserRow(uint32_t user) {
-  const int k = options_.dim;
   const std::shared_ptr<const History>& h = *histories_.Row(user);
-  const size_t size = h ? h->size() : 0;
-  Eigen::MatrixXd x(size, k);
-  Eigen::VectorXd c(size);
-  Eigen::Index n = 0;
-  for (size_t j = 0; j < size; ++j) {
-    const Interaction& in = (*h)[j];
-    const double conf = Decayed(in.confidence, in.last_ms, now_ms_);
-    if (conf <= 0) continue;
-    x.row(n) = Load(items_.Row(in.item), k).transpose();
-    c[n++] = conf;
-  }
-  x.conservativeResize(n, k);
-  c.conservativeResize(n);
-  Eigen::VectorXd v = Load(users_.Row(user), k);
+  Eigen::MatrixXd x;
+  Eigen::VectorXd c;
+  GatherObserved(options_, now_ms_, h ? *h : History{},
+                 [&](const Interaction& in) { return items_.Row(in.item); }, x, c);
+  Eigen::VectorXd v = Load(users_.Row(user), options_.dim);
   SolveFactorRow(options_, gram_items_, UnobservedWeight(options_, items_.rows()), items_.rows(),
                  x, c, v);
   SetRow(users_, gram_users_, user, v);
 }
 
 void IalsState::SolveItemRow(uint32_t item) {
-  const int k = options_.dim;
-  const std::vector<ItemEntry>& entries = item_users_[item];
-  Eigen::MatrixXd x(entries.size(), k);
-  Eigen::VectorXd c(entries.size());
-  Eigen::Index n = 0;
-  for (const ItemEntry& e : entries) {
-    const double conf = Decayed(e.confidence, e.last_ms, now_ms_);
-    if (conf <= 0) continue;
-    x.row(n) = Load(users_.Row(e.user), k).transpose();
-    c[n++] = conf;
-  }
-  x.conservativeResize(n, k);
-  c.conservativeResize(n);
-  Eigen::VectorXd v = Load(items_.Row(item), k);
+  Eigen::MatrixXd x;
+  Eigen::VectorXd c;
+  GatherObserved(options_, now_ms_, item_users_[item],
+                 [&](const ItemEntry& e) { return users_.Row(e.user); }, x, c);
+  Eigen::VectorXd v = Load(items_.Row(item), options_.dim);
   SolveFactorRow(options_, gram_users_, UnobservedWeight(options_, items_.rows()), users_.rows(),
                  x, c, v);
   SetRow(items_, gram_items_, item, v);

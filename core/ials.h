@@ -86,6 +86,26 @@ struct IalsFrozen {
 double DecayedConfidence(const IalsOptions& options, float confidence, int64_t last_ms,
                          int64_t now_ms);
 
+// Stacks, for each entry (an Interaction or anything with `confidence` and
+// `last_ms`) whose confidence decayed to `now_ms` is positive and for which
+// `row_of(entry)` gives a row, that row into x and the confidence into c.
+template <class Entries, class RowOf>
+void GatherObserved(const IalsOptions& options, int64_t now_ms, const Entries& entries,
+                    RowOf row_of, Eigen::MatrixXd& x, Eigen::VectorXd& c) {
+  x.resize(static_cast<Eigen::Index>(entries.size()), options.dim);
+  c.resize(static_cast<Eigen::Index>(entries.size()));
+  Eigen::Index n = 0;
+  for (const auto& e : entries) {
+    const double conf = DecayedConfidence(options, e.confidence, e.last_ms, now_ms);
+    const float* row = conf > 0 ? row_of(e) : nullptr;
+    if (row == nullptr) continue;
+    x.row(n) = Eigen::Map<const Eigen::VectorXf>(row, options.dim).cast<double>().transpose();
+    c[n++] = conf;
+  }
+  x.conservativeResize(n, options.dim);
+  c.conservativeResize(n);
+}
+
 // a0 for a catalogue of `items` items.
 double UnobservedWeight(const IalsOptions& options, size_t items);
 

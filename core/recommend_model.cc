@@ -235,23 +235,24 @@ std::vector<RecommendView::Scored> RecommendView::Popular(const RankedItems& ran
   return out;
 }
 
+void RecommendView::Observed(const History& history, Eigen::MatrixXd& x, Eigen::VectorXd& c,
+                             std::vector<uint32_t>* items) const {
+  GatherObserved(options_.ials, factors_.now_ms, history,
+                 [&](const Interaction& in) -> const float* {
+                   if (in.item >= factors_.items.rows() || *support_.Row(in.item) == 0) {
+                     return nullptr;
+                   }
+                   if (items) items->push_back(in.item);
+                   return factors_.items.Row(in.item);
+                 },
+                 x, c);
+}
+
 Eigen::VectorXf RecommendView::FoldIn(const History& history) const {
-  const int k = dim();
-  Eigen::MatrixXd x(history.size(), k);
-  Eigen::VectorXd c(history.size());
-  Eigen::Index n = 0;
-  for (const Interaction& in : history) {
-    const double conf =
-        DecayedConfidence(options_.ials, in.confidence, in.last_ms, factors_.now_ms);
-    if (conf <= 0 || in.item >= factors_.items.rows() || *support_.Row(in.item) == 0) continue;
-    x.row(n) = Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(in.item), k)
-                   .cast<double>()
-                   .transpose();
-    c[n++] = conf;
-  }
-  x.conservativeResize(n, k);
-  c.conservativeResize(n);
-  Eigen::VectorXd v = Eigen::VectorXd::Zero(k);
+  Eigen::MatrixXd x;
+  Eigen::VectorXd c;
+  Observed(history, x, c, nullptr);
+  Eigen::VectorXd v = Eigen::VectorXd::Zero(dim());
   // A session gets more CG steps than an event fold-in: it starts from zero.
   IalsOptions o = options_.ials;
   o.cg_steps = std::max(o.cg_steps, 8);
@@ -265,35 +266,26 @@ Eigen::VectorXf RecommendView::FoldIn(const History& history) const {
 // c_i h_j' A^-1 h_i.
 std::vector<std::pair<std::string, double>> RecommendView::Explain(const History& history,
                                                                    uint32_t item) const {
-  const int k = dim();
+  std::vector<uint32_t> used;
+  Eigen::MatrixXd x;
+  Eigen::VectorXd c;
+  Observed(history, x, c, &used);
+  if (used.empty()) return {};
   const IalsOptions& o = options_.ials;
-  std::vector<std::pair<uint32_t, double>> used;
   const double a0 = UnobservedWeight(o, factors_.items.rows());
   Eigen::MatrixXd a = a0 * *factors_.gram_items;
-  for (const Interaction& in : history) {
-    const double conf = DecayedConfidence(o, in.confidence, in.last_ms, factors_.now_ms);
-    if (conf <= 0 || in.item >= factors_.items.rows()) continue;
-    const Eigen::VectorXd h =
-        Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(in.item), k).cast<double>();
-    a.noalias() += conf * h * h.transpose();
-    used.push_back({in.item, conf});
-  }
-  if (used.empty()) return {};
+  a.noalias() += x.transpose() * c.asDiagonal() * x;
   a.diagonal().array() += RowRegularization(o, used.size(), a0, factors_.items.rows());
   const Eigen::VectorXd y =
-      a.ldlt().solve(Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(item), k).cast<double>());
-  double total = 0;
-  std::vector<std::pair<double, uint32_t>> parts;
-  for (const auto& [i, conf] : used) {
-    const double part =
-        conf * Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(i), k).cast<double>().dot(y);
-    total += part;
-    parts.push_back({part, i});
-  }
-  std::sort(parts.begin(), parts.end(),
-            [](const auto& x, const auto& z) { return Better(x.first, x.second, z.first, z.second); });
+      a.ldlt().solve(Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(item), dim()).cast<double>());
+  const Eigen::VectorXd parts = c.cwiseProduct(x * y);
+  const double total = parts.sum();
+  std::vector<std::pair<double, uint32_t>> ranked;
+  for (size_t i = 0; i < used.size(); ++i) ranked.push_back({parts[i], used[i]});
+  std::sort(ranked.begin(), ranked.end(),
+            [](const auto& p, const auto& q) { return Better(p.first, p.second, q.first, q.second); });
   std::vector<std::pair<std::string, double>> out;
-  for (const auto& [part, i] : parts) {
+  for (const auto& [part, i] : ranked) {
     if (out.size() == static_cast<size_t>(options_.explanations) || part <= 0) break;
     out.push_back({items_.Name(i), total > 0 ? part / total : 0});
   }

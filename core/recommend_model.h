@@ -155,6 +155,10 @@ class RecommendView final : public ModelView {
   // at its length limit is completed by a scan of every item.
   std::vector<Scored> Popular(const RankedItems& ranked, size_t count, const Filter& filter,
                               bool scan_all) const;
+  // The factor rows and decayed confidences of `history`'s items with
+  // factors, and (when `items` is set) those items in the same order.
+  void Observed(const History& history, Eigen::MatrixXd& x, Eigen::VectorXd& c,
+                std::vector<uint32_t>* items) const;
   Eigen::VectorXf FoldIn(const History& history) const;
   std::vector<std::pair<std::string, double>> Explain(const History& history,
                                                       uint32_t item) const;
