@@ -8,8 +8,7 @@
 namespace mercato::core {
 
 HnswIndex::HnswIndex(int dim, const HnswOptions& options, size_t capacity)
-    : options_(options),
-      space_(std::make_unique<hnswlib::InnerProductSpace>(dim)),
+    : space_(std::make_unique<hnswlib::InnerProductSpace>(dim)),
       index_(std::make_unique<hnswlib::HierarchicalNSW<float>>(
           space_.get(), std::max<size_t>(capacity, 16), options.m, options.ef_construction)) {
   index_->setEf(options.ef_search);

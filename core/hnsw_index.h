@@ -45,7 +45,6 @@ class HnswIndex {
   void SetSearchBreadth(int ef);
 
  private:
-  HnswOptions options_;
   std::unique_ptr<hnswlib::InnerProductSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
   mutable std::shared_mutex mu_;

@@ -120,7 +120,8 @@ void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags
                              [](const Interaction& a, uint32_t i) { return a.item < i; });
   if (it == history->end() || it->item != item) it = history->insert(it, Interaction{item});
   const double confidence =
-      std::max(0.0, Decayed(it->confidence, it->last_ms, t_ms) + static_cast<double>(delta));
+      std::max(0.0, DecayedConfidence(options_, it->confidence, it->last_ms, t_ms) +
+                        static_cast<double>(delta));
   it->confidence = static_cast<float>(confidence);
   it->last_ms = std::max(it->last_ms, t_ms);
   it->flags |= flags;

@@ -160,9 +160,6 @@ class IalsState {
     int64_t last_ms;
   };
   void Grow(uint32_t user, uint32_t item);
-  double Decayed(float confidence, int64_t last_ms, int64_t now_ms) const {
-    return DecayedConfidence(options_, confidence, last_ms, now_ms);
-  }
   void SolveUserRow(uint32_t user);
   void SolveItemRow(uint32_t item);
   // Replaces a row and updates its Gramian.
