@@ -7,7 +7,7 @@
 // The personal model answers for the customer; popularity answers for a user
 // the server has never seen (with the customer's purchases excluded).
 //
-//   mercato-eval --target=127.0.0.1:50051 \
+//   mercato-eval --target=127.0.0.1:50051
 //       --data=../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz
 //
 // With --data=demo it replays the seeded demo shop (core/demo_shop.h) day by

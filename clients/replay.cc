@@ -5,8 +5,8 @@
 // or --speed times real time, waits until the models have applied them, and
 // prints a report of what the models learned.
 //
-//   mercato-replay --target=127.0.0.1:50051 \
-//       --data=../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz \
+//   mercato-replay --target=127.0.0.1:50051
+//       --data=../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz
 //       --report=elasticity
 //
 // Rows: Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,

@@ -132,7 +132,7 @@ void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags
   std::vector<ItemEntry>& users = item_users_[item];
   auto jt = std::lower_bound(users.begin(), users.end(), user,
                              [](const ItemEntry& a, uint32_t u) { return a.user < u; });
-  if (jt == users.end() || jt->user != user) jt = users.insert(jt, ItemEntry{user});
+  if (jt == users.end() || jt->user != user) jt = users.insert(jt, ItemEntry{user, 0, 0});
   jt->confidence = pair.confidence;
   jt->last_ms = pair.last_ms;
 

@@ -25,7 +25,9 @@ TEST(DemoShopTest, EventsAreOrderedUniqueAndCarryThePlantedTruth) {
   for (size_t i = 0; i < shop.events.size(); ++i) {
     const Event& e = shop.events[i];
     ASSERT_TRUE(ids.insert(e.event_id).second) << e.event_id;
-    if (i > 0) ASSERT_LE(shop.events[i - 1].timestamp_ms, e.timestamp_ms);
+    if (i > 0) {
+      ASSERT_LE(shop.events[i - 1].timestamp_ms, e.timestamp_ms);
+    }
     if (e.type == EventType::kPurchase) {
       ASSERT_GT(e.unit_price, 0);
       ASSERT_FALSE(e.order_id.empty());

@@ -139,13 +139,17 @@ TEST(RecommendModelTest, SameEventsGiveTheSameFactorsBitForBit) {
     const float* x = a->UserFactors(u.user_id);
     const float* y = b->UserFactors(u.user_id);
     ASSERT_EQ(x == nullptr, y == nullptr);
-    if (x) ASSERT_EQ(0, std::memcmp(x, y, sizeof(float) * a->dim())) << u.user_id;
+    if (x) {
+      ASSERT_EQ(0, std::memcmp(x, y, sizeof(float) * a->dim())) << u.user_id;
+    }
   }
   for (const DemoItem& it : shop.items) {
     const float* x = a->ItemFactors(it.item.item_id);
     const float* y = b->ItemFactors(it.item.item_id);
     ASSERT_EQ(x == nullptr, y == nullptr);
-    if (x) ASSERT_EQ(0, std::memcmp(x, y, sizeof(float) * a->dim())) << it.item.item_id;
+    if (x) {
+      ASSERT_EQ(0, std::memcmp(x, y, sizeof(float) * a->dim())) << it.item.item_id;
+    }
   }
   EXPECT_EQ(a->Encode(), b->Encode());
 }
