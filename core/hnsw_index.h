@@ -24,7 +24,7 @@ namespace mercato::core {
 struct HnswOptions {
   int m = 16;
   int ef_construction = 100;
-  int ef_search = 64;
+  int ef_search = 100;
 };
 
 class HnswIndex {

@@ -61,7 +61,7 @@ ABSL_FLAG(std::string, rec_event_weights, "view:1,click:1,add_to_cart:3,purchase
           "Recommend: confidence per event type (type:weight, comma separated; others 0)");
 ABSL_FLAG(int, rec_min_support, 2, "BoughtTogether: fewest shared orders when a request gives none");
 ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000, "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
-ABSL_FLAG(int, rec_hnsw_ef, 64, "Recommend: HNSW search breadth (ef)");
+ABSL_FLAG(int, rec_hnsw_ef, 100, "Recommend: HNSW search breadth (ef)");
 
 namespace {
 

@@ -20,6 +20,8 @@ ABSL_FLAG(int, tastes, 64, "planted taste clusters");
 ABSL_FLAG(int, queries, 1000, "users queried");
 ABSL_FLAG(int, k, 10, "recall@k");
 ABSL_FLAG(std::string, ef, "50,100,200", "HNSW search breadths to measure");
+ABSL_FLAG(int, m, 16, "HNSW links per node");
+ABSL_FLAG(int, ef_construction, 100, "HNSW build breadth");
 
 namespace mercato::core {
 namespace {
@@ -45,10 +47,13 @@ int Main() {
     int ef = 0;
     if (absl::SimpleAtoi(s, &ef) && ef > 0) efs.push_back(ef);
   }
-  std::printf("machine: %u cores; %d items, %zu events, k=%d\n",
-              std::thread::hardware_concurrency(), items, events.size(), k);
+  std::printf("machine: %u cores; %d items, %zu events, k=%d, M=%d, ef_construction=%d\n",
+              std::thread::hardware_concurrency(), items, events.size(), k,
+              absl::GetFlag(FLAGS_m), absl::GetFlag(FLAGS_ef_construction));
   RecommendOptions options;
   options.hnsw_min_items = 1;
+  options.hnsw.m = absl::GetFlag(FLAGS_m);
+  options.hnsw.ef_construction = absl::GetFlag(FLAGS_ef_construction);
   options.background = false;
   RecommendModel model(options);
   start = std::chrono::steady_clock::now();
