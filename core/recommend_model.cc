@@ -263,33 +263,34 @@ Eigen::VectorXf RecommendView::FoldIn(const History& history) const {
 
 // Hu, Koren and Volinsky (2008), section 5: with A the user's system matrix,
 // score(j) = sum_i c_i h_j' A^-1 h_i, so history item i contributes
-// c_i h_j' A^-1 h_i.
-std::vector<std::pair<std::string, double>> RecommendView::Explain(const History& history,
-                                                                   uint32_t item) const {
+// c_i h_j' A^-1 h_i. A is factorised once for all of `ranked`.
+void RecommendView::Explain(const History& history, const std::vector<Scored>& ranked,
+                            std::vector<Recommendation>& out) const {
   std::vector<uint32_t> used;
   Eigen::MatrixXd x;
   Eigen::VectorXd c;
   Observed(history, x, c, &used);
-  if (used.empty()) return {};
+  if (used.empty()) return;
   const IalsOptions& o = options_.ials;
   const double a0 = UnobservedWeight(o, factors_.items.rows());
   Eigen::MatrixXd a = a0 * *factors_.gram_items;
   a.noalias() += x.transpose() * c.asDiagonal() * x;
   a.diagonal().array() += RowRegularization(o, used.size(), a0, factors_.items.rows());
-  const Eigen::VectorXd y =
-      a.ldlt().solve(Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(item), dim()).cast<double>());
-  const Eigen::VectorXd parts = c.cwiseProduct(x * y);
-  const double total = parts.sum();
-  std::vector<std::pair<double, uint32_t>> ranked;
-  for (size_t i = 0; i < used.size(); ++i) ranked.push_back({parts[i], used[i]});
-  std::sort(ranked.begin(), ranked.end(),
-            [](const auto& p, const auto& q) { return Better(p.first, p.second, q.first, q.second); });
-  std::vector<std::pair<std::string, double>> out;
-  for (const auto& [part, i] : ranked) {
-    if (out.size() == static_cast<size_t>(options_.explanations) || part <= 0) break;
-    out.push_back({items_.Name(i), total > 0 ? part / total : 0});
+  const Eigen::LDLT<Eigen::MatrixXd> system = a.ldlt();
+  for (size_t r = 0; r < ranked.size() && r < out.size(); ++r) {
+    const Eigen::VectorXd y = system.solve(
+        Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(ranked[r].item), dim()).cast<double>());
+    const Eigen::VectorXd parts = c.cwiseProduct(x * y);
+    const double total = parts.sum();
+    std::vector<std::pair<double, uint32_t>> order;
+    for (size_t i = 0; i < used.size(); ++i) order.push_back({parts[i], used[i]});
+    std::sort(order.begin(), order.end(),
+              [](const auto& p, const auto& q) { return Better(p.first, p.second, q.first, q.second); });
+    for (const auto& [part, i] : order) {
+      if (out[r].because.size() == static_cast<size_t>(options_.explanations) || part <= 0) break;
+      out[r].because.push_back({items_.Name(i), total > 0 ? part / total : 0});
+    }
   }
-  return out;
 }
 
 absl::StatusOr<std::vector<uint32_t>> RecommendView::CategoriesOf(const ItemFilter& filter) const {
@@ -347,15 +348,17 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::Recommend(
   const std::vector<uint32_t>* only = q.candidate_item_ids.empty() ? nullptr : &candidates;
 
   std::vector<Recommendation> out;
-  const auto emit = [&](const std::vector<Scored>& ranked, RecommendSource source,
+  // Appends `ranked` (as far as `count` allows), explained from `explain`.
+  const auto emit = [&](std::vector<Scored> ranked, RecommendSource source,
                         const History* explain) {
+    ranked.resize(std::min(ranked.size(), q.count - out.size()));
+    std::vector<Recommendation> added;
     for (const Scored& s : ranked) {
-      if (out.size() == q.count) return;
       filter.Exclude(s.item);
-      Recommendation r{items_.Name(s.item), s.score, source, {}};
-      if (explain && q.explain) r.because = Explain(*explain, s.item);
-      out.push_back(std::move(r));
+      added.push_back({items_.Name(s.item), s.score, source, {}});
     }
+    if (explain && q.explain) Explain(*explain, ranked, added);
+    for (Recommendation& r : added) out.push_back(std::move(r));
   };
 
   // Personal or session scores.

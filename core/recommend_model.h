@@ -160,8 +160,9 @@ class RecommendView final : public ModelView {
   void Observed(const History& history, Eigen::MatrixXd& x, Eigen::VectorXd& c,
                 std::vector<uint32_t>* items) const;
   Eigen::VectorXf FoldIn(const History& history) const;
-  std::vector<std::pair<std::string, double>> Explain(const History& history,
-                                                      uint32_t item) const;
+  // Fills out[r].because for ranked[r], from `history`.
+  void Explain(const History& history, const std::vector<Scored>& ranked,
+               std::vector<Recommendation>& out) const;
   absl::StatusOr<std::vector<uint32_t>> CategoriesOf(const ItemFilter& filter) const;
 
   RecommendOptions options_;
