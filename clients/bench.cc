@@ -20,6 +20,7 @@
 #include "core/demo_shop.h"
 #include "mercato/v1/echo.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
+#include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
@@ -35,7 +36,9 @@ ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "score (Fraud.Score of fresh orders from 5,000 customers), "
           "load-catalog (publish --catalog_items items with planted tastes, retrain, wait for "
           "the retrain and its index), recommend (Recommend for the catalogue's users), "
-          "freshness (--trials purchases: delay until Recommend excludes the bought item)");
+          "freshness (--trials purchases: delay until Recommend excludes the bought item), "
+          "similar, bought-together (on the catalogue's items), list-segments, get-item, "
+          "upsert-item (one catalogue item per call), model-status");
 ABSL_FLAG(int, catalog_items, 100000,
           "load-catalog: items of core::PlantedTasteEvents (each gets two interactions)");
 ABSL_FLAG(int, catalog_tastes, 64, "load-catalog: taste clusters of items and users");
@@ -351,6 +354,66 @@ LoadResult BenchRecommend(v1::Recommender::Stub& stub) {
       });
 }
 
+// The other unary RPCs, on the load-catalog / demo data where they need any.
+LoadResult BenchSimilar(v1::Recommender::Stub& stub) {
+  const int items = absl::GetFlag(FLAGS_catalog_items);
+  return Run<v1::RecommendResponse>(
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::SimilarItemsRequest req;
+        req.set_item_id(absl::StrCat("ci", call * 7919 % items));
+        req.set_count(10);
+        return stub.AsyncSimilarItems(ctx, req, cq);
+      });
+}
+
+LoadResult BenchBoughtTogether(v1::Recommender::Stub& stub) {
+  const int items = absl::GetFlag(FLAGS_catalog_items);
+  return Run<v1::BoughtTogetherResponse>(
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::BoughtTogetherRequest req;
+        req.set_item_id(absl::StrCat("ci", call * 7919 % items));
+        req.set_count(10);
+        req.set_min_support(1);
+        return stub.AsyncBoughtTogether(ctx, req, cq);
+      });
+}
+
+LoadResult BenchListSegments(v1::Segmenter::Stub& stub) {
+  return Run<v1::ListSegmentsResponse>(
+      [&](uint64_t, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        return stub.AsyncListSegments(ctx, v1::ListSegmentsRequest(), cq);
+      });
+}
+
+LoadResult BenchGetItem(v1::Catalog::Stub& stub) {
+  const int items = absl::GetFlag(FLAGS_demo_items);
+  return Run<v1::Item>([&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+    v1::GetItemRequest req;
+    req.set_item_id(absl::StrCat("item", call * 7919 % items));
+    return stub.AsyncGetItem(ctx, req, cq);
+  });
+}
+
+LoadResult BenchUpsertItem(v1::Catalog::Stub& stub) {
+  return Run<v1::UpsertItemsResponse>(
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::UpsertItemsRequest req;
+        v1::Item* item = req.add_items();
+        item->set_item_id(absl::StrCat("bench-item", call % 1000));
+        item->add_category_path("bench");
+        item->set_price(1 + static_cast<double>(call % 100));
+        item->set_in_stock(true);
+        return stub.AsyncUpsertItems(ctx, req, cq);
+      });
+}
+
+LoadResult BenchModelStatus(v1::Admin::Stub& stub) {
+  return Run<v1::ModelStatusResponse>(
+      [&](uint64_t, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        return stub.AsyncModelStatus(ctx, v1::ModelStatusRequest(), cq);
+      });
+}
+
 // Per trial: a user buys their current top item; the delay is from sending
 // the purchase until a Recommend no longer returns the item.
 void BenchFreshness(const std::shared_ptr<grpc::Channel>& channel) {
@@ -509,6 +572,24 @@ int Main() {
     } else if (rpc == "elasticity") {
       auto stub = v1::Pricing::NewStub(channel);
       report("PriceElasticity", BenchElasticity(*stub), true);
+    } else if (rpc == "similar") {
+      auto stub = v1::Recommender::NewStub(channel);
+      report("SimilarItems", BenchSimilar(*stub), true);
+    } else if (rpc == "bought-together") {
+      auto stub = v1::Recommender::NewStub(channel);
+      report("BoughtTogether", BenchBoughtTogether(*stub), true);
+    } else if (rpc == "list-segments") {
+      auto stub = v1::Segmenter::NewStub(channel);
+      report("ListSegments", BenchListSegments(*stub), true);
+    } else if (rpc == "get-item") {
+      auto stub = v1::Catalog::NewStub(channel);
+      report("GetItem", BenchGetItem(*stub), true);
+    } else if (rpc == "upsert-item") {
+      auto stub = v1::Catalog::NewStub(channel);
+      report("UpsertItems x1", BenchUpsertItem(*stub), true);
+    } else if (rpc == "model-status") {
+      auto stub = v1::Admin::NewStub(channel);
+      report("ModelStatus", BenchModelStatus(*stub), true);
     } else {
       std::cerr << "unknown rpc " << rpc << "\n";
       return 2;
