@@ -225,18 +225,9 @@ core::DemoShopOptions DemoOptions() {
 void LoadDemo(grpc::Channel& channel) {
   const auto start = std::chrono::steady_clock::now();
   v1::PublishSummary summary;
-  if (absl::Status s = LoadDemoShop(channel, core::GenerateDemoShop(DemoOptions()), 5000, &summary);
-      !s.ok()) {
-    std::cerr << s << "\n";
-    std::exit(1);
-  }
-  auto admin = v1::Admin::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
-  for (;;) {
-    grpc::ClientContext ctx;
-    v1::ModelStatusResponse st;
-    if (admin->ModelStatus(&ctx, v1::ModelStatusRequest(), &st).ok() && st.lag_events() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  CheckOrExit(LoadDemoShop(channel, core::GenerateDemoShop(DemoOptions()), 5000, &summary),
+              "load-demo");
+  CheckOrExit(WaitApplied(channel), "load-demo");
   std::printf("demo shop loaded: %lu new events, %lu duplicates, applied in %.1f s\n",
               summary.accepted(), summary.duplicates(),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -292,16 +283,6 @@ std::string CatalogUser(uint64_t n) { return absl::StrCat("cu", n); }
 
 uint64_t CatalogUsers() { return std::max(1, absl::GetFlag(FLAGS_catalog_items) / 4); }
 
-uint64_t RecommendCount(v1::Admin::Stub& admin, const std::string& name) {
-  grpc::ClientContext ctx;
-  v1::ModelStatusResponse st;
-  if (!admin.ModelStatus(&ctx, v1::ModelStatusRequest(), &st).ok()) return 0;
-  for (const auto& m : st.models()) {
-    if (m.name() == "recommend" && m.counts().contains(name)) return m.counts().at(name);
-  }
-  return 0;
-}
-
 void LoadCatalog(const std::shared_ptr<grpc::Channel>& channel) {
   const auto start = std::chrono::steady_clock::now();
   const int items = absl::GetFlag(FLAGS_catalog_items);
@@ -312,34 +293,19 @@ void LoadCatalog(const std::shared_ptr<grpc::Channel>& channel) {
     events.push_back(ToProto(e));
   }
   v1::PublishSummary summary;
-  if (absl::Status s = PublishEvents(*channel, events, 5000, &summary); !s.ok()) {
-    std::cerr << s << "\n";
-    std::exit(1);
-  }
-  auto admin = v1::Admin::NewStub(channel);
-  const uint64_t retrains = RecommendCount(*admin, "retrains");
-  for (;;) {
-    grpc::ClientContext ctx;
-    v1::ModelStatusResponse st;
-    if (admin->ModelStatus(&ctx, v1::ModelStatusRequest(), &st).ok() && st.lag_events() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  CheckOrExit(PublishEvents(*channel, events, 5000, &summary), "load-catalog");
+  CheckOrExit(WaitApplied(*channel), "load-catalog");
   const double applied =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  grpc::ClientContext ctx;
-  v1::RetrainRequest retrain;
-  retrain.set_model("recommend");
-  v1::RetrainResponse started;
-  admin->Retrain(&ctx, retrain, &started);
-  while (RecommendCount(*admin, "retrains") == retrains) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  CheckOrExit(RetrainRecommendations(*channel), "load-catalog");
+  const absl::StatusOr<uint64_t> indexed = ModelCount(*channel, "recommend", "hnsw_items");
+  CheckOrExit(indexed.status(), "load-catalog");
   std::printf("catalogue: %d items, %lu users, %zu events applied in %.1f s, retrained in %.1f s; "
               "%lu items in the HNSW index\n",
               items, users, events.size(), applied,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
                   applied,
-              RecommendCount(*admin, "hnsw_items"));
+              *indexed);
 }
 
 LoadResult BenchRecommend(v1::Recommender::Stub& stub) {

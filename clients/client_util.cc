@@ -1,9 +1,13 @@
 #include "clients/client_util.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 
@@ -106,6 +110,77 @@ absl::Status LoadDemoShop(grpc::Channel& channel, const core::DemoShop& shop, in
   events.reserve(shop.events.size());
   for (const core::Event& e : shop.events) events.push_back(ToProto(e));
   return PublishEvents(channel, events, batch, summary);
+}
+
+std::unique_ptr<grpc::ClientContext> Deadline(int seconds) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return ctx;
+}
+
+void CheckOrExit(const grpc::Status& status, const char* what) {
+  if (status.ok()) return;
+  std::cerr << what << ": " << status.error_message() << "\n";
+  std::exit(1);
+}
+
+void CheckOrExit(const absl::Status& status, const char* what) {
+  if (status.ok()) return;
+  std::cerr << what << ": " << status << "\n";
+  std::exit(1);
+}
+
+namespace {
+
+std::unique_ptr<v1::Admin::Stub> AdminOf(grpc::Channel& channel) {
+  return v1::Admin::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}));
+}
+
+absl::StatusOr<v1::ModelStatusResponse> ModelStatus(v1::Admin::Stub& admin) {
+  v1::ModelStatusResponse st;
+  grpc::Status s = admin.ModelStatus(Deadline(30).get(), v1::ModelStatusRequest(), &st);
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("ModelStatus: ", s.error_message()));
+  return st;
+}
+
+}  // namespace
+
+absl::Status WaitApplied(grpc::Channel& channel) {
+  auto admin = AdminOf(channel);
+  for (;;) {
+    absl::StatusOr<v1::ModelStatusResponse> st = ModelStatus(*admin);
+    if (!st.ok()) return st.status();
+    if (st->lag_events() == 0) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+absl::StatusOr<uint64_t> ModelCount(grpc::Channel& channel, const std::string& model,
+                                    const std::string& name) {
+  auto admin = AdminOf(channel);
+  absl::StatusOr<v1::ModelStatusResponse> st = ModelStatus(*admin);
+  if (!st.ok()) return st.status();
+  for (const auto& m : st->models()) {
+    if (m.name() == model && m.counts().contains(name)) return m.counts().at(name);
+  }
+  return 0;
+}
+
+absl::Status RetrainRecommendations(grpc::Channel& channel) {
+  absl::StatusOr<uint64_t> before = ModelCount(channel, "recommend", "retrains");
+  if (!before.ok()) return before.status();
+  v1::RetrainRequest retrain;
+  retrain.set_model("recommend");
+  v1::RetrainResponse started;
+  if (grpc::Status s = AdminOf(channel)->Retrain(Deadline(30).get(), retrain, &started); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat("Retrain: ", s.error_message()));
+  }
+  for (;;) {
+    absl::StatusOr<uint64_t> now = ModelCount(channel, "recommend", "retrains");
+    if (!now.ok()) return now.status();
+    if (*now != *before) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 void FillPercentiles(std::vector<double>& latencies_us, LoadResult& result) {

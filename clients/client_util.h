@@ -46,6 +46,26 @@ absl::Status PublishEvents(grpc::Channel& channel, const std::vector<v1::Event>&
 absl::Status LoadDemoShop(grpc::Channel& channel, const core::DemoShop& shop, int batch,
                           v1::PublishSummary* summary);
 
+// A client context whose deadline is `seconds` from now.
+std::unique_ptr<grpc::ClientContext> Deadline(int seconds);
+
+// For command-line tools: prints "what: error" and exits 1 unless ok.
+void CheckOrExit(const grpc::Status& status, const char* what);
+void CheckOrExit(const absl::Status& status, const char* what);
+
+// Waits until the learner has applied every logged event (no lag).
+absl::Status WaitApplied(grpc::Channel& channel);
+
+// The count `name` that model `model` reports in Admin.ModelStatus (0 when
+// absent).
+absl::StatusOr<uint64_t> ModelCount(grpc::Channel& channel, const std::string& model,
+                                    const std::string& name);
+
+// Asks for a retrain of the recommendation model and waits until a retrain
+// result is adopted (the model's "retrains" count moves). With automatic
+// retrains on, that may be one already running when it was asked.
+absl::Status RetrainRecommendations(grpc::Channel& channel);
+
 // Latency summary of a load run. Latencies are in microseconds.
 struct LoadResult {
   uint64_t calls = 0;

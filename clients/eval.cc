@@ -7,8 +7,12 @@
 // The personal model answers for the customer; popularity answers for a user
 // the server has never seen (with the customer's purchases excluded).
 //
+//   mercato-server --data_dir=/tmp/eval --rec_retrain_every=0 &
 //   mercato-eval --target=127.0.0.1:50051
 //       --data=../shared/data/online_retail_ii/online_retail_II_2009-2010.csv.gz
+//
+// With automatic retrains off, the retrain asked for here is the one
+// evaluated and the figures repeat exactly.
 //
 // With --data=demo it replays the seeded demo shop (core/demo_shop.h) day by
 // day instead: its events go to Ingest and every order to Fraud.Score (which
@@ -22,7 +26,6 @@
 #include <iostream>
 #include <map>
 #include <set>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -30,7 +33,6 @@
 #include "clients/client_util.h"
 #include "clients/transactions.h"
 #include "core/demo_shop.h"
-#include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
@@ -53,27 +55,6 @@ namespace {
 constexpr char kStranger[] = "mercato-eval-stranger";
 constexpr int kMaxExcluded = 1000;
 
-void Check(const grpc::Status& s, const char* what) {
-  if (s.ok()) return;
-  std::cerr << what << ": " << s.error_message() << "\n";
-  std::exit(1);
-}
-
-std::unique_ptr<grpc::ClientContext> Deadline() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  return ctx;
-}
-
-uint64_t Retrains(v1::Admin::Stub& admin) {
-  v1::ModelStatusResponse st;
-  Check(admin.ModelStatus(Deadline().get(), v1::ModelStatusRequest(), &st), "ModelStatus");
-  for (const auto& m : st.models()) {
-    if (m.name() == "recommend" && m.counts().contains("retrains")) return m.counts().at("retrains");
-  }
-  return 0;
-}
-
 // Sums of HR@K and NDCG@K over the evaluated customers.
 struct Metric {
   double hits = 0, ndcg = 0;
@@ -88,21 +69,9 @@ struct Metric {
   }
 };
 
-void WaitApplied(v1::Admin::Stub& admin) {
-  for (;;) {
-    v1::ModelStatusResponse st;
-    Check(admin.ModelStatus(Deadline().get(), v1::ModelStatusRequest(), &st), "ModelStatus");
-    if (st.lag_events() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
 void Publish(grpc::Channel& channel, const std::vector<v1::Event>& events) {
   v1::PublishSummary summary;
-  if (absl::Status s = PublishEvents(channel, events, 5000, &summary); !s.ok()) {
-    std::cerr << s << "\n";
-    std::exit(1);
-  }
+  CheckOrExit(PublishEvents(channel, events, 5000, &summary), "PublishBatch");
 }
 
 // Each customer's last order (latest timestamp, then largest id), for the
@@ -175,11 +144,7 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
   const core::DemoShop shop = core::GenerateDemoShop(options);
   std::vector<v1::Item> items;
   for (const core::DemoItem& it : shop.items) items.push_back(ToProto(it.item));
-  if (absl::Status s = UpsertItems(channel, items, 5000).status(); !s.ok()) {
-    std::cerr << s << "\n";
-    std::exit(1);
-  }
-  auto admin = v1::Admin::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
+  CheckOrExit(UpsertItems(channel, items, 5000).status(), "UpsertItems");
   auto fraud = v1::Fraud::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
   const int64_t day_ms = 24LL * 3600 * 1000;
   const int64_t holdout_from = options.start_ms + (options.days - absl::GetFlag(FLAGS_holdout_days)) * day_ms;
@@ -201,7 +166,7 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
     for (; o < shop.orders.size() && shop.orders[o].timestamp_ms < day_end; ++o) {
       const core::DemoOrder& order = shop.orders[o];
       v1::ScoreResponse r;
-      Check(fraud->Score(Deadline().get(), OrderOf(order), &r), "Score");
+      CheckOrExit(fraud->Score(Deadline(30).get(), OrderOf(order), &r), "Score");
       if (order.timestamp_ms < holdout_from) continue;
       const bool is_fraud = order.fraud != core::DemoFraud::kNone;
       scored.push_back({r.probability(), is_fraud});
@@ -209,7 +174,7 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
       frauds += is_fraud;
       caught += is_fraud && r.decision() != v1::APPROVE;
     }
-    WaitApplied(*admin);
+    CheckOrExit(WaitApplied(channel), "ModelStatus");
   }
   std::printf("fraud, %zu orders of the last %d days (%d planted frauds): AUC %.4f; "
               "approve %d, review %d, decline %d; %d of %d frauds not approved\n",
@@ -224,7 +189,7 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
     v1::PriceElasticityRequest req;
     req.set_item_id(it.item.item_id);
     v1::PriceElasticityResponse r;
-    if (!pricing->PriceElasticity(Deadline().get(), req, &r).ok() || !r.has_estimate()) continue;
+    if (!pricing->PriceElasticity(Deadline(30).get(), req, &r).ok() || !r.has_estimate()) continue;
     ++estimated;
     error += std::abs(r.elasticity() - it.elasticity);
     covered += r.ci_low() <= it.elasticity && it.elasticity <= r.ci_high();
@@ -273,26 +238,17 @@ int Main() {
               "holding out the last order of %zu customers\n",
               rows.size(), skipped, catalogue.size(), events.size(), train.size(), held.size());
 
-  auto admin = v1::Admin::NewStub(channel);
-  const uint64_t retrains = Retrains(*admin);
   if (!demo) {  // the demo replay has published its events already
-    if (absl::Status s = UpsertItems(*channel, catalogue, 5000).status(); !s.ok()) {
-      std::cerr << s << "\n";
-      return 1;
-    }
+    CheckOrExit(UpsertItems(*channel, catalogue, 5000).status(), "UpsertItems");
     Publish(*channel, train);
   }
-  WaitApplied(*admin);
-  v1::RetrainRequest retrain;
-  retrain.set_model("recommend");
-  v1::RetrainResponse started;
-  Check(admin->Retrain(Deadline().get(), retrain, &started), "Retrain");
-  while (Retrains(*admin) == retrains) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CheckOrExit(WaitApplied(*channel), "ModelStatus");
+  CheckOrExit(RetrainRecommendations(*channel), "Retrain");
 
   auto rec = v1::Recommender::NewStub(channel);
   const auto ask = [&](v1::RecommendRequest req) {
     v1::RecommendResponse resp;
-    Check(rec->Recommend(Deadline().get(), req, &resp), "Recommend");
+    CheckOrExit(rec->Recommend(Deadline(30).get(), req, &resp), "Recommend");
     return resp;
   };
   Metric personal_all, popular_all, personal_sampled, popular_sampled;

@@ -49,30 +49,11 @@ ABSL_FLAG(int, examples, 10, "elasticity: named examples to print");
 namespace mercato::clients {
 namespace {
 
-std::unique_ptr<grpc::ClientContext> Deadline(int seconds) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-  return ctx;
-}
-
-void Check(const grpc::Status& s, const char* what) {
-  if (s.ok()) return;
-  std::cerr << what << ": " << s.error_message() << "\n";
-  std::exit(1);
-}
-
-void Check(const absl::Status& s, const char* what) {
-  if (s.ok()) return;
-  std::cerr << what << ": " << s << "\n";
-  std::exit(1);
-}
-
 // Publishes the catalogue and the events (at full speed, or paced by their
 // timestamps at --speed times real time); returns the items that were bought.
 std::vector<std::string> Publish(grpc::Channel& channel, const std::vector<Row>& rows) {
-  std::shared_ptr<grpc::Channel> ch(&channel, [](grpc::Channel*) {});
   const std::vector<v1::Item> items = CatalogueOf(rows);
-  Check(UpsertItems(channel, items, 5000).status(), "UpsertItems");
+  CheckOrExit(UpsertItems(channel, items, 5000).status(), "UpsertItems");
   std::vector<std::string> bought;
   for (const v1::Item& it : items) bought.push_back(it.item_id());
   const std::vector<v1::Event> events = EventsOf(rows);
@@ -96,7 +77,7 @@ std::vector<std::string> Publish(grpc::Channel& channel, const std::vector<Row>&
       }
     }
     v1::PublishSummary summary;
-    Check(PublishEvents(channel, {events.begin() + i, events.begin() + end}, 5000, &summary),
+    CheckOrExit(PublishEvents(channel, {events.begin() + i, events.begin() + end}, 5000, &summary),
           "PublishBatch");
     accepted += summary.accepted();
     duplicates += summary.duplicates();
@@ -105,13 +86,7 @@ std::vector<std::string> Publish(grpc::Channel& channel, const std::vector<Row>&
   std::printf("published %zu items, %lu new events (%lu already there) in %.1f s\n", items.size(),
               accepted, duplicates,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count());
-  auto admin = v1::Admin::NewStub(ch);
-  for (;;) {
-    v1::ModelStatusResponse st;
-    Check(admin->ModelStatus(Deadline(10).get(), v1::ModelStatusRequest(), &st), "ModelStatus");
-    if (st.lag_events() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  CheckOrExit(WaitApplied(channel), "ModelStatus");
   return bought;
 }
 
@@ -134,7 +109,7 @@ void ElasticityReport(grpc::Channel& channel, const std::vector<std::string>& it
     v1::PriceElasticityRequest req;
     req.set_item_id(item);
     v1::PriceElasticityResponse resp;
-    Check(pricing->PriceElasticity(Deadline(10).get(), req, &resp), "PriceElasticity");
+    CheckOrExit(pricing->PriceElasticity(Deadline(10).get(), req, &resp), "PriceElasticity");
     ++by_level[resp.has_estimate() ? v1::EstimateLevel_Name(resp.level()) : "none"];
     if (!resp.has_estimate()) continue;
     estimates.push_back(resp.elasticity());
@@ -173,7 +148,7 @@ void SegmentsReport(grpc::Channel& channel, const std::vector<Row>& rows) {
   v1::RetrainRequest retrain;
   retrain.set_model("segments");
   v1::RetrainResponse retrained;
-  Check(admin->Retrain(Deadline(10).get(), retrain, &retrained), "Retrain");
+  CheckOrExit(admin->Retrain(Deadline(10).get(), retrain, &retrained), "Retrain");
   v1::ListSegmentsResponse list;
   for (int i = 0; i < 600; ++i) {
     list.Clear();
