@@ -1,65 +1,97 @@
 #include "core/id_dictionary.h"
 
+#include <algorithm>
+
+#include "absl/hash/hash.h"
+
 namespace mercato::core {
+namespace internal {
 namespace {
 
-std::optional<uint32_t> FindIn(const std::vector<std::shared_ptr<const internal::IdMap>>& levels,
-                               std::string_view id) {
-  for (const auto& level : levels) {
-    auto it = level->find(id);
-    if (it != level->end()) return it->second;
-  }
-  return std::nullopt;
-}
+constexpr size_t kInitialSlots = 1024;
+
+uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
 
 }  // namespace
 
-std::optional<uint32_t> IdDictionaryView::Find(std::string_view id) const {
-  return FindIn(levels_, id);
+IdTable::IdTable(size_t capacity)
+    : slots(new std::atomic<uint64_t>[capacity]), mask(capacity - 1) {
+  for (size_t i = 0; i < capacity; ++i) slots[i].store(0, std::memory_order_relaxed);
 }
 
-IdDictionary::IdDictionary()
-    : chunks_(std::make_shared<std::vector<std::shared_ptr<std::string[]>>>()) {}
+std::optional<uint32_t> FindId(const IdTable& table, const IdChunks& chunks, size_t size,
+                               std::string_view id) {
+  const uint64_t hash = absl::HashOf(id);
+  // An id added before this reader's rows were frozen sits before the first
+  // empty slot of its probe sequence, since slots are never emptied.
+  for (size_t pos = hash & table.mask;; pos = (pos + 1) & table.mask) {
+    const uint64_t slot = table.slots[pos].load(std::memory_order_acquire);
+    if (slot == 0) return std::nullopt;
+    const uint32_t row = static_cast<uint32_t>(slot) - 1;
+    if (slot >> 32 == Tag(hash) && row < size && chunks[row / kIdChunk][row % kIdChunk] == id) {
+      return row;
+    }
+  }
+}
 
-std::optional<uint32_t> IdDictionary::Find(std::string_view id) const {
-  auto it = pending_.find(id);
-  if (it != pending_.end()) return it->second;
-  return FindIn(levels_, id);
+}  // namespace internal
+
+IdDictionary::IdDictionary()
+    : chunks_(std::make_shared<internal::IdChunks>()),
+      table_(std::make_shared<internal::IdTable>(internal::kInitialSlots)) {}
+
+IdDictionary::IdDictionary(const IdDictionary& other)
+    : chunks_(std::make_shared<internal::IdChunks>(*other.chunks_)),
+      table_(std::make_shared<internal::IdTable>(other.table_->mask + 1)),
+      size_(other.size_) {
+  for (size_t i = 0; i <= table_->mask; ++i) {
+    table_->slots[i].store(other.table_->slots[i].load(std::memory_order_relaxed),
+                           std::memory_order_relaxed);
+  }
+  if (size_ % internal::kIdChunk != 0) {
+    auto& last = chunks_->back();
+    auto mine = std::shared_ptr<std::string[]>(new std::string[internal::kIdChunk]);
+    std::copy(last.get(), last.get() + size_ % internal::kIdChunk, mine.get());
+    last = std::move(mine);
+  }
+}
+
+IdDictionary& IdDictionary::operator=(const IdDictionary& other) {
+  if (this != &other) *this = IdDictionary(other);
+  return *this;
+}
+
+void IdDictionary::Insert(internal::IdTable& table, uint64_t hash, uint32_t index) {
+  size_t pos = hash & table.mask;
+  while (table.slots[pos].load(std::memory_order_relaxed) != 0) pos = (pos + 1) & table.mask;
+  table.slots[pos].store(uint64_t{internal::Tag(hash)} << 32 | (index + 1),
+                         std::memory_order_release);
 }
 
 uint32_t IdDictionary::FindOrAdd(std::string_view id) {
   if (auto found = Find(id)) return *found;
   const uint32_t index = static_cast<uint32_t>(size_);
   if (index % internal::kIdChunk == 0) {
-    auto next = std::make_shared<std::vector<std::shared_ptr<std::string[]>>>(*chunks_);
+    auto next = std::make_shared<internal::IdChunks>(*chunks_);
     next->push_back(std::shared_ptr<std::string[]>(new std::string[internal::kIdChunk]));
     chunks_ = std::move(next);
   }
-  std::string& slot = (*chunks_)[index / internal::kIdChunk][index % internal::kIdChunk];
-  slot.assign(id.data(), id.size());
-  // The key views the chunk's string, which never moves.
-  pending_.emplace(std::string_view(slot), index);
+  (*chunks_)[index / internal::kIdChunk][index % internal::kIdChunk].assign(id.data(), id.size());
   ++size_;
+  // At most half full: probe sequences stay short.
+  if (2 * size_ > table_->mask + 1) {
+    auto bigger = std::make_shared<internal::IdTable>(2 * (table_->mask + 1));
+    for (uint32_t i = 0; i < index; ++i) Insert(*bigger, absl::HashOf(std::string_view(Name(i))), i);
+    table_ = std::move(bigger);
+  }
+  Insert(*table_, absl::HashOf(id), index);
   return index;
 }
 
-IdDictionaryView IdDictionary::Freeze() {
-  if (!pending_.empty()) {
-    auto carry = std::make_shared<internal::IdMap>(std::move(pending_));
-    pending_ = internal::IdMap();
-    // Merge while the newest level is at least half the size of the one
-    // below it: sizes then fall geometrically and there are O(log n) levels.
-    while (!levels_.empty() && carry->size() * 2 >= levels_.back()->size()) {
-      auto merged = std::make_shared<internal::IdMap>(*levels_.back());
-      merged->insert(carry->begin(), carry->end());
-      carry = std::move(merged);
-      levels_.pop_back();
-    }
-    levels_.push_back(std::move(carry));
-  }
+IdDictionaryView IdDictionary::Freeze() const {
   IdDictionaryView view;
   view.chunks_ = chunks_;
-  view.levels_ = levels_;
+  view.table_ = table_;
   view.size_ = size_;
   return view;
 }
