@@ -1,10 +1,12 @@
 // Approximate maximum-inner-product search over item factors: a wrapper of
-// Debian's header-only hnswlib (inner-product space). Labels are item rows.
+// Debian's header-only hnswlib, in an inner-product space over vectors
+// quantised to int8 (one scale per vector). Labels are item rows.
 //
 // One index is shared by the learner, which upserts rows as fold-in changes
 // them, and by every published view that searches it; a reader-writer lock
-// makes an upsert and a search exclusive. Results are candidates only:
-// callers re-score them with their own snapshot's factors.
+// makes an upsert and a search exclusive. Results are candidates ranked by
+// the quantised product only: callers re-score them with their own
+// snapshot's factors.
 #ifndef MERCATO_CORE_HNSW_INDEX_H_
 #define MERCATO_CORE_HNSW_INDEX_H_
 
@@ -14,12 +16,13 @@
 #include <vector>
 
 namespace hnswlib {
-class InnerProductSpace;
 template <typename T>
 class HierarchicalNSW;
 }  // namespace hnswlib
 
 namespace mercato::core {
+
+class QuantizedInnerProductSpace;
 
 struct HnswOptions {
   int m = 16;
@@ -37,15 +40,15 @@ class HnswIndex {
 
   // Adds row `label` with vector `v` (dim floats), or replaces its vector.
   void Upsert(uint32_t label, const float* v);
-  // Up to `k` labels with the largest inner product with `query`, best first;
-  // searches with max(ef_search, k) candidates.
+  // The max(ef_search, k) labels found with the largest (quantised) inner
+  // product with `query`, best first.
   std::vector<uint32_t> Search(const float* query, size_t k) const;
   size_t size() const;
   // Changes ef_search for every later search.
   void SetSearchBreadth(int ef);
 
  private:
-  std::unique_ptr<hnswlib::InnerProductSpace> space_;
+  std::unique_ptr<QuantizedInnerProductSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
   mutable std::shared_mutex mu_;
 };

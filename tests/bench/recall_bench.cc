@@ -67,24 +67,38 @@ int Main() {
   const int users = std::max(1, items / 4);
   for (int ef : efs) {
     view->index()->SetSearchBreadth(ef);
-    std::vector<double> exact_us, hnsw_us;
-    double hits = 0, total = 0;
+    // Exact answers first, then every HNSW query in a row, as a server
+    // answers them (the exact scans would otherwise evict the index from the
+    // caches before each HNSW query).
+    std::vector<const float*> queries;
+    std::vector<std::vector<uint32_t>> exact;
+    std::vector<double> exact_us, hnsw_us, search_us;
     for (int q = 0; q < absl::GetFlag(FLAGS_queries); ++q) {
       const float* user = view->UserFactors("cu" + std::to_string(q * 7919 % users));
       if (!user) continue;
+      queries.push_back(user);
       start = std::chrono::steady_clock::now();
-      const std::vector<uint32_t> exact = view->TopItems(user, k, true);
+      exact.push_back(view->TopItems(user, k, true));
       exact_us.push_back(1e6 * Seconds(start));
+    }
+    double hits = 0, total = 0;
+    for (size_t q = 0; q < queries.size(); ++q) {
       start = std::chrono::steady_clock::now();
-      const std::vector<uint32_t> approx = view->TopItems(user, k, false);
+      const std::vector<uint32_t> approx = view->TopItems(queries[q], k, false);
       hnsw_us.push_back(1e6 * Seconds(start));
-      for (uint32_t i : approx) hits += std::count(exact.begin(), exact.end(), i);
-      total += static_cast<double>(exact.size());
+      for (uint32_t i : approx) hits += std::count(exact[q].begin(), exact[q].end(), i);
+      total += static_cast<double>(exact[q].size());
+    }
+    for (const float* user : queries) {
+      start = std::chrono::steady_clock::now();
+      view->index()->Search(user, k);
+      search_us.push_back(1e6 * Seconds(start));
     }
     std::printf("ef=%d: recall@%d %.4f over %zu users; exact scan p50 %.0f us p99 %.0f us; "
-                "HNSW p50 %.0f us p99 %.0f us\n",
+                "HNSW p50 %.0f us p99 %.0f us (the index search alone: p50 %.0f us)\n",
                 ef, k, total > 0 ? hits / total : 0, exact_us.size(), Percentile(exact_us, 0.5),
-                Percentile(exact_us, 0.99), Percentile(hnsw_us, 0.5), Percentile(hnsw_us, 0.99));
+                Percentile(exact_us, 0.99), Percentile(hnsw_us, 0.5), Percentile(hnsw_us, 0.99),
+                Percentile(search_us, 0.5));
   }
   return 0;
 }
