@@ -38,6 +38,7 @@ constexpr uint8_t kFormatVersion = 1;
 constexpr uint8_t kPayloadVersion = 1;
 constexpr int kRing = 16;    // order times kept per customer, card and device
 constexpr int kKnown = 8;    // devices and addresses remembered per customer
+constexpr int kKeyRowsPerBlock = 32;
 constexpr int64_t kHourMs = 3600LL * 1000, kDayMs = 24 * kHourMs;
 constexpr int kDims = kNumDenseFraudFeatures + kFraudHashBuckets;
 const char* const kCrossNames[kNumFraudCrosses] = {
@@ -237,9 +238,11 @@ Event FraudView::RecordEvent(const FraudOrder& o, const FraudFeatures& f) {
 
 FraudModel::FraudModel(FraudOptions options)
     : options_(options),
-      user_rows_(kUserCols),
-      card_rows_(kKeyCols),
-      device_rows_(kKeyCols),
+      // Small blocks: a publication makes the next write to each block copy
+      // it, and orders touch rows of customers, cards and devices all over.
+      user_rows_(kUserCols, kKeyRowsPerBlock),
+      card_rows_(kKeyCols, kKeyRowsPerBlock),
+      device_rows_(kKeyCols, kKeyRowsPerBlock),
       order_rows_(kOrderCols),
       z_(kDims, 0.0),
       n_(kDims, 0.0) {}

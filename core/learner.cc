@@ -85,6 +85,7 @@ void Learner::Publish() {
   next->applied_sequence = applied_.load();
   next->published_at_ms = now;
   next->models = published_;
+  if (std::shared_ptr<const Snapshot> replaced = holder_.Get()) retired_.push_back(std::move(replaced));
   holder_.Publish(std::move(next));
   since_publish_ = 0;
   publishes_.fetch_add(1);
@@ -132,6 +133,10 @@ bool Learner::Housekeep() {
   return news;
 }
 
+void Learner::ReleaseRetired() {
+  std::erase_if(retired_, [](const std::shared_ptr<const Snapshot>& s) { return s.use_count() == 1; });
+}
+
 void SetThreadNice(int nice) {
   // Per-thread on Linux: the thread id names just this thread.
   static_cast<void>(setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice));
@@ -175,6 +180,7 @@ void Learner::Run() {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     }
+    ReleaseRetired();
     const bool model_news = Housekeep();
     const auto now = std::chrono::steady_clock::now();
     const bool caught_up = applied_.load() >= log_->LastSequence();

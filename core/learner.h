@@ -117,6 +117,11 @@ class Learner {
   // Runs the queued retrain requests and polls every model; true when a
   // model changed on its own.
   bool Housekeep();
+  // Frees the replaced snapshots no reader holds any more. Kept until then so
+  // that a request thread never drops the last reference to one and pays
+  // for freeing its state.
+  void ReleaseRetired();
+  std::vector<std::shared_ptr<const Snapshot>> retired_;
 
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> publishes_{0}, publish_ns_{0};
