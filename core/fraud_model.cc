@@ -282,9 +282,10 @@ void FraudModel::ApplyOrder(const Event& e) {
   FraudFeatures f;
   r.Raw(f.dense.data(), sizeof f.dense);
   for (uint32_t& c : f.crosses) c = static_cast<uint32_t>(r.Varint());
-  if (!r.status().ok() || orders_.Find(e.order_id)) return;  // malformed, or scored before
-
+  if (!r.status().ok()) return;
+  const size_t known = orders_.size();
   const uint32_t order = orders_.FindOrAdd(e.order_id);
+  if (order < known) return;  // scored before
   order_rows_.Resize(orders_.size());
   double* o = order_rows_.MutableRow(order);
   std::copy(f.dense.begin(), f.dense.end(), o + kDense);

@@ -4,6 +4,7 @@
 // in-flight calls, checkpoint, exit 0.
 #include <signal.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +30,9 @@ ABSL_FLAG(bool, sync_writes, true,
           "fsync every ingest commit group before acknowledging it (turn off only for tests)");
 ABSL_FLAG(int, publish_interval_ms, 50, "how often the learner publishes a new model version");
 ABSL_FLAG(int64_t, publish_every_events, 100000, "publish also after this many applied events");
+ABSL_FLAG(int, learner_nice, 19,
+          "niceness (0..19) of the learner and background-append threads; higher yields more CPU to "
+          "requests and lets learning lag under load");
 ABSL_FLAG(int, checkpoint_interval_s, 60, "checkpoint the served models this often when changed");
 ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues)");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
@@ -108,6 +112,7 @@ int Run() {
   rt_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   rt_options.learner.publish_interval = absl::Milliseconds(absl::GetFlag(FLAGS_publish_interval_ms));
   rt_options.learner.publish_every_events = absl::GetFlag(FLAGS_publish_every_events);
+  rt_options.learner.nice = std::clamp(absl::GetFlag(FLAGS_learner_nice), 0, 19);
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.segments.k = absl::GetFlag(FLAGS_segments);
   rt_options.segments.refit_every_purchases = absl::GetFlag(FLAGS_segment_refit_purchases);

@@ -97,6 +97,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
+  // Flushes and compactions run at the lowest CPU priority: request threads
+  // win the cores, and background work takes the idle time.
+  db_options.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH);
+  db_options.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW);
   db_options.max_total_wal_size = 256 << 20;
 
   rocksdb::ColumnFamilyOptions base;
