@@ -27,7 +27,7 @@ class QuantizedInnerProductSpace;
 struct HnswOptions {
   int m = 16;
   int ef_construction = 100;
-  int ef_search = 100;
+  int ef_search = 64;
 };
 
 class HnswIndex {

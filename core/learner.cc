@@ -162,6 +162,7 @@ absl::Status Learner::last_error() const {
 void Learner::Run() {
   auto last_publish = std::chrono::steady_clock::now();
   const auto interval = absl::ToChronoMilliseconds(options_.publish_interval);
+  const auto gap = absl::ToChronoMilliseconds(std::min(options_.publish_gap, options_.publish_interval));
   while (!stop_.load()) {
     const bool pending = applied_.load() > snapshot()->applied_sequence;
     if (applied_.load() >= log_->LastSequence()) {
@@ -186,7 +187,8 @@ void Learner::Run() {
     const bool caught_up = applied_.load() >= log_->LastSequence();
     if (model_news || (applied_.load() > snapshot()->applied_sequence &&
                        (now - last_publish >= interval ||
-                        since_publish_ >= options_.publish_every_events || caught_up))) {
+                        since_publish_ >= options_.publish_every_events ||
+                        (caught_up && now - last_publish >= gap)))) {
       Publish();
       last_publish = now;
     }

@@ -54,6 +54,11 @@ struct LearnerOptions {
   absl::Duration publish_interval = absl::Milliseconds(50);
   // ... and also after this many events, whichever comes first.
   uint64_t publish_every_events = 100000;
+  // Once caught up with the log, publish at once, but no sooner than this
+  // after the last publication: under a steady stream of events the learner
+  // is caught up after nearly every read, and each publication costs the
+  // copy-on-write of every block written next.
+  absl::Duration publish_gap = absl::Milliseconds(10);
   // Events read from the log at a time.
   size_t read_batch = 4096;
   // Niceness of the learner thread (and of the server's background

@@ -30,6 +30,9 @@ ABSL_FLAG(bool, sync_writes, true,
           "fsync every ingest commit group before acknowledging it (turn off only for tests)");
 ABSL_FLAG(int, publish_interval_ms, 50, "how often the learner publishes a new model version");
 ABSL_FLAG(int64_t, publish_every_events, 100000, "publish also after this many applied events");
+ABSL_FLAG(int, publish_gap_ms, 10,
+          "once caught up, the learner publishes at once but no sooner than this after the last "
+          "publication");
 ABSL_FLAG(int, learner_nice, 19,
           "niceness (0..19) of the learner and background-append threads; higher yields more CPU to "
           "requests and lets learning lag under load");
@@ -66,7 +69,7 @@ ABSL_FLAG(std::string, rec_event_weights, "view:1,click:1,add_to_cart:3,purchase
           "Recommend: confidence per event type (type:weight, comma separated; others 0)");
 ABSL_FLAG(int, rec_min_support, 2, "BoughtTogether: fewest shared orders when a request gives none");
 ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000, "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
-ABSL_FLAG(int, rec_hnsw_ef, 100, "Recommend: HNSW search breadth (ef)");
+ABSL_FLAG(int, rec_hnsw_ef, 64, "Recommend: HNSW search breadth (ef)");
 
 namespace {
 
@@ -112,6 +115,7 @@ int Run() {
   rt_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   rt_options.learner.publish_interval = absl::Milliseconds(absl::GetFlag(FLAGS_publish_interval_ms));
   rt_options.learner.publish_every_events = absl::GetFlag(FLAGS_publish_every_events);
+  rt_options.learner.publish_gap = absl::Milliseconds(absl::GetFlag(FLAGS_publish_gap_ms));
   rt_options.learner.nice = std::clamp(absl::GetFlag(FLAGS_learner_nice), 0, 19);
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.segments.k = absl::GetFlag(FLAGS_segments);
