@@ -203,6 +203,7 @@ Checkpointer::~Checkpointer() { Stop(); }
 
 void Checkpointer::Start() {
   thread_ = std::thread([this] {
+    SetThreadNice(learner_->options().nice);
     absl::MutexLock lock(&mu_);
     while (!stop_) {
       mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);

@@ -62,11 +62,15 @@ struct LearnerOptions {
   // Events read from the log at a time.
   size_t read_batch = 4096;
   // Niceness of the learner thread (and of the server's background
-  // appender): above 0, request-serving threads win the CPU when both want
-  // it, and learning lags (ModelStatus shows by how much) instead of answers
-  // slowing down. At 19 it learns in the time serving leaves idle.
-  int nice = 19;
+  // appender and the checkpointer): above 0, request-serving threads win the
+  // CPU when both want it, and learning lags (ModelStatus shows by how much)
+  // instead of answers slowing down.
+  int nice = 10;
 };
+
+// Niceness of model retrains and refits, which run beside the learner:
+// below it, so fold-in keeps pace with the events while they run.
+inline constexpr int kRetrainNice = 19;
 
 // Sets the calling thread's niceness (Linux); ignores failure.
 void SetThreadNice(int nice);
@@ -89,6 +93,7 @@ class Learner {
   void Stop();
 
   std::shared_ptr<const Snapshot> snapshot() const { return holder_.Get(); }
+  const LearnerOptions& options() const { return options_; }
   // The sequence the learner has applied (may be ahead of the snapshot).
   uint64_t applied_sequence() const { return applied_.load(); }
   // The last error reading the log, OK when none.

@@ -732,7 +732,7 @@ void RecommendModel::StartRetrain() {
   };
   if (options_.background) {
     pending_ = std::async(std::launch::async, [train = std::move(train)]() mutable {
-      SetThreadNice(10);
+      SetThreadNice(kRetrainNice);
       return train();
     });
   } else {
@@ -915,7 +915,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   if (WantsIndex()) {
     // Serve by exact scan until the index over the restored factors is built.
     pending_index_ = std::async(std::launch::async, [this, state = factors_] {
-      SetThreadNice(10);
+      SetThreadNice(kRetrainNice);
       return BuildIndex(state);
     });
   }

@@ -9,6 +9,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "core/bytes.h"
+#include "core/learner.h"
 #include "core/table_codec.h"
 
 namespace mercato::core {
@@ -517,7 +518,10 @@ void SegmentModel::StartRefit() {
   RefitInput in{user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_};
   purchases_since_fit_ = 0;
   if (options_.background) {
-    pending_ = std::async(std::launch::async, [in = std::move(in)] { return Refit(in); });
+    pending_ = std::async(std::launch::async, [in = std::move(in)] {
+      SetThreadNice(kRetrainNice);
+      return Refit(in);
+    });
   } else if (auto fit = Refit(in)) {
     fit_ = std::move(fit);
   }

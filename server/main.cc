@@ -33,9 +33,9 @@ ABSL_FLAG(int64_t, publish_every_events, 100000, "publish also after this many a
 ABSL_FLAG(int, publish_gap_ms, 10,
           "once caught up, the learner publishes at once but no sooner than this after the last "
           "publication");
-ABSL_FLAG(int, learner_nice, 19,
-          "niceness (0..19) of the learner and background-append threads; higher yields more CPU to "
-          "requests and lets learning lag under load");
+ABSL_FLAG(int, learner_nice, 10,
+          "niceness (0..19) of the learner, background-append and checkpoint threads; higher yields "
+          "more CPU to requests and lets learning lag under load");
 ABSL_FLAG(int, checkpoint_interval_s, 60, "checkpoint the served models this often when changed");
 ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues)");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
