@@ -85,6 +85,7 @@ void Learner::Publish() {
   next->applied_sequence = applied_.load();
   next->published_at_ms = now;
   next->models = published_;
+  ReleaseRetired();
   if (std::shared_ptr<const Snapshot> replaced = holder_.Get()) retired_.push_back(std::move(replaced));
   holder_.Publish(std::move(next));
   since_publish_ = 0;

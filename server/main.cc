@@ -115,7 +115,7 @@ int Run() {
   rt_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   rt_options.learner.publish_interval = absl::Milliseconds(absl::GetFlag(FLAGS_publish_interval_ms));
   rt_options.learner.publish_every_events = absl::GetFlag(FLAGS_publish_every_events);
-  rt_options.learner.publish_gap = absl::Milliseconds(absl::GetFlag(FLAGS_publish_gap_ms));
+  rt_options.learner.publish_gap = absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_publish_gap_ms)));
   rt_options.learner.nice = std::clamp(absl::GetFlag(FLAGS_learner_nice), 0, 19);
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.segments.k = absl::GetFlag(FLAGS_segments);
