@@ -26,8 +26,8 @@ class QuantizedInnerProductSpace;
 
 struct HnswOptions {
   int m = 16;
-  int ef_construction = 100;
-  int ef_search = 64;
+  int ef_construction = 200;
+  int ef_search = 32;
 };
 
 class HnswIndex {

@@ -69,7 +69,9 @@ ABSL_FLAG(std::string, rec_event_weights, "view:1,click:1,add_to_cart:3,purchase
           "Recommend: confidence per event type (type:weight, comma separated; others 0)");
 ABSL_FLAG(int, rec_min_support, 2, "BoughtTogether: fewest shared orders when a request gives none");
 ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000, "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
-ABSL_FLAG(int, rec_hnsw_ef, 64, "Recommend: HNSW search breadth (ef)");
+ABSL_FLAG(int, rec_hnsw_ef, 32, "Recommend: HNSW search breadth (ef)");
+ABSL_FLAG(int, rec_hnsw_ef_construction, 200,
+          "Recommend: HNSW build breadth (also used when fold-in moves an item)");
 
 namespace {
 
@@ -160,16 +162,18 @@ int Run() {
   r.min_support = static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_rec_min_support)));
   r.hnsw_min_items = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_hnsw_min_items)));
   r.hnsw.ef_search = absl::GetFlag(FLAGS_rec_hnsw_ef);
+  r.hnsw.ef_construction = absl::GetFlag(FLAGS_rec_hnsw_ef_construction);
   if (!ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.weights) || r.ials.dim < 1 ||
       r.ials.dim > 1024 || !(r.ials.unobserved_weight >= 0) || !(r.ials.regularization > 0) ||
       r.ials.epochs < 1 || !(r.ials.decay_half_life_days >= 0) ||
-      !(r.popularity_half_life_days > 0) || r.hnsw.ef_search < 1) {
+      !(r.popularity_half_life_days > 0) || r.hnsw.ef_search < 1 ||
+      r.hnsw.ef_construction < 1) {
     std::fprintf(stderr,
                  "--rec_event_weights must be type:weight pairs of view, click, add_to_cart, "
                  "remove_from_cart, purchase, refund, rating; --rec_dim 1..1024; "
                  "--rec_unobserved_weight >= 0; --rec_regularization > 0; --rec_epochs >= 1; "
                  "--rec_decay_half_life_days >= 0; --rec_popularity_half_life_days > 0; "
-                 "--rec_hnsw_ef >= 1\n");
+                 "--rec_hnsw_ef and --rec_hnsw_ef_construction >= 1\n");
     return 2;
   }
   auto runtime = mercato::server::Runtime::Open(rt_options);

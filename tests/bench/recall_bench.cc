@@ -21,7 +21,7 @@ ABSL_FLAG(int, queries, 1000, "users queried");
 ABSL_FLAG(int, k, 10, "recall@k");
 ABSL_FLAG(std::string, ef, "50,100,200", "HNSW search breadths to measure");
 ABSL_FLAG(int, m, 16, "HNSW links per node");
-ABSL_FLAG(int, ef_construction, 100, "HNSW build breadth");
+ABSL_FLAG(int, ef_construction, 200, "HNSW build breadth");
 
 namespace mercato::core {
 namespace {
