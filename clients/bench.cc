@@ -105,9 +105,7 @@ class EchoAsyncCall {
 // Runs one measurement for --seconds: open loop at --rate calls/s, or a
 // closed loop with --in_flight calls.
 template <class Resp>
-LoadResult Run(std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
-                   uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>
-                   start) {
+LoadResult Run(StartCallFn<Resp> start) {
   if (absl::GetFlag(FLAGS_rate) > 0) {
     return RunOpenLoop<Resp>(absl::GetFlag(FLAGS_rate), absl::GetFlag(FLAGS_seconds),
                              std::move(start));

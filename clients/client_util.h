@@ -81,19 +81,16 @@ void FillPercentiles(std::vector<double>& latencies_us, LoadResult& result);
 
 std::string FormatLoadResult(absl::string_view name, const LoadResult& r);
 
-// Starts one asynchronous unary call on `cq`; the call's tag must be `tag`.
-// The callee owns nothing; `status` and the response live in the slot.
+// Starts call number i of a load on `cq` with `ctx`, and returns its reader;
+// the load loop finishes it.
 template <class Resp>
 using StartCallFn = std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
-    grpc::ClientContext*, grpc::CompletionQueue*)>;
+    uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>;
 
 // Closed-loop load: keeps `in_flight` calls outstanding for `seconds` from
 // one completion-queue thread. `start(i, ctx, cq)` starts call number i.
 template <class Resp>
-LoadResult RunClosedLoop(int in_flight, double seconds,
-                         std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
-                             uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>
-                             start) {
+LoadResult RunClosedLoop(int in_flight, double seconds, StartCallFn<Resp> start) {
   using Clock = std::chrono::steady_clock;
   struct Slot {
     std::unique_ptr<grpc::ClientContext> ctx;
@@ -147,10 +144,7 @@ LoadResult RunClosedLoop(int in_flight, double seconds,
 // behind shows as queueing rather than as fewer calls. One thread sends,
 // another drains the completion queue.
 template <class Resp>
-LoadResult RunOpenLoop(double rate, double seconds,
-                       std::function<std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>>(
-                           uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>
-                           start) {
+LoadResult RunOpenLoop(double rate, double seconds, StartCallFn<Resp> start) {
   using Clock = std::chrono::steady_clock;
   struct Call {
     grpc::ClientContext ctx;
