@@ -6,12 +6,18 @@
 #endif
 
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <queue>
+#include <stdexcept>
+
+#include "absl/strings/str_cat.h"
 
 namespace mercato::core {
 namespace {
@@ -45,6 +51,120 @@ void AdviseHugePages(const void* data, size_t bytes) {
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
   const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+// An anonymous in-memory file: hnswlib saves and loads indexes by file name
+// only, and /proc/self/fd/N names this one.
+class MemoryFile {
+ public:
+  MemoryFile() : fd_(memfd_create("mercato-hnsw", MFD_CLOEXEC)) {}
+  ~MemoryFile() {
+    if (fd_ >= 0) close(fd_);
+  }
+  MemoryFile(const MemoryFile&) = delete;
+  MemoryFile& operator=(const MemoryFile&) = delete;
+
+  bool ok() const { return fd_ >= 0; }
+  std::string path() const { return absl::StrCat("/proc/self/fd/", fd_); }
+
+  bool Write(std::string_view bytes) {
+    for (size_t done = 0; done < bytes.size();) {
+      const ssize_t n = pwrite(fd_, bytes.data() + done, bytes.size() - done, done);
+      if (n <= 0) return false;
+      done += n;
+    }
+    return true;
+  }
+  bool Read(std::string* out) const {
+    struct stat st;
+    if (fstat(fd_, &st) != 0) return false;
+    out->resize(st.st_size);
+    for (size_t done = 0; done < out->size();) {
+      const ssize_t n = pread(fd_, out->data() + done, out->size() - done, done);
+      if (n <= 0) return false;
+      done += n;
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
+// The fixed-size header hnswlib's saveIndex writes first, field by field.
+struct SavedHeader {
+  size_t level0_offset, capacity, count, bytes_per_node, label_offset, data_offset;
+  int max_level;
+  hnswlib::tableint entry;
+  size_t max_m, max_m0, m;
+  double level_mult;
+  size_t ef_construction;
+};
+
+// Reads and checks the header of a saved index of `data_size`-byte vectors
+// and `m` links a node with labels below `label_limit`: every offset that
+// loading follows must be the one such an index has.
+absl::Status CheckSavedHeader(std::string_view bytes, size_t data_size, size_t m,
+                              uint32_t label_limit) {
+  SavedHeader h;
+  size_t pos = 0;
+  bool short_input = false;
+  const auto read = [&](auto& field) {
+    if (pos + sizeof(field) > bytes.size()) {
+      short_input = true;
+      return;
+    }
+    std::memcpy(&field, bytes.data() + pos, sizeof(field));
+    pos += sizeof(field);
+  };
+  for (size_t* field : {&h.level0_offset, &h.capacity, &h.count, &h.bytes_per_node,
+                        &h.label_offset, &h.data_offset}) {
+    read(*field);
+  }
+  read(h.max_level);
+  read(h.entry);
+  for (size_t* field : {&h.max_m, &h.max_m0, &h.m}) read(*field);
+  read(h.level_mult);
+  read(h.ef_construction);
+  if (short_input) return absl::DataLossError("HNSW index: truncated header");
+  const size_t links0 = 2 * m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  if (h.m != m || h.max_m != m || h.max_m0 != 2 * m || h.level0_offset != 0 ||
+      h.data_offset != links0 || h.label_offset != links0 + data_size ||
+      h.bytes_per_node != h.label_offset + sizeof(hnswlib::labeltype) ||
+      h.level_mult != 1 / std::log(1.0 * m) || h.ef_construction == 0 ||
+      h.ef_construction > 100000) {
+    return absl::DataLossError(
+        absl::StrCat("HNSW index: not one of ", data_size, "-byte vectors with ", m, " links a node"));
+  }
+  if (h.count > h.capacity || h.capacity > 4 * size_t{label_limit} + 1024 ||
+      (h.count > 0 && (h.entry >= h.count || h.max_level < 0)) ||
+      h.count * h.bytes_per_node > bytes.size() - pos) {
+    return absl::DataLossError(absl::StrCat("HNSW index: ", h.count, " nodes, capacity ",
+                                            h.capacity, ", in ", bytes.size(), " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// Whether every link, level and label of a loaded index stays in bounds, so
+// that searches and upserts read only its own memory.
+bool LinksInBounds(const hnswlib::HierarchicalNSW<float>& g, uint32_t label_limit) {
+  using hnswlib::linklistsizeint, hnswlib::tableint;
+  const size_t n = g.cur_element_count;
+  const auto links_ok = [&](const linklistsizeint* list, size_t most) {
+    const size_t count = g.getListCount(const_cast<linklistsizeint*>(list));
+    const auto* links = reinterpret_cast<const tableint*>(list + 1);
+    return count <= most && std::all_of(links, links + count, [&](tableint l) { return l < n; });
+  };
+  for (tableint i = 0; i < n; ++i) {
+    if (g.getExternalLabel(i) >= label_limit || g.element_levels_[i] > g.maxlevel_ ||
+        !links_ok(g.get_linklist0(i), g.maxM0_)) {
+      return false;
+    }
+    for (int level = 1; level <= g.element_levels_[i]; ++level) {
+      if (!links_ok(g.get_linklist(i, level), g.maxM_)) return false;
+    }
+  }
+  return n == 0 || g.element_levels_[g.enterpoint_node_] == g.maxlevel_;
 }
 
 }  // namespace
@@ -195,6 +315,52 @@ std::vector<uint32_t> HnswIndex::Search(const float* query, size_t k) const {
     out[i] = static_cast<uint32_t>(g.getExternalLabel(nearest.top().second));
   }
   return out;
+}
+
+std::string HnswIndex::Encode() const {
+  MemoryFile file;
+  std::string out;
+  std::shared_lock lock(mu_);
+  if (!file.ok()) return out;
+  index_->saveIndex(file.path());
+  if (!file.Read(&out)) out.clear();
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Decode(int dim, const HnswOptions& options,
+                                                             std::string_view bytes,
+                                                             uint32_t label_limit) {
+  auto index = std::make_unique<HnswIndex>(dim, options);
+  if (absl::Status s = CheckSavedHeader(bytes, index->space_->get_data_size(), options.m,
+                                        label_limit);
+      !s.ok()) {
+    return s;
+  }
+  MemoryFile file;
+  if (!file.ok() || !file.Write(bytes)) {
+    return absl::ResourceExhaustedError("HNSW index: cannot stage the checkpointed index in memory");
+  }
+  try {
+    index->index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(index->space_.get(),
+                                                                      file.path());
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat("HNSW index: ", e.what()));
+  }
+  hnswlib::HierarchicalNSW<float>& g = *index->index_;
+  if (!LinksInBounds(g, label_limit)) {
+    return absl::DataLossError("HNSW index: links, labels or sizes out of bounds");
+  }
+  g.setEf(options.ef_search);
+  // Loading wrote the nodes before huge pages could be asked for: move them
+  // to memory that has them from the start.
+  const size_t level0_bytes = g.max_elements_ * g.size_data_per_element_;
+  char* level0 = static_cast<char*>(std::malloc(level0_bytes));
+  if (level0 == nullptr) return absl::ResourceExhaustedError("HNSW index: out of memory");
+  AdviseHugePages(level0, level0_bytes);
+  std::memcpy(level0, g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
+  std::free(g.data_level0_memory_);
+  g.data_level0_memory_ = level0;
+  return index;
 }
 
 void HnswIndex::SetSearchBreadth(int ef) {

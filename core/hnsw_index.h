@@ -6,14 +6,19 @@
 // them, and by every published view that searches it; a reader-writer lock
 // makes an upsert and a search exclusive. Results are candidates ranked by
 // the quantised product only: callers re-score them with their own
-// snapshot's factors.
+// snapshot's factors. Checkpoints hold the index too (Encode / Decode), so a
+// restarted server searches the graph it had instead of rebuilding one.
 #ifndef MERCATO_CORE_HNSW_INDEX_H_
 #define MERCATO_CORE_HNSW_INDEX_H_
 
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
+#include <string>
+#include <string_view>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace hnswlib {
 template <typename T>
@@ -46,6 +51,16 @@ class HnswIndex {
   size_t size() const;
   // Changes ef_search for every later search.
   void SetSearchBreadth(int ef);
+
+  // The graph and vectors as bytes (hnswlib's own format). Upserts wait
+  // while it runs.
+  std::string Encode() const;
+  // The index Encode() wrote. DATA_LOSS when `bytes` is not an index of
+  // `dim`-dimensional vectors with `options.m` links a node and labels below
+  // `label_limit`.
+  static absl::StatusOr<std::unique_ptr<HnswIndex>> Decode(int dim, const HnswOptions& options,
+                                                           std::string_view bytes,
+                                                           uint32_t label_limit);
 
  private:
   std::unique_ptr<QuantizedInnerProductSpace> space_;

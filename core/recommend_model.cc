@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "core/bytes.h"
 #include "core/learner.h"
+#include "core/log.h"
 
 namespace mercato::core {
 namespace {
@@ -101,6 +102,12 @@ class RecommendView::Filter {
     }
   }
   void Exclude(uint32_t item) { excluded_.insert(item); }
+  // Starts loading what Pass(item, ...) reads.
+  void Prefetch(uint32_t item) const {
+    if (item >= view_.info_.rows()) return;
+    __builtin_prefetch(view_.support_.Row(item));
+    __builtin_prefetch(view_.info_.Row(item));
+  }
   // With `factors`: only items that have a factor row.
   bool Pass(uint32_t item, bool factors) const {
     if (item >= view_.info_.rows()) return false;
@@ -191,6 +198,7 @@ std::vector<RecommendView::Scored> RecommendView::Rank(const Eigen::VectorXf& qu
     for (uint32_t item : found) {
       const char* row = reinterpret_cast<const char*>(rows.Row(item));
       for (size_t b = 0; b < k * sizeof(float); b += 64) __builtin_prefetch(row + b);
+      filter.Prefetch(item);
     }
     for (uint32_t item : found) {
       consider(item, Eigen::Map<const Eigen::VectorXf>(rows.Row(item), k).dot(query));
@@ -390,7 +398,7 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::Recommend(
     return Popular(subset, q.count - out.size(), filter, false);
   };
   std::vector<uint32_t> fallback_categories = *categories;
-  if (fallback_categories.empty()) {
+  if (fallback_categories.empty() && out.size() < q.count) {
     absl::flat_hash_map<uint32_t, int> visits;
     uint32_t best = ItemInfo::kNoCategory;
     for (const Interaction& in : history) {
@@ -547,6 +555,7 @@ std::string RecommendView::Encode() const {
   }
   w.Varint(interactions_since_retrain_);
   w.Varint(retrains_);
+  w.Str(index_ ? index_->Encode() : std::string());
   return out;
 }
 
@@ -883,6 +892,8 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   }
   next.interactions_since_retrain_ = r.Varint();
   next.retrains_ = r.Varint();
+  // Checkpoints before the index was part of them end here.
+  const std::string index_bytes = r.done() ? std::string() : r.Str();
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("recommend checkpoint: trailing bytes");
 
@@ -912,7 +923,17 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   tail_.clear();
   index_.reset();
   factors_.TakeChangedItems();
-  if (WantsIndex()) {
+  if (WantsIndex() && !index_bytes.empty()) {
+    absl::StatusOr<std::unique_ptr<HnswIndex>> index =
+        HnswIndex::Decode(options_.ials.dim, options_.hnsw, index_bytes,
+                          static_cast<uint32_t>(items_.size()));
+    if (index.ok()) {
+      index_ = std::move(*index);
+    } else {
+      MERCATO_LOG(kWarning) << "recommend checkpoint: " << index.status() << "; rebuilding the index";
+    }
+  }
+  if (WantsIndex() && !index_) {
     // Serve by exact scan until the index over the restored factors is built.
     pending_index_ = std::async(std::launch::async, [this, state = factors_] {
       SetThreadNice(kRetrainNice);

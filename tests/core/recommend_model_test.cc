@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/demo_shop.h"
+#include "core/hnsw_index.h"
 #include "gtest/gtest.h"
 
 namespace mercato::core {
@@ -435,6 +437,88 @@ TEST(RecommendModelTest, HnswAgreesWithTheExactScan) {
   ASSERT_GT(total, 1000);
   std::printf("HNSW recall@10 vs exact: %.4f\n", hits / total);
   EXPECT_GE(hits / total, 0.95);
+}
+
+TEST(RecommendModelTest, CheckpointKeepsTheHnswIndex) {
+  DemoShopOptions o = SmallShop();
+  o.users = 600;
+  o.items = 2000;
+  o.days = 40;
+  const DemoShop shop = GenerateDemoShop(o);
+  RecommendOptions options;
+  options.hnsw_min_items = 100;
+  options.background = false;
+  RecommendModel model(options);
+  FeedCatalogue(model, shop);
+  for (const Event& e : shop.events) model.Apply(e);
+  model.RetrainNow();
+  auto view = ViewOf(model);
+  ASSERT_TRUE(view->has_index());
+
+  RecommendModel restored(options);
+  ASSERT_TRUE(restored.Decode(view->Encode()).ok());
+  auto again = ViewOf(restored);
+  // Searchable at once: the index came with the checkpoint, no rebuild.
+  ASSERT_TRUE(again->has_index());
+  int users = 0;
+  for (int u = 0; u < 200; ++u) {
+    const float* q = view->UserFactors(shop.users[u].user_id);
+    if (!q) continue;
+    ++users;
+    EXPECT_EQ(again->TopItems(q, 10, false), view->TopItems(q, 10, false)) << "user " << u;
+  }
+  EXPECT_GT(users, 150);
+}
+
+TEST(HnswIndexTest, DecodeRejectsIndexesItCannotSearchSafely) {
+  constexpr int kDim = 16;
+  constexpr uint32_t kRows = 500;
+  const HnswOptions options;
+  HnswIndex index(kDim, options);
+  std::vector<float> v(kDim);
+  uint64_t seed = 7;
+  const auto next = [&seed] {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<float>(seed >> 40) / static_cast<float>(1 << 24) - 0.5f;
+  };
+  for (uint32_t row = 0; row < kRows; ++row) {
+    for (float& x : v) x = next();
+    index.Upsert(row, v.data());
+  }
+  const std::string bytes = index.Encode();
+  absl::StatusOr<std::unique_ptr<HnswIndex>> same = HnswIndex::Decode(kDim, options, bytes, kRows);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ((*same)->size(), kRows);
+  for (int q = 0; q < 20; ++q) {
+    for (float& x : v) x = next();
+    EXPECT_EQ((*same)->Search(v.data(), 10), index.Search(v.data(), 10));
+  }
+
+  const auto code = [&](int dim, const HnswOptions& o, std::string_view b, uint32_t limit) {
+    return HnswIndex::Decode(dim, o, b, limit).status().code();
+  };
+  EXPECT_EQ(code(kDim, options, bytes, kRows / 2), absl::StatusCode::kDataLoss);  // labels
+  EXPECT_EQ(code(kDim + 4, options, bytes, kRows), absl::StatusCode::kDataLoss);  // vector size
+  HnswOptions other = options;
+  other.m = options.m * 2;
+  EXPECT_EQ(code(kDim, other, bytes, kRows), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(code(kDim, options, bytes.substr(0, bytes.size() / 2), kRows),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(code(kDim, options, bytes.substr(0, 10), kRows), absl::StatusCode::kDataLoss);
+  // hnswlib's header is 96 bytes; the first node's link count follows, then
+  // its links. A link past the last node is refused.
+  std::string bad_link = bytes;
+  std::memset(bad_link.data() + 96 + 4, 0xff, 4);
+  EXPECT_EQ(code(kDim, options, bad_link, kRows), absl::StatusCode::kDataLoss);
+  // Whatever single byte is damaged, decoding fails or gives an index whose
+  // answers are rows of it.
+  for (size_t pos = 0; pos < bytes.size(); pos += 37) {
+    std::string damaged = bytes;
+    damaged[pos] = static_cast<char>(damaged[pos] ^ 0x5a);
+    absl::StatusOr<std::unique_ptr<HnswIndex>> d = HnswIndex::Decode(kDim, options, damaged, kRows);
+    if (!d.ok()) continue;
+    for (uint32_t label : (*d)->Search(v.data(), 10)) EXPECT_LT(label, kRows) << "byte " << pos;
+  }
 }
 
 }  // namespace
