@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "clients/client_util.h"
 #include "core/demo_shop.h"
 #include "mercato/v1/echo.grpc.pb.h"
@@ -570,6 +571,9 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // As mercato-server does (see server/main.cc), for the echo server and the
+  // load client alike.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (!absl::GetFlag(FLAGS_serve_echo).empty()) {
     return mercato::clients::ServeEcho(absl::GetFlag(FLAGS_serve_echo),
                                        absl::GetFlag(FLAGS_echo_threads));
