@@ -17,6 +17,7 @@
 #include <queue>
 #include <stdexcept>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 
 namespace mercato::core {
@@ -318,6 +319,8 @@ std::vector<uint32_t> HnswIndex::Search(const float* query, size_t k) const {
 }
 
 std::string HnswIndex::Encode() const {
+  ++saving_;
+  absl::Cleanup done = [this] { --saving_; };
   MemoryFile file;
   std::string out;
   std::shared_lock lock(mu_);

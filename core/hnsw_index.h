@@ -11,6 +11,7 @@
 #ifndef MERCATO_CORE_HNSW_INDEX_H_
 #define MERCATO_CORE_HNSW_INDEX_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
@@ -53,8 +54,9 @@ class HnswIndex {
   void SetSearchBreadth(int ef);
 
   // The graph and vectors as bytes (hnswlib's own format). Upserts wait
-  // while it runs.
+  // while it runs; saving() tells.
   std::string Encode() const;
+  bool saving() const { return saving_.load() > 0; }
   // The index Encode() wrote. DATA_LOSS when `bytes` is not an index of
   // `dim`-dimensional vectors with `options.m` links a node and labels below
   // `label_limit`.
@@ -66,6 +68,7 @@ class HnswIndex {
   std::unique_ptr<QuantizedInnerProductSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
   mutable std::shared_mutex mu_;
+  mutable std::atomic<int> saving_{0};
 };
 
 }  // namespace mercato::core

@@ -796,9 +796,13 @@ void RecommendModel::RetrainNow() {
 void RecommendModel::SyncIndex() {
   const std::vector<uint32_t> changed = factors_.TakeChangedItems();
   if (!index_) return;
-  for (uint32_t item : changed) {
+  index_backlog_.insert(changed.begin(), changed.end());
+  // Upserts would wait for the save; fold-in and publications must not.
+  if (index_->saving()) return;
+  for (uint32_t item : index_backlog_) {
     if (factors_.ItemSupport(item) > 0) index_->Upsert(item, factors_.item_row(item));
   }
+  index_backlog_.clear();
 }
 
 std::shared_ptr<const ModelView> RecommendModel::Publish() {
@@ -922,6 +926,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   pending_ = {};
   tail_.clear();
   index_.reset();
+  index_backlog_.clear();
   factors_.TakeChangedItems();
   if (WantsIndex() && !index_bytes.empty()) {
     absl::StatusOr<std::unique_ptr<HnswIndex>> index =
