@@ -81,6 +81,10 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Store::~Store() {
   if (!impl_->db) return;
+  // Written memtables go to table files now, so that the next Open does not
+  // replay them from the write-ahead log (a whole-state checkpoint is most of
+  // it). Nothing is lost if this fails: the log still has it.
+  impl_->db->Flush(rocksdb::FlushOptions(), impl_->cfs).PermitUncheckedError();
   for (auto* h : impl_->cfs) {
     // Closing a handle cannot lose data; its status is only informative.
     impl_->db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
