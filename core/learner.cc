@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/log.h"
@@ -47,7 +48,13 @@ absl::Status Learner::CatchUp() {
     if (!n.ok()) return n.status();
     if (*n == 0) break;
   }
-  Publish();
+  // A snapshot that already serves everything applied stays: its version
+  // tells the checkpointer that nothing changed.
+  const std::shared_ptr<const Snapshot> served = holder_.Get();
+  if (!served || served->applied_sequence != applied_.load() ||
+      std::find(changed_.begin(), changed_.end(), true) != changed_.end()) {
+    Publish();
+  }
   return absl::OkStatus();
 }
 
@@ -209,9 +216,8 @@ void Checkpointer::Start() {
     while (!stop_) {
       mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);
       if (stop_) break;
-      if (learner_->snapshot()->version == last_.snapshot_version) continue;
       mu_.Unlock();
-      absl::StatusOr<CheckpointInfo> info = CheckpointNow();
+      absl::StatusOr<CheckpointInfo> info = CheckpointIfChanged();
       if (!info.ok()) MERCATO_LOG(kError) << "checkpoint failed: " << info.status();
       mu_.Lock();
     }
@@ -247,6 +253,11 @@ absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
   absl::MutexLock lock(&mu_);
   last_ = info;
   return info;
+}
+
+absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointIfChanged() {
+  if (learner_->snapshot()->version == last().snapshot_version) return last();
+  return CheckpointNow();
 }
 
 CheckpointInfo Checkpointer::last() const {

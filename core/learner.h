@@ -86,7 +86,8 @@ class Learner {
   // Loads model states saved by a checkpoint at `sequence`. A model missing
   // from `states` keeps its empty state. REQUIRES: not started.
   absl::Status Restore(uint64_t sequence, const std::map<std::string, std::string>& states);
-  // Applies the whole log tail and publishes. REQUIRES: not started.
+  // Applies the whole log tail and publishes, unless the served snapshot
+  // already has it all. REQUIRES: not started.
   absl::Status CatchUp();
   void Start();
   // Applies nothing more after returning. Idempotent.
@@ -165,8 +166,12 @@ class Checkpointer {
   void Stop();
   // Writes a checkpoint of the current snapshot now (even if unchanged).
   absl::StatusOr<CheckpointInfo> CheckpointNow();
+  // Writes one only when the snapshot is not the last one written (or
+  // loaded); returns last() when it is.
+  absl::StatusOr<CheckpointInfo> CheckpointIfChanged();
   CheckpointInfo last() const;
-  // Seeds last() with the checkpoint recovery loaded.
+  // Seeds last() with the checkpoint recovery loaded; its snapshot_version
+  // is that of the snapshot serving exactly the loaded state, if any.
   void SetLoaded(CheckpointInfo info);
 
  private:

@@ -226,12 +226,12 @@ int Run() {
   MERCATO_LOG(kInfo) << "ready";
   (*server)->Wait();
   signal_waiter.join();
-  MERCATO_LOG(kInfo) << "drained; writing the final checkpoint";
+  MERCATO_LOG(kInfo) << "drained; checkpointing what changed";
   if (absl::Status s = (*runtime)->Shutdown(); !s.ok()) {
     MERCATO_LOG(kError) << "final checkpoint failed: " << s;
     return 1;
   }
-  MERCATO_LOG(kInfo) << "checkpointed; bye";
+  MERCATO_LOG(kInfo) << "checkpoint current; bye";
   return 0;
 }
 

@@ -57,13 +57,19 @@ absl::Status Runtime::Recover() {
   if (cp->has_value()) {
     const storage::LoadedCheckpoint& loaded = **cp;
     if (absl::Status s = learner_->Restore(loaded.sequence, loaded.states); !s.ok()) return s;
-    core::CheckpointInfo info;
-    info.sequence = loaded.sequence;
-    info.written_at_ms = loaded.written_at_ms;
-    checkpointer_->SetLoaded(info);
     MERCATO_LOG(kInfo) << "loaded checkpoint at sequence " << loaded.sequence;
   }
   if (absl::Status s = learner_->CatchUp(); !s.ok()) return s;
+  if (cp->has_value()) {
+    core::CheckpointInfo info;
+    info.sequence = (*cp)->sequence;
+    info.written_at_ms = (*cp)->written_at_ms;
+    // With no log tail the served models are the checkpoint's: nothing to
+    // write until an event or a retrain changes them.
+    const std::shared_ptr<const core::Snapshot> snap = learner_->snapshot();
+    if (snap->applied_sequence == info.sequence) info.snapshot_version = snap->version;
+    checkpointer_->SetLoaded(info);
+  }
   MERCATO_LOG(kInfo) << "replayed the log to sequence " << learner_->applied_sequence();
   learner_->Start();
   checkpointer_->Start();
@@ -89,7 +95,7 @@ absl::Status Runtime::Shutdown() {
   learner_->Stop();
   if (!was_ready) return absl::OkStatus();
   if (absl::Status s = learner_->CatchUp(); !s.ok()) return s;
-  return checkpointer_->CheckpointNow().status();
+  return checkpointer_->CheckpointIfChanged().status();
 }
 
 void Runtime::AppendInBackground(core::Event event) {

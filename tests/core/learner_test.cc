@@ -136,5 +136,37 @@ TEST(CheckpointerTest, WritesOnScheduleOnlyWhenChanged) {
   learner.Stop();
 }
 
+TEST(CheckpointerTest, RestoredStateIsNotWrittenAgainUntilItChanges) {
+  const std::vector<Event> events = ShopEvents();
+  FakeEventLog log;
+  FakeClock clock(0);
+  MemoryCheckpointSink sink;
+  log.Append({events.begin(), events.end() - 1});
+  {
+    Learner first(LearnerOptions(), Models(), &log, &clock);
+    ASSERT_TRUE(first.CatchUp().ok());
+    ASSERT_TRUE(Checkpointer(&first, &sink, &clock, absl::Hours(1)).CheckpointNow().ok());
+  }
+  Learner restored(LearnerOptions(), Models(), &log, &clock);
+  ASSERT_TRUE(restored.Restore(sink.sequence(), sink.states()).ok());
+  ASSERT_TRUE(restored.CatchUp().ok());  // no tail: the snapshot stays
+  Checkpointer checkpointer(&restored, &sink, &clock, absl::Hours(1));
+  CheckpointInfo loaded;
+  loaded.sequence = sink.sequence();
+  loaded.snapshot_version = restored.snapshot()->version;
+  checkpointer.SetLoaded(loaded);
+  const int writes = sink.writes();
+  ASSERT_TRUE(restored.CatchUp().ok());  // as at shutdown, with nothing new
+  ASSERT_TRUE(checkpointer.CheckpointIfChanged().ok());
+  EXPECT_EQ(sink.writes(), writes);
+
+  log.Append({events.back()});
+  ASSERT_TRUE(restored.CatchUp().ok());
+  absl::StatusOr<CheckpointInfo> info = checkpointer.CheckpointIfChanged();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(sink.writes(), writes + 1);
+  EXPECT_EQ(info->sequence, log.LastSequence());
+}
+
 }  // namespace
 }  // namespace mercato::core
