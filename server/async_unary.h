@@ -8,6 +8,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -20,6 +21,15 @@ class CallTag {
   virtual ~CallTag() = default;
   // `ok` is the completion queue's verdict on the last operation.
   virtual void Proceed(bool ok) = 0;
+};
+
+// Told of every call of one method, on the thread that serves it.
+class CallObserver {
+ public:
+  virtual ~CallObserver() = default;
+  virtual void Started() = 0;
+  // `seconds` from the call's arrival to its status being sent.
+  virtual void Finished(grpc::StatusCode code, double seconds) = 0;
 };
 
 template <class Req, class Resp>
@@ -36,17 +46,27 @@ class UnaryCall final : public CallTag {
  public:
   // Registers a pending call; it deletes itself when done.
   static void Listen(Service* service, RequestMethod<Service, Req, Resp> method,
-                     const UnaryHandler<Req, Resp>* handler, grpc::ServerCompletionQueue* cq) {
-    new UnaryCall(service, method, handler, cq);
+                     const UnaryHandler<Req, Resp>* handler, CallObserver* observer,
+                     grpc::ServerCompletionQueue* cq) {
+    new UnaryCall(service, method, handler, observer, cq);
   }
 
   void Proceed(bool ok) override {
     if (replied_ || !ok) {  // finished, or the queue is shutting down
+      if (replied_ && observer_) {
+        observer_->Finished(code_, std::chrono::duration<double>(
+                                       std::chrono::steady_clock::now() - start_).count());
+      }
       delete this;
       return;
     }
-    Listen(service_, method_, handler_, cq_);
+    if (observer_) {
+      start_ = std::chrono::steady_clock::now();
+      observer_->Started();
+    }
+    Listen(service_, method_, handler_, observer_, cq_);
     const grpc::Status status = (*handler_)(ctx_, request_, &response_);
+    code_ = status.error_code();
     replied_ = true;
     if (status.ok()) {
       writer_.Finish(response_, status, this);
@@ -57,20 +77,29 @@ class UnaryCall final : public CallTag {
 
  private:
   UnaryCall(Service* service, RequestMethod<Service, Req, Resp> method,
-            const UnaryHandler<Req, Resp>* handler, grpc::ServerCompletionQueue* cq)
-      : service_(service), method_(method), handler_(handler), cq_(cq), writer_(&ctx_) {
+            const UnaryHandler<Req, Resp>* handler, CallObserver* observer,
+            grpc::ServerCompletionQueue* cq)
+      : service_(service),
+        method_(method),
+        handler_(handler),
+        observer_(observer),
+        cq_(cq),
+        writer_(&ctx_) {
     (service_->*method_)(&ctx_, &request_, &writer_, cq_, cq_, this);
   }
 
   Service* service_;
   RequestMethod<Service, Req, Resp> method_;
   const UnaryHandler<Req, Resp>* handler_;
+  CallObserver* observer_;
   grpc::ServerCompletionQueue* cq_;
   grpc::ServerContext ctx_;
   Req request_;
   Resp response_;
   grpc::ServerAsyncResponseWriter<Resp> writer_;
   bool replied_ = false;
+  grpc::StatusCode code_ = grpc::StatusCode::OK;
+  std::chrono::steady_clock::time_point start_;
 };
 
 // Owns the completion queues and their threads, and the handlers of every
@@ -82,14 +111,14 @@ class AsyncDispatcher {
   ~AsyncDispatcher() { Shutdown(); }
 
   // `owner` is the generated AsyncService; `method` may belong to one of its
-  // bases.
+  // bases. `observer` (may be null) is told of every call.
   template <class Owner, class Service, class Req, class Resp>
   void Add(Owner* owner, RequestMethod<Service, Req, Resp> method,
-           UnaryHandler<Req, Resp> handler) {
+           UnaryHandler<Req, Resp> handler, CallObserver* observer) {
     Service* service = owner;
     auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));
-    listeners_.push_back([service, method, owned](grpc::ServerCompletionQueue* cq) {
-      UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), cq);
+    listeners_.push_back([service, method, owned, observer](grpc::ServerCompletionQueue* cq) {
+      UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), observer, cq);
     });
     handlers_.push_back(owned);
   }

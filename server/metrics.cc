@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/clock.h"
@@ -28,13 +29,8 @@ const char* const kCodeNames[17] = {
 const prometheus::Histogram::BucketBoundaries kBuckets = {
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5};
 
-// One method's metrics, created on its first call.
-struct MethodMetrics {
-  prometheus::Counter* started = nullptr;
-  prometheus::Histogram* seconds = nullptr;
-  std::array<std::atomic<prometheus::Counter*>, 17> handled{};
-  std::map<std::string, std::string> labels;
-};
+class MethodMetrics;
+
 
 prometheus::ClientMetric Gauge(double value, std::vector<prometheus::ClientMetric::Label> labels = {}) {
   prometheus::ClientMetric m;
@@ -146,57 +142,82 @@ struct Metrics::Impl {
 
   absl::Mutex mu;
   absl::flat_hash_map<std::string, std::unique_ptr<MethodMetrics>> methods ABSL_GUARDED_BY(mu);
+  // Methods whose calls their handlers report (Metrics::ObserverFor); the
+  // interceptor leaves them alone. Fixed before the server starts.
+  absl::flat_hash_set<std::string> observed_inline;
 
-  MethodMetrics* For(const char* full_method) {
-    absl::MutexLock lock(&mu);
-    auto& slot = methods[full_method];
-    if (!slot) {
-      // "/mercato.v1.Pricing/PriceElasticity" -> service, method.
-      const std::string name = full_method;
-      const size_t slash = name.rfind('/');
-      slot = std::make_unique<MethodMetrics>();
-      slot->labels = {{"grpc_service", name.substr(1, slash - 1)},
-                      {"grpc_method", name.substr(slash + 1)}};
-      slot->started = &started.Add(slot->labels);
-      slot->seconds = &seconds.Add(slot->labels, kBuckets);
-    }
-    return slot.get();
+  MethodMetrics* For(std::string_view full_method);
+};
+
+namespace {
+
+// One method's metrics, created on its first call.
+class MethodMetrics final : public CallObserver {
+ public:
+  MethodMetrics(Metrics::Impl* impl, std::string_view full_method) : impl_(impl) {
+    // "/mercato.v1.Pricing/PriceElasticity" -> service, method.
+    const size_t slash = full_method.rfind('/');
+    labels_ = {{"grpc_service", std::string(full_method.substr(1, slash - 1))},
+               {"grpc_method", std::string(full_method.substr(slash + 1))}};
+    started_ = &impl->started.Add(labels_);
+    seconds_ = &impl->seconds.Add(labels_, kBuckets);
   }
 
-  prometheus::Counter* Handled(MethodMetrics* m, int code) {
-    prometheus::Counter* c = m->handled[code].load(std::memory_order_acquire);
+  void Started() override { started_->Increment(); }
+  void Finished(grpc::StatusCode code, double seconds) override {
+    Handled(std::clamp(static_cast<int>(code), 0, 16))->Increment();
+    seconds_->Observe(seconds);
+  }
+
+ private:
+  prometheus::Counter* Handled(int code) {
+    prometheus::Counter* c = handled_[code].load(std::memory_order_acquire);
     if (c == nullptr) {
-      auto labels = m->labels;
+      auto labels = labels_;
       labels["grpc_code"] = kCodeNames[code];
-      c = &handled.Add(labels);  // the family returns the same counter for the same labels
-      m->handled[code].store(c, std::memory_order_release);
+      c = &impl_->handled.Add(labels);  // the family returns the same counter for the same labels
+      handled_[code].store(c, std::memory_order_release);
     }
     return c;
   }
+
+  Metrics::Impl* impl_;
+  std::map<std::string, std::string> labels_;
+  prometheus::Counter* started_ = nullptr;
+  prometheus::Histogram* seconds_ = nullptr;
+  std::array<std::atomic<prometheus::Counter*>, 17> handled_{};
 };
+
+}  // namespace
+
+MethodMetrics* Metrics::Impl::For(std::string_view full_method) {
+  absl::MutexLock lock(&mu);
+  auto& slot = methods[std::string(full_method)];
+  if (!slot) slot = std::make_unique<MethodMetrics>(this, full_method);
+  return slot.get();
+}
+
 
 namespace {
 
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(Metrics::Impl* impl, MethodMetrics* method)
-      : impl_(impl), method_(method), start_(std::chrono::steady_clock::now()) {
-    method_->started->Increment();
+  explicit MetricsInterceptor(MethodMetrics* method)
+      : method_(method), start_(std::chrono::steady_clock::now()) {
+    method_->Started();
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* batch) override {
     if (batch->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const int code = std::clamp(static_cast<int>(batch->GetSendStatus().error_code()), 0, 16);
-      impl_->Handled(method_, code)->Increment();
-      method_->seconds->Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+      method_->Finished(batch->GetSendStatus().error_code(),
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+                            .count());
     }
     batch->Proceed();
   }
 
  private:
-  Metrics::Impl* impl_;
   MethodMetrics* method_;
   std::chrono::steady_clock::time_point start_;
 };
@@ -207,7 +228,8 @@ class MetricsInterceptorFactory final
   explicit MetricsInterceptorFactory(Metrics::Impl* impl) : impl_(impl) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new MetricsInterceptor(impl_, impl_->For(info->method()));
+    if (impl_->observed_inline.contains(info->method())) return nullptr;
+    return new MetricsInterceptor(impl_->For(info->method()));
   }
 
  private:
@@ -240,6 +262,11 @@ int Metrics::port() const {
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> Metrics::InterceptorFactory() {
   return std::make_unique<MetricsInterceptorFactory>(impl_.get());
+}
+
+CallObserver* Metrics::ObserverFor(std::string_view full_method) {
+  impl_->observed_inline.emplace(full_method);
+  return impl_->For(full_method);
 }
 
 void Metrics::CountEvents(uint64_t accepted, uint64_t duplicates, uint64_t rejected) {

@@ -1,5 +1,6 @@
 // Prometheus metrics on their own port (prometheus-cpp pull exposer):
-//   - per RPC, from one server interceptor: grpc_server_started_total,
+//   - per RPC, from one server interceptor or, for the completion-queue
+//     methods, their call objects: grpc_server_started_total,
 //     grpc_server_handled_total{grpc_code} and the grpc_server_handling_seconds
 //     histogram, labelled grpc_service and grpc_method;
 //   - events ingested, duplicate and rejected; fraud decisions by outcome;
@@ -14,9 +15,11 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "mercato/v1/fraud.pb.h"
+#include "server/async_unary.h"
 #include "server/runtime.h"
 
 namespace mercato::server {
@@ -30,6 +33,11 @@ class Metrics {
   int port() const;
   // For grpc::ServerBuilder::experimental().SetInterceptorCreators().
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
+  // The same per-method metrics, reported by the method's own handler
+  // instead of an interceptor (which costs the completion-queue methods
+  // several microseconds a call). `full_method` is "/package.Service/Method".
+  // REQUIRES: before the server starts.
+  CallObserver* ObserverFor(std::string_view full_method);
 
   void CountEvents(uint64_t accepted, uint64_t duplicates, uint64_t rejected);
   void CountFraudDecision(v1::Decision decision);

@@ -280,19 +280,29 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
   impl->drain_timeout = options.drain_timeout;
   Impl& d = *impl;
   using v1::Recommender, v1::Segmenter, v1::Pricing, v1::Fraud;
+  // The completion-queue methods report their calls to the metrics themselves.
+  const auto observer = [&](const char* service, const char* method) -> CallObserver* {
+    if (options.metrics == nullptr) return nullptr;
+    return options.metrics->ObserverFor(absl::StrCat("/", service, "/", method));
+  };
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestRecommend,
-                   RecommendHandler(runtime));
+                   RecommendHandler(runtime), observer(Recommender::service_full_name(), "Recommend"));
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestSimilarItems,
-                   SimilarItemsHandler(runtime));
+                   SimilarItemsHandler(runtime),
+                   observer(Recommender::service_full_name(), "SimilarItems"));
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestBoughtTogether,
-                   BoughtTogetherHandler(runtime));
+                   BoughtTogetherHandler(runtime),
+                   observer(Recommender::service_full_name(), "BoughtTogether"));
   d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestSegment,
-                   SegmentHandler(runtime));
+                   SegmentHandler(runtime), observer(Segmenter::service_full_name(), "Segment"));
   d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestListSegments,
-                   ListSegmentsHandler(runtime));
+                   ListSegmentsHandler(runtime),
+                   observer(Segmenter::service_full_name(), "ListSegments"));
   d.dispatcher.Add(&d.pricing, &Pricing::AsyncService::RequestPriceElasticity,
-                   PriceElasticityHandler(runtime));
-  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore, ScoreHandler(runtime, options.metrics));
+                   PriceElasticityHandler(runtime),
+                   observer(Pricing::service_full_name(), "PriceElasticity"));
+  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore,
+                   ScoreHandler(runtime, options.metrics), observer(Fraud::service_full_name(), "Score"));
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
