@@ -207,16 +207,24 @@ Eigen::MatrixXd IalsState::Gramian(const RowBlockMatrix<float>& rows) {
   return g;
 }
 
-void IalsState::Train(int epochs) {
+bool IalsState::Train(int epochs, const std::atomic<bool>* stop) {
+  const auto stopped = [stop] { return stop && stop->load(std::memory_order_relaxed); };
   for (int e = 0; e < epochs; ++e) {
-    for (uint32_t u = 0; u < users_.rows(); ++u) SolveUserRow(u);
+    for (uint32_t u = 0; u < users_.rows(); ++u) {
+      if (stopped()) return false;
+      SolveUserRow(u);
+    }
     gram_users_ = Gramian(users_);
-    for (uint32_t i = 0; i < items_.rows(); ++i) SolveItemRow(i);
+    for (uint32_t i = 0; i < items_.rows(); ++i) {
+      if (stopped()) return false;
+      SolveItemRow(i);
+    }
     gram_items_ = Gramian(items_);
   }
   for (uint32_t u = 0; u < users_.rows(); ++u) *user_pending_.MutableRow(u) = 0;
   for (uint32_t i = 0; i < items_.rows(); ++i) *item_pending_.MutableRow(i) = 0;
   changed_items_.clear();
+  return true;
 }
 
 std::vector<uint32_t> IalsState::TakeChangedItems() {

@@ -21,6 +21,7 @@
 #ifndef MERCATO_CORE_IALS_H_
 #define MERCATO_CORE_IALS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -134,8 +135,9 @@ class IalsState {
   void Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms);
   // Drops the user's history and zeroes the user's row.
   void ForgetUser(uint32_t user);
-  // Full alternating epochs over every interaction.
-  void Train(int epochs);
+  // Full alternating epochs over every interaction. Returns false, with the
+  // rows part-trained, when `stop` turns true first.
+  bool Train(int epochs, const std::atomic<bool>* stop = nullptr);
 
   // O(blocks); copies only the Gramians that changed since the last call.
   IalsFrozen Freeze();

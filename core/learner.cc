@@ -159,6 +159,8 @@ void Learner::Start() {
 
 void Learner::Stop() {
   stop_ = true;
+  // The learner thread may be waiting for a retrain: end those first.
+  for (auto& model : models_) model->Abandon();
   if (thread_.joinable()) thread_.join();
 }
 

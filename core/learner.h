@@ -90,7 +90,8 @@ class Learner {
   // already has it all. REQUIRES: not started.
   absl::Status CatchUp();
   void Start();
-  // Applies nothing more after returning. Idempotent.
+  // Applies nothing more after returning, and abandons the models'
+  // background retrains (Model::Abandon). Idempotent.
   void Stop();
 
   std::shared_ptr<const Snapshot> snapshot() const { return holder_.Get(); }

@@ -49,6 +49,9 @@ class Model {
   virtual bool CanRetrain() const { return false; }
   // Starts a full refit or retrain now (Admin.Retrain).
   virtual void Retrain() {}
+  // Abandons background work for good, at shutdown: a running retrain ends
+  // early and is dropped, and none starts after. Any thread may call it.
+  virtual void Abandon() {}
 };
 
 }  // namespace mercato::core

@@ -725,6 +725,7 @@ std::shared_ptr<HnswIndex> RecommendModel::BuildIndex(const IalsState& state) co
   auto index = std::make_shared<HnswIndex>(options_.ials.dim, options_.hnsw,
                                            state.num_items() + state.num_items() / 4);
   for (uint32_t i = 0; i < state.num_items(); ++i) {
+    if (abandoned_.load(std::memory_order_relaxed)) return nullptr;
     if (state.ItemSupport(i) > 0) index->Upsert(i, state.item_row(i));
   }
   return index;
@@ -733,11 +734,13 @@ std::shared_ptr<HnswIndex> RecommendModel::BuildIndex(const IalsState& state) co
 void RecommendModel::StartRetrain() {
   interactions_since_retrain_ = 0;
   tail_.clear();
+  if (abandoned_) return;
   const bool index = WantsIndex();
   auto train = [this, state = factors_, index]() mutable {
-    state.Train(options_.ials.epochs);
-    std::shared_ptr<HnswIndex> built = index ? BuildIndex(state) : nullptr;
-    return Trained{std::move(state), std::move(built)};
+    bool complete = state.Train(options_.ials.epochs, &abandoned_);
+    std::shared_ptr<HnswIndex> built = complete && index ? BuildIndex(state) : nullptr;
+    complete = complete && (built || !index);
+    return Trained{std::move(state), std::move(built), complete};
   };
   if (options_.background) {
     pending_ = std::async(std::launch::async, [train = std::move(train)]() mutable {
@@ -763,6 +766,10 @@ bool RecommendModel::AdoptRetrain() {
     return changed;
   }
   Trained trained = pending_.get();
+  if (!trained.complete) {
+    tail_.clear();
+    return changed;
+  }
   for (const Observation& o : tail_) {
     if (o.forget) {
       trained.state.ForgetUser(o.user);

@@ -17,6 +17,7 @@
 #define MERCATO_CORE_RECOMMEND_MODEL_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <future>
@@ -197,6 +198,7 @@ class RecommendModel final : public Model {
   bool Poll() override;
   bool CanRetrain() const override { return true; }
   void Retrain() override;
+  void Abandon() override { abandoned_ = true; }
   // Retrains now on this thread (and waits for any running retrain first).
   void RetrainNow();
 
@@ -212,6 +214,7 @@ class RecommendModel final : public Model {
   struct Trained {
     IalsState state;
     std::shared_ptr<HnswIndex> index;
+    bool complete = true;  // false: abandoned part-way, not to be adopted
   };
   // Grows the per-item rows to the dictionary's size.
   void GrowItems();
@@ -252,6 +255,8 @@ class RecommendModel final : public Model {
   absl::flat_hash_set<uint32_t> index_backlog_;
   std::future<Trained> pending_;
   std::vector<Observation> tail_;
+  // Set by Abandon(); read by the retrain and index-build threads.
+  std::atomic<bool> abandoned_{false};
   // An index being built for restored factors (after Decode).
   std::future<std::shared_ptr<HnswIndex>> pending_index_;
 };

@@ -439,6 +439,35 @@ TEST(RecommendModelTest, HnswAgreesWithTheExactScan) {
   EXPECT_GE(hits / total, 0.95);
 }
 
+// Shutdown does not wait for a retrain: an abandoned one stops part-way, is
+// not adopted, and no other starts. (Without Abandon() this test would wait
+// for a million epochs.)
+TEST(RecommendModelTest, AbandonedRetrainEndsAtOnceAndIsDropped) {
+  DemoShopOptions o = SmallShop();
+  o.users = 300;
+  o.days = 20;
+  const DemoShop shop = GenerateDemoShop(o);
+  RecommendOptions options;
+  options.ials.epochs = 1000000;
+  options.retrain_every = 1000;
+  RecommendModel model(options);
+  FeedCatalogue(model, shop);
+  const size_t half = shop.events.size() / 2;
+  ASSERT_GT(half, 3 * options.retrain_every);
+  for (size_t i = 0; i < options.retrain_every; ++i) model.Apply(shop.events[i]);
+  const std::string before = ViewOf(model)->Encode();
+  model.Abandon();
+  // Further retrains come due here; each waits for the last, which ends now.
+  for (size_t i = options.retrain_every; i < half; ++i) model.Apply(shop.events[i]);
+  model.Poll();
+  auto view = ViewOf(model);
+  for (const auto& [name, value] : view->Counts()) {
+    if (name == "retrains") EXPECT_EQ(value, 0u);
+  }
+  // Fold-in still learns.
+  EXPECT_NE(view->Encode(), before);
+}
+
 TEST(RecommendModelTest, CheckpointKeepsTheHnswIndex) {
   DemoShopOptions o = SmallShop();
   o.users = 600;
