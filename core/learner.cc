@@ -216,7 +216,11 @@ void Checkpointer::Start() {
     SetThreadNice(learner_->options().nice);
     absl::MutexLock lock(&mu_);
     while (!stop_) {
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_);
+      // Checkpoints take at most a tenth of the time: a large state written
+      // every `interval_` would keep a core busy.
+      const absl::Duration wait =
+          std::max(interval_, kCheckpointTimeShare * absl::Seconds(last_.seconds));
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), wait);
       if (stop_) break;
       mu_.Unlock();
       absl::StatusOr<CheckpointInfo> info = CheckpointIfChanged();

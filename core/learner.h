@@ -156,10 +156,15 @@ struct CheckpointInfo {
 };
 
 // Writes the served snapshot to a CheckpointSink every `interval` (when it
-// changed) and on demand. Encoding reads an immutable snapshot, so the
+// changed; stretched to 10x the last checkpoint's duration when that is
+// longer) and on demand. Encoding reads an immutable snapshot, so the
 // learner never pauses for a checkpoint. Thread-safe.
 class Checkpointer {
  public:
+  // The wait between checkpoints is at least this many times the last one's
+  // duration.
+  static constexpr int kCheckpointTimeShare = 10;
+
   Checkpointer(const Learner* learner, CheckpointSink* sink, const Clock* clock,
                absl::Duration interval);
   ~Checkpointer();

@@ -45,6 +45,7 @@ class MemoryCheckpointSink final : public CheckpointSink {
   absl::Status WriteCheckpoint(
       uint64_t sequence,
       const std::vector<std::pair<std::string, std::string>>& states) override {
+    absl::SleepFor(write_delay_);
     absl::MutexLock lock(&mu_);
     sequence_ = sequence;
     states_.clear();
@@ -64,8 +65,11 @@ class MemoryCheckpointSink final : public CheckpointSink {
     absl::MutexLock lock(&mu_);
     return writes_;
   }
+  // Each write takes this long. REQUIRES: set before writes start.
+  void set_write_delay(absl::Duration d) { write_delay_ = d; }
 
  private:
+  absl::Duration write_delay_;
   mutable absl::Mutex mu_;
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::string> states_ ABSL_GUARDED_BY(mu_);

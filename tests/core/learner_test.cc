@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <thread>
 
 #include "core/activity_model.h"
@@ -134,6 +135,34 @@ TEST(CheckpointerTest, WritesOnScheduleOnlyWhenChanged) {
   EXPECT_EQ(sink.writes(), writes) << "no new checkpoint without new events";
   checkpointer.Stop();
   learner.Stop();
+}
+
+// A checkpoint that takes 40 ms is not written more often than every 400 ms,
+// whatever the interval asks for.
+TEST(CheckpointerTest, SlowCheckpointsAreSpacedOut) {
+  FakeEventLog log;
+  MemoryCheckpointSink sink;
+  sink.set_write_delay(absl::Milliseconds(40));
+  LearnerOptions options;
+  options.publish_interval = absl::Milliseconds(1);
+  Learner learner(options, Models(), &log, Clock::Real());
+  ASSERT_TRUE(learner.CatchUp().ok());
+  learner.Start();
+  Checkpointer checkpointer(&learner, &sink, Clock::Real(), absl::Milliseconds(1));
+  checkpointer.Start();
+  const std::vector<Event> events = ShopEvents();
+  // Something new to write all along.
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1000);
+       ++i) {
+    log.Append({events[i % events.size()]});
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  checkpointer.Stop();
+  learner.Stop();
+  // 1 s / (40 ms + 400 ms) rounds up to 3; back to back it would be about 25.
+  EXPECT_GE(sink.writes(), 1);
+  EXPECT_LE(sink.writes(), 4);
 }
 
 TEST(CheckpointerTest, RestoredStateIsNotWrittenAgainUntilItChanges) {
