@@ -1,5 +1,7 @@
 #include "core/event.h"
 
+#include "core/bytes.h"
+
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
@@ -43,6 +45,53 @@ std::vector<std::string> CategoryPath(const Event& event) {
                                   : std::vector<std::string>{event.category};
   }
   return absl::StrSplit(event.payload, kCategoryPathSeparator);
+}
+
+// v2 appends the category, v3 the payload; older values are still read.
+constexpr uint8_t kEventFormat = 3;
+
+std::string EncodeEvent(const Event& e) {
+  std::string out;
+  out.reserve(64 + e.event_id.size() + e.user_id.size() + e.item_id.size());
+  ByteWriter w(&out);
+  w.U8(kEventFormat);
+  w.U8(static_cast<uint8_t>(e.type));
+  w.Str(e.event_id);
+  w.Str(e.user_id);
+  w.Str(e.item_id);
+  w.Str(e.session_id);
+  w.Str(e.order_id);
+  w.I64(e.timestamp_ms);
+  w.F64(e.quantity);
+  w.F64(e.unit_price);
+  w.F64(e.value);
+  w.Str(e.category);
+  w.Str(e.payload);
+  return out;
+}
+
+absl::StatusOr<Event> DecodeEvent(std::string_view bytes) {
+  ByteReader r(bytes);
+  const uint8_t format = r.U8();
+  if (format < 1 || format > kEventFormat) {
+    return absl::DataLossError("event: unknown format version");
+  }
+  Event e;
+  e.type = static_cast<EventType>(r.U8());
+  e.event_id = r.Str();
+  e.user_id = r.Str();
+  e.item_id = r.Str();
+  e.session_id = r.Str();
+  e.order_id = r.Str();
+  e.timestamp_ms = r.I64();
+  e.quantity = r.F64();
+  e.unit_price = r.F64();
+  e.value = r.F64();
+  if (format >= 2) e.category = r.Str();
+  if (format >= 3) e.payload = r.Str();
+  if (!r.status().ok()) return r.status();
+  if (!r.done()) return absl::DataLossError("event: trailing bytes");
+  return e;
 }
 
 }  // namespace mercato::core

@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace mercato::core {
 
@@ -77,6 +80,16 @@ std::vector<std::string> CategoryPath(const Event& event);
 // The ITEM_UPDATE event for `item`: list price in unit_price, unit cost in
 // value, quantity 1 when in stock (0 when not), the leaf category, the path.
 Event ItemUpdateEvent(const Item& item, int64_t timestamp_ms, std::string event_id);
+
+// An event as bytes, as the log stores it (format version byte, then
+// core/bytes.h fields):
+//   v1: type u8, event_id, user_id, item_id, session_id, order_id (str),
+//       timestamp_ms i64, quantity f64, unit_price f64, value f64
+//   v2: v1 followed by category str
+//   v3: v2 followed by payload str
+// The sequence is not part of it.
+std::string EncodeEvent(const Event& event);
+absl::StatusOr<Event> DecodeEvent(std::string_view bytes);
 
 }  // namespace mercato::core
 

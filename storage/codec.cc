@@ -5,8 +5,6 @@
 namespace mercato::storage {
 namespace {
 
-// v2 appends the category, v3 the payload; older values are still read.
-constexpr uint8_t kEventFormat = 3;
 constexpr uint8_t kItemFormat = 1;
 
 }  // namespace
@@ -21,50 +19,6 @@ uint64_t DecodeSequenceKey(std::string_view key) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(key[i]);
   return v;
-}
-
-std::string EncodeEvent(const core::Event& e) {
-  std::string out;
-  out.reserve(64 + e.event_id.size() + e.user_id.size() + e.item_id.size());
-  core::ByteWriter w(&out);
-  w.U8(kEventFormat);
-  w.U8(static_cast<uint8_t>(e.type));
-  w.Str(e.event_id);
-  w.Str(e.user_id);
-  w.Str(e.item_id);
-  w.Str(e.session_id);
-  w.Str(e.order_id);
-  w.I64(e.timestamp_ms);
-  w.F64(e.quantity);
-  w.F64(e.unit_price);
-  w.F64(e.value);
-  w.Str(e.category);
-  w.Str(e.payload);
-  return out;
-}
-
-absl::StatusOr<core::Event> DecodeEvent(std::string_view bytes) {
-  core::ByteReader r(bytes);
-  const uint8_t format = r.U8();
-  if (format < 1 || format > kEventFormat) {
-    return absl::DataLossError("event: unknown format version");
-  }
-  core::Event e;
-  e.type = static_cast<core::EventType>(r.U8());
-  e.event_id = r.Str();
-  e.user_id = r.Str();
-  e.item_id = r.Str();
-  e.session_id = r.Str();
-  e.order_id = r.Str();
-  e.timestamp_ms = r.I64();
-  e.quantity = r.F64();
-  e.unit_price = r.F64();
-  e.value = r.F64();
-  if (format >= 2) e.category = r.Str();
-  if (format >= 3) e.payload = r.Str();
-  if (!r.status().ok()) return r.status();
-  if (!r.done()) return absl::DataLossError("event: trailing bytes");
-  return e;
 }
 
 std::string EncodeItem(const core::Item& item) {

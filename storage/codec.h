@@ -1,9 +1,5 @@
-// Stored layouts of events and catalogue items. Each value starts with a
-// format version byte; fields follow in core/bytes.h encoding:
-//   event v1: type u8, event_id, user_id, item_id, session_id, order_id (str),
-//             timestamp_ms i64, quantity f64, unit_price f64, value f64
-//   event v2: v1 followed by category str
-//   event v3: v2 followed by payload str
+// Stored layouts of catalogue items (events: core::EncodeEvent). Each value
+// starts with a format version byte; fields follow in core/bytes.h encoding:
 //   item v1:  item_id str, n varint + n category strs, price f64, unit_cost
 //             f64, in_stock u8, created_at_ms i64, n varint + n (key, value)
 // Sequence numbers are keys, not values: 8 bytes big-endian so that RocksDB's
@@ -23,9 +19,6 @@ namespace mercato::storage {
 std::string SequenceKey(uint64_t sequence);
 // REQUIRES: key.size() == 8.
 uint64_t DecodeSequenceKey(std::string_view key);
-
-std::string EncodeEvent(const core::Event& event);
-absl::StatusOr<core::Event> DecodeEvent(std::string_view bytes);
 
 std::string EncodeItem(const core::Item& item);
 absl::StatusOr<core::Item> DecodeItem(std::string_view bytes);

@@ -174,7 +174,7 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
         }
       }
       const std::string key = SequenceKey(seq);
-      rocksdb::Status s = batch.Put(cf(kEvents), key, EncodeEvent(e));
+      rocksdb::Status s = batch.Put(cf(kEvents), key, core::EncodeEvent(e));
       if (s.ok() && keyed) s = batch.Put(cf(kEventIds), e.event_id, key);
       if (!s.ok()) return ToStatus(s, "building the log batch");
       w->result.sequences[i] = seq++;
@@ -263,7 +263,7 @@ absl::Status Store::Read(uint64_t from, size_t max, std::vector<core::Event>* ou
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->cf(kEvents)));
   size_t n = 0;
   for (it->Seek(SequenceKey(from)); it->Valid() && n < max; it->Next(), ++n) {
-    absl::StatusOr<core::Event> e = DecodeEvent(it->value().ToStringView());
+    absl::StatusOr<core::Event> e = core::DecodeEvent(it->value().ToStringView());
     if (!e.ok()) {
       return absl::DataLossError(absl::StrCat("log entry ", DecodeSequenceKey(it->key().ToStringView()),
                                               ": ", e.status().message()));

@@ -144,17 +144,17 @@ TEST(CodecTest, EventRoundTripsAndDamageIsDetected) {
   e.user_id = "u";
   e.value = 4.5;
   e.timestamp_ms = 123;
-  const std::string bytes = EncodeEvent(e);
-  auto back = DecodeEvent(bytes);
+  const std::string bytes = core::EncodeEvent(e);
+  auto back = core::DecodeEvent(bytes);
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, e);
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
-    EXPECT_FALSE(DecodeEvent(bytes.substr(0, cut)).ok()) << cut;
+    EXPECT_FALSE(core::DecodeEvent(bytes.substr(0, cut)).ok()) << cut;
   }
-  EXPECT_FALSE(DecodeEvent(bytes + "x").ok());
+  EXPECT_FALSE(core::DecodeEvent(bytes + "x").ok());
   std::string wrong_version = bytes;
   wrong_version[0] = 9;
-  EXPECT_EQ(DecodeEvent(wrong_version).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(core::DecodeEvent(wrong_version).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(CodecTest, SequenceKeysSortInLogOrder) {
