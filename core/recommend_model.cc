@@ -515,7 +515,8 @@ std::vector<std::pair<std::string, uint64_t>> RecommendView::Counts() const {
           {"categories", categories_.size()},
           {"orders", orders_},
           {"retrains", retrains_},
-          {"hnsw_items", index_ ? index_->size() : 0}};
+          {"hnsw_items", index_ ? index_->size() : 0},
+          {"waiting_events", waiting_.rows() - waiting_head_}};
 }
 
 std::string RecommendView::Encode() const {
@@ -556,6 +557,9 @@ std::string RecommendView::Encode() const {
   w.Varint(interactions_since_retrain_);
   w.Varint(retrains_);
   w.Str(index_ ? index_->Encode() : std::string());
+  w.U8(retrain_due_);
+  w.Varint(waiting_.rows() - waiting_head_);
+  for (size_t i = waiting_head_; i < waiting_.rows(); ++i) w.Str(EncodeEvent(*waiting_.Row(i)));
   return out;
 }
 
@@ -577,29 +581,35 @@ RecommendModel::~RecommendModel() {
   if (pending_index_.valid()) pending_index_.wait();
 }
 
-bool RecommendModel::Apply(const Event& event) {
-  switch (event.type) {
-    case EventType::kItemUpdate:
-      ApplyItemUpdate(event);
-      return true;
-    case EventType::kUserDelete: {
-      std::optional<uint32_t> user = users_.Find(event.user_id);
-      if (!user) return false;
-      factors_.ForgetUser(*user);
-      if (pending_.valid()) tail_.push_back({*user, 0, 0, 0, 0, true});
-      return true;
-    }
-    default:
-      break;
-  }
+bool RecommendModel::Uses(const Event& event) const {
+  if (event.type == EventType::kItemUpdate) return true;
+  if (event.type == EventType::kUserDelete) return users_.Find(event.user_id).has_value();
   const int type = static_cast<int>(event.type);
-  if (type >= kNumEventTypes || options_.weights[type] == 0 || event.user_id.empty() ||
-      event.item_id.empty()) {
+  return type < kNumEventTypes && options_.weights[type] != 0 && !event.user_id.empty() &&
+         !event.item_id.empty();
+}
+
+bool RecommendModel::Apply(const Event& event) {
+  if (!Uses(event)) return false;
+  if (retrain_due_) {
+    waiting_.Resize(waiting_.rows() + 1);
+    *waiting_.MutableRow(waiting_.rows() - 1) = event;
     return false;
   }
-  const uint32_t item = items_.FindOrAdd(event.item_id);
-  ApplyInteraction(event, item);
+  ApplyNow(event);
   return true;
+}
+
+void RecommendModel::ApplyNow(const Event& event) {
+  if (event.type == EventType::kItemUpdate) {
+    ApplyItemUpdate(event);
+  } else if (event.type == EventType::kUserDelete) {
+    const uint32_t user = *users_.Find(event.user_id);
+    factors_.ForgetUser(user);
+    if (pending_.valid()) tail_.push_back({user, 0, 0, 0, 0, true});
+  } else {
+    ApplyInteraction(event, items_.FindOrAdd(event.item_id));
+  }
 }
 
 void RecommendModel::GrowItems() {
@@ -653,12 +663,13 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   if (event.type == EventType::kPurchase) AddToOrder(event.order_id, item);
   ++interactions_since_retrain_;
   // Retrains start at points fixed by the events alone: when one is due while
-  // the last still runs, the learner waits for it.
+  // the last still runs, this model's next events wait for it (Poll).
   if (options_.retrain_every == 0 || interactions_since_retrain_ < options_.retrain_every) return;
-  if (pending_.valid()) {
-    pending_.wait();
-    AdoptRetrain();
+  if (pending_.valid() && pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    retrain_due_ = true;
+    return;
   }
+  AdoptRetrain();
   StartRetrain();
 }
 
@@ -784,7 +795,18 @@ bool RecommendModel::AdoptRetrain() {
   return true;
 }
 
-bool RecommendModel::Poll() { return AdoptRetrain(); }
+bool RecommendModel::Poll() {
+  const bool adopted = AdoptRetrain();
+  if (!retrain_due_ || pending_.valid()) return adopted;
+  retrain_due_ = false;
+  StartRetrain();
+  while (!retrain_due_ && waiting_head_ < waiting_.rows()) ApplyNow(*waiting_.Row(waiting_head_++));
+  if (waiting_head_ == waiting_.rows()) {
+    waiting_ = RowBlockMatrix<Event>(1);
+    waiting_head_ = 0;
+  }
+  return true;
+}
 
 void RecommendModel::Retrain() {
   if (!pending_.valid()) StartRetrain();
@@ -839,6 +861,9 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->interactions_since_retrain_ = interactions_since_retrain_;
   view->retrains_ = retrains_;
   view->index_ = index_;
+  view->retrain_due_ = retrain_due_;
+  view->waiting_ = waiting_.Freeze();
+  view->waiting_head_ = waiting_head_;
   return view;
 }
 
@@ -905,6 +930,16 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   next.retrains_ = r.Varint();
   // Checkpoints before the index was part of them end here.
   const std::string index_bytes = r.done() ? std::string() : r.Str();
+  // ... and those before the waiting events here.
+  const bool retrain_due = !r.done() && r.U8() != 0;
+  const uint64_t waiting = r.done() ? 0 : r.Varint();
+  if (waiting > r.remaining()) r.Invalidate();
+  for (uint64_t i = 0; i < waiting && r.status().ok(); ++i) {
+    absl::StatusOr<Event> e = DecodeEvent(r.Str());
+    if (!e.ok()) return absl::DataLossError(absl::StrCat("recommend checkpoint: waiting event ", i, ": ", e.status().message()));
+    next.waiting_.Resize(i + 1);
+    *next.waiting_.MutableRow(i) = *std::move(e);
+  }
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("recommend checkpoint: trailing bytes");
 
@@ -932,6 +967,11 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   retrains_ = next.retrains_;
   pending_ = {};
   tail_.clear();
+  // The retrain the events waited for is gone with the old process: the next
+  // Poll starts one and applies them.
+  retrain_due_ = retrain_due || waiting > 0;
+  waiting_ = std::move(next.waiting_);
+  waiting_head_ = 0;
   index_.reset();
   index_backlog_.clear();
   factors_.TakeChangedItems();

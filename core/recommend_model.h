@@ -185,6 +185,11 @@ class RecommendView final : public ModelView {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::shared_ptr<HnswIndex> index_;
+  // The model's events not applied yet (RecommendModel::waiting_), kept in
+  // checkpoints.
+  bool retrain_due_ = false;
+  RowBlockView<Event> waiting_;
+  size_t waiting_head_ = 0;
 };
 
 class RecommendModel final : public Model {
@@ -218,6 +223,9 @@ class RecommendModel final : public Model {
   };
   // Grows the per-item rows to the dictionary's size.
   void GrowItems();
+  // Whether Apply() has anything to do with `event`.
+  bool Uses(const Event& event) const;
+  void ApplyNow(const Event& event);
   void ApplyItemUpdate(const Event& event);
   void ApplyInteraction(const Event& event, uint32_t item);
   void AddPopularity(uint32_t item, double weight, int64_t t_ms);
@@ -257,6 +265,14 @@ class RecommendModel final : public Model {
   std::vector<Observation> tail_;
   // Set by Abandon(); read by the retrain and index-build threads.
   std::atomic<bool> abandoned_{false};
+  // A retrain that came due while the last one still ran starts once that one
+  // is adopted (Poll); meanwhile this model's events wait here, rows from
+  // waiting_head_ on, so that the learner and the other models go on. The
+  // model then goes through the same steps in the same order as if it had
+  // waited: its state stays a function of the events.
+  bool retrain_due_ = false;
+  RowBlockMatrix<Event> waiting_{1};
+  size_t waiting_head_ = 0;
   // An index being built for restored factors (after Decode).
   std::future<std::shared_ptr<HnswIndex>> pending_index_;
 };
