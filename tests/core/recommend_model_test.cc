@@ -410,19 +410,32 @@ TEST(RecommendModelTest, BoughtTogetherReportsSupportConfidenceAndLift) {
   EXPECT_EQ(view->BoughtTogether("nope", 10, 0).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST(RecommendModelTest, HnswAgreesWithTheExactScan) {
+// A catalogue above the HNSW threshold below.
+DemoShopOptions IndexedShop() {
   DemoShopOptions o = SmallShop();
   o.users = 600;
   o.items = 2000;
   o.days = 40;
-  const DemoShop shop = GenerateDemoShop(o);
+  return o;
+}
+
+RecommendOptions IndexedOptions() {
   RecommendOptions options;
   options.hnsw_min_items = 100;
   options.background = false;
-  RecommendModel model(options);
+  return options;
+}
+
+void TrainOn(RecommendModel& model, const DemoShop& shop) {
   FeedCatalogue(model, shop);
   for (const Event& e : shop.events) model.Apply(e);
   model.RetrainNow();
+}
+
+TEST(RecommendModelTest, HnswAgreesWithTheExactScan) {
+  const DemoShop shop = GenerateDemoShop(IndexedShop());
+  RecommendModel model(IndexedOptions());
+  TrainOn(model, shop);
   auto view = ViewOf(model);
   ASSERT_TRUE(view->has_index());
   double hits = 0, total = 0;
@@ -439,6 +452,21 @@ TEST(RecommendModelTest, HnswAgreesWithTheExactScan) {
   EXPECT_GE(hits / total, 0.95);
 }
 
+DemoShopOptions TinyShop() {
+  DemoShopOptions o = SmallShop();
+  o.users = 300;
+  o.days = 20;
+  return o;
+}
+
+// A retrain every 1,000 interactions that never finishes.
+RecommendOptions EndlessRetrains() {
+  RecommendOptions options;
+  options.ials.epochs = 1000000;
+  options.retrain_every = 1000;
+  return options;
+}
+
 uint64_t Count(const RecommendView& view, std::string_view name) {
   for (const auto& [n, value] : view.Counts()) {
     if (n == name) return value;
@@ -452,14 +480,9 @@ uint64_t Count(const RecommendView& view, std::string_view name) {
 // the model, in its checkpoints too, and are applied in order once the
 // retrain can start, which gives the factors fold-in alone would here.
 TEST(RecommendModelTest, DueRetrainDoesNotBlockAndWaitingEventsSurviveACheckpoint) {
-  DemoShopOptions o = SmallShop();
-  o.users = 300;
-  o.days = 20;
-  const DemoShop shop = GenerateDemoShop(o);
+  const DemoShop shop = GenerateDemoShop(TinyShop());
   const size_t n = std::min<size_t>(shop.events.size(), 3500);
-  RecommendOptions options;
-  options.ials.epochs = 1000000;  // never finishes
-  options.retrain_every = 1000;
+  const RecommendOptions options = EndlessRetrains();
   RecommendModel model(options);
   FeedCatalogue(model, shop);
   for (size_t i = 0; i < n; ++i) model.Apply(shop.events[i]);
@@ -497,13 +520,8 @@ TEST(RecommendModelTest, DueRetrainDoesNotBlockAndWaitingEventsSurviveACheckpoin
 // not adopted, and no other starts. (Without Abandon() this test would wait
 // for a million epochs.)
 TEST(RecommendModelTest, AbandonedRetrainEndsAtOnceAndIsDropped) {
-  DemoShopOptions o = SmallShop();
-  o.users = 300;
-  o.days = 20;
-  const DemoShop shop = GenerateDemoShop(o);
-  RecommendOptions options;
-  options.ials.epochs = 1000000;
-  options.retrain_every = 1000;
+  const DemoShop shop = GenerateDemoShop(TinyShop());
+  const RecommendOptions options = EndlessRetrains();
   RecommendModel model(options);
   FeedCatalogue(model, shop);
   const size_t half = shop.events.size() / 2;
@@ -526,22 +544,13 @@ TEST(RecommendModelTest, AbandonedRetrainEndsAtOnceAndIsDropped) {
 }
 
 TEST(RecommendModelTest, CheckpointKeepsTheHnswIndex) {
-  DemoShopOptions o = SmallShop();
-  o.users = 600;
-  o.items = 2000;
-  o.days = 40;
-  const DemoShop shop = GenerateDemoShop(o);
-  RecommendOptions options;
-  options.hnsw_min_items = 100;
-  options.background = false;
-  RecommendModel model(options);
-  FeedCatalogue(model, shop);
-  for (const Event& e : shop.events) model.Apply(e);
-  model.RetrainNow();
+  const DemoShop shop = GenerateDemoShop(IndexedShop());
+  RecommendModel model(IndexedOptions());
+  TrainOn(model, shop);
   auto view = ViewOf(model);
   ASSERT_TRUE(view->has_index());
 
-  RecommendModel restored(options);
+  RecommendModel restored(IndexedOptions());
   ASSERT_TRUE(restored.Decode(view->Encode()).ok());
   auto again = ViewOf(restored);
   // Searchable at once: the index came with the checkpoint, no rebuild.
