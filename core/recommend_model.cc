@@ -582,8 +582,8 @@ RecommendModel::~RecommendModel() {
 }
 
 bool RecommendModel::Uses(const Event& event) const {
-  if (event.type == EventType::kItemUpdate) return true;
-  if (event.type == EventType::kUserDelete) return users_.Find(event.user_id).has_value();
+  // An erasure always: the user may be known only from waiting events.
+  if (event.type == EventType::kItemUpdate || event.type == EventType::kUserDelete) return true;
   const int type = static_cast<int>(event.type);
   return type < kNumEventTypes && options_.weights[type] != 0 && !event.user_id.empty() &&
          !event.item_id.empty();
@@ -596,20 +596,21 @@ bool RecommendModel::Apply(const Event& event) {
     *waiting_.MutableRow(waiting_.rows() - 1) = event;
     return false;
   }
-  ApplyNow(event);
-  return true;
+  return ApplyNow(event);
 }
 
-void RecommendModel::ApplyNow(const Event& event) {
+bool RecommendModel::ApplyNow(const Event& event) {
   if (event.type == EventType::kItemUpdate) {
     ApplyItemUpdate(event);
   } else if (event.type == EventType::kUserDelete) {
-    const uint32_t user = *users_.Find(event.user_id);
-    factors_.ForgetUser(user);
-    if (pending_.valid()) tail_.push_back({user, 0, 0, 0, 0, true});
+    const std::optional<uint32_t> user = users_.Find(event.user_id);
+    if (!user) return false;
+    factors_.ForgetUser(*user);
+    if (pending_.valid()) tail_.push_back({*user, 0, 0, 0, 0, true});
   } else {
     ApplyInteraction(event, items_.FindOrAdd(event.item_id));
   }
+  return true;
 }
 
 void RecommendModel::GrowItems() {
@@ -936,7 +937,10 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   if (waiting > r.remaining()) r.Invalidate();
   for (uint64_t i = 0; i < waiting && r.status().ok(); ++i) {
     absl::StatusOr<Event> e = DecodeEvent(r.Str());
-    if (!e.ok()) return absl::DataLossError(absl::StrCat("recommend checkpoint: waiting event ", i, ": ", e.status().message()));
+    if (!e.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("recommend checkpoint: waiting event ", i, ": ", e.status().message()));
+    }
     next.waiting_.Resize(i + 1);
     *next.waiting_.MutableRow(i) = *std::move(e);
   }

@@ -225,7 +225,8 @@ class RecommendModel final : public Model {
   void GrowItems();
   // Whether Apply() has anything to do with `event`.
   bool Uses(const Event& event) const;
-  void ApplyNow(const Event& event);
+  // Applies `event` at once; false when it changed nothing.
+  bool ApplyNow(const Event& event);
   void ApplyItemUpdate(const Event& event);
   void ApplyInteraction(const Event& event, uint32_t item);
   void AddPopularity(uint32_t item, double weight, int64_t t_ms);

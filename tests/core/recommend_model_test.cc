@@ -485,7 +485,18 @@ TEST(RecommendModelTest, DueRetrainDoesNotBlockAndWaitingEventsSurviveACheckpoin
   const RecommendOptions options = EndlessRetrains();
   RecommendModel model(options);
   FeedCatalogue(model, shop);
+  // A shopper first seen after the second retrain came due (about 2,000
+  // interactions in) asks for erasure while all their events wait.
+  absl::flat_hash_map<std::string, size_t> first_seen;
+  for (size_t i = 0; i < n; ++i) first_seen.try_emplace(shop.events[i].user_id, i);
+  Event erase;
+  erase.type = EventType::kUserDelete;
+  for (const auto& [user, i] : first_seen) {
+    if (i > 2500 && !user.empty()) erase.user_id = user;
+  }
+  ASSERT_FALSE(erase.user_id.empty());
   for (size_t i = 0; i < n; ++i) model.Apply(shop.events[i]);
+  model.Apply(erase);
   const std::string checkpoint = ViewOf(model)->Encode();
   EXPECT_GT(Count(*ViewOf(model), "waiting_events"), 1000u);
   model.Abandon();
@@ -503,7 +514,11 @@ TEST(RecommendModelTest, DueRetrainDoesNotBlockAndWaitingEventsSurviveACheckpoin
   RecommendModel reference(fold_in_only);
   FeedCatalogue(reference, shop);
   for (size_t i = 0; i < n; ++i) reference.Apply(shop.events[i]);
+  reference.Apply(erase);
   auto expected = ViewOf(reference);
+  const float* erased = after->UserFactors(erase.user_id);
+  ASSERT_NE(erased, nullptr);
+  EXPECT_TRUE(std::all_of(erased, erased + after->dim(), [](float x) { return x == 0; }));
   int users = 0;
   for (const DemoUser& u : shop.users) {
     const float* x = after->UserFactors(u.user_id);
