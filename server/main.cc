@@ -37,7 +37,8 @@ ABSL_FLAG(int, learner_nice, 10,
           "niceness (0..19) of the learner, background-append and checkpoint threads; higher yields "
           "more CPU to requests and lets learning lag under load");
 ABSL_FLAG(int, checkpoint_interval_s, 60,
-          "checkpoint the served models this often when changed (at least 10x the last checkpoint's duration apart)");
+          "checkpoint the served models this often when changed (at least 10x the last "
+          "checkpoint's duration apart)");
 ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues)");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
 ABSL_FLAG(std::string, log_level, "info", "least severe log level written: debug, info, warning, error");
