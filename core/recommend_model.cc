@@ -826,7 +826,7 @@ void RecommendModel::RetrainNow() {
 void RecommendModel::SyncIndex() {
   const std::vector<uint32_t> changed = factors_.TakeChangedItems();
   if (!index_) return;
-  index_backlog_.insert(changed.begin(), changed.end());
+  index_backlog_.insert(index_backlog_.end(), changed.begin(), changed.end());
   // Upserts would wait for the save; fold-in and publications must not.
   if (index_->saving()) return;
   for (uint32_t item : index_backlog_) {

@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "core/hnsw_index.h"
 #include "core/ials.h"
@@ -259,9 +258,10 @@ class RecommendModel final : public Model {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::shared_ptr<HnswIndex> index_;
-  // Items whose index vector is out of date: upserted at the next
-  // publication when a checkpoint is not saving the index.
-  absl::flat_hash_set<uint32_t> index_backlog_;
+  // Items whose index vector is out of date, in the order they changed:
+  // upserted at the next publication when a checkpoint is not saving the
+  // index.
+  std::vector<uint32_t> index_backlog_;
   std::future<Trained> pending_;
   std::vector<Observation> tail_;
   // Set by Abandon(); read by the retrain and index-build threads.
