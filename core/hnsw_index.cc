@@ -103,10 +103,10 @@ struct SavedHeader {
 };
 
 // Reads and checks the header of a saved index of `data_size`-byte vectors
-// and `m` links a node with labels below `label_limit`: every offset that
-// loading follows must be the one such an index has.
+// and `m` links a node, with room for at most about 4x `expected_rows`:
+// every offset that loading follows must be the one such an index has.
 absl::Status CheckSavedHeader(std::string_view bytes, size_t data_size, size_t m,
-                              uint32_t label_limit) {
+                              size_t expected_rows) {
   SavedHeader h;
   size_t pos = 0;
   bool short_input = false;
@@ -137,7 +137,7 @@ absl::Status CheckSavedHeader(std::string_view bytes, size_t data_size, size_t m
     return absl::DataLossError(
         absl::StrCat("HNSW index: not one of ", data_size, "-byte vectors with ", m, " links a node"));
   }
-  if (h.count > h.capacity || h.capacity > 4 * size_t{label_limit} + 1024 ||
+  if (h.count > h.capacity || h.capacity > 4 * expected_rows + 1024 ||
       (h.count > 0 && (h.entry >= h.count || h.max_level < 0)) ||
       h.count * h.bytes_per_node > bytes.size() - pos) {
     return absl::DataLossError(absl::StrCat("HNSW index: ", h.count, " nodes, capacity ",
@@ -146,9 +146,9 @@ absl::Status CheckSavedHeader(std::string_view bytes, size_t data_size, size_t m
   return absl::OkStatus();
 }
 
-// Whether every link, level and label of a loaded index stays in bounds, so
-// that searches and upserts read only its own memory.
-bool LinksInBounds(const hnswlib::HierarchicalNSW<float>& g, uint32_t label_limit) {
+// Whether every link and level of a loaded index stays in bounds, so that
+// searches and upserts read only its own memory.
+bool LinksInBounds(const hnswlib::HierarchicalNSW<float>& g) {
   using hnswlib::linklistsizeint, hnswlib::tableint;
   const size_t n = g.cur_element_count;
   const auto links_ok = [&](const linklistsizeint* list, size_t most) {
@@ -157,7 +157,7 @@ bool LinksInBounds(const hnswlib::HierarchicalNSW<float>& g, uint32_t label_limi
     return count <= most && std::all_of(links, links + count, [&](tableint l) { return l < n; });
   };
   for (tableint i = 0; i < n; ++i) {
-    if (g.getExternalLabel(i) >= label_limit || g.element_levels_[i] > g.maxlevel_ ||
+    if (g.element_levels_[i] > g.maxlevel_ ||
         !links_ok(g.get_linklist0(i), g.maxM0_)) {
       return false;
     }
@@ -332,10 +332,10 @@ std::string HnswIndex::Encode() const {
 
 absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Decode(int dim, const HnswOptions& options,
                                                              std::string_view bytes,
-                                                             uint32_t label_limit) {
+                                                             size_t expected_rows) {
   auto index = std::make_unique<HnswIndex>(dim, options);
   if (absl::Status s = CheckSavedHeader(bytes, index->space_->get_data_size(), options.m,
-                                        label_limit);
+                                        expected_rows);
       !s.ok()) {
     return s;
   }
@@ -350,8 +350,8 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Decode(int dim, const Hnsw
     return absl::DataLossError(absl::StrCat("HNSW index: ", e.what()));
   }
   hnswlib::HierarchicalNSW<float>& g = *index->index_;
-  if (!LinksInBounds(g, label_limit)) {
-    return absl::DataLossError("HNSW index: links, labels or sizes out of bounds");
+  if (!LinksInBounds(g)) {
+    return absl::DataLossError("HNSW index: links or levels out of bounds");
   }
   g.setEf(options.ef_search);
   // Loading wrote the nodes before huge pages could be asked for: move them

@@ -58,11 +58,14 @@ class HnswIndex {
   std::string Encode() const;
   bool saving() const { return saving_.load() > 0; }
   // The index Encode() wrote. DATA_LOSS when `bytes` is not an index of
-  // `dim`-dimensional vectors with `options.m` links a node and labels below
-  // `label_limit`.
+  // `dim`-dimensional vectors with `options.m` links a node whose links stay
+  // in bounds, or asks for room for more than about 4x `expected_rows`.
+  // Labels are not checked: callers bound-check the rows Search() returns
+  // (an index saved while the learner went on may already hold rows that
+  // the rest of a checkpoint does not).
   static absl::StatusOr<std::unique_ptr<HnswIndex>> Decode(int dim, const HnswOptions& options,
                                                            std::string_view bytes,
-                                                           uint32_t label_limit);
+                                                           size_t expected_rows);
 
  private:
   std::unique_ptr<QuantizedInnerProductSpace> space_;

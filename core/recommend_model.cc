@@ -981,8 +981,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   factors_.TakeChangedItems();
   if (WantsIndex() && !index_bytes.empty()) {
     absl::StatusOr<std::unique_ptr<HnswIndex>> index =
-        HnswIndex::Decode(options_.ials.dim, options_.hnsw, index_bytes,
-                          static_cast<uint32_t>(items_.size()));
+        HnswIndex::Decode(options_.ials.dim, options_.hnsw, index_bytes, items_.size());
     if (index.ok()) {
       index_ = std::move(*index);
     } else {

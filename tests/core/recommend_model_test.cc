@@ -564,6 +564,13 @@ TEST(RecommendModelTest, CheckpointKeepsTheHnswIndex) {
   TrainOn(model, shop);
   auto view = ViewOf(model);
   ASSERT_TRUE(view->has_index());
+  // The learner goes on before the checkpoint reaches the index: the shared
+  // index then holds an item this view does not know.
+  const uint64_t indexed = Count(*view, "hnsw_items");
+  model.Apply(Interaction(EventType::kPurchase, shop.users[0].user_id, "brand-new",
+                          shop.events.back().timestamp_ms));
+  ASSERT_EQ(Count(*ViewOf(model), "hnsw_items"), indexed + 1);
+  ASSERT_EQ(Count(*view, "items") + 1, Count(*ViewOf(model), "items"));
 
   RecommendModel restored(IndexedOptions());
   ASSERT_TRUE(restored.Decode(view->Encode()).ok());
@@ -604,11 +611,15 @@ TEST(HnswIndexTest, DecodeRejectsIndexesItCannotSearchSafely) {
     EXPECT_EQ((*same)->Search(v.data(), 10), index.Search(v.data(), 10));
   }
 
-  const auto code = [&](int dim, const HnswOptions& o, std::string_view b, uint32_t limit) {
-    return HnswIndex::Decode(dim, o, b, limit).status().code();
+  const auto code = [&](int dim, const HnswOptions& o, std::string_view b, size_t rows) {
+    return HnswIndex::Decode(dim, o, b, rows).status().code();
   };
-  EXPECT_EQ(code(kDim, options, bytes, kRows / 2), absl::StatusCode::kDataLoss);  // labels
   EXPECT_EQ(code(kDim + 4, options, bytes, kRows), absl::StatusCode::kDataLoss);  // vector size
+  // hnswlib's header: level-0 offset, capacity, count, ... (size_t each).
+  std::string huge = bytes;
+  const size_t capacity = size_t{1} << 40;
+  std::memcpy(huge.data() + sizeof(size_t), &capacity, sizeof(capacity));
+  EXPECT_EQ(code(kDim, options, huge, kRows), absl::StatusCode::kDataLoss);
   HnswOptions other = options;
   other.m = options.m * 2;
   EXPECT_EQ(code(kDim, other, bytes, kRows), absl::StatusCode::kDataLoss);
@@ -620,14 +631,17 @@ TEST(HnswIndexTest, DecodeRejectsIndexesItCannotSearchSafely) {
   std::string bad_link = bytes;
   std::memset(bad_link.data() + 96 + 4, 0xff, 4);
   EXPECT_EQ(code(kDim, options, bad_link, kRows), absl::StatusCode::kDataLoss);
-  // Whatever single byte is damaged, decoding fails or gives an index whose
-  // answers are rows of it.
+  // Whatever single byte is damaged, decoding fails or gives an index that
+  // can be searched and grown.
   for (size_t pos = 0; pos < bytes.size(); pos += 37) {
     std::string damaged = bytes;
     damaged[pos] = static_cast<char>(damaged[pos] ^ 0x5a);
     absl::StatusOr<std::unique_ptr<HnswIndex>> d = HnswIndex::Decode(kDim, options, damaged, kRows);
     if (!d.ok()) continue;
-    for (uint32_t label : (*d)->Search(v.data(), 10)) EXPECT_LT(label, kRows) << "byte " << pos;
+    EXPECT_LE((*d)->Search(v.data(), 10).size(), static_cast<size_t>(options.ef_search))
+        << "byte " << pos;
+    (*d)->Upsert(kRows, v.data());
+    EXPECT_EQ((*d)->size(), kRows + 1) << "byte " << pos;
   }
 }
 
