@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -255,25 +256,33 @@ LoadResult BenchSegment(v1::Segmenter::Stub& stub) {
 }
 
 LoadResult BenchScore(v1::Fraud::Stub& stub) {
-  const std::string run = absl::StrCat(getpid(), "-", time(nullptr));
+  const std::string run = absl::StrCat("bench-", getpid(), "-", time(nullptr), "-");
   const int64_t now_ms = time(nullptr) * 1000LL;
+  const int cycle = absl::GetFlag(FLAGS_score_orders);
+  // One order per customer, built before the clock starts, as the echo
+  // request is: each call then sets only what changes (a call's request is
+  // serialised when it starts, so the next may reuse the object).
+  std::vector<v1::Order> orders(5000);
+  for (size_t customer = 0; customer < orders.size(); ++customer) {
+    v1::Order& o = orders[customer];
+    o.set_user_id(absl::StrCat("buyer", customer));
+    o.set_currency("EUR");
+    o.set_payment_fingerprint(absl::StrCat("card", customer));
+    o.set_device_id(absl::StrCat("device", customer));
+    o.set_shipping_address_hash(absl::StrCat("address", customer));
+    o.set_billing_country("DE");
+    o.set_shipping_country("DE");
+    o.set_account_created_ms(now_ms - 86400000LL * (1 + customer % 700));
+    o.set_timestamp_ms(now_ms);
+  }
   return Run<v1::ScoreResponse>(
       [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
-        const uint64_t customer = call * 7919 % 5000;
-        const int cycle = absl::GetFlag(FLAGS_score_orders);
-        v1::Order o;
-        o.set_order_id(absl::StrCat("bench-", run, "-", cycle > 0 ? call % cycle : call));
-        o.set_user_id(absl::StrCat("buyer", customer));
+        v1::Order& o = orders[call * 7919 % orders.size()];
+        std::string* id = o.mutable_order_id();
+        id->assign(run);
+        absl::StrAppend(id, cycle > 0 ? call % cycle : call);
         o.set_amount(10 + static_cast<double>(call % 200));
-        o.set_currency("EUR");
-        o.set_payment_fingerprint(absl::StrCat("card", customer));
-        o.set_device_id(absl::StrCat("device", customer));
-        o.set_shipping_address_hash(absl::StrCat("address", customer));
-        o.set_billing_country("DE");
-        o.set_shipping_country("DE");
         o.set_ip_country(call % 50 == 0 ? "NG" : "DE");
-        o.set_account_created_ms(now_ms - 86400000LL * (1 + customer % 700));
-        o.set_timestamp_ms(now_ms);
         return stub.AsyncScore(ctx, o, cq);
       });
 }
