@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
+#include <functional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -11,6 +14,7 @@
 #include "core/clock.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "storage/codec.h"
@@ -23,8 +27,23 @@ enum Cf { kDefault = 0, kEvents, kEventIds, kCatalog, kCheckpoints, kMeta, kNumC
 const char* const kCfNames[kNumCfs] = {"default", "events", "event_ids", "catalog",
                                         "checkpoints", "meta"};
 
+// The checkpoint record: format, sequence, time written, then each state's
+// model name and size. Format 1 (still read) kept each state whole under its
+// name; format 2 keeps it in chunks under ChunkKey(name, i).
 constexpr char kCheckpointMetaKey[] = "checkpoint";
-constexpr uint8_t kCheckpointMetaFormat = 1;
+constexpr uint8_t kCheckpointMetaFormat = 2;
+constexpr size_t kCheckpointChunkBytes = 1 << 20;
+// Above every chunk key (model names are ASCII).
+constexpr char kPastEveryChunkKey[] = "\xff";
+
+std::string ChunkKey(std::string_view model, uint64_t chunk) {
+  std::string key(model);
+  key.push_back('\0');
+  for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>(chunk >> shift));
+  return key;
+}
+
+size_t ChunkCount(size_t bytes) { return (bytes + kCheckpointChunkBytes - 1) / kCheckpointChunkBytes; }
 
 absl::Status ToStatus(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -82,8 +101,8 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() {
   if (!impl_->db) return;
   // Written memtables go to table files now, so that the next Open does not
-  // replay them from the write-ahead log (a whole-state checkpoint is most of
-  // it). Nothing is lost if this fails: the log still has it.
+  // replay them from the write-ahead log. Nothing is lost if this fails: the
+  // log still has it.
   impl_->db->Flush(rocksdb::FlushOptions(), impl_->cfs).PermitUncheckedError();
   for (auto* h : impl_->cfs) {
     // Closing a handle cannot lose data; its status is only informative.
@@ -316,62 +335,129 @@ absl::StatusOr<bool> Store::DeleteItem(std::string_view item_id) {
 
 absl::Status Store::WriteCheckpoint(
     uint64_t sequence, const std::vector<std::pair<std::string, std::string>>& states) {
-  rocksdb::WriteBatch batch;
+  // Each state goes in chunks into a table file of its own column family, as
+  // does the record naming them; both files are then ingested in one atomic
+  // step. Nothing passes through the write-ahead log or the memtables, which
+  // would hold (and write) the whole state again.
+  std::vector<const std::pair<std::string, std::string>*> sorted;
+  for (const auto& named : states) sorted.push_back(&named);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
   std::string meta;
   core::ByteWriter w(&meta);
   w.U8(kCheckpointMetaFormat);
   w.Fixed64(sequence);
   w.I64(core::Clock::Real()->NowMs());
-  w.Varint(states.size());
-  for (const auto& [name, state] : states) {
-    w.Str(name);
-    if (auto s = batch.Put(impl_->cf(kCheckpoints), name, state); !s.ok()) {
-      return ToStatus(s, "building the checkpoint");
-    }
+  w.Varint(sorted.size());
+  for (const auto* named : sorted) {
+    w.Str(named->first);
+    w.Varint(named->second.size());
   }
-  if (auto s = batch.Put(impl_->cf(kMeta), kCheckpointMetaKey, meta); !s.ok()) {
-    return ToStatus(s, "building the checkpoint");
+
+  const std::filesystem::path dir = std::filesystem::path(impl_->options.path) / "checkpoint.ingest";
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);  // a crashed attempt's files
+  if (std::filesystem::create_directory(dir, ec); ec) {
+    return absl::InternalError(absl::StrCat("creating ", dir.string(), ": ", ec.message()));
   }
-  rocksdb::WriteOptions synced;
-  synced.sync = true;
-  return ToStatus(impl_->db->Write(synced, &batch), "writing the checkpoint");
+  const auto remove_dir = absl::MakeCleanup([&dir] {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  });
+  const auto table_file = [&](Cf cf, const std::string& file,
+                              const std::function<rocksdb::Status(rocksdb::SstFileWriter&)>& fill)
+      -> absl::StatusOr<rocksdb::IngestExternalFileArg> {
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(),
+                                  rocksdb::Options(impl_->db->GetDBOptions(),
+                                                   impl_->db->GetOptions(impl_->cf(cf))),
+                                  impl_->cf(cf));
+    const std::string path = (dir / file).string();
+    rocksdb::Status s = writer.Open(path);
+    if (s.ok()) s = fill(writer);
+    if (s.ok()) s = writer.Finish();  // fsyncs the file
+    if (!s.ok()) return ToStatus(s, absl::StrCat("writing the checkpoint file ", path));
+    rocksdb::IngestExternalFileArg arg;
+    arg.column_family = impl_->cf(cf);
+    arg.external_files = {path};
+    arg.options.move_files = true;
+    return arg;
+  };
+  absl::StatusOr<rocksdb::IngestExternalFileArg> chunks =
+      table_file(kCheckpoints, "states.sst", [&](rocksdb::SstFileWriter& writer) {
+        // Whatever an older checkpoint left between and around these states
+        // (states of other models, chunks beyond a state's new end) goes.
+        std::string end_of_previous;
+        rocksdb::Status s;
+        for (const auto* named : sorted) {
+          const std::string first = ChunkKey(named->first, 0);
+          if (end_of_previous < first) s = writer.DeleteRange(end_of_previous, first);
+          const std::string& state = named->second;
+          for (size_t i = 0; s.ok() && i < ChunkCount(state.size()); ++i) {
+            const size_t at = i * kCheckpointChunkBytes;
+            s = writer.Put(ChunkKey(named->first, i),
+                           rocksdb::Slice(state.data() + at,
+                                          std::min(kCheckpointChunkBytes, state.size() - at)));
+          }
+          if (!s.ok()) return s;
+          end_of_previous = ChunkKey(named->first, ChunkCount(state.size()));
+        }
+        return writer.DeleteRange(end_of_previous, kPastEveryChunkKey);
+      });
+  if (!chunks.ok()) return chunks.status();
+  absl::StatusOr<rocksdb::IngestExternalFileArg> record =
+      table_file(kMeta, "record.sst", [&](rocksdb::SstFileWriter& writer) {
+        return writer.Put(kCheckpointMetaKey, meta);
+      });
+  if (!record.ok()) return record.status();
+  return ToStatus(impl_->db->IngestExternalFiles({*chunks, *record}), "ingesting the checkpoint");
 }
 
 absl::StatusOr<std::optional<LoadedCheckpoint>> Store::ReadCheckpoint() const {
-  // One consistent view of the meta record and the states it names.
+  // One consistent view of the record and the states it names.
   const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
+  const auto release = absl::MakeCleanup([&] { impl_->db->ReleaseSnapshot(snap); });
   rocksdb::ReadOptions ro;
   ro.snapshot = snap;
-  auto release = [&] { impl_->db->ReleaseSnapshot(snap); };
   std::string meta;
   rocksdb::Status s = impl_->db->Get(ro, impl_->cf(kMeta), kCheckpointMetaKey, &meta);
-  if (s.IsNotFound()) {
-    release();
-    return std::nullopt;
-  }
-  if (!s.ok()) {
-    release();
-    return ToStatus(s, "reading the checkpoint record");
-  }
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return ToStatus(s, "reading the checkpoint record");
   core::ByteReader r(meta);
   LoadedCheckpoint cp;
-  if (r.U8() != kCheckpointMetaFormat) {
-    release();
+  const uint8_t format = r.U8();
+  if (format != 1 && format != kCheckpointMetaFormat) {
     return absl::DataLossError("checkpoint record: unknown format version");
   }
   cp.sequence = r.Fixed64();
   cp.written_at_ms = r.I64();
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->cf(kCheckpoints)));
   for (uint64_t n = r.Varint(); n > 0 && r.status().ok(); --n) {
     std::string name = r.Str();
     std::string state;
-    s = impl_->db->Get(ro, impl_->cf(kCheckpoints), name, &state);
-    if (!s.ok()) {
-      release();
-      return ToStatus(s, absl::StrCat("reading the checkpoint of ", name));
+    if (format == 1) {
+      s = impl_->db->Get(ro, impl_->cf(kCheckpoints), name, &state);
+      if (!s.ok()) return ToStatus(s, absl::StrCat("reading the checkpoint of ", name));
+    } else {
+      const uint64_t bytes = r.Varint();
+      if (!r.status().ok()) break;
+      state.reserve(bytes);
+      it->Seek(ChunkKey(name, 0));
+      for (size_t i = 0; i < ChunkCount(bytes); ++i, it->Next()) {
+        if (!it->Valid() || it->key() != ChunkKey(name, i)) {
+          if (!it->status().ok()) {
+            return ToStatus(it->status(), absl::StrCat("reading the checkpoint of ", name));
+          }
+          return absl::DataLossError(
+              absl::StrCat("checkpoint of ", name, ": chunk ", i, " is missing"));
+        }
+        state.append(it->value().data(), it->value().size());
+      }
+      if (state.size() != bytes) {
+        return absl::DataLossError(absl::StrCat("checkpoint of ", name, ": ", state.size(),
+                                                " bytes where the record says ", bytes));
+      }
     }
     cp.states.emplace(std::move(name), std::move(state));
   }
-  release();
   if (!r.status().ok()) return r.status();
   if (cp.sequence > LastSequence()) {
     return absl::DataLossError(absl::StrCat("checkpoint at sequence ", cp.sequence,

@@ -117,6 +117,49 @@ TEST_F(StoreTest, CheckpointIsAtomicAndNewestWins) {
   EXPECT_EQ((*cp)->states, (std::map<std::string, std::string>{{"m1", "uno"}}));
 }
 
+TEST_F(StoreTest, LargeStatesRoundTripAndShrink) {
+  ASSERT_TRUE(store_->Append({Ev("a")}).ok());
+  // States over several chunks (of 1 MiB), one of them empty.
+  std::string big(3 * (1 << 20) + 12345, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 2654435761u >> 13);
+  const std::string medium = big.substr(7, (1 << 20) + 1);
+  ASSERT_TRUE(store_->WriteCheckpoint(1, {{"z", medium}, {"a", big}, {"empty", ""}}).ok());
+  Reopen();
+  auto cp = store_->ReadCheckpoint();
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  ASSERT_TRUE(cp->has_value());
+  EXPECT_EQ((*cp)->states,
+            (std::map<std::string, std::string>{{"a", big}, {"empty", ""}, {"z", medium}}));
+  // A smaller state replaces a larger one; what it leaves is not read.
+  ASSERT_TRUE(store_->WriteCheckpoint(1, {{"a", medium}}).ok());
+  cp = store_->ReadCheckpoint();
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  EXPECT_EQ((*cp)->states, (std::map<std::string, std::string>{{"a", medium}}));
+  // No working files are left beside the database.
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(dir_) / "checkpoint.ingest"));
+}
+
+TEST_F(StoreTest, ReadsACheckpointOfTheFirstFormat) {
+  // A store written by the first checkpoint format (each state whole under
+  // its name): two events, then a checkpoint at sequence 2.
+  store_.reset();
+  std::filesystem::remove_all(dir_);
+  std::filesystem::copy(std::string(MERCATO_TEST_DATA) + "/checkpoint-format1", dir_);
+  Reopen();
+  auto cp = store_->ReadCheckpoint();
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  ASSERT_TRUE(cp->has_value());
+  EXPECT_EQ((*cp)->sequence, 2u);
+  EXPECT_EQ((*cp)->states, (std::map<std::string, std::string>{{"m1", "one"},
+                                                              {"m2", std::string(3000, 'x')}}));
+  // The next checkpoint is written in the current format and replaces it.
+  ASSERT_TRUE(store_->WriteCheckpoint(2, {{"m2", "two"}}).ok());
+  Reopen();
+  cp = store_->ReadCheckpoint();
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  EXPECT_EQ((*cp)->states, (std::map<std::string, std::string>{{"m2", "two"}}));
+}
+
 TEST_F(StoreTest, CheckpointAheadOfTheLogIsDataLoss) {
   ASSERT_TRUE(store_->WriteCheckpoint(10, {{"m", "x"}}).ok());
   EXPECT_EQ(store_->ReadCheckpoint().status().code(), absl::StatusCode::kDataLoss);
