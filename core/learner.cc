@@ -1,5 +1,6 @@
 #include "core/learner.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -242,15 +243,20 @@ absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
   absl::MutexLock write_lock(&write_mu_);
   const auto start = std::chrono::steady_clock::now();
   std::shared_ptr<const Snapshot> snapshot = learner_->snapshot();
-  std::vector<std::pair<std::string, std::string>> states;
   CheckpointInfo info;
-  for (const PublishedModel& m : snapshot->models) {
-    states.emplace_back(m.name, m.view->Encode());
-    info.bytes += states.back().second.size();
+  {
+    std::vector<std::pair<std::string, std::string>> states;
+    for (const PublishedModel& m : snapshot->models) {
+      states.emplace_back(m.name, m.view->Encode());
+      info.bytes += states.back().second.size();
+    }
+    if (absl::Status s = sink_->WriteCheckpoint(snapshot->applied_sequence, states); !s.ok()) {
+      return s;
+    }
   }
-  if (absl::Status s = sink_->WriteCheckpoint(snapshot->applied_sequence, states); !s.ok()) {
-    return s;
-  }
+  // The encoded states are freed now, as are, after a retrain, the factors
+  // and index it replaced; glibc would keep that memory from the system.
+  malloc_trim(0);
   info.sequence = snapshot->applied_sequence;
   info.snapshot_version = snapshot->version;
   info.written_at_ms = clock_->NowMs();
