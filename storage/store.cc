@@ -43,7 +43,9 @@ std::string ChunkKey(std::string_view model, uint64_t chunk) {
   return key;
 }
 
-size_t ChunkCount(size_t bytes) { return (bytes + kCheckpointChunkBytes - 1) / kCheckpointChunkBytes; }
+uint64_t ChunkCount(uint64_t bytes) {
+  return bytes / kCheckpointChunkBytes + (bytes % kCheckpointChunkBytes != 0);
+}
 
 absl::Status ToStatus(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -439,16 +441,24 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> Store::ReadCheckpoint() const {
     } else {
       const uint64_t bytes = r.Varint();
       if (!r.status().ok()) break;
+      const uint64_t chunks = ChunkCount(bytes);
+      const auto at_chunk = [&](uint64_t i) -> absl::Status {
+        if (it->Valid() && it->key() == ChunkKey(name, i)) return absl::OkStatus();
+        if (!it->status().ok()) {
+          return ToStatus(it->status(), absl::StrCat("reading the checkpoint of ", name));
+        }
+        return absl::DataLossError(absl::StrCat("checkpoint of ", name, ": chunk ", i, " of ",
+                                                chunks, " is missing"));
+      };
+      // The last chunk first: a size the chunks do not back is not allocated.
+      if (chunks > 0) {
+        it->Seek(ChunkKey(name, chunks - 1));
+        if (absl::Status st = at_chunk(chunks - 1); !st.ok()) return st;
+      }
       state.reserve(bytes);
       it->Seek(ChunkKey(name, 0));
-      for (size_t i = 0; i < ChunkCount(bytes); ++i, it->Next()) {
-        if (!it->Valid() || it->key() != ChunkKey(name, i)) {
-          if (!it->status().ok()) {
-            return ToStatus(it->status(), absl::StrCat("reading the checkpoint of ", name));
-          }
-          return absl::DataLossError(
-              absl::StrCat("checkpoint of ", name, ": chunk ", i, " is missing"));
-        }
+      for (uint64_t i = 0; i < chunks; ++i, it->Next()) {
+        if (absl::Status st = at_chunk(i); !st.ok()) return st;
         state.append(it->value().data(), it->value().size());
       }
       if (state.size() != bytes) {
