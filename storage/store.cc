@@ -355,7 +355,8 @@ absl::Status Store::WriteCheckpoint(
     w.Varint(named->second.size());
   }
 
-  const std::filesystem::path dir = std::filesystem::path(impl_->options.path) / "checkpoint.ingest";
+  const std::filesystem::path dir =
+      std::filesystem::path(impl_->options.path) / "checkpoint.ingest";
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);  // a crashed attempt's files
   if (std::filesystem::create_directory(dir, ec); ec) {

@@ -2,6 +2,11 @@
 // none may crash it or get an error meant for a fault of the server, and what
 // it stored from them must load again after SIGKILL. Longer campaigns:
 // MERCATO_FUZZ_CALLS (per method, default 400) and MERCATO_FUZZ_SEED.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/stubs/logging.h>
+#include <google/protobuf/text_format.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,12 +14,6 @@
 #include <limits>
 #include <map>
 #include <random>
-
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/message.h>
-#include <google/protobuf/stubs/logging.h>
-#include <google/protobuf/text_format.h>
-#include <grpcpp/generic/generic_stub.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -63,7 +62,8 @@ class RandomRequests {
     const Reflection* r = m->GetReflection();
     if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && !OneIn(3)) {
       if (f->is_repeated() && r->FieldSize(*m, f) > 0) {
-        return Mutate(r->MutableRepeatedMessage(m, f, static_cast<int>(Below(r->FieldSize(*m, f)))));
+        return Mutate(
+            r->MutableRepeatedMessage(m, f, static_cast<int>(Below(r->FieldSize(*m, f)))));
       }
       if (!f->is_repeated()) return Mutate(r->MutableMessage(m, f));
     }
@@ -98,14 +98,22 @@ class RandomRequests {
  private:
   std::string String() {
     switch (Below(9)) {
-      case 0: return "";
-      case 1: return absl::StrCat("u", Below(20));
-      case 2: return absl::StrCat("i", Below(20));
-      case 3: return "EUR";
-      case 4: return "DE";
-      case 5: return std::string(1 + Below(3000), 'x');
-      case 6: return std::string("bad\xff\xfe utf8", 12);
-      case 7: return std::string("nul\0inside", 10);
+      case 0:
+        return "";
+      case 1:
+        return absl::StrCat("u", Below(20));
+      case 2:
+        return absl::StrCat("i", Below(20));
+      case 3:
+        return "EUR";
+      case 4:
+        return "DE";
+      case 5:
+        return std::string(1 + Below(3000), 'x');
+      case 6:
+        return std::string("bad\xff\xfe utf8", 12);
+      case 7:
+        return std::string("nul\0inside", 10);
       default: {  // printable: strings that are not UTF-8 never reach a handler
         std::string s(Below(40), ' ');
         for (char& c : s) c = static_cast<char>(' ' + Below(95));
@@ -114,14 +122,26 @@ class RandomRequests {
     }
   }
   int64_t Integer() {
-    static constexpr int64_t kValues[] = {0, 1, -1, 7, 1000, 1 << 20, 1732280000000,
+    static constexpr int64_t kValues[] = {0,
+                                          1,
+                                          -1,
+                                          7,
+                                          1000,
+                                          1 << 20,
+                                          1732280000000,
                                           std::numeric_limits<int32_t>::max(),
                                           std::numeric_limits<int64_t>::min(),
                                           std::numeric_limits<int64_t>::max()};
     return OneIn(4) ? static_cast<int64_t>(rng_()) : kValues[Below(std::size(kValues))];
   }
   double Real() {
-    static constexpr double kValues[] = {0, 1, -1, 2.5, 1e300, -1e300, 1e-300,
+    static constexpr double kValues[] = {0,
+                                         1,
+                                         -1,
+                                         2.5,
+                                         1e300,
+                                         -1e300,
+                                         1e-300,
                                          std::numeric_limits<double>::quiet_NaN(),
                                          std::numeric_limits<double>::infinity(),
                                          -std::numeric_limits<double>::infinity()};
@@ -130,35 +150,76 @@ class RandomRequests {
   }
   int Enum(const FieldDescriptor* f) {
     const auto* e = f->enum_type();
-    return OneIn(5) ? static_cast<int>(Integer()) : e->value(static_cast<int>(Below(e->value_count())))->number();
+    return OneIn(5) ? static_cast<int>(Integer())
+                    : e->value(static_cast<int>(Below(e->value_count())))->number();
   }
 
   void Set(Message* m, const Reflection* r, const FieldDescriptor* f, int depth = 0) {
     switch (f->cpp_type()) {
-      case FieldDescriptor::CPPTYPE_STRING: r->SetString(m, f, String()); break;
-      case FieldDescriptor::CPPTYPE_INT32: r->SetInt32(m, f, static_cast<int32_t>(Integer())); break;
-      case FieldDescriptor::CPPTYPE_INT64: r->SetInt64(m, f, Integer()); break;
-      case FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(m, f, static_cast<uint32_t>(Integer())); break;
-      case FieldDescriptor::CPPTYPE_UINT64: r->SetUInt64(m, f, static_cast<uint64_t>(Integer())); break;
-      case FieldDescriptor::CPPTYPE_DOUBLE: r->SetDouble(m, f, Real()); break;
-      case FieldDescriptor::CPPTYPE_FLOAT: r->SetFloat(m, f, static_cast<float>(Real())); break;
-      case FieldDescriptor::CPPTYPE_BOOL: r->SetBool(m, f, OneIn(2)); break;
-      case FieldDescriptor::CPPTYPE_ENUM: r->SetEnumValue(m, f, Enum(f)); break;
-      case FieldDescriptor::CPPTYPE_MESSAGE: Fill(r->MutableMessage(m, f), depth + 1); break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(m, f, String());
+        break;
+      case FieldDescriptor::CPPTYPE_INT32:
+        r->SetInt32(m, f, static_cast<int32_t>(Integer()));
+        break;
+      case FieldDescriptor::CPPTYPE_INT64:
+        r->SetInt64(m, f, Integer());
+        break;
+      case FieldDescriptor::CPPTYPE_UINT32:
+        r->SetUInt32(m, f, static_cast<uint32_t>(Integer()));
+        break;
+      case FieldDescriptor::CPPTYPE_UINT64:
+        r->SetUInt64(m, f, static_cast<uint64_t>(Integer()));
+        break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+        r->SetDouble(m, f, Real());
+        break;
+      case FieldDescriptor::CPPTYPE_FLOAT:
+        r->SetFloat(m, f, static_cast<float>(Real()));
+        break;
+      case FieldDescriptor::CPPTYPE_BOOL:
+        r->SetBool(m, f, OneIn(2));
+        break;
+      case FieldDescriptor::CPPTYPE_ENUM:
+        r->SetEnumValue(m, f, Enum(f));
+        break;
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        Fill(r->MutableMessage(m, f), depth + 1);
+        break;
     }
   }
   void Add(Message* m, const Reflection* r, const FieldDescriptor* f, int depth = 0) {
     switch (f->cpp_type()) {
-      case FieldDescriptor::CPPTYPE_STRING: r->AddString(m, f, String()); break;
-      case FieldDescriptor::CPPTYPE_INT32: r->AddInt32(m, f, static_cast<int32_t>(Integer())); break;
-      case FieldDescriptor::CPPTYPE_INT64: r->AddInt64(m, f, Integer()); break;
-      case FieldDescriptor::CPPTYPE_UINT32: r->AddUInt32(m, f, static_cast<uint32_t>(Integer())); break;
-      case FieldDescriptor::CPPTYPE_UINT64: r->AddUInt64(m, f, static_cast<uint64_t>(Integer())); break;
-      case FieldDescriptor::CPPTYPE_DOUBLE: r->AddDouble(m, f, Real()); break;
-      case FieldDescriptor::CPPTYPE_FLOAT: r->AddFloat(m, f, static_cast<float>(Real())); break;
-      case FieldDescriptor::CPPTYPE_BOOL: r->AddBool(m, f, OneIn(2)); break;
-      case FieldDescriptor::CPPTYPE_ENUM: r->AddEnumValue(m, f, Enum(f)); break;
-      case FieldDescriptor::CPPTYPE_MESSAGE: Fill(r->AddMessage(m, f), depth + 1); break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        r->AddString(m, f, String());
+        break;
+      case FieldDescriptor::CPPTYPE_INT32:
+        r->AddInt32(m, f, static_cast<int32_t>(Integer()));
+        break;
+      case FieldDescriptor::CPPTYPE_INT64:
+        r->AddInt64(m, f, Integer());
+        break;
+      case FieldDescriptor::CPPTYPE_UINT32:
+        r->AddUInt32(m, f, static_cast<uint32_t>(Integer()));
+        break;
+      case FieldDescriptor::CPPTYPE_UINT64:
+        r->AddUInt64(m, f, static_cast<uint64_t>(Integer()));
+        break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+        r->AddDouble(m, f, Real());
+        break;
+      case FieldDescriptor::CPPTYPE_FLOAT:
+        r->AddFloat(m, f, static_cast<float>(Real()));
+        break;
+      case FieldDescriptor::CPPTYPE_BOOL:
+        r->AddBool(m, f, OneIn(2));
+        break;
+      case FieldDescriptor::CPPTYPE_ENUM:
+        r->AddEnumValue(m, f, Enum(f));
+        break;
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        Fill(r->AddMessage(m, f), depth + 1);
+        break;
     }
   }
 
@@ -173,11 +234,10 @@ grpc::Status CallRaw(grpc::GenericStub& stub, const std::string& method, const s
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   grpc::Status status;
   absl::Notification done;
-  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   status = std::move(s);
-                   done.Notify();
-                 });
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
   done.WaitForNotification();
   std::vector<grpc::Slice> slices;
   if (status.ok() && response.Dump(&slices).ok()) {
@@ -234,10 +294,10 @@ TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
   google::protobuf::LogSilencer quiet;  // the damaged strings' parse errors
   TempDir dir;
   const std::vector<std::string> services = {
-      v1::Ingest::service_full_name(),     v1::Catalog::service_full_name(),
-      v1::Admin::service_full_name(),      v1::Recommender::service_full_name(),
-      v1::Segmenter::service_full_name(),  v1::Pricing::service_full_name(),
-      v1::Fraud::service_full_name(),      grpc::health::v1::Health::service_full_name()};
+      v1::Ingest::service_full_name(),    v1::Catalog::service_full_name(),
+      v1::Admin::service_full_name(),     v1::Recommender::service_full_name(),
+      v1::Segmenter::service_full_name(), v1::Pricing::service_full_name(),
+      v1::Fraud::service_full_name(),     grpc::health::v1::Health::service_full_name()};
   uint64_t log_end = 0;
   {
     ServerProcess server(dir.path(), {"--rec_retrain_every=50"});
@@ -269,7 +329,8 @@ TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
             ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
                 absl::StrReplaceAll(Seeds().at(path), {{"$i", absl::StrCat(i)}}), request.get()))
                 << path;
-            for (int n = static_cast<int>(random.Below(4)); n > 0; --n) random.Mutate(request.get());
+            for (int n = static_cast<int>(random.Below(4)); n > 0; --n)
+              random.Mutate(request.get());
           }
           std::string bytes = request->SerializePartialAsString();
           if (random.OneIn(4)) bytes = random.Damage(bytes);
@@ -279,11 +340,12 @@ TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
           const grpc::Status s = CallRaw(stub, path, bytes, &reply);
           const grpc::StatusCode code = s.error_code();
           ok += s.ok();
-          const bool allowed =
-              code == grpc::StatusCode::OK || code == grpc::StatusCode::INVALID_ARGUMENT ||
-              code == grpc::StatusCode::NOT_FOUND || code == grpc::StatusCode::FAILED_PRECONDITION ||
-              code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-              (!parses && code == grpc::StatusCode::INTERNAL);
+          const bool allowed = code == grpc::StatusCode::OK ||
+                               code == grpc::StatusCode::INVALID_ARGUMENT ||
+                               code == grpc::StatusCode::NOT_FOUND ||
+                               code == grpc::StatusCode::FAILED_PRECONDITION ||
+                               code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                               (!parses && code == grpc::StatusCode::INTERNAL);
           ASSERT_TRUE(allowed) << path << " answered " << code << " \"" << s.error_message()
                                << "\" to " << request->ShortDebugString().substr(0, 2000);
           if (code == grpc::StatusCode::INVALID_ARGUMENT) {
