@@ -49,7 +49,7 @@ class RandomRequests {
     for (int i = 0; i < m->GetDescriptor()->field_count(); ++i) {
       const FieldDescriptor* f = m->GetDescriptor()->field(i);
       if (OneIn(2) || (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && depth >= 3)) continue;
-      f->is_repeated() ? Add(m, r, f, depth) : Set(m, r, f, depth);
+      Put(m, r, f, depth);
     }
   }
 
@@ -67,8 +67,7 @@ class RandomRequests {
       }
       if (!f->is_repeated()) return Mutate(r->MutableMessage(m, f));
     }
-    if (!f->is_repeated()) return Set(m, r, f);
-    for (int n = OneIn(20) ? 1500 : 1; n > 0; --n) Add(m, r, f);
+    for (int n = f->is_repeated() && OneIn(20) ? 1500 : 1; n > 0; --n) Put(m, r, f);
   }
 
   // Damages serialised bytes: flips, cuts, repeats or inserts a few bytes.
@@ -154,71 +153,47 @@ class RandomRequests {
                     : e->value(static_cast<int>(Below(e->value_count())))->number();
   }
 
-  void Set(Message* m, const Reflection* r, const FieldDescriptor* f, int depth = 0) {
+  // Sets `f` to a random value, or adds one when it is repeated.
+  void Put(Message* m, const Reflection* r, const FieldDescriptor* f, int depth = 0) {
+    const bool add = f->is_repeated();
     switch (f->cpp_type()) {
       case FieldDescriptor::CPPTYPE_STRING:
-        r->SetString(m, f, String());
+        add ? r->AddString(m, f, String()) : r->SetString(m, f, String());
         break;
-      case FieldDescriptor::CPPTYPE_INT32:
-        r->SetInt32(m, f, static_cast<int32_t>(Integer()));
+      case FieldDescriptor::CPPTYPE_INT32: {
+        const auto v = static_cast<int32_t>(Integer());
+        add ? r->AddInt32(m, f, v) : r->SetInt32(m, f, v);
         break;
+      }
       case FieldDescriptor::CPPTYPE_INT64:
-        r->SetInt64(m, f, Integer());
+        add ? r->AddInt64(m, f, Integer()) : r->SetInt64(m, f, Integer());
         break;
-      case FieldDescriptor::CPPTYPE_UINT32:
-        r->SetUInt32(m, f, static_cast<uint32_t>(Integer()));
+      case FieldDescriptor::CPPTYPE_UINT32: {
+        const auto v = static_cast<uint32_t>(Integer());
+        add ? r->AddUInt32(m, f, v) : r->SetUInt32(m, f, v);
         break;
-      case FieldDescriptor::CPPTYPE_UINT64:
-        r->SetUInt64(m, f, static_cast<uint64_t>(Integer()));
+      }
+      case FieldDescriptor::CPPTYPE_UINT64: {
+        const auto v = static_cast<uint64_t>(Integer());
+        add ? r->AddUInt64(m, f, v) : r->SetUInt64(m, f, v);
         break;
+      }
       case FieldDescriptor::CPPTYPE_DOUBLE:
-        r->SetDouble(m, f, Real());
+        add ? r->AddDouble(m, f, Real()) : r->SetDouble(m, f, Real());
         break;
-      case FieldDescriptor::CPPTYPE_FLOAT:
-        r->SetFloat(m, f, static_cast<float>(Real()));
+      case FieldDescriptor::CPPTYPE_FLOAT: {
+        const auto v = static_cast<float>(Real());
+        add ? r->AddFloat(m, f, v) : r->SetFloat(m, f, v);
         break;
+      }
       case FieldDescriptor::CPPTYPE_BOOL:
-        r->SetBool(m, f, OneIn(2));
+        add ? r->AddBool(m, f, OneIn(2)) : r->SetBool(m, f, OneIn(2));
         break;
       case FieldDescriptor::CPPTYPE_ENUM:
-        r->SetEnumValue(m, f, Enum(f));
+        add ? r->AddEnumValue(m, f, Enum(f)) : r->SetEnumValue(m, f, Enum(f));
         break;
       case FieldDescriptor::CPPTYPE_MESSAGE:
-        Fill(r->MutableMessage(m, f), depth + 1);
-        break;
-    }
-  }
-  void Add(Message* m, const Reflection* r, const FieldDescriptor* f, int depth = 0) {
-    switch (f->cpp_type()) {
-      case FieldDescriptor::CPPTYPE_STRING:
-        r->AddString(m, f, String());
-        break;
-      case FieldDescriptor::CPPTYPE_INT32:
-        r->AddInt32(m, f, static_cast<int32_t>(Integer()));
-        break;
-      case FieldDescriptor::CPPTYPE_INT64:
-        r->AddInt64(m, f, Integer());
-        break;
-      case FieldDescriptor::CPPTYPE_UINT32:
-        r->AddUInt32(m, f, static_cast<uint32_t>(Integer()));
-        break;
-      case FieldDescriptor::CPPTYPE_UINT64:
-        r->AddUInt64(m, f, static_cast<uint64_t>(Integer()));
-        break;
-      case FieldDescriptor::CPPTYPE_DOUBLE:
-        r->AddDouble(m, f, Real());
-        break;
-      case FieldDescriptor::CPPTYPE_FLOAT:
-        r->AddFloat(m, f, static_cast<float>(Real()));
-        break;
-      case FieldDescriptor::CPPTYPE_BOOL:
-        r->AddBool(m, f, OneIn(2));
-        break;
-      case FieldDescriptor::CPPTYPE_ENUM:
-        r->AddEnumValue(m, f, Enum(f));
-        break;
-      case FieldDescriptor::CPPTYPE_MESSAGE:
-        Fill(r->AddMessage(m, f), depth + 1);
+        Fill(add ? r->AddMessage(m, f) : r->MutableMessage(m, f), depth + 1);
         break;
     }
   }
