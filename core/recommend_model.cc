@@ -527,7 +527,7 @@ std::string RecommendView::Encode() const {
     w.Varint(d->size());
     for (uint32_t i = 0; i < d->size(); ++i) w.Str(d->Name(i));
   }
-  factors_.Encode(w);
+  (unserved_factors_ ? *unserved_factors_ : factors_).Encode(w);
   w.F64(popularity_anchor_ms_);
   for (uint32_t i = 0; i < items_.size(); ++i) {
     const ItemInfo& info = *info_.Row(i);
@@ -594,9 +594,31 @@ bool RecommendModel::Apply(const Event& event) {
   if (retrain_due_) {
     waiting_.Resize(waiting_.rows() + 1);
     *waiting_.MutableRow(waiting_.rows() - 1) = event;
-    return false;
+    Serve(event);
+    return true;
   }
   return ApplyNow(event);
+}
+
+void RecommendModel::Serve(const Event& event) {
+  if (!serving_) serving_ = factors_;
+  if (event.type == EventType::kUserDelete) {
+    if (const std::optional<uint32_t> user = users_.Find(event.user_id)) serving_->ForgetUser(*user);
+    return;
+  }
+  const uint32_t item = items_.FindOrAdd(event.item_id);
+  GrowItems();
+  if (event.type == EventType::kItemUpdate) return;
+  const uint32_t user = users_.FindOrAdd(event.user_id);
+  const auto [delta, flags] = Effect(event);
+  serving_->Observe(user, item, delta, flags, event.timestamp_ms);
+}
+
+std::pair<float, uint8_t> RecommendModel::Effect(const Event& event) const {
+  const uint8_t flags = event.type == EventType::kPurchase ? (kSeen | kPurchased)
+                        : event.type == EventType::kRefund ? 0
+                                                           : kSeen;
+  return {options_.weights[static_cast<int>(event.type)], flags};
 }
 
 bool RecommendModel::ApplyNow(const Event& event) {
@@ -651,10 +673,7 @@ void RecommendModel::ApplyItemUpdate(const Event& event) {
 void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   const uint32_t user = users_.FindOrAdd(event.user_id);
   GrowItems();
-  const float weight = options_.weights[static_cast<int>(event.type)];
-  const uint8_t flags = event.type == EventType::kPurchase ? (kSeen | kPurchased)
-                        : event.type == EventType::kRefund ? 0
-                                                           : kSeen;
+  const auto [weight, flags] = Effect(event);
   factors_.Observe(user, item, weight, flags, event.timestamp_ms);
   if (pending_.valid()) tail_.push_back({user, item, weight, flags, event.timestamp_ms, false});
   uint32_t& support = *support_.MutableRow(item);
@@ -802,10 +821,12 @@ bool RecommendModel::Poll() {
   retrain_due_ = false;
   StartRetrain();
   while (!retrain_due_ && waiting_head_ < waiting_.rows()) ApplyNow(*waiting_.Row(waiting_head_++));
+  serving_.reset();
   if (waiting_head_ == waiting_.rows()) {
     waiting_ = RowBlockMatrix<Event>(1);
     waiting_head_ = 0;
   }
+  for (size_t i = waiting_head_; i < waiting_.rows(); ++i) Serve(*waiting_.Row(i));
   return true;
 }
 
@@ -843,6 +864,11 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->items_ = items_.Freeze();
   view->categories_ = categories_.Freeze();
   view->factors_ = factors_.Freeze();
+  if (serving_) {
+    view->unserved_factors_ = view->factors_;
+    view->factors_ = serving_->Freeze();
+    serving_->TakeChangedItems();  // the index follows factors_ only
+  }
   view->info_ = info_.Freeze();
   view->popularity_ = popularity_.Freeze();
   view->support_ = support_.Freeze();
@@ -976,6 +1002,8 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   retrain_due_ = retrain_due || waiting > 0;
   waiting_ = std::move(next.waiting_);
   waiting_head_ = 0;
+  serving_.reset();
+  for (size_t i = 0; i < waiting_.rows(); ++i) Serve(*waiting_.Row(i));
   index_.reset();
   index_backlog_.clear();
   factors_.TakeChangedItems();

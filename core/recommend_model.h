@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <future>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -184,6 +185,9 @@ class RecommendView final : public ModelView {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::shared_ptr<HnswIndex> index_;
+  // While events wait for a retrain, factors_ has them folded in and these
+  // are the factors without them, which checkpoints keep (with the events).
+  std::optional<IalsFrozen> unserved_factors_;
   // The model's events not applied yet (RecommendModel::waiting_), kept in
   // checkpoints.
   bool retrain_due_ = false;
@@ -226,6 +230,10 @@ class RecommendModel final : public Model {
   bool Uses(const Event& event) const;
   // Applies `event` at once; false when it changed nothing.
   bool ApplyNow(const Event& event);
+  // Folds a waiting event into serving_ (see waiting_).
+  void Serve(const Event& event);
+  // The confidence change and flags of an interaction.
+  std::pair<float, uint8_t> Effect(const Event& event) const;
   void ApplyItemUpdate(const Event& event);
   void ApplyInteraction(const Event& event, uint32_t item);
   void AddPopularity(uint32_t item, double weight, int64_t t_ms);
@@ -270,10 +278,13 @@ class RecommendModel final : public Model {
   // is adopted (Poll); meanwhile this model's events wait here, rows from
   // waiting_head_ on, so that the learner and the other models go on. The
   // model then goes through the same steps in the same order as if it had
-  // waited: its state stays a function of the events.
+  // waited: its state stays a function of the events. What it serves
+  // meanwhile is serving_: factors_ with the waiting events folded in (rows
+  // are numbered as they come either way), so recommendations stay fresh.
   bool retrain_due_ = false;
   RowBlockMatrix<Event> waiting_{1};
   size_t waiting_head_ = 0;
+  std::optional<IalsState> serving_;
   // An index being built for restored factors (after Decode).
   std::future<std::shared_ptr<HnswIndex>> pending_index_;
 };
