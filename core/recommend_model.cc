@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <queue>
+#include <utility>
 
 #include <Eigen/Cholesky>
 
@@ -865,8 +866,7 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->categories_ = categories_.Freeze();
   view->factors_ = factors_.Freeze();
   if (serving_) {
-    view->unserved_factors_ = view->factors_;
-    view->factors_ = serving_->Freeze();
+    view->unserved_factors_ = std::exchange(view->factors_, serving_->Freeze());
     serving_->TakeChangedItems();  // the index follows factors_ only
   }
   view->info_ = info_.Freeze();

@@ -21,8 +21,8 @@
 #include <cstdint>
 #include <deque>
 #include <future>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
