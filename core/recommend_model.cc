@@ -769,10 +769,12 @@ void RecommendModel::StartRetrain() {
   if (abandoned_) return;
   const bool index = WantsIndex();
   auto train = [this, state = factors_, index]() mutable {
+    const auto start = std::chrono::steady_clock::now();
     bool complete = state.Train(options_.ials.epochs, &abandoned_);
     std::shared_ptr<HnswIndex> built = complete && index ? BuildIndex(state) : nullptr;
     complete = complete && (built || !index);
-    return Trained{std::move(state), std::move(built), complete};
+    return Trained{std::move(state), std::move(built), complete,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
   };
   if (options_.background) {
     pending_ = std::async(std::launch::async, [train = std::move(train)]() mutable {
@@ -813,6 +815,7 @@ bool RecommendModel::AdoptRetrain() {
   factors_ = std::move(trained.state);
   if (trained.index) index_ = std::move(trained.index);
   ++retrains_;
+  last_retrain_seconds_ = trained.seconds;
   return true;
 }
 
@@ -887,6 +890,7 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->popularity_anchor_ms_ = popularity_anchor_ms_;
   view->interactions_since_retrain_ = interactions_since_retrain_;
   view->retrains_ = retrains_;
+  view->last_retrain_seconds_ = last_retrain_seconds_;
   view->index_ = index_;
   view->retrain_due_ = retrain_due_;
   view->waiting_ = waiting_.Freeze();

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/clock.h"
+#include "core/recommend_model.h"
 #include "core/segment_model.h"
 
 namespace mercato::server {
@@ -61,14 +62,22 @@ class RuntimeCollector final : public prometheus::Collectable {
     const uint64_t log_seq = rt_->store().LastSequence();
     const uint64_t lag = log_seq > snap->applied_sequence ? log_seq - snap->applied_sequence : 0;
     const int64_t now = core::Clock::Real()->NowMs();
-    std::vector<prometheus::ClientMetric> versions, ages, retrains;
+    std::vector<prometheus::ClientMetric> versions, ages, counts, retrains;
     for (const core::PublishedModel& m : snap->models) {
       versions.push_back(Gauge(static_cast<double>(m.version), {{"model", m.name}}));
       ages.push_back(Gauge((now - m.published_at_ms) / 1000.0, {{"model", m.name}}));
+      for (const auto& [name, value] : m.view->Counts()) {
+        counts.push_back(Gauge(static_cast<double>(value), {{"model", m.name}, {"count", name}}));
+      }
     }
     if (auto segments = snap->View<core::SegmentView>(core::kSegmentModelName);
         segments && segments->fit()) {
       retrains.push_back(Gauge(segments->fit()->seconds, {{"model", core::kSegmentModelName}}));
+    }
+    if (auto recommend = snap->View<core::RecommendView>(core::kRecommendModelName);
+        recommend && recommend->last_retrain_seconds() > 0) {
+      retrains.push_back(
+          Gauge(recommend->last_retrain_seconds(), {{"model", core::kRecommendModelName}}));
     }
     const core::CheckpointInfo cp = rt_->checkpointer().last();
     const storage::StoreStats stats = rt_->store().Stats();
@@ -87,6 +96,10 @@ class RuntimeCollector final : public prometheus::Collectable {
                          MetricType::Gauge, versions));
     out.push_back(Family("mercato_model_age_seconds", "Time since each model was last published",
                          MetricType::Gauge, ages));
+    out.push_back(Family("mercato_model_count",
+                         "What each served model counts (as ModelStatus gives): rows, retrains, "
+                         "waiting events, ...",
+                         MetricType::Gauge, counts));
     out.push_back(Family("mercato_snapshot_publishes_total", "Snapshot publications",
                          MetricType::Counter,
                          {CounterValue(static_cast<double>(rt_->learner().publishes()))}));

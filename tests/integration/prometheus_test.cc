@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
 #include "tests/integration/server_process.h"
@@ -172,6 +173,21 @@ TEST(PrometheusTest, ScrapesExactCallCountsByMethodAndCode) {
   EXPECT_EQ(Query(prometheus.port(),
                   R"(grpc_server_handling_seconds_count{grpc_method="PriceElasticity"})"),
             "2");
+
+  // What each model counts, and the recommendation model's retrain time.
+  v1::RetrainRequest retrain;
+  retrain.set_model("recommend");
+  v1::RetrainResponse retrained;
+  ASSERT_TRUE(admin->Retrain(Ctx().get(), retrain, &retrained).ok());
+  EXPECT_EQ(WaitFor(prometheus.port(),
+                    R"(mercato_model_count{model="recommend",count="retrains"})", "1"),
+            "1");
+  EXPECT_EQ(Query(prometheus.port(),
+                  R"(mercato_model_count{model="recommend",count="waiting_events"})"),
+            "0");
+  EXPECT_EQ(Query(prometheus.port(),
+                  R"(count(mercato_retrain_duration_seconds{model="recommend"} >= 0))"),
+            "1");
 
   // Every metric the dashboard and the alerts use is exported.
   const std::string exported = HttpGet(server.metrics_port(), "/metrics");
