@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,6 +21,12 @@
 namespace mercato::core {
 
 // An immutable published version of one model. Thread-safe: const only.
+// A full retrain (or refit) a model adopted, for status and metrics.
+struct RetrainInfo {
+  int64_t finished_ms = 0;  // wall clock, ms since the epoch
+  double seconds = 0;       // how long it ran
+};
+
 class ModelView {
  public:
   virtual ~ModelView() = default;
@@ -27,6 +34,9 @@ class ModelView {
   virtual std::string Encode() const = 0;
   // Named sizes for status reports, e.g. {"users", 120}.
   virtual std::vector<std::pair<std::string, uint64_t>> Counts() const = 0;
+  // The last retrain this process adopted (not checkpointed); none for
+  // models without retrains.
+  virtual std::optional<RetrainInfo> LastRetrain() const { return std::nullopt; }
 };
 
 // Mutable model state. Not thread-safe: only the learner thread calls it.

@@ -769,12 +769,13 @@ void RecommendModel::StartRetrain() {
   if (abandoned_) return;
   const bool index = WantsIndex();
   auto train = [this, state = factors_, index]() mutable {
-    const auto start = std::chrono::steady_clock::now();
+    const absl::Time start = absl::Now();
     bool complete = state.Train(options_.ials.epochs, &abandoned_);
     std::shared_ptr<HnswIndex> built = complete && index ? BuildIndex(state) : nullptr;
     complete = complete && (built || !index);
+    const absl::Time end = absl::Now();
     return Trained{std::move(state), std::move(built), complete,
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+                   {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)}};
   };
   if (options_.background) {
     pending_ = std::async(std::launch::async, [train = std::move(train)]() mutable {
@@ -815,7 +816,7 @@ bool RecommendModel::AdoptRetrain() {
   factors_ = std::move(trained.state);
   if (trained.index) index_ = std::move(trained.index);
   ++retrains_;
-  last_retrain_seconds_ = trained.seconds;
+  last_retrain_ = trained.run;
   return true;
 }
 
@@ -890,7 +891,7 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->popularity_anchor_ms_ = popularity_anchor_ms_;
   view->interactions_since_retrain_ = interactions_since_retrain_;
   view->retrains_ = retrains_;
-  view->last_retrain_seconds_ = last_retrain_seconds_;
+  view->last_retrain_ = last_retrain_;
   view->index_ = index_;
   view->retrain_due_ = retrain_due_;
   view->waiting_ = waiting_.Freeze();

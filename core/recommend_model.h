@@ -139,9 +139,8 @@ class RecommendView final : public ModelView {
   int dim() const { return options_.ials.dim; }
   size_t num_items() const { return items_.size(); }
   bool has_index() const { return index_ != nullptr; }
-  // Wall time of the last retrain adopted since the start (training and
-  // index build; 0 before the first). Not checkpointed.
-  double last_retrain_seconds() const { return last_retrain_seconds_; }
+  // Training and index build of the last retrain adopted.
+  std::optional<RetrainInfo> LastRetrain() const override { return last_retrain_; }
   // The HNSW index shared by this view and later ones (null when none).
   HnswIndex* index() const { return index_.get(); }
 
@@ -187,7 +186,7 @@ class RecommendView final : public ModelView {
   std::shared_ptr<const std::deque<std::pair<std::string, std::vector<uint32_t>>>> open_orders_;
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
-  double last_retrain_seconds_ = 0;
+  std::optional<RetrainInfo> last_retrain_;
   std::shared_ptr<HnswIndex> index_;
   // While events wait for a retrain, factors_ has them folded in and these
   // are the factors without them, which checkpoints keep (with the events).
@@ -227,7 +226,7 @@ class RecommendModel final : public Model {
     IalsState state;
     std::shared_ptr<HnswIndex> index;
     bool complete = true;  // false: abandoned part-way, not to be adopted
-    double seconds = 0;
+    RetrainInfo run;
   };
   // Grows the per-item rows to the dictionary's size.
   void GrowItems();
@@ -270,7 +269,7 @@ class RecommendModel final : public Model {
   bool orders_changed_ = true;
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
-  double last_retrain_seconds_ = 0;
+  std::optional<RetrainInfo> last_retrain_;
   std::shared_ptr<HnswIndex> index_;
   // Items whose index vector is out of date, in the order they changed:
   // upserted at the next publication when a checkpoint is not saving the

@@ -354,7 +354,8 @@ std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
   }
   fit->bg_nbd = FitBgNbd(repeat, o.value_fit_budget);
   fit->gamma_gamma = FitGammaGamma(spend, o.value_fit_budget);
-  fit->seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const absl::Time end = absl::Now();
+  fit->run = {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)};
   return fit;
 }
 
@@ -617,6 +618,11 @@ absl::Status SegmentModel::Decode(std::string_view bytes) {
   if (pending_.valid()) pending_.wait();
   *this = std::move(fresh);
   return absl::OkStatus();
+}
+
+std::optional<RetrainInfo> SegmentView::LastRetrain() const {
+  if (!fit_ || fit_->run.finished_ms == 0) return std::nullopt;
+  return fit_->run;
 }
 
 std::vector<std::pair<std::string, uint64_t>> SegmentView::Counts() const {

@@ -93,7 +93,7 @@ struct SegmentFit {
   BgNbdParams bg_nbd;          // time in days
   GammaGammaParams gamma_gamma;
   uint32_t next_id = 0;        // the id a new segment would get
-  double seconds = 0;          // how long the refit took (not checkpointed)
+  RetrainInfo run;              // when it ended and how long it took (not checkpointed)
 };
 
 struct CustomerSegment {
@@ -117,6 +117,7 @@ class SegmentView final : public ModelView {
                                           double annual_discount_rate) const;
   // Null before the first fit.
   const SegmentFit* fit() const { return fit_.get(); }
+  std::optional<RetrainInfo> LastRetrain() const override;
 
  private:
   friend class SegmentModel;

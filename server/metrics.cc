@@ -14,8 +14,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/clock.h"
-#include "core/recommend_model.h"
-#include "core/segment_model.h"
 
 namespace mercato::server {
 namespace {
@@ -69,15 +67,9 @@ class RuntimeCollector final : public prometheus::Collectable {
       for (const auto& [name, value] : m.view->Counts()) {
         counts.push_back(Gauge(static_cast<double>(value), {{"model", m.name}, {"count", name}}));
       }
-    }
-    if (auto segments = snap->View<core::SegmentView>(core::kSegmentModelName);
-        segments && segments->fit()) {
-      retrains.push_back(Gauge(segments->fit()->seconds, {{"model", core::kSegmentModelName}}));
-    }
-    if (auto recommend = snap->View<core::RecommendView>(core::kRecommendModelName);
-        recommend && recommend->last_retrain_seconds() > 0) {
-      retrains.push_back(
-          Gauge(recommend->last_retrain_seconds(), {{"model", core::kRecommendModelName}}));
+      if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
+        retrains.push_back(Gauge(r->seconds, {{"model", m.name}}));
+      }
     }
     const core::CheckpointInfo cp = rt_->checkpointer().last();
     const storage::StoreStats stats = rt_->store().Stats();

@@ -172,6 +172,9 @@ class AdminService final : public v1::Admin::Service {
       info->set_applied_sequence(snap->applied_sequence);
       info->set_published_at_ms(m.published_at_ms);
       for (const auto& [name, n] : m.view->Counts()) (*info->mutable_counts())[name] = n;
+      if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
+        info->set_last_retrain_ms(r->finished_ms);
+      }
     }
     const core::CheckpointInfo cp = rt_->checkpointer().last();
     resp->set_last_checkpoint_sequence(cp.sequence);

@@ -188,6 +188,12 @@ TEST(PrometheusTest, ScrapesExactCallCountsByMethodAndCode) {
   EXPECT_EQ(Query(prometheus.port(),
                   R"(count(mercato_retrain_duration_seconds{model="recommend"} >= 0))"),
             "1");
+  const v1::ModelStatusResponse st = Status(*admin);
+  for (const v1::ModelInfo& m : st.models()) {
+    if (m.name() == "recommend") {
+      EXPECT_GT(m.last_retrain_ms(), 1700000000000) << "the retrain's end, wall clock";
+    }
+  }
 
   // Every metric the dashboard and the alerts use is exported.
   const std::string exported = HttpGet(server.metrics_port(), "/metrics");
