@@ -179,10 +179,13 @@ struct RefitInput {
   std::shared_ptr<const SegmentFit> previous;
   std::vector<uint32_t> reservoir;
   SegmentOptions options;
+  // Set at shutdown: the refit ends early, with no result.
+  std::shared_ptr<const std::atomic<bool>> stop;
 };
 
 std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
   const absl::Time start = absl::Now();
+  const auto stopped = [&in] { return in.stop && in.stop->load(std::memory_order_relaxed); };
   const SegmentOptions& o = in.options;
   std::mt19937_64 rng(o.seed ^ (in.previous ? in.previous->number : 0));
   std::vector<uint32_t> customers;
@@ -283,6 +286,7 @@ std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
   // Mini-batch k-means with per-centroid learning rates 1 / count.
   std::vector<size_t> batch_assign(o.batch_size);
   for (int it = 0; it < o.iterations; ++it) {
+    if (stopped()) return nullptr;
     std::vector<size_t> batch(std::min<size_t>(o.batch_size, x.size()));
     for (size_t& b : batch) b = rng() % x.size();
     for (size_t i = 0; i < batch.size(); ++i) batch_assign[i] = Nearest(centroids, x[batch[i]]);
@@ -352,7 +356,9 @@ std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
     const double repeat_revenue = r[kRevenue] - r[kFirstOrderRevenue];
     if (h.x > 0 && repeat_revenue > 0) spend.push_back({h.x, repeat_revenue / h.x});
   }
+  if (stopped()) return nullptr;
   fit->bg_nbd = FitBgNbd(repeat, o.value_fit_budget);
+  if (stopped()) return nullptr;
   fit->gamma_gamma = FitGammaGamma(spend, o.value_fit_budget);
   const absl::Time end = absl::Now();
   fit->run = {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)};
@@ -516,7 +522,8 @@ void SegmentModel::MaybeRefit() {
 }
 
 void SegmentModel::StartRefit() {
-  RefitInput in{user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_};
+  if (abandoned_->load()) return;
+  RefitInput in{user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_, abandoned_};
   purchases_since_fit_ = 0;
   if (options_.background) {
     pending_ = std::async(std::launch::async, [in = std::move(in)] {
@@ -546,7 +553,7 @@ void SegmentModel::Retrain() {
 void SegmentModel::RefitNow() {
   if (pending_.valid()) pending_.wait();
   AdoptFinishedRefit();
-  if (auto fit = Refit({user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_})) {
+  if (auto fit = Refit({user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_, abandoned_})) {
     fit_ = std::move(fit);
   }
   purchases_since_fit_ = 0;

@@ -20,6 +20,7 @@
 
 #include <array>
 #include <cstdint>
+#include <atomic>
 #include <future>
 #include <memory>
 #include <optional>
@@ -146,6 +147,8 @@ class SegmentModel final : public Model, public SegmentLookup {
   bool CanRetrain() const override { return true; }
   // Starts a refit now (in the background when so configured).
   void Retrain() override;
+  // A running refit ends early and is dropped; no other starts.
+  void Abandon() override { abandoned_->store(true); }
 
   // SegmentLookup: the nearest segment to the customer's current behaviour.
   std::optional<uint32_t> SegmentOf(std::string_view user_id) const override;
@@ -173,6 +176,8 @@ class SegmentModel final : public Model, public SegmentLookup {
   std::vector<uint32_t> reservoir_;
   uint64_t users_seen_ = 0;
   std::future<std::shared_ptr<const SegmentFit>> pending_;
+  // Set by Abandon(); shared with the refit thread.
+  std::shared_ptr<std::atomic<bool>> abandoned_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace mercato::core

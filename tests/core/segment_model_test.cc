@@ -219,5 +219,34 @@ TEST(SegmentModelTest, BackgroundRefitIsAdoptedByTheLearner) {
   EXPECT_EQ(view->fit()->profiles.size(), 5u);
 }
 
+// Shutdown does not wait for a refit: an abandoned one ends at once and is
+// not adopted. (Without Abandon() this test would run a billion mini-batches.)
+TEST(SegmentModelTest, AbandonedRefitEndsAtOnceAndIsDropped) {
+  SegmentOptions o;
+  o.background = true;
+  o.min_customers = 100;
+  o.iterations = 1000000000;
+  SegmentModel model(o);
+  DemoShopOptions d;
+  d.users = 600;
+  d.days = 60;
+  Feed(model, GenerateDemoShop(d));
+  const auto running = [&] {
+    for (const auto& [name, n] : ViewOf(model)->Counts()) {
+      if (name == "refit_running") return n == 1;
+    }
+    return false;
+  };
+  ASSERT_TRUE(running());
+  model.Abandon();
+  for (int i = 0; i < 500 && running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(running());
+  EXPECT_EQ(ViewOf(model)->fit(), nullptr);
+  model.Retrain();  // starts nothing now
+  EXPECT_FALSE(running());
+}
+
 }  // namespace
 }  // namespace mercato::core
