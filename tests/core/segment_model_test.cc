@@ -201,15 +201,25 @@ TEST(SegmentModelTest, IdsStayStableAcrossRefitsAndCheckpoints) {
   }
 }
 
-TEST(SegmentModelTest, BackgroundRefitIsAdoptedByTheLearner) {
+// Refits in the background, the first once 100 customers bought.
+SegmentOptions Background() {
   SegmentOptions o;
   o.background = true;
   o.min_customers = 100;
-  SegmentModel model(o);
+  return o;
+}
+
+// Feeds a 600-customer shop: the first refit starts on the way.
+void FeedSmallShop(SegmentModel& model) {
   DemoShopOptions d;
   d.users = 600;
   d.days = 60;
   Feed(model, GenerateDemoShop(d));
+}
+
+TEST(SegmentModelTest, BackgroundRefitIsAdoptedByTheLearner) {
+  SegmentModel model(Background());
+  FeedSmallShop(model);
   // The refit started during Feed; Publish adopts it once it is done.
   std::shared_ptr<const SegmentView> view;
   for (int i = 0; i < 500 && (view = ViewOf(model))->fit() == nullptr; ++i) {
@@ -222,15 +232,10 @@ TEST(SegmentModelTest, BackgroundRefitIsAdoptedByTheLearner) {
 // Shutdown does not wait for a refit: an abandoned one ends at once and is
 // not adopted. (Without Abandon() this test would run a billion mini-batches.)
 TEST(SegmentModelTest, AbandonedRefitEndsAtOnceAndIsDropped) {
-  SegmentOptions o;
-  o.background = true;
-  o.min_customers = 100;
+  SegmentOptions o = Background();
   o.iterations = 1000000000;
   SegmentModel model(o);
-  DemoShopOptions d;
-  d.users = 600;
-  d.days = 60;
-  Feed(model, GenerateDemoShop(d));
+  FeedSmallShop(model);
   const auto running = [&] {
     for (const auto& [name, n] : ViewOf(model)->Counts()) {
       if (name == "refit_running") return n == 1;
