@@ -20,13 +20,13 @@
 
 namespace mercato::core {
 
-// An immutable published version of one model. Thread-safe: const only.
 // A full retrain (or refit) a model adopted, for status and metrics.
 struct RetrainInfo {
   int64_t finished_ms = 0;  // wall clock, ms since the epoch
   double seconds = 0;       // how long it ran
 };
 
+// An immutable published version of one model. Thread-safe: const only.
 class ModelView {
  public:
   virtual ~ModelView() = default;

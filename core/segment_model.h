@@ -19,8 +19,8 @@
 #define MERCATO_CORE_SEGMENT_MODEL_H_
 
 #include <array>
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <future>
 #include <memory>
 #include <optional>
@@ -94,7 +94,7 @@ struct SegmentFit {
   BgNbdParams bg_nbd;          // time in days
   GammaGammaParams gamma_gamma;
   uint32_t next_id = 0;        // the id a new segment would get
-  RetrainInfo run;              // when it ended and how long it took (not checkpointed)
+  RetrainInfo run;             // when it ended and how long it took (not checkpointed)
 };
 
 struct CustomerSegment {
