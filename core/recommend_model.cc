@@ -615,6 +615,11 @@ void RecommendModel::Serve(const Event& event) {
   serving_->Observe(user, item, delta, flags, event.timestamp_ms);
 }
 
+void RecommendModel::ServeWaiting() {
+  serving_.reset();
+  for (size_t i = waiting_head_; i < waiting_.rows(); ++i) Serve(*waiting_.Row(i));
+}
+
 std::pair<float, uint8_t> RecommendModel::Effect(const Event& event) const {
   const uint8_t flags = event.type == EventType::kPurchase ? (kSeen | kPurchased)
                         : event.type == EventType::kRefund ? 0
@@ -826,12 +831,11 @@ bool RecommendModel::Poll() {
   retrain_due_ = false;
   StartRetrain();
   while (!retrain_due_ && waiting_head_ < waiting_.rows()) ApplyNow(*waiting_.Row(waiting_head_++));
-  serving_.reset();
   if (waiting_head_ == waiting_.rows()) {
     waiting_ = RowBlockMatrix<Event>(1);
     waiting_head_ = 0;
   }
-  for (size_t i = waiting_head_; i < waiting_.rows(); ++i) Serve(*waiting_.Row(i));
+  ServeWaiting();
   return true;
 }
 
@@ -1007,8 +1011,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   retrain_due_ = retrain_due || waiting > 0;
   waiting_ = std::move(next.waiting_);
   waiting_head_ = 0;
-  serving_.reset();
-  for (size_t i = 0; i < waiting_.rows(); ++i) Serve(*waiting_.Row(i));
+  ServeWaiting();
   index_.reset();
   index_backlog_.clear();
   factors_.TakeChangedItems();

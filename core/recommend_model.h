@@ -236,6 +236,9 @@ class RecommendModel final : public Model {
   bool ApplyNow(const Event& event);
   // Folds a waiting event into serving_ (see waiting_).
   void Serve(const Event& event);
+  // Rebuilds serving_ from factors_ and the events still waiting (none: no
+  // serving_).
+  void ServeWaiting();
   // The confidence change and flags of an interaction.
   std::pair<float, uint8_t> Effect(const Event& event) const;
   void ApplyItemUpdate(const Event& event);
