@@ -20,11 +20,11 @@
 #include "absl/synchronization/mutex.h"
 #include "clients/client_util.h"
 #include "core/demo_shop.h"
-#include "mercato/v1/echo.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
-#include "mercato/v1/ingest.grpc.pb.h"
+#include "mercato/v1/echo.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
+#include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
@@ -180,8 +180,8 @@ LoadResult BenchEcho(const std::string& api) {
   auto stub = v1::Echo::NewStub(channel);
   EchoMessage request;
   request.set_payload(std::string(32, 'x'));
-  auto result = Run<EchoMessage>(
-      [&](uint64_t, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+  auto result =
+      Run<EchoMessage>([&](uint64_t, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         return stub->AsyncEcho(ctx, request, cq);
       });
   kill(pid, SIGKILL);
@@ -296,8 +296,8 @@ void LoadCatalog(const std::shared_ptr<grpc::Channel>& channel) {
   const int items = absl::GetFlag(FLAGS_catalog_items);
   const uint64_t users = CatalogUsers();
   std::vector<v1::Event> events;
-  for (const core::Event& e :
-       core::PlantedTasteEvents(items, absl::GetFlag(FLAGS_catalog_tastes), time(nullptr) * 1000LL)) {
+  for (const core::Event& e : core::PlantedTasteEvents(items, absl::GetFlag(FLAGS_catalog_tastes),
+                                                       time(nullptr) * 1000LL)) {
     events.push_back(ToProto(e));
   }
   v1::PublishSummary summary;
@@ -308,12 +308,12 @@ void LoadCatalog(const std::shared_ptr<grpc::Channel>& channel) {
   CheckOrExit(RetrainRecommendations(*channel), "load-catalog");
   const absl::StatusOr<uint64_t> indexed = ModelCount(*channel, "recommend", "hnsw_items");
   CheckOrExit(indexed.status(), "load-catalog");
-  std::printf("catalogue: %d items, %lu users, %zu events applied in %.1f s, retrained in %.1f s; "
-              "%lu items in the HNSW index\n",
-              items, users, events.size(), applied,
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() -
-                  applied,
-              *indexed);
+  std::printf(
+      "catalogue: %d items, %lu users, %zu events applied in %.1f s, retrained in %.1f s; "
+      "%lu items in the HNSW index\n",
+      items, users, events.size(), applied,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() - applied,
+      *indexed);
 }
 
 LoadResult BenchRecommend(v1::Recommender::Stub& stub) {
@@ -440,10 +440,11 @@ void BenchFreshness(const std::shared_ptr<grpc::Channel>& channel) {
   r.calls = delays_us.size();
   r.errors = lost;
   FillPercentiles(delays_us, r);
-  std::printf("freshness over %lu purchases (%d failed): event-to-visible p50 %.1f ms, p90 %.1f ms, "
-              "p99 %.1f ms, max %.1f ms\n",
-              r.calls, lost, r.p50_us / 1000, r.p90_us / 1000, r.p99_us / 1000,
-              delays_us.empty() ? 0.0 : delays_us.back() / 1000);
+  std::printf(
+      "freshness over %lu purchases (%d failed): event-to-visible p50 %.1f ms, p90 %.1f ms, "
+      "p99 %.1f ms, max %.1f ms\n",
+      r.calls, lost, r.p50_us / 1000, r.p90_us / 1000, r.p99_us / 1000,
+      delays_us.empty() ? 0.0 : delays_us.back() / 1000);
 }
 
 // One measured RPC, for the JSON report.
@@ -505,7 +506,8 @@ int Main() {
       const core::DemoShopOptions o = DemoOptions();
       const auto start = std::chrono::steady_clock::now();
       const core::DemoShop shop = core::GenerateDemoShop(o);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::printf("demo shop: %zu events, %zu orders, %d users in %.2f s (%.0f events/s)\n",
                   shop.events.size(), shop.orders.size(), o.users, s, shop.events.size() / s);
       continue;

@@ -47,7 +47,8 @@ ABSL_FLAG(int, negatives, 100, "sampled negatives per candidate list");
 ABSL_FLAG(int, max_users, 0, "evaluate at most this many customers (0 = all)");
 ABSL_FLAG(int, demo_users, 12000, "demo: customers of the generated shop");
 ABSL_FLAG(int, demo_items, 100, "demo: products of the generated shop");
-ABSL_FLAG(int, holdout_days, 30, "demo: fraud is evaluated on the orders of the last this many days");
+ABSL_FLAG(int, holdout_days, 30,
+          "demo: fraud is evaluated on the orders of the last this many days");
 
 namespace mercato::clients {
 namespace {
@@ -63,7 +64,8 @@ struct Metric {
     for (int i = 0; i < r.items_size() && i < k; ++i) {
       if (targets.contains(r.items(i).item_id())) dcg += 1 / std::log2(i + 2.0);
     }
-    for (int i = 0; i < k && i < static_cast<int>(targets.size()); ++i) ideal += 1 / std::log2(i + 2.0);
+    for (int i = 0; i < k && i < static_cast<int>(targets.size()); ++i)
+      ideal += 1 / std::log2(i + 2.0);
     hits += dcg > 0;
     ndcg += dcg / ideal;
   }
@@ -147,7 +149,8 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
   CheckOrExit(UpsertItems(channel, items, 5000).status(), "UpsertItems");
   auto fraud = v1::Fraud::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
   const int64_t day_ms = 24LL * 3600 * 1000;
-  const int64_t holdout_from = options.start_ms + (options.days - absl::GetFlag(FLAGS_holdout_days)) * day_ms;
+  const int64_t holdout_from =
+      options.start_ms + (options.days - absl::GetFlag(FLAGS_holdout_days)) * day_ms;
   std::vector<v1::Event> all;
   for (const core::Event& ev : shop.events) all.push_back(ToProto(ev));
   const std::map<std::string, std::string> last = LastOrders(all);
@@ -155,8 +158,8 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
   std::map<v1::Decision, int> decisions;
   int caught = 0, frauds = 0;
   size_t e = 0, o = 0;
-  for (int64_t day_end = options.start_ms + day_ms; e < shop.events.size() || o < shop.orders.size();
-       day_end += day_ms) {
+  for (int64_t day_end = options.start_ms + day_ms;
+       e < shop.events.size() || o < shop.orders.size(); day_end += day_ms) {
     std::vector<v1::Event> today;
     for (; e < shop.events.size() && shop.events[e].timestamp_ms < day_end; ++e) {
       // The recommendation part holds each customer's last order out.
@@ -176,11 +179,11 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
     }
     CheckOrExit(WaitApplied(channel), "ModelStatus");
   }
-  std::printf("fraud, %zu orders of the last %d days (%d planted frauds): AUC %.4f; "
-              "approve %d, review %d, decline %d; %d of %d frauds not approved\n",
-              scored.size(), absl::GetFlag(FLAGS_holdout_days), frauds, Auc(scored),
-              decisions[v1::APPROVE], decisions[v1::REVIEW], decisions[v1::DECLINE], caught,
-              frauds);
+  std::printf(
+      "fraud, %zu orders of the last %d days (%d planted frauds): AUC %.4f; "
+      "approve %d, review %d, decline %d; %d of %d frauds not approved\n",
+      scored.size(), absl::GetFlag(FLAGS_holdout_days), frauds, Auc(scored), decisions[v1::APPROVE],
+      decisions[v1::REVIEW], decisions[v1::DECLINE], caught, frauds);
 
   auto pricing = v1::Pricing::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](auto*) {}));
   double error = 0;
@@ -194,16 +197,17 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
     error += std::abs(r.elasticity() - it.elasticity);
     covered += r.ci_low() <= it.elasticity && it.elasticity <= r.ci_high();
   }
-  std::printf("elasticity, %d of %zu items estimated: mean absolute error %.3f against the "
-              "planted values, 95%% intervals cover %.2f\n",
-              estimated, shop.items.size(), estimated ? error / estimated : 0,
-              estimated ? static_cast<double>(covered) / estimated : 0);
+  std::printf(
+      "elasticity, %d of %zu items estimated: mean absolute error %.3f against the "
+      "planted values, 95%% intervals cover %.2f\n",
+      estimated, shop.items.size(), estimated ? error / estimated : 0,
+      estimated ? static_cast<double>(covered) / estimated : 0);
 
   std::vector<Row> rows;
   for (const core::Event& ev : shop.events) {
     if (ev.type != core::EventType::kPurchase) continue;
-    rows.push_back({ev.order_id, ev.item_id, "", ev.user_id, ev.quantity, ev.unit_price,
-                    ev.timestamp_ms});
+    rows.push_back(
+        {ev.order_id, ev.item_id, "", ev.user_id, ev.quantity, ev.unit_price, ev.timestamp_ms});
   }
   return rows;
 }
@@ -234,9 +238,10 @@ int Main() {
     train.push_back(e);
   }
   const std::vector<v1::Item> catalogue = CatalogueOf(rows);
-  std::printf("read %zu rows (%lu unreadable): %zu items, %zu events; training on %zu, "
-              "holding out the last order of %zu customers\n",
-              rows.size(), skipped, catalogue.size(), events.size(), train.size(), held.size());
+  std::printf(
+      "read %zu rows (%lu unreadable): %zu items, %zu events; training on %zu, "
+      "holding out the last order of %zu customers\n",
+      rows.size(), skipped, catalogue.size(), events.size(), train.size(), held.size());
 
   if (!demo) {  // the demo replay has published its events already
     CheckOrExit(UpsertItems(*channel, catalogue, 5000).status(), "UpsertItems");

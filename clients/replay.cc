@@ -40,8 +40,9 @@ ABSL_FLAG(std::string, data, "../shared/data/online_retail_ii/online_retail_II_2
           "the Online Retail II CSV (gzipped or plain)");
 ABSL_FLAG(std::string, format, "online-retail",
           "online-retail, or generic: user,item,timestamp[,price,quantity,order]");
-ABSL_FLAG(double, speed, 0,
-          "0 = publish at full speed; N = pace the events by their timestamps at N times real time");
+ABSL_FLAG(
+    double, speed, 0,
+    "0 = publish at full speed; N = pace the events by their timestamps at N times real time");
 ABSL_FLAG(std::string, report, "elasticity",
           "what to print after the replay: elasticity, segments, or none");
 ABSL_FLAG(int, examples, 10, "elasticity: named examples to print");
@@ -67,18 +68,20 @@ std::vector<std::string> Publish(grpc::Channel& channel, const std::vector<Row>&
       const double elapsed_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start)
               .count();
-      const int64_t due_ms = events.front().timestamp_ms() + static_cast<int64_t>(elapsed_ms * speed);
+      const int64_t due_ms =
+          events.front().timestamp_ms() + static_cast<int64_t>(elapsed_ms * speed);
       end = i;
       while (end < events.size() && events[end].timestamp_ms() <= due_ms) ++end;
       if (end == i) {
         const double wait_ms = (events[i].timestamp_ms() - due_ms) / speed;
-        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(std::min(wait_ms, 100.0)));
+        std::this_thread::sleep_for(
+            std::chrono::duration<double, std::milli>(std::min(wait_ms, 100.0)));
         continue;
       }
     }
     v1::PublishSummary summary;
     CheckOrExit(PublishEvents(channel, {events.begin() + i, events.begin() + end}, 5000, &summary),
-          "PublishBatch");
+                "PublishBatch");
     accepted += summary.accepted();
     duplicates += summary.duplicates();
     i = end;
@@ -186,11 +189,12 @@ void SegmentsReport(grpc::Channel& channel, const std::vector<Row>& rows) {
               valued.empty() ? 0 : valued[0].second.horizon_days());
   for (size_t i = 0; i < 5 && i < valued.size(); ++i) {
     const v1::SegmentResponse& r = valued[i].second;
-    std::printf("  %-7s %-12s value %9.2f  purchases %5.2f  P(alive) %.2f  spend %8.2f  "
-                "orders %3.0f  recency %3.0f d\n",
-                valued[i].first.c_str(), r.label().c_str(), r.customer_value(),
-                r.expected_purchases(), r.probability_alive(), r.expected_average_spend(),
-                r.rfm().frequency(), r.rfm().recency_days());
+    std::printf(
+        "  %-7s %-12s value %9.2f  purchases %5.2f  P(alive) %.2f  spend %8.2f  "
+        "orders %3.0f  recency %3.0f d\n",
+        valued[i].first.c_str(), r.label().c_str(), r.customer_value(), r.expected_purchases(),
+        r.probability_alive(), r.expected_average_spend(), r.rfm().frequency(),
+        r.rfm().recency_days());
   }
 }
 

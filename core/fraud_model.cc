@@ -36,14 +36,14 @@ namespace {
 
 constexpr uint8_t kFormatVersion = 1;
 constexpr uint8_t kPayloadVersion = 1;
-constexpr int kRing = 16;    // order times kept per customer, card and device
-constexpr int kKnown = 8;    // devices and addresses remembered per customer
+constexpr int kRing = 16;  // order times kept per customer, card and device
+constexpr int kKnown = 8;  // devices and addresses remembered per customer
 constexpr int kKeyRowsPerBlock = 32;
 constexpr int64_t kHourMs = 3600LL * 1000, kDayMs = 24 * kHourMs;
 constexpr int kDims = kNumDenseFraudFeatures + kFraudHashBuckets;
-const char* const kCrossNames[kNumFraudCrosses] = {
-    "shipping x IP country", "billing country x first order", "currency x amount band",
-    "IP country"};
+const char* const kCrossNames[kNumFraudCrosses] = {"shipping x IP country",
+                                                   "billing country x first order",
+                                                   "currency x amount band", "IP country"};
 
 // Shipped prior weights, in log-odds per unit of each dense feature: a fraud
 // rate near 2% for an established customer, and the classic signals.
@@ -56,7 +56,7 @@ enum UserCol : int {
   kAmountMean,
   kAmountM2,
   kUserRingPos,
-  kUserTimes,                      // kRing order times
+  kUserTimes,                       // kRing order times
   kUserCards = kUserTimes + kRing,  // kRing card hashes, parallel to the times
   kDevices = kUserCards + kRing,    // kKnown device hashes
   kAddresses = kDevices + kKnown,   // kKnown address hashes
@@ -96,7 +96,9 @@ void Push(double* ring, double* pos, double value) {
   *pos = static_cast<double>((static_cast<int>(*pos) + 1) % kRing);
 }
 
-bool Contains(const double* set, double h) { return std::find(set, set + kKnown, h) != set + kKnown; }
+bool Contains(const double* set, double h) {
+  return std::find(set, set + kKnown, h) != set + kKnown;
+}
 
 void Remember(double* set, double h) {
   if (Contains(set, h)) return;
@@ -167,8 +169,7 @@ FraudFeatures FraudView::Compute(const FraudOrder& o) const {
   x[16] = first;
   const int64_t hour = (o.timestamp_ms / kHourMs) % 24;
   x[17] = hour < 6;
-  f.crosses = {Bucket(0, o.shipping_country, o.ip_country),
-               Bucket(1, o.billing_country, first),
+  f.crosses = {Bucket(0, o.shipping_country, o.ip_country), Bucket(1, o.billing_country, first),
                Bucket(2, o.currency, static_cast<int>(std::log2(o.amount + 1))),
                Bucket(3, o.ip_country)};
   return f;
@@ -202,8 +203,9 @@ FraudScore FraudView::Score(const FraudOrder& order) const {
   s.decision = s.probability >= options_.decline_threshold  ? FraudDecision::kDecline
                : s.probability >= options_.review_threshold ? FraudDecision::kReview
                                                             : FraudDecision::kApprove;
-  std::sort(s.reasons.begin(), s.reasons.end(),
-            [](const FraudReason& a, const FraudReason& b) { return a.contribution > b.contribution; });
+  std::sort(s.reasons.begin(), s.reasons.end(), [](const FraudReason& a, const FraudReason& b) {
+    return a.contribution > b.contribution;
+  });
   if (s.reasons.size() > static_cast<size_t>(options_.reasons)) s.reasons.resize(options_.reasons);
   return s;
 }
@@ -307,8 +309,8 @@ void FraudModel::ApplyOrder(const Event& e) {
   Push(u + kUserTimes, &u[kUserRingPos], t);
   if (!device.empty()) Remember(u + kDevices, Hash48(device));
   if (!address.empty()) Remember(u + kAddresses, Hash48(address));
-  for (auto [dict, rows, key] : {std::tuple{&cards_, &card_rows_, &card},
-                                 std::tuple{&devices_, &device_rows_, &device}}) {
+  for (auto [dict, rows, key] :
+       {std::tuple{&cards_, &card_rows_, &card}, std::tuple{&devices_, &device_rows_, &device}}) {
     if (key->empty()) continue;
     const uint32_t row = dict->FindOrAdd(*key);
     rows->Resize(dict->size());
@@ -358,7 +360,8 @@ void FraudModel::Train(uint32_t order, double label) {
     x[kNumDenseFraudFeatures + k] = {kNumDenseFraudFeatures + static_cast<int>(o[kCrosses + k]), 1};
   }
   double logit = 0;
-  for (const auto& [i, v] : x) logit += ((i < kNumDenseFraudFeatures ? kPrior[i] : 0) + Weight(i)) * v;
+  for (const auto& [i, v] : x)
+    logit += ((i < kNumDenseFraudFeatures ? kPrior[i] : 0) + Weight(i)) * v;
   const double p = Sigmoid(logit);
   for (const auto& [i, v] : x) {
     if (v == 0) continue;
@@ -432,7 +435,8 @@ std::string FraudView::Encode() const {
 
 absl::Status FraudModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
-  if (r.U8() != kFormatVersion) return absl::DataLossError("fraud: unknown checkpoint format version");
+  if (r.U8() != kFormatVersion)
+    return absl::DataLossError("fraud: unknown checkpoint format version");
   for (int cols : kLayout) {
     if (r.Varint() != static_cast<uint64_t>(cols)) {
       return absl::DataLossError("fraud: checkpoint has another row layout");

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <chrono>
 
-#include "core/log.h"
 #include "absl/strings/str_cat.h"
+#include "core/log.h"
 
 namespace mercato::core {
 
@@ -27,14 +27,14 @@ Learner::Learner(LearnerOptions options, std::vector<std::unique_ptr<Model>> mod
 
 Learner::~Learner() { Stop(); }
 
-absl::Status Learner::Restore(uint64_t sequence,
-                              const std::map<std::string, std::string>& states) {
+absl::Status Learner::Restore(uint64_t sequence, const std::map<std::string, std::string>& states) {
   for (auto& model : models_) {
     auto it = states.find(std::string(model->name()));
     if (it == states.end()) continue;
     absl::Status s = model->Decode(it->second);
     if (!s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("model ", std::string(model->name()), ": ", s.message()));
+      return absl::Status(s.code(),
+                          absl::StrCat("model ", std::string(model->name()), ": ", s.message()));
     }
   }
   applied_ = sequence;
@@ -94,7 +94,8 @@ void Learner::Publish() {
   next->published_at_ms = now;
   next->models = published_;
   ReleaseRetired();
-  if (std::shared_ptr<const Snapshot> replaced = holder_.Get()) retired_.push_back(std::move(replaced));
+  if (std::shared_ptr<const Snapshot> replaced = holder_.Get())
+    retired_.push_back(std::move(replaced));
   holder_.Publish(std::move(next));
   since_publish_ = 0;
   publishes_.fetch_add(1);
@@ -143,7 +144,8 @@ bool Learner::Housekeep() {
 }
 
 void Learner::ReleaseRetired() {
-  std::erase_if(retired_, [](const std::shared_ptr<const Snapshot>& s) { return s.use_count() == 1; });
+  std::erase_if(retired_,
+                [](const std::shared_ptr<const Snapshot>& s) { return s.use_count() == 1; });
 }
 
 void SetThreadNice(int nice) {
@@ -173,13 +175,14 @@ absl::Status Learner::last_error() const {
 void Learner::Run() {
   auto last_publish = std::chrono::steady_clock::now();
   const auto interval = absl::ToChronoMilliseconds(options_.publish_interval);
-  const auto gap = absl::ToChronoMilliseconds(std::min(options_.publish_gap, options_.publish_interval));
+  const auto gap =
+      absl::ToChronoMilliseconds(std::min(options_.publish_gap, options_.publish_interval));
   while (!stop_.load()) {
     const bool pending = applied_.load() > snapshot()->applied_sequence;
     if (applied_.load() >= log_->LastSequence()) {
       // Idle: wait for new events, but not past the next publication due.
-      log_->WaitForSequence(applied_.load(), pending ? absl::Milliseconds(1)
-                                                     : options_.publish_interval);
+      log_->WaitForSequence(applied_.load(),
+                            pending ? absl::Milliseconds(1) : options_.publish_interval);
     } else {
       absl::StatusOr<size_t> n = Step();
       if (!n.ok()) {
@@ -196,10 +199,10 @@ void Learner::Run() {
     const bool model_news = Housekeep();
     const auto now = std::chrono::steady_clock::now();
     const bool caught_up = applied_.load() >= log_->LastSequence();
-    if (model_news || (applied_.load() > snapshot()->applied_sequence &&
-                       (now - last_publish >= interval ||
-                        since_publish_ >= options_.publish_every_events ||
-                        (caught_up && now - last_publish >= gap)))) {
+    if (model_news ||
+        (applied_.load() > snapshot()->applied_sequence &&
+         (now - last_publish >= interval || since_publish_ >= options_.publish_every_events ||
+          (caught_up && now - last_publish >= gap)))) {
       Publish();
       last_publish = now;
     }
@@ -260,8 +263,7 @@ absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
   info.sequence = snapshot->applied_sequence;
   info.snapshot_version = snapshot->version;
   info.written_at_ms = clock_->NowMs();
-  info.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   absl::MutexLock lock(&mu_);
   last_ = info;
   return info;

@@ -54,8 +54,9 @@ class UnaryCall final : public CallTag {
   void Proceed(bool ok) override {
     if (replied_ || !ok) {  // finished, or the queue is shutting down
       if (replied_ && observer_) {
-        observer_->Finished(code_, std::chrono::duration<double>(
-                                       std::chrono::steady_clock::now() - start_).count());
+        observer_->Finished(
+            code_,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
       }
       delete this;
       return;
@@ -113,8 +114,8 @@ class AsyncDispatcher {
   // `owner` is the generated AsyncService; `method` may belong to one of its
   // bases. `observer` (may be null) is told of every call.
   template <class Owner, class Service, class Req, class Resp>
-  void Add(Owner* owner, RequestMethod<Service, Req, Resp> method,
-           UnaryHandler<Req, Resp> handler, CallObserver* observer) {
+  void Add(Owner* owner, RequestMethod<Service, Req, Resp> method, UnaryHandler<Req, Resp> handler,
+           CallObserver* observer) {
     Service* service = owner;
     auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));
     listeners_.push_back([service, method, owned, observer](grpc::ServerCompletionQueue* cq) {

@@ -30,9 +30,8 @@ constexpr const char* kCurrencies[] = {
     "VND", "VUV", "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWL"};
 
 absl::Status CheckCountry(absl::string_view field, const std::string& code) {
-  if (code.empty() ||
-      (code.size() == 2 && std::isupper(static_cast<unsigned char>(code[0])) &&
-       std::isupper(static_cast<unsigned char>(code[1])))) {
+  if (code.empty() || (code.size() == 2 && std::isupper(static_cast<unsigned char>(code[0])) &&
+                       std::isupper(static_cast<unsigned char>(code[1])))) {
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(
@@ -46,9 +45,9 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   static const absl::flat_hash_set<std::string_view> currencies(std::begin(kCurrencies),
                                                                 std::end(kCurrencies));
   if (s.ok() && !currencies.contains(in.currency())) {
-    s = absl::InvalidArgumentError(absl::StrCat(
-        "currency: must be an ISO 4217 code such as \"EUR\", got \"",
-        in.currency().substr(0, 16), "\""));
+    s = absl::InvalidArgumentError(
+        absl::StrCat("currency: must be an ISO 4217 code such as \"EUR\", got \"",
+                     in.currency().substr(0, 16), "\""));
   }
   if (s.ok()) s = CheckOptionalId("payment_fingerprint", in.payment_fingerprint());
   if (s.ok()) s = CheckOptionalId("device_id", in.device_id());
@@ -56,7 +55,8 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   if (s.ok()) s = CheckCountry("billing_country", in.billing_country());
   if (s.ok()) s = CheckCountry("shipping_country", in.shipping_country());
   if (s.ok()) s = CheckCountry("ip_country", in.ip_country());
-  if (s.ok()) s = CheckCount("account_created_ms", in.account_created_ms(), 0, int64_t{4102444800000});
+  if (s.ok())
+    s = CheckCount("account_created_ms", in.account_created_ms(), 0, int64_t{4102444800000});
   if (s.ok()) s = CheckCount("timestamp_ms", in.timestamp_ms(), 0, int64_t{4102444800000});
   if (s.ok()) s = CheckCount("line_items", in.line_items_size(), 0, kMaxLineItems);
   for (int i = 0; s.ok() && i < in.line_items_size(); ++i) {

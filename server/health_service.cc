@@ -21,7 +21,8 @@ void HealthService::Shutdown() {
 }
 
 HealthCheckResponse::ServingStatus HealthService::StatusOf(const std::string& service) const {
-  if (!service.empty() && std::find(services_.begin(), services_.end(), service) == services_.end()) {
+  if (!service.empty() &&
+      std::find(services_.begin(), services_.end(), service) == services_.end()) {
     return HealthCheckResponse::SERVICE_UNKNOWN;
   }
   absl::MutexLock lock(&mu_);

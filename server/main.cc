@@ -33,44 +33,59 @@ ABSL_FLAG(int64_t, publish_every_events, 100000, "publish also after this many a
 ABSL_FLAG(int, publish_gap_ms, 10,
           "once caught up, the learner publishes at once but no sooner than this after the last "
           "publication");
-ABSL_FLAG(int, learner_nice, 10,
-          "niceness (0..19) of the learner, background-append and checkpoint threads; higher yields "
-          "more CPU to requests and lets learning lag under load");
+ABSL_FLAG(
+    int, learner_nice, 10,
+    "niceness (0..19) of the learner, background-append and checkpoint threads; higher yields "
+    "more CPU to requests and lets learning lag under load");
 ABSL_FLAG(int, checkpoint_interval_s, 60,
           "checkpoint the served models this often when changed (at least 10x the last "
           "checkpoint's duration apart)");
 ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues)");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
-ABSL_FLAG(std::string, log_level, "info", "least severe log level written: debug, info, warning, error");
+ABSL_FLAG(std::string, log_level, "info",
+          "least severe log level written: debug, info, warning, error");
 ABSL_FLAG(int, drain_timeout_s, 10, "how long shutdown waits for in-flight calls");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "host:port of the Prometheus /metrics endpoint (port 0 = any free port); empty = none");
-ABSL_FLAG(std::string, metrics_port_file, "", "if set, the metrics port is written here once listening");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "if set, the metrics port is written here once listening");
 ABSL_FLAG(int, segments, 5, "number of customer segments (k of k-means)");
-ABSL_FLAG(int64_t, segment_refit_purchases, 20000, "refit segments and customer value after this many purchases");
-ABSL_FLAG(int, horizon_days, 90, "Segment: horizon of expected purchases and value when a request gives none");
+ABSL_FLAG(int64_t, segment_refit_purchases, 20000,
+          "refit segments and customer value after this many purchases");
+ABSL_FLAG(int, horizon_days, 90,
+          "Segment: horizon of expected purchases and value when a request gives none");
 ABSL_FLAG(double, discount_rate, 0.10, "Segment: yearly discount rate of customer value");
 ABSL_FLAG(int, elasticity_period_hours, 24, "PriceElasticity: length of one observation period");
-ABSL_FLAG(double, elasticity_forgetting, 1.0, "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
+ABSL_FLAG(double, elasticity_forgetting, 1.0,
+          "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
 ABSL_FLAG(double, fraud_review_threshold, 0.3, "Score: REVIEW from this fraud probability");
 ABSL_FLAG(double, fraud_decline_threshold, 0.8, "Score: DECLINE from this fraud probability");
-ABSL_FLAG(int, fraud_maturity_days, 30, "an order without a fraud label after this many days is legitimate");
+ABSL_FLAG(int, fraud_maturity_days, 30,
+          "an order without a fraud label after this many days is legitimate");
 ABSL_FLAG(double, ftrl_alpha, 0.1, "fraud model: FTRL-Proximal learning rate alpha");
 ABSL_FLAG(double, ftrl_beta, 1.0, "fraud model: FTRL-Proximal beta");
 ABSL_FLAG(double, ftrl_l1, 0.5, "fraud model: L1 strength");
 ABSL_FLAG(double, ftrl_l2, 1.0, "fraud model: L2 strength");
 ABSL_FLAG(int, rec_dim, 64, "Recommend: dimension of the iALS factors");
-ABSL_FLAG(double, rec_unobserved_weight, 128,
-          "Recommend: iALS unobserved weight of a whole row (each pair gets this / number of items)");
-ABSL_FLAG(double, rec_regularization, 0.05, "Recommend: iALS regularisation lambda (scaled by row frequency)");
+ABSL_FLAG(
+    double, rec_unobserved_weight, 128,
+    "Recommend: iALS unobserved weight of a whole row (each pair gets this / number of items)");
+ABSL_FLAG(double, rec_regularization, 0.05,
+          "Recommend: iALS regularisation lambda (scaled by row frequency)");
 ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
-ABSL_FLAG(int64_t, rec_retrain_every, 200000, "Recommend: start a background retrain after this many interactions (0 = on request only)");
-ABSL_FLAG(double, rec_decay_half_life_days, 90, "Recommend: an interaction's confidence halves over this age (0 = no decay)");
+ABSL_FLAG(
+    int64_t, rec_retrain_every, 200000,
+    "Recommend: start a background retrain after this many interactions (0 = on request only)");
+ABSL_FLAG(double, rec_decay_half_life_days, 90,
+          "Recommend: an interaction's confidence halves over this age (0 = no decay)");
 ABSL_FLAG(double, rec_popularity_half_life_days, 7, "Recommend: popularity halves over this long");
-ABSL_FLAG(std::string, rec_event_weights, "view:1,click:1,add_to_cart:3,purchase:8,refund:-8,rating:2",
+ABSL_FLAG(std::string, rec_event_weights,
+          "view:1,click:1,add_to_cart:3,purchase:8,refund:-8,rating:2",
           "Recommend: confidence per event type (type:weight, comma separated; others 0)");
-ABSL_FLAG(int, rec_min_support, 2, "BoughtTogether: fewest shared orders when a request gives none");
-ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000, "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
+ABSL_FLAG(int, rec_min_support, 2,
+          "BoughtTogether: fewest shared orders when a request gives none");
+ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000,
+          "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
 ABSL_FLAG(int, rec_hnsw_ef, 32, "Recommend: HNSW search breadth (ef)");
 ABSL_FLAG(int, rec_hnsw_ef_construction, 200,
           "Recommend: HNSW build breadth (also used when fold-in moves an item)");
@@ -117,9 +132,11 @@ int Run() {
   mercato::server::RuntimeOptions rt_options;
   rt_options.data_dir = absl::GetFlag(FLAGS_data_dir);
   rt_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
-  rt_options.learner.publish_interval = absl::Milliseconds(absl::GetFlag(FLAGS_publish_interval_ms));
+  rt_options.learner.publish_interval =
+      absl::Milliseconds(absl::GetFlag(FLAGS_publish_interval_ms));
   rt_options.learner.publish_every_events = absl::GetFlag(FLAGS_publish_every_events);
-  rt_options.learner.publish_gap = absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_publish_gap_ms)));
+  rt_options.learner.publish_gap =
+      absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_publish_gap_ms)));
   rt_options.learner.nice = std::clamp(absl::GetFlag(FLAGS_learner_nice), 0, 19);
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.segments.k = absl::GetFlag(FLAGS_segments);
@@ -130,7 +147,8 @@ int Run() {
   rt_options.elasticity.forgetting = absl::GetFlag(FLAGS_elasticity_forgetting);
   rt_options.fraud.review_threshold = absl::GetFlag(FLAGS_fraud_review_threshold);
   rt_options.fraud.decline_threshold = absl::GetFlag(FLAGS_fraud_decline_threshold);
-  rt_options.fraud.maturity_ms = int64_t{24 * 3600 * 1000} * absl::GetFlag(FLAGS_fraud_maturity_days);
+  rt_options.fraud.maturity_ms =
+      int64_t{24 * 3600 * 1000} * absl::GetFlag(FLAGS_fraud_maturity_days);
   rt_options.fraud.alpha = absl::GetFlag(FLAGS_ftrl_alpha);
   rt_options.fraud.beta = absl::GetFlag(FLAGS_ftrl_beta);
   rt_options.fraud.l1 = absl::GetFlag(FLAGS_ftrl_l1);
@@ -159,17 +177,18 @@ int Run() {
   r.ials.regularization = absl::GetFlag(FLAGS_rec_regularization);
   r.ials.epochs = absl::GetFlag(FLAGS_rec_epochs);
   r.ials.decay_half_life_days = absl::GetFlag(FLAGS_rec_decay_half_life_days);
-  r.retrain_every = static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_retrain_every)));
+  r.retrain_every =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_retrain_every)));
   r.popularity_half_life_days = absl::GetFlag(FLAGS_rec_popularity_half_life_days);
   r.min_support = static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_rec_min_support)));
-  r.hnsw_min_items = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_hnsw_min_items)));
+  r.hnsw_min_items =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_hnsw_min_items)));
   r.hnsw.ef_search = absl::GetFlag(FLAGS_rec_hnsw_ef);
   r.hnsw.ef_construction = absl::GetFlag(FLAGS_rec_hnsw_ef_construction);
   if (!ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.weights) || r.ials.dim < 1 ||
       r.ials.dim > 1024 || !(r.ials.unobserved_weight >= 0) || !(r.ials.regularization > 0) ||
       r.ials.epochs < 1 || !(r.ials.decay_half_life_days >= 0) ||
-      !(r.popularity_half_life_days > 0) || r.hnsw.ef_search < 1 ||
-      r.hnsw.ef_construction < 1) {
+      !(r.popularity_half_life_days > 0) || r.hnsw.ef_search < 1 || r.hnsw.ef_construction < 1) {
     std::fprintf(stderr,
                  "--rec_event_weights must be type:weight pairs of view, click, add_to_cart, "
                  "remove_from_cart, purchase, refund, rating; --rec_dim 1..1024; "
@@ -208,7 +227,7 @@ int Run() {
     return 1;
   }
   MERCATO_LOG(kInfo) << "listening on port " << (*server)->port() << ", data in "
-            << rt_options.data_dir;
+                     << rt_options.data_dir;
   WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port());
 
   std::thread signal_waiter([&] {

@@ -2,9 +2,9 @@
 
 #include <filesystem>
 
-#include "core/log.h"
 #include "absl/strings/str_cat.h"
 #include "core/activity_model.h"
+#include "core/log.h"
 
 namespace mercato::server {
 namespace {
@@ -40,8 +40,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   std::unique_ptr<Runtime> rt(new Runtime());
   rt->options_ = options;
   rt->store_ = *std::move(store);
-  rt->learner_ = std::make_unique<core::Learner>(options.learner, MakeModels(options), rt->store_.get(),
-                                                 core::Clock::Real());
+  rt->learner_ = std::make_unique<core::Learner>(options.learner, MakeModels(options),
+                                                 rt->store_.get(), core::Clock::Real());
   rt->checkpointer_ = std::make_unique<core::Checkpointer>(
       rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval);
   return rt;
@@ -126,7 +126,8 @@ void Runtime::RunBackgroundAppends() {
       if (absl::StatusOr<storage::AppendResult> r =
               store_->Append(batch, storage::Store::Durability::kProcessCrashSafe);
           !r.ok()) {
-        MERCATO_LOG(kError) << "background append of " << batch.size() << " records: " << r.status();
+        MERCATO_LOG(kError) << "background append of " << batch.size()
+                            << " records: " << r.status();
       }
     }
     if (stop) return;

@@ -9,14 +9,13 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
-
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/elasticity_model.h"
 #include "core/fraud_model.h"
-#include "core/recommend_model.h"
 #include "core/learner.h"
+#include "core/recommend_model.h"
 #include "core/segment_model.h"
 #include "storage/store.h"
 

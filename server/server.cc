@@ -26,9 +26,8 @@ constexpr int kStreamChunk = 512;
 constexpr int kMaxListedRejections = 1000;
 
 const char* const kServiceNames[] = {
-    "mercato.v1.Ingest",    "mercato.v1.Catalog", "mercato.v1.Recommender",
-    "mercato.v1.Segmenter", "mercato.v1.Pricing", "mercato.v1.Fraud",
-    "mercato.v1.Admin"};
+    "mercato.v1.Ingest",  "mercato.v1.Catalog", "mercato.v1.Recommender", "mercato.v1.Segmenter",
+    "mercato.v1.Pricing", "mercato.v1.Fraud",   "mercato.v1.Admin"};
 
 // Appends `events` and adds the outcome to `summary`.
 absl::Status Commit(storage::Store& store, const std::vector<core::Event>& events,
@@ -200,7 +199,8 @@ class AdminService final : public v1::Admin::Service {
     if (absl::Status s = rt_->learner().RequestRetrain(req->model()); !s.ok()) {
       return ToGrpcStatus(s);
     }
-    resp->set_message(absl::StrCat("retrain of ", req->model().empty() ? "every model" : req->model(),
+    resp->set_message(absl::StrCat("retrain of ",
+                                   req->model().empty() ? "every model" : req->model(),
                                    " requested; ModelStatus shows the new version when done"));
     return grpc::Status::OK;
   }
@@ -222,9 +222,10 @@ class AdminService final : public v1::Admin::Service {
   grpc::Status ReadEvents(grpc::ServerContext*, const v1::ReadEventsRequest* req,
                           v1::ReadEventsResponse* resp) override {
     absl::Status s = CheckCount("limit", req->limit(), 1, kMaxReadEvents);
-    if (s.ok()) s = CheckCount("from_sequence", static_cast<int64_t>(std::min<uint64_t>(
-                                                    req->from_sequence(), INT64_MAX)),
-                               1, INT64_MAX);
+    if (s.ok())
+      s = CheckCount("from_sequence",
+                     static_cast<int64_t>(std::min<uint64_t>(req->from_sequence(), INT64_MAX)), 1,
+                     INT64_MAX);
     if (!s.ok()) return ToGrpcStatus(s);
     std::vector<core::Event> events;
     if (s = rt_->store().Read(req->from_sequence(), req->limit(), &events); !s.ok()) {
@@ -289,15 +290,16 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
     return options.metrics->ObserverFor(absl::StrCat("/", service, "/", method));
   };
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestRecommend,
-                   RecommendHandler(runtime), observer(Recommender::service_full_name(), "Recommend"));
+                   RecommendHandler(runtime),
+                   observer(Recommender::service_full_name(), "Recommend"));
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestSimilarItems,
                    SimilarItemsHandler(runtime),
                    observer(Recommender::service_full_name(), "SimilarItems"));
   d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestBoughtTogether,
                    BoughtTogetherHandler(runtime),
                    observer(Recommender::service_full_name(), "BoughtTogether"));
-  d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestSegment,
-                   SegmentHandler(runtime), observer(Segmenter::service_full_name(), "Segment"));
+  d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestSegment, SegmentHandler(runtime),
+                   observer(Segmenter::service_full_name(), "Segment"));
   d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestListSegments,
                    ListSegmentsHandler(runtime),
                    observer(Segmenter::service_full_name(), "ListSegments"));
@@ -305,7 +307,8 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
                    PriceElasticityHandler(runtime),
                    observer(Pricing::service_full_name(), "PriceElasticity"));
   d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore,
-                   ScoreHandler(runtime, options.metrics), observer(Fraud::service_full_name(), "Score"));
+                   ScoreHandler(runtime, options.metrics),
+                   observer(Fraud::service_full_name(), "Score"));
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -317,9 +320,9 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
     creators.push_back(options.metrics->InterceptorFactory());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
-  for (grpc::Service* s : std::initializer_list<grpc::Service*>{
-           &d.ingest, &d.catalog, &d.admin, &d.health, &d.recommender, &d.segmenter, &d.pricing,
-           &d.fraud}) {
+  for (grpc::Service* s :
+       std::initializer_list<grpc::Service*>{&d.ingest, &d.catalog, &d.admin, &d.health,
+                                             &d.recommender, &d.segmenter, &d.pricing, &d.fraud}) {
     builder.RegisterService(s);
   }
   d.dispatcher.AddQueues(builder, std::max(1, options.cq_threads));

@@ -48,8 +48,8 @@ int Main() {
     if (absl::SimpleAtoi(s, &ef) && ef > 0) efs.push_back(ef);
   }
   std::printf("machine: %u cores; %d items, %zu events, k=%d, M=%d, ef_construction=%d\n",
-              std::thread::hardware_concurrency(), items, events.size(), k,
-              absl::GetFlag(FLAGS_m), absl::GetFlag(FLAGS_ef_construction));
+              std::thread::hardware_concurrency(), items, events.size(), k, absl::GetFlag(FLAGS_m),
+              absl::GetFlag(FLAGS_ef_construction));
   RecommendOptions options;
   options.hnsw_min_items = 1;
   options.hnsw.m = absl::GetFlag(FLAGS_m);
@@ -94,11 +94,12 @@ int Main() {
       view->index()->Search(user, k);
       search_us.push_back(1e6 * Seconds(start));
     }
-    std::printf("ef=%d: recall@%d %.4f over %zu users; exact scan p50 %.0f us p99 %.0f us; "
-                "HNSW p50 %.0f us p99 %.0f us (the index search alone: p50 %.0f us)\n",
-                ef, k, total > 0 ? hits / total : 0, exact_us.size(), Percentile(exact_us, 0.5),
-                Percentile(exact_us, 0.99), Percentile(hnsw_us, 0.5), Percentile(hnsw_us, 0.99),
-                Percentile(search_us, 0.5));
+    std::printf(
+        "ef=%d: recall@%d %.4f over %zu users; exact scan p50 %.0f us p99 %.0f us; "
+        "HNSW p50 %.0f us p99 %.0f us (the index search alone: p50 %.0f us)\n",
+        ef, k, total > 0 ? hits / total : 0, exact_us.size(), Percentile(exact_us, 0.5),
+        Percentile(exact_us, 0.99), Percentile(hnsw_us, 0.5), Percentile(hnsw_us, 0.99),
+        Percentile(search_us, 0.5));
   }
   return 0;
 }

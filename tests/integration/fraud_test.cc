@@ -37,8 +37,10 @@ v1::Order UsualOrder(const std::string& id) {
 v1::ScoreResponse Score(v1::Fraud::Stub& stub, const v1::Order& o, grpc::Status* status = nullptr) {
   v1::ScoreResponse resp;
   grpc::Status s = stub.Score(Ctx().get(), o, &resp);
-  if (status) *status = s;
-  else EXPECT_TRUE(s.ok()) << s.error_message();
+  if (status)
+    *status = s;
+  else
+    EXPECT_TRUE(s.ok()) << s.error_message();
   return resp;
 }
 

@@ -61,7 +61,8 @@ TEST(ServerTest, KillDuringEightStreamsLosesNoAcknowledgedEvent) {
       });
     }
     // Kill it mid-stream, with about half of the events acknowledged.
-    while (acked_total.load() < kTotal / 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (acked_total.load() < kTotal / 2)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     server.Kill();
     for (auto& p : producers) p.join();
   }
@@ -135,7 +136,8 @@ TEST(ServerTest, MalformedRequestsNameTheFieldAndTheServerKeepsServing) {
   const std::vector<BadCase> cases = {
       {"empty id", [](v1::EventBatch& b) { b.mutable_events(0)->set_event_id(""); },
        "events[0].event_id"},
-      {"10 KB id", [](v1::EventBatch& b) { b.mutable_events(0)->set_user_id(std::string(10240, 'u')); },
+      {"10 KB id",
+       [](v1::EventBatch& b) { b.mutable_events(0)->set_user_id(std::string(10240, 'u')); },
        "events[0].user_id"},
       {"NaN price",
        [](v1::EventBatch& b) {
@@ -143,8 +145,7 @@ TEST(ServerTest, MalformedRequestsNameTheFieldAndTheServerKeepsServing) {
          b.mutable_events(1)->set_unit_price(std::nan(""));
        },
        "events[1].unit_price"},
-      {"infinite quantity",
-       [](v1::EventBatch& b) { b.mutable_events(1)->set_quantity(INFINITY); },
+      {"infinite quantity", [](v1::EventBatch& b) { b.mutable_events(1)->set_quantity(INFINITY); },
        "events[1].quantity"},
       {"unknown enum value",
        [](v1::EventBatch& b) { b.mutable_events(0)->set_type(static_cast<v1::EventType>(99)); },
@@ -267,7 +268,8 @@ TEST(ServerTest, CheckpointThenKillRestoresFromCheckpointAndTail) {
   const v1::ModelStatusResponse st = Status(*admin);
   EXPECT_EQ(st.last_checkpoint_sequence(), 300u);
   EXPECT_EQ(st.applied_sequence(), 600u);
-  EXPECT_EQ(ModelCount(st, "activity", "events"), 600u) << "checkpoint state plus the replayed tail";
+  EXPECT_EQ(ModelCount(st, "activity", "events"), 600u)
+      << "checkpoint state plus the replayed tail";
 }
 
 TEST(ServerTest, CatalogUpsertGetDeleteSurvivesRestart) {
