@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "clients/client_util.h"
+#include "core/command_line.h"
 #include "core/demo_shop.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
@@ -581,7 +582,9 @@ int Main() {
 }  // namespace mercato::clients
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  mercato::core::ParseCommandLine(argc, argv,
+                                  "load generator against a Mercato server, or "
+                                  "the bare gRPC echo floor (--serve_echo)");
   // As mercato-server does (see server/main.cc), for the echo server and the
   // load client alike.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -32,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "clients/client_util.h"
 #include "clients/transactions.h"
+#include "core/command_line.h"
 #include "core/demo_shop.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
@@ -318,6 +319,8 @@ int Main() {
 }  // namespace mercato::clients
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  mercato::core::ParseCommandLine(argc, argv,
+                                  "hold-out ranking quality of a Mercato server, "
+                                  "through its public API");
   return mercato::clients::Main();
 }

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "clients/client_util.h"
+#include "core/command_line.h"
 #include "core/demo_shop.h"
 #include "google/protobuf/util/json_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
@@ -247,7 +248,11 @@ std::vector<v1::Item> ReadItems(const std::string& path) {
 }
 
 int Main(const std::vector<std::string>& args) {
-  if (args.empty()) Die("a command is required; see --help");
+  if (args.empty()) Die("a command is required; see 'mercatoctl help'");
+  if (args[0] == "help") {
+    std::printf("%s\n", absl::ProgramUsageMessage().data());
+    return 0;
+  }
   auto channel = MakeChannel(absl::GetFlag(FLAGS_target));
   const std::string& cmd = args[0];
   auto admin = v1::Admin::NewStub(channel);
@@ -347,23 +352,23 @@ int Main(const std::vector<std::string>& args) {
     if (!json.empty()) FromJson(json, &r);
     return Call(*fraud, &v1::Fraud::Stub::Score, r);
   }
-  Die(absl::StrCat("unknown command '", cmd, "'; see --help"));
+  Die(absl::StrCat("unknown command '", cmd, "'; see 'mercatoctl help'"));
 }
 
 }  // namespace
 }  // namespace mercato::clients
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::vector<char*> positional = mercato::core::ParseCommandLine(
+      argc, argv,
       "mercatoctl [--target=host:port] COMMAND [args]\n"
       "  status | checkpoint | retrain [MODEL] | delete-user USER\n"
       "  publish FILE (CSV with header, or JSON lines; '-' = stdin) | read-events [FROM [LIMIT]]\n"
       "  catalog upsert FILE | catalog get ITEM | catalog delete ITEM\n"
       "  recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]\n"
       "  segment USER | segments | elasticity ITEM|category=NAME [PRICE...] | score ORDER_JSON\n"
-      "  demo (loads the seeded demo shop)\n"
+      "  demo (loads the seeded demo shop) | help (this list)\n"
       "Any request may be given whole with --json='{...}'.");
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   std::vector<std::string> args(positional.begin() + 1, positional.end());
   return mercato::clients::Main(args);
 }

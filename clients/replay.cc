@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "clients/client_util.h"
 #include "clients/transactions.h"
+#include "core/command_line.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
@@ -225,6 +226,8 @@ int Main() {
 }  // namespace mercato::clients
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  mercato::core::ParseCommandLine(argc, argv,
+                                  "replays a public transactions file into a "
+                                  "Mercato server and reports on it");
   return mercato::clients::Main();
 }

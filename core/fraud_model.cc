@@ -34,7 +34,9 @@ const char* const kFraudFeatureNames[kNumDenseFraudFeatures] = {
 
 namespace {
 
-constexpr uint8_t kFormatVersion = 1;
+// 2: labels keep their value (OrderState) and repeats and corrections are
+// counted. Version 1 is still read.
+constexpr uint8_t kFormatVersion = 2;
 constexpr uint8_t kPayloadVersion = 1;
 constexpr int kRing = 16;  // order times kept per customer, card and device
 constexpr int kKnown = 8;  // devices and addresses remembered per customer
@@ -69,8 +71,17 @@ enum OrderCol : int {
   kDense,
   kCrosses = kDense + kNumDenseFraudFeatures,
   kOrderTime = kCrosses + kNumFraudCrosses,
-  kOrderState,  // 0 awaiting a label, 1 trained on a label, 2 matured as legitimate
+  kOrderState,  // an OrderState
   kOrderCols
+};
+
+// What an order row has been trained on.
+enum OrderState : int {
+  kAwaiting = 0,
+  kLabelledBefore = 1,  // labelled, value unknown: rows of format version 1
+  kMatured = 2,         // no label within the maturity: trained as legitimate
+  kLabelledLegitimate = 3,
+  kLabelledFraud = 4,
 };
 
 // Checked on Decode: the row widths and weight count of the stored state.
@@ -210,6 +221,14 @@ FraudScore FraudView::Score(const FraudOrder& order) const {
   return s;
 }
 
+std::optional<double> FraudView::LabelOf(std::string_view order_id) const {
+  const double* r = RowOf(orders_, order_rows_, order_id);
+  if (r == nullptr) return std::nullopt;
+  if (r[kOrderState] == kLabelledFraud) return 1.0;
+  if (r[kOrderState] == kLabelledLegitimate) return 0.0;
+  return std::nullopt;
+}
+
 std::optional<FraudFeatures> FraudView::StoredFeatures(std::string_view order_id) const {
   const double* r = RowOf(orders_, order_rows_, order_id);
   if (r == nullptr) return std::nullopt;
@@ -330,9 +349,17 @@ void FraudModel::ApplyLabel(const Event& e) {
     return;
   }
   double* o = order_rows_.MutableRow(*order);
-  if (o[kOrderState] == 1) return;  // labelled before
-  o[kOrderState] = 1;
-  ++labels_;
+  const double state = e.value == 1 ? kLabelledFraud : kLabelledLegitimate;
+  if (o[kOrderState] == state || o[kOrderState] == kLabelledBefore) {
+    ++repeated_labels_;  // the same label again: nothing to learn
+    return;
+  }
+  if (o[kOrderState] == kAwaiting || o[kOrderState] == kMatured) {
+    ++labels_;
+  } else {
+    ++changed_labels_;  // a correction: one step toward the new label
+  }
+  o[kOrderState] = state;
   Train(*order, e.value);
 }
 
@@ -342,8 +369,8 @@ bool FraudModel::Mature(int64_t now_ms) {
     const uint32_t order = pending_.front();
     if (order_rows_.Row(order)[kOrderTime] + options_.maturity_ms > now_ms) break;
     pending_.pop_front();
-    if (order_rows_.Row(order)[kOrderState] != 0) continue;
-    order_rows_.MutableRow(order)[kOrderState] = 2;
+    if (order_rows_.Row(order)[kOrderState] != kAwaiting) continue;
+    order_rows_.MutableRow(order)[kOrderState] = kMatured;
     ++matured_;
     Train(order, 0);
     trained = true;
@@ -406,6 +433,8 @@ std::shared_ptr<const ModelView> FraudModel::Publish() {
   view->labels_ = labels_;
   view->unknown_labels_ = unknown_labels_;
   view->matured_ = matured_;
+  view->repeated_labels_ = repeated_labels_;
+  view->changed_labels_ = changed_labels_;
   return view;
 }
 
@@ -413,6 +442,8 @@ std::vector<std::pair<std::string, uint64_t>> FraudView::Counts() const {
   return {{"customers", users_.size()},
           {"orders", orders_.size()},
           {"labels", labels_},
+          {"repeated_labels", repeated_labels_},
+          {"changed_labels", changed_labels_},
           {"matured_legitimate", matured_},
           {"unknown_order_labels", unknown_labels_}};
 }
@@ -423,7 +454,9 @@ std::string FraudView::Encode() const {
   w.U8(kFormatVersion);
   for (int cols : kLayout) w.Varint(cols);
   w.I64(now_ms_);
-  for (uint64_t v : {labels_, unknown_labels_, matured_}) w.Varint(v);
+  for (uint64_t v : {labels_, unknown_labels_, matured_, repeated_labels_, changed_labels_}) {
+    w.Varint(v);
+  }
   w.Raw(z_->data(), sizeof(double) * kDims);
   w.Raw(n_->data(), sizeof(double) * kDims);
   EncodeTable(w, users_, &user_rows_);
@@ -435,8 +468,10 @@ std::string FraudView::Encode() const {
 
 absl::Status FraudModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
-  if (r.U8() != kFormatVersion)
+  const uint8_t version = r.U8();
+  if (version < 1 || version > kFormatVersion) {
     return absl::DataLossError("fraud: unknown checkpoint format version");
+  }
   for (int cols : kLayout) {
     if (r.Varint() != static_cast<uint64_t>(cols)) {
       return absl::DataLossError("fraud: checkpoint has another row layout");
@@ -445,6 +480,9 @@ absl::Status FraudModel::Decode(std::string_view bytes) {
   FraudModel fresh(options_);
   fresh.now_ms_ = r.I64();
   for (uint64_t* v : {&fresh.labels_, &fresh.unknown_labels_, &fresh.matured_}) *v = r.Varint();
+  if (version >= 2) {
+    for (uint64_t* v : {&fresh.repeated_labels_, &fresh.changed_labels_}) *v = r.Varint();
+  }
   r.Raw(fresh.z_.data(), sizeof(double) * kDims);
   r.Raw(fresh.n_.data(), sizeof(double) * kDims);
   DecodeTable(r, fresh.users_, &fresh.user_rows_);
@@ -453,12 +491,10 @@ absl::Status FraudModel::Decode(std::string_view bytes) {
   DecodeTable(r, fresh.orders_, &fresh.order_rows_);
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("fraud: trailing bytes in checkpoint");
+  // Rows are added in log order, as the live queue is.
   for (uint32_t o = 0; o < fresh.order_rows_.rows(); ++o) {
-    if (fresh.order_rows_.Row(o)[kOrderState] == 0) fresh.pending_.push_back(o);
+    if (fresh.order_rows_.Row(o)[kOrderState] == kAwaiting) fresh.pending_.push_back(o);
   }
-  std::stable_sort(fresh.pending_.begin(), fresh.pending_.end(), [&](uint32_t a, uint32_t b) {
-    return fresh.order_rows_.Row(a)[kOrderTime] < fresh.order_rows_.Row(b)[kOrderTime];
-  });
   *this = std::move(fresh);
   return absl::OkStatus();
 }

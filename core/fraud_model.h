@@ -12,6 +12,11 @@
 // (FRAUD_LABEL) arrives, or until `maturity` passes without one, when it
 // counts as legitimate. A label therefore trains on what was known when the
 // order was scored, never on later state.
+//
+// Labels of one order: the first trains. The same label again (a new event
+// id) changes nothing and is counted as `repeated_labels`; a different one is
+// a correction, trained as one more step toward the new value, and counted
+// as `changed_labels`. A label after the maturity counts as the first.
 #ifndef MERCATO_CORE_FRAUD_MODEL_H_
 #define MERCATO_CORE_FRAUD_MODEL_H_
 
@@ -91,6 +96,9 @@ class FraudView final : public ModelView {
   // Scores `order`. An order already scored and applied keeps the features
   // it had then.
   FraudScore Score(const FraudOrder& order) const;
+  // The label a scored order was last trained on (0 legitimate, 1 fraud), or
+  // nullopt when it has none yet.
+  std::optional<double> LabelOf(std::string_view order_id) const;
   // The features stored for a scored order, or nullopt.
   std::optional<FraudFeatures> StoredFeatures(std::string_view order_id) const;
   // The ORDER_SCORED event that records `order` scored with `features`.
@@ -108,6 +116,7 @@ class FraudView final : public ModelView {
   std::shared_ptr<const std::vector<double>> weights_, z_, n_;
   int64_t now_ms_ = 0;
   uint64_t labels_ = 0, unknown_labels_ = 0, matured_ = 0;
+  uint64_t repeated_labels_ = 0, changed_labels_ = 0;
 };
 
 class FraudModel final : public Model {
@@ -139,6 +148,7 @@ class FraudModel final : public Model {
   std::deque<uint32_t> pending_;
   int64_t now_ms_ = 0;
   uint64_t labels_ = 0, unknown_labels_ = 0, matured_ = 0;
+  uint64_t repeated_labels_ = 0, changed_labels_ = 0;
 };
 
 }  // namespace mercato::core

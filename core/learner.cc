@@ -28,13 +28,29 @@ Learner::Learner(LearnerOptions options, std::vector<std::unique_ptr<Model>> mod
 Learner::~Learner() { Stop(); }
 
 absl::Status Learner::Restore(uint64_t sequence, const std::map<std::string, std::string>& states) {
+  // Models whose checkpoint is of a format they no longer read (they say so
+  // with FAILED_PRECONDITION) are rebuilt from the log up to `sequence`.
+  std::vector<Model*> replay;
   for (auto& model : models_) {
     auto it = states.find(std::string(model->name()));
     if (it == states.end()) continue;
     absl::Status s = model->Decode(it->second);
-    if (!s.ok()) {
+    if (absl::IsFailedPrecondition(s)) {
+      MERCATO_LOG(kInfo) << "model " << model->name() << ": " << s.message();
+      replay.push_back(model.get());
+    } else if (!s.ok()) {
       return absl::Status(s.code(),
                           absl::StrCat("model ", std::string(model->name()), ": ", s.message()));
+    }
+  }
+  for (uint64_t from = 1; !replay.empty() && from <= sequence;) {
+    buffer_.clear();
+    if (absl::Status s = log_->Read(from, options_.read_batch, &buffer_); !s.ok()) return s;
+    if (buffer_.empty()) break;
+    for (const Event& event : buffer_) {
+      if (event.sequence > sequence) break;
+      for (Model* m : replay) m->Apply(event);
+      from = event.sequence + 1;
     }
   }
   applied_ = sequence;
@@ -128,15 +144,17 @@ bool Learner::Housekeep() {
     absl::MutexLock lock(&retrain_mu_);
     requests.swap(retrain_requests_);
   }
+  bool news = false;
   for (const std::string& name : requests) {
-    for (const auto& m : models_) {
-      if ((name.empty() || m->name() == name) && m->CanRetrain()) {
-        m->Retrain();
-        MERCATO_LOG(kInfo) << "retrain of " << m->name() << " started";
+    for (size_t i = 0; i < models_.size(); ++i) {
+      Model& m = *models_[i];
+      if ((name.empty() || m.name() == name) && m.CanRetrain()) {
+        m.Retrain();
+        changed_[i] = news = true;  // publishes that it runs
+        MERCATO_LOG(kInfo) << "retrain of " << m.name() << " started";
       }
     }
   }
-  bool news = false;
   for (size_t i = 0; i < models_.size(); ++i) {
     if (models_[i]->Poll()) changed_[i] = news = true;
   }
@@ -210,26 +228,40 @@ void Learner::Run() {
 }
 
 Checkpointer::Checkpointer(const Learner* learner, CheckpointSink* sink, const Clock* clock,
-                           absl::Duration interval)
-    : learner_(learner), sink_(sink), clock_(clock), interval_(interval) {}
+                           absl::Duration interval, uint64_t every_events)
+    : learner_(learner),
+      sink_(sink),
+      clock_(clock),
+      interval_(interval),
+      every_events_(every_events) {}
 
 Checkpointer::~Checkpointer() { Stop(); }
 
 void Checkpointer::Start() {
   thread_ = std::thread([this] {
     SetThreadNice(learner_->options().nice);
+    // How often the applied position is looked at for `every_events_`.
+    constexpr absl::Duration kPoll = absl::Seconds(1);
+    absl::Time last_at = absl::Now();
     absl::MutexLock lock(&mu_);
     while (!stop_) {
       // Checkpoints take at most a tenth of the time: a large state written
       // every `interval_` would keep a core busy.
-      const absl::Duration wait =
-          std::max(interval_, kCheckpointTimeShare * absl::Seconds(last_.seconds));
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), wait);
+      const absl::Duration spacing = kCheckpointTimeShare * absl::Seconds(last_.seconds);
+      const absl::Duration wait = std::max(interval_, spacing);
+      mu_.AwaitWithTimeout(absl::Condition(&stop_),
+                           every_events_ > 0 ? std::min(wait, kPoll) : wait);
       if (stop_) break;
+      const absl::Duration elapsed = absl::Now() - last_at;
+      const bool due = elapsed >= wait ||
+                       (every_events_ > 0 && elapsed >= spacing &&
+                        learner_->snapshot()->applied_sequence >= last_.sequence + every_events_);
+      if (!due) continue;
       mu_.Unlock();
       absl::StatusOr<CheckpointInfo> info = CheckpointIfChanged();
       if (!info.ok()) MERCATO_LOG(kError) << "checkpoint failed: " << info.status();
       mu_.Lock();
+      last_at = absl::Now();
     }
   });
 }

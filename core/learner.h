@@ -165,8 +165,12 @@ class Checkpointer {
   // duration.
   static constexpr int kCheckpointTimeShare = 10;
 
+  // Checkpoints come every `interval`, and also once `every_events` events
+  // (0 = no such bound) have been applied since the last one, so that a
+  // restart replays a bounded tail; never closer together than
+  // kCheckpointTimeShare times the last one's duration.
   Checkpointer(const Learner* learner, CheckpointSink* sink, const Clock* clock,
-               absl::Duration interval);
+               absl::Duration interval, uint64_t every_events = 0);
   ~Checkpointer();
   void Start();
   void Stop();
@@ -185,6 +189,7 @@ class Checkpointer {
   CheckpointSink* sink_;
   const Clock* clock_;
   const absl::Duration interval_;
+  const uint64_t every_events_;
   absl::Mutex write_mu_;  // serialises writers
   mutable absl::Mutex mu_;
   CheckpointInfo last_ ABSL_GUARDED_BY(mu_);

@@ -26,6 +26,13 @@ struct RetrainInfo {
   double seconds = 0;       // how long it ran
 };
 
+// A retrain (or refit) running in the background, or finished and not yet
+// adopted, for status.
+struct RunningRetrain {
+  int64_t started_ms = 0;         // wall clock, ms since the epoch
+  uint64_t started_sequence = 0;  // the log position it started at
+};
+
 // An immutable published version of one model. Thread-safe: const only.
 class ModelView {
  public:
@@ -37,6 +44,8 @@ class ModelView {
   // The last retrain this process adopted (not checkpointed); none for
   // models without retrains.
   virtual std::optional<RetrainInfo> LastRetrain() const { return std::nullopt; }
+  // The retrain running when this view was published; none when idle.
+  virtual std::optional<RunningRetrain> Running() const { return std::nullopt; }
 };
 
 // Mutable model state. Not thread-safe: only the learner thread calls it.

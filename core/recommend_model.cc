@@ -1,12 +1,11 @@
 #include "core/recommend_model.h"
 
+#include <Eigen/Cholesky>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <queue>
 #include <utility>
-
-#include <Eigen/Cholesky>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -591,6 +590,7 @@ bool RecommendModel::Uses(const Event& event) const {
 }
 
 bool RecommendModel::Apply(const Event& event) {
+  position_ = event.sequence;
   if (!Uses(event)) return false;
   if (retrain_due_) {
     waiting_.Resize(waiting_.rows() + 1);
@@ -773,6 +773,7 @@ void RecommendModel::StartRetrain() {
   tail_.clear();
   if (abandoned_) return;
   const bool index = WantsIndex();
+  running_ = RunningRetrain{absl::ToUnixMillis(absl::Now()), position_};
   auto train = [this, state = factors_, index]() mutable {
     const absl::Time start = absl::Now();
     bool complete = state.Train(options_.ials.epochs, &abandoned_);
@@ -806,6 +807,7 @@ bool RecommendModel::AdoptRetrain() {
     return changed;
   }
   Trained trained = pending_.get();
+  running_.reset();
   if (!trained.complete) {
     tail_.clear();
     return changed;
@@ -896,6 +898,7 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->interactions_since_retrain_ = interactions_since_retrain_;
   view->retrains_ = retrains_;
   view->last_retrain_ = last_retrain_;
+  view->running_ = running_;
   view->index_ = index_;
   view->retrain_due_ = retrain_due_;
   view->waiting_ = waiting_.Freeze();
@@ -1005,6 +1008,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   interactions_since_retrain_ = next.interactions_since_retrain_;
   retrains_ = next.retrains_;
   pending_ = {};
+  running_.reset();
   tail_.clear();
   // The retrain the events waited for is gone with the old process: the next
   // Poll starts one and applies them.

@@ -141,6 +141,7 @@ class RecommendView final : public ModelView {
   bool has_index() const { return index_ != nullptr; }
   // Training and index build of the last retrain adopted.
   std::optional<RetrainInfo> LastRetrain() const override { return last_retrain_; }
+  std::optional<RunningRetrain> Running() const override { return running_; }
   // The HNSW index shared by this view and later ones (null when none).
   HnswIndex* index() const { return index_.get(); }
 
@@ -187,6 +188,7 @@ class RecommendView final : public ModelView {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::optional<RetrainInfo> last_retrain_;
+  std::optional<RunningRetrain> running_;
   std::shared_ptr<HnswIndex> index_;
   // While events wait for a retrain, factors_ has them folded in and these
   // are the factors without them, which checkpoints keep (with the events).
@@ -273,6 +275,10 @@ class RecommendModel final : public Model {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::optional<RetrainInfo> last_retrain_;
+  // The retrain in pending_, while there is one.
+  std::optional<RunningRetrain> running_;
+  // The sequence of the last event given to Apply().
+  uint64_t position_ = 0;
   std::shared_ptr<HnswIndex> index_;
   // Items whose index vector is out of date, in the order they changed:
   // upserted at the next publication when a checkpoint is not saving the

@@ -432,6 +432,7 @@ SegmentModel::~SegmentModel() {
 }
 
 bool SegmentModel::Apply(const Event& event) {
+  position_ = event.sequence;
   if (event.type == EventType::kItemUpdate) {
     const uint32_t row = items_.FindOrAdd(event.item_id);
     item_rows_.Resize(items_.size());
@@ -526,6 +527,7 @@ void SegmentModel::StartRefit() {
   RefitInput in{user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_, abandoned_};
   purchases_since_fit_ = 0;
   if (options_.background) {
+    running_ = RunningRetrain{absl::ToUnixMillis(absl::Now()), position_};
     pending_ = std::async(std::launch::async, [in = std::move(in)] {
       SetThreadNice(kRetrainNice);
       return Refit(in);
@@ -541,6 +543,7 @@ bool SegmentModel::AdoptFinishedRefit() {
     return false;
   }
   std::shared_ptr<const SegmentFit> fit = pending_.get();
+  running_.reset();
   if (!fit) return false;
   fit_ = std::move(fit);
   return true;
@@ -582,7 +585,7 @@ std::shared_ptr<const ModelView> SegmentModel::Publish() {
   view->purchases_since_fit_ = purchases_since_fit_;
   view->reservoir_ = reservoir_;
   view->users_seen_ = users_seen_;
-  view->refitting_ = pending_.valid();
+  view->running_ = running_;
   return view;
 }
 
@@ -637,7 +640,7 @@ std::vector<std::pair<std::string, uint64_t>> SegmentView::Counts() const {
           {"customers", customers_},
           {"segments", fit_ ? fit_->centroids.size() : 0},
           {"fits", fit_ ? fit_->number : 0},
-          {"refit_running", refitting_ ? 1u : 0u}};
+          {"refit_running", running_ ? 1u : 0u}};
 }
 
 absl::StatusOr<CustomerSegment> SegmentView::Segment(std::string_view user_id, int horizon_days,

@@ -119,6 +119,7 @@ class SegmentView final : public ModelView {
   // Null before the first fit.
   const SegmentFit* fit() const { return fit_.get(); }
   std::optional<RetrainInfo> LastRetrain() const override;
+  std::optional<RunningRetrain> Running() const override { return running_; }
 
  private:
   friend class SegmentModel;
@@ -129,7 +130,7 @@ class SegmentView final : public ModelView {
   uint64_t customers_ = 0, purchases_since_fit_ = 0;
   std::vector<uint32_t> reservoir_;
   uint64_t users_seen_ = 0;
-  bool refitting_ = false;  // a background refit was running at publication
+  std::optional<RunningRetrain> running_;  // the refit running at publication
 };
 
 class SegmentModel final : public Model, public SegmentLookup {
@@ -176,6 +177,10 @@ class SegmentModel final : public Model, public SegmentLookup {
   std::vector<uint32_t> reservoir_;
   uint64_t users_seen_ = 0;
   std::future<std::shared_ptr<const SegmentFit>> pending_;
+  // The refit in pending_, while there is one.
+  std::optional<RunningRetrain> running_;
+  // The sequence of the last event given to Apply().
+  uint64_t position_ = 0;
   // Set by Abandon(); shared with the refit thread.
   std::shared_ptr<std::atomic<bool>> abandoned_ = std::make_shared<std::atomic<bool>>(false);
 };

@@ -2,7 +2,8 @@
 // queue, each handled inline on its queue's thread. The echo benchmark
 // measured this API at about 1.3-2x the callback API on this machine's kind
 // (see clients/BENCHMARKS.md), so the read-only model RPCs use it. Handlers
-// must not block.
+// must not block. Calls are requested raw and parsed here (see
+// server/own_parsing.h), so undecodable bytes get INVALID_ARGUMENT.
 #ifndef MERCATO_SERVER_ASYNC_UNARY_H_
 #define MERCATO_SERVER_ASYNC_UNARY_H_
 
@@ -13,6 +14,8 @@
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include "server/own_parsing.h"
 
 namespace mercato::server {
 
@@ -35,9 +38,10 @@ class CallObserver {
 template <class Req, class Resp>
 using UnaryHandler = std::function<grpc::Status(grpc::ServerContext&, const Req&, Resp*)>;
 
-template <class Service, class Req, class Resp>
-using RequestMethod = void (Service::*)(grpc::ServerContext*, Req*,
-                                        grpc::ServerAsyncResponseWriter<Resp>*,
+// A generated `WithRawMethod_X<...>::RequestX`.
+template <class Service>
+using RequestMethod = void (Service::*)(grpc::ServerContext*, grpc::ByteBuffer*,
+                                        grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>*,
                                         grpc::CompletionQueue*, grpc::ServerCompletionQueue*,
                                         void*);
 
@@ -45,7 +49,7 @@ template <class Service, class Req, class Resp>
 class UnaryCall final : public CallTag {
  public:
   // Registers a pending call; it deletes itself when done.
-  static void Listen(Service* service, RequestMethod<Service, Req, Resp> method,
+  static void Listen(Service* service, RequestMethod<Service> method,
                      const UnaryHandler<Req, Resp>* handler, CallObserver* observer,
                      grpc::ServerCompletionQueue* cq) {
     new UnaryCall(service, method, handler, observer, cq);
@@ -66,38 +70,50 @@ class UnaryCall final : public CallTag {
       observer_->Started();
     }
     Listen(service_, method_, handler_, observer_, cq_);
-    const grpc::Status status = (*handler_)(ctx_, request_, &response_);
+    const grpc::Status status = Handle();
     code_ = status.error_code();
     replied_ = true;
     if (status.ok()) {
-      writer_.Finish(response_, status, this);
+      writer_.Finish(reply_, status, this);
     } else {
       writer_.FinishWithError(status, this);
     }
   }
 
  private:
-  UnaryCall(Service* service, RequestMethod<Service, Req, Resp> method,
-            const UnaryHandler<Req, Resp>* handler, CallObserver* observer,
-            grpc::ServerCompletionQueue* cq)
+  // Parses the request, runs the handler and serializes its response.
+  grpc::Status Handle() {
+    Req request;
+    if (absl::Status s = ParseRequest(bytes_, "request", &request); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    Resp response;
+    grpc::Status status = (*handler_)(ctx_, request, &response);
+    if (status.ok() && !SerializeResponse(response, &reply_)) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "response: too large to serialize");
+    }
+    return status;
+  }
+
+  UnaryCall(Service* service, RequestMethod<Service> method, const UnaryHandler<Req, Resp>* handler,
+            CallObserver* observer, grpc::ServerCompletionQueue* cq)
       : service_(service),
         method_(method),
         handler_(handler),
         observer_(observer),
         cq_(cq),
         writer_(&ctx_) {
-    (service_->*method_)(&ctx_, &request_, &writer_, cq_, cq_, this);
+    (service_->*method_)(&ctx_, &bytes_, &writer_, cq_, cq_, this);
   }
 
   Service* service_;
-  RequestMethod<Service, Req, Resp> method_;
+  RequestMethod<Service> method_;
   const UnaryHandler<Req, Resp>* handler_;
   CallObserver* observer_;
   grpc::ServerCompletionQueue* cq_;
   grpc::ServerContext ctx_;
-  Req request_;
-  Resp response_;
-  grpc::ServerAsyncResponseWriter<Resp> writer_;
+  grpc::ByteBuffer bytes_, reply_;
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> writer_;
   bool replied_ = false;
   grpc::StatusCode code_ = grpc::StatusCode::OK;
   std::chrono::steady_clock::time_point start_;
@@ -111,10 +127,11 @@ class AsyncDispatcher {
   AsyncDispatcher(const AsyncDispatcher&) = delete;
   ~AsyncDispatcher() { Shutdown(); }
 
-  // `owner` is the generated AsyncService; `method` may belong to one of its
-  // bases. `observer` (may be null) is told of every call.
+  // `owner` is the generated service with the method raw
+  // (WithRawMethod_X); `method` may belong to one of its bases. `observer`
+  // (may be null) is told of every call.
   template <class Owner, class Service, class Req, class Resp>
-  void Add(Owner* owner, RequestMethod<Service, Req, Resp> method, UnaryHandler<Req, Resp> handler,
+  void Add(Owner* owner, RequestMethod<Service> method, UnaryHandler<Req, Resp> handler,
            CallObserver* observer) {
     Service* service = owner;
     auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));

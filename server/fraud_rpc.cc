@@ -97,6 +97,21 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
 
 }  // namespace
 
+std::string EventNote(const core::Snapshot& snap, const core::Event& event) {
+  if (event.type != core::EventType::kFraudLabel) return "";
+  absl::StatusOr<std::pair<const core::FraudView*, uint64_t>> fraud =
+      ServedModel<core::FraudView>(snap, core::kFraudModelName);
+  if (!fraud.ok()) return "";
+  const std::optional<double> label = fraud->first->LabelOf(event.order_id);
+  if (!label) return "";
+  if (*label == event.value) {
+    return absl::StrCat("order ", event.order_id, " is already labelled ", event.value,
+                        ": a repeat, counted (repeated_labels) and not trained on again");
+  }
+  return absl::StrCat("order ", event.order_id, " was labelled ", *label,
+                      ": this label corrects it (changed_labels) and is trained on");
+}
+
 UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, Metrics* metrics) {
   return [rt, metrics](grpc::ServerContext&, const v1::Order& req, v1::ScoreResponse* resp) {
     if (!rt->ready()) return NotReady();

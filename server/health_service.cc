@@ -7,7 +7,9 @@ namespace mercato::server {
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
-HealthService::HealthService(std::vector<std::string> services) : services_(std::move(services)) {}
+HealthService::HealthService(std::vector<std::string> services) : services_(std::move(services)) {
+  ParseUnary("grpc.health.v1.Health", "Check", &HealthService::Check);
+}
 
 void HealthService::SetServing(bool serving) {
   absl::MutexLock lock(&mu_);

@@ -16,10 +16,11 @@
 
 #include "absl/synchronization/mutex.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/own_parsing.h"
 
 namespace mercato::server {
 
-class HealthService final : public grpc::health::v1::Health::Service {
+class HealthService final : public OwnParsing<grpc::health::v1::Health::Service> {
  public:
   // `services`: the fully qualified names answered besides "" (the server).
   explicit HealthService(std::vector<std::string> services);

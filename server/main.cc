@@ -2,6 +2,7 @@
 // (health NOT_SERVING), recovers the models from the newest checkpoint and
 // the log tail, then serves. SIGTERM or SIGINT: stop accepting, drain
 // in-flight calls, checkpoint, exit 0.
+#include <google/protobuf/stubs/logging.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "core/command_line.h"
 #include "core/fraud_model.h"
 #include "core/log.h"
 #include "server/runtime.h"
@@ -40,6 +42,9 @@ ABSL_FLAG(
 ABSL_FLAG(int, checkpoint_interval_s, 60,
           "checkpoint the served models this often when changed (at least 10x the last "
           "checkpoint's duration apart)");
+ABSL_FLAG(int64_t, checkpoint_every_events, 200000,
+          "checkpoint also once this many events were applied since the last checkpoint, so "
+          "that a restart replays a bounded log tail (0 = by time only)");
 ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues)");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
 ABSL_FLAG(std::string, log_level, "info",
@@ -113,6 +118,18 @@ bool ParseEventWeights(const std::string& spec,
   return true;
 }
 
+// libprotobuf's own messages (for example about a request it could not
+// parse) as records of the server's structured log, not bare stderr lines.
+void LogFromProtobuf(google::protobuf::LogLevel level, const char* file, int line,
+                     const std::string& message) {
+  using L = mercato::core::LogLevel;
+  const L ours = level == google::protobuf::LOGLEVEL_INFO      ? L::kInfo
+                 : level == google::protobuf::LOGLEVEL_WARNING ? L::kWarning
+                                                               : L::kError;
+  if (ours < mercato::core::MinLogLevel()) return;
+  mercato::core::LogRecord(ours, file, line).stream() << "protobuf: " << message;
+}
+
 // Writes `port` to `path` atomically (nothing when `path` is empty).
 void WritePortFile(const std::string& path, int port) {
   if (path.empty()) return;
@@ -139,6 +156,8 @@ int Run() {
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_publish_gap_ms)));
   rt_options.learner.nice = std::clamp(absl::GetFlag(FLAGS_learner_nice), 0, 19);
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
+  rt_options.checkpoint_every_events =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_checkpoint_every_events)));
   rt_options.segments.k = absl::GetFlag(FLAGS_segments);
   rt_options.segments.refit_every_purchases = absl::GetFlag(FLAGS_segment_refit_purchases);
   rt_options.horizon_days = absl::GetFlag(FLAGS_horizon_days);
@@ -259,8 +278,7 @@ int Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Mercato recommendation and scoring server");
-  absl::ParseCommandLine(argc, argv);
+  mercato::core::ParseCommandLine(argc, argv, "Mercato recommendation and scoring server");
   // Debian's Abseil is built without NDEBUG, which leaves Mutex deadlock
   // detection on: a global lock-graph update on every lock and unlock of a
   // serving path. The tests keep it on.
@@ -271,5 +289,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   mercato::core::SetMinLogLevel(level);
+  google::protobuf::SetLogHandler(&LogFromProtobuf);
   return Run();
 }

@@ -35,6 +35,10 @@ absl::StatusOr<std::pair<const V*, uint64_t>> ServedModel(const core::Snapshot& 
   return std::make_pair(view, model->version);
 }
 
+// What an accepted event is worth telling its sender, given the models as
+// served (`snap`); empty when nothing. Ingest lists these in its notes.
+std::string EventNote(const core::Snapshot& snap, const core::Event& event);
+
 UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElasticityHandler(
     Runtime* rt);
 UnaryHandler<v1::SegmentRequest, v1::SegmentResponse> SegmentHandler(Runtime* rt);

@@ -43,7 +43,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   rt->learner_ = std::make_unique<core::Learner>(options.learner, MakeModels(options),
                                                  rt->store_.get(), core::Clock::Real());
   rt->checkpointer_ = std::make_unique<core::Checkpointer>(
-      rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval);
+      rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval,
+      options.checkpoint_every_events);
   return rt;
 }
 

@@ -29,6 +29,9 @@ struct RuntimeOptions {
   core::LearnerOptions learner;
   // How often the served snapshot is checkpointed when it changed.
   absl::Duration checkpoint_interval = absl::Seconds(60);
+  // ... and also after this many applied events (0 = only by time), so that a
+  // restart replays at most about this many.
+  uint64_t checkpoint_every_events = 200000;
   core::SegmentOptions segments;
   core::FraudOptions fraud;
   core::ElasticityOptions elasticity;

@@ -16,6 +16,7 @@
 #include "server/async_unary.h"
 #include "server/health_service.h"
 #include "server/model_rpcs.h"
+#include "server/own_parsing.h"
 #include "server/status_util.h"
 #include "server/validation.h"
 
@@ -24,29 +25,46 @@ namespace {
 
 constexpr int kStreamChunk = 512;
 constexpr int kMaxListedRejections = 1000;
+constexpr char kIngest[] = "mercato.v1.Ingest";
+constexpr char kCatalog[] = "mercato.v1.Catalog";
+constexpr char kAdmin[] = "mercato.v1.Admin";
 
 const char* const kServiceNames[] = {
     "mercato.v1.Ingest",  "mercato.v1.Catalog", "mercato.v1.Recommender", "mercato.v1.Segmenter",
     "mercato.v1.Pricing", "mercato.v1.Fraud",   "mercato.v1.Admin"};
 
-// Appends `events` and adds the outcome to `summary`.
-absl::Status Commit(storage::Store& store, const std::vector<core::Event>& events,
-                    v1::PublishSummary* summary) {
+// Appends `events` (at positions `index` of the call) and adds the outcome
+// to `summary`, with notes on the accepted ones.
+absl::Status Commit(Runtime& rt, const std::vector<core::Event>& events,
+                    const std::vector<uint64_t>& index, v1::PublishSummary* summary) {
   if (events.empty()) {
-    summary->set_last_sequence(store.LastSequence());
+    summary->set_last_sequence(rt.store().LastSequence());
     return absl::OkStatus();
   }
-  absl::StatusOr<storage::AppendResult> r = store.Append(events);
+  absl::StatusOr<storage::AppendResult> r = rt.store().Append(events);
   if (!r.ok()) return r.status();
   summary->set_accepted(summary->accepted() + r->accepted);
   summary->set_duplicates(summary->duplicates() + r->duplicates);
   summary->set_last_sequence(r->last_sequence);
+  const std::shared_ptr<const core::Snapshot> snap = rt.learner().snapshot();
+  for (size_t i = 0; i < events.size() && summary->notes_size() < kMaxListedRejections; ++i) {
+    if (r->sequences[i] == 0) continue;
+    if (std::string note = EventNote(*snap, events[i]); !note.empty()) {
+      v1::EventNote* n = summary->add_notes();
+      n->set_index(index[i]);
+      n->set_event_id(events[i].event_id);
+      n->set_note(std::move(note));
+    }
+  }
   return absl::OkStatus();
 }
 
-class IngestService final : public v1::Ingest::Service {
+class IngestService final : public OwnParsing<v1::Ingest::Service> {
  public:
-  IngestService(Runtime* rt, Metrics* metrics) : rt_(rt), metrics_(metrics) {}
+  IngestService(Runtime* rt, Metrics* metrics) : rt_(rt), metrics_(metrics) {
+    ParseUnary(kIngest, "PublishBatch", &IngestService::PublishBatch);
+    ParseClientStream(kIngest, "Publish", &IngestService::Publish);
+  }
 
   grpc::Status PublishBatch(grpc::ServerContext*, const v1::EventBatch* req,
                             v1::PublishSummary* resp) override {
@@ -54,40 +72,52 @@ class IngestService final : public v1::Ingest::Service {
     if (s.ok()) s = CheckTenant("tenant", req->tenant());
     if (!s.ok()) return ToGrpcStatus(s);
     std::vector<core::Event> events;
+    std::vector<uint64_t> index;
     events.reserve(req->events_size());
     for (int i = 0; i < req->events_size(); ++i) {
       absl::StatusOr<core::Event> e = ToCoreEvent(req->events(i), absl::StrCat("events[", i, "]"));
       if (!e.ok()) return ToGrpcStatus(e.status());
       events.push_back(*std::move(e));
+      index.push_back(i);
     }
-    const grpc::Status status = ToGrpcStatus(Commit(rt_->store(), events, resp));
+    const grpc::Status status = ToGrpcStatus(Commit(*rt_, events, index, resp));
     Count(*resp);
     return status;
   }
 
-  grpc::Status Publish(grpc::ServerContext*, grpc::ServerReader<v1::Event>* reader,
-                       v1::PublishSummary* resp) override {
+  // Reads the stream as bytes, so that a message that is no Event is
+  // counted and listed among the rejections instead of ending the stream.
+  grpc::Status Publish(grpc::ServerContext*, grpc::ServerReader<grpc::ByteBuffer>* reader,
+                       v1::PublishSummary* resp) {
     std::vector<core::Event> chunk;
+    std::vector<uint64_t> chunk_index;
+    grpc::ByteBuffer bytes;
     v1::Event in;
-    for (uint64_t index = 0; reader->Read(&in); ++index) {
-      absl::StatusOr<core::Event> e = ToCoreEvent(in, absl::StrCat("event[", index, "]"));
+    for (uint64_t index = 0; reader->Read(&bytes); ++index) {
+      const std::string field = absl::StrCat("event[", index, "]");
+      const absl::Status parsed = ParseRequest(bytes, field, &in);
+      absl::StatusOr<core::Event> e = parsed.ok() ? ToCoreEvent(in, field) : parsed;
       if (!e.ok()) {
         resp->set_rejected(resp->rejected() + 1);
         if (resp->rejections_size() < kMaxListedRejections) {
           v1::RejectedEvent* r = resp->add_rejections();
           r->set_index(index);
           r->set_event_id(in.event_id().substr(0, kMaxIdBytes));
-          r->set_reason(std::string(e.status().message()));
+          r->set_reason(absl::StrCat(e.status().message()));
         }
         continue;
       }
       chunk.push_back(*std::move(e));
+      chunk_index.push_back(index);
       if (chunk.size() >= kStreamChunk) {
-        if (absl::Status s = Commit(rt_->store(), chunk, resp); !s.ok()) return ToGrpcStatus(s);
+        if (absl::Status s = Commit(*rt_, chunk, chunk_index, resp); !s.ok()) {
+          return ToGrpcStatus(s);
+        }
         chunk.clear();
+        chunk_index.clear();
       }
     }
-    const grpc::Status status = ToGrpcStatus(Commit(rt_->store(), chunk, resp));
+    const grpc::Status status = ToGrpcStatus(Commit(*rt_, chunk, chunk_index, resp));
     Count(*resp);
     return status;
   }
@@ -101,9 +131,13 @@ class IngestService final : public v1::Ingest::Service {
   Metrics* metrics_;
 };
 
-class CatalogService final : public v1::Catalog::Service {
+class CatalogService final : public OwnParsing<v1::Catalog::Service> {
  public:
-  explicit CatalogService(Runtime* rt) : rt_(rt) {}
+  explicit CatalogService(Runtime* rt) : rt_(rt) {
+    ParseUnary(kCatalog, "UpsertItems", &CatalogService::UpsertItems);
+    ParseUnary(kCatalog, "GetItem", &CatalogService::GetItem);
+    ParseUnary(kCatalog, "DeleteItem", &CatalogService::DeleteItem);
+  }
 
   grpc::Status UpsertItems(grpc::ServerContext*, const v1::UpsertItemsRequest* req,
                            v1::UpsertItemsResponse* resp) override {
@@ -147,9 +181,15 @@ class CatalogService final : public v1::Catalog::Service {
   Runtime* rt_;
 };
 
-class AdminService final : public v1::Admin::Service {
+class AdminService final : public OwnParsing<v1::Admin::Service> {
  public:
-  explicit AdminService(Runtime* rt) : rt_(rt) {}
+  explicit AdminService(Runtime* rt) : rt_(rt) {
+    ParseUnary(kAdmin, "ModelStatus", &AdminService::ModelStatus);
+    ParseUnary(kAdmin, "Checkpoint", &AdminService::Checkpoint);
+    ParseUnary(kAdmin, "Retrain", &AdminService::Retrain);
+    ParseUnary(kAdmin, "DeleteUser", &AdminService::DeleteUser);
+    ParseUnary(kAdmin, "ReadEvents", &AdminService::ReadEvents);
+  }
 
   grpc::Status ModelStatus(grpc::ServerContext*, const v1::ModelStatusRequest*,
                            v1::ModelStatusResponse* resp) override {
@@ -173,6 +213,11 @@ class AdminService final : public v1::Admin::Service {
       for (const auto& [name, n] : m.view->Counts()) (*info->mutable_counts())[name] = n;
       if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
         info->set_last_retrain_ms(r->finished_ms);
+      }
+      if (const std::optional<core::RunningRetrain> r = m.view->Running()) {
+        info->set_retrain_running(true);
+        info->set_retrain_started_ms(r->started_ms);
+        info->set_retrain_started_sequence(r->started_sequence);
       }
     }
     const core::CheckpointInfo cp = rt_->checkpointer().last();
@@ -245,6 +290,15 @@ class AdminService final : public v1::Admin::Service {
   Runtime* rt_;
 };
 
+// The model services, every method requested raw (server/async_unary.h).
+using RawRecommender =
+    v1::Recommender::WithRawMethod_Recommend<v1::Recommender::WithRawMethod_SimilarItems<
+        v1::Recommender::WithRawMethod_BoughtTogether<v1::Recommender::Service>>>;
+using RawSegmenter = v1::Segmenter::WithRawMethod_Segment<
+    v1::Segmenter::WithRawMethod_ListSegments<v1::Segmenter::Service>>;
+using RawPricing = v1::Pricing::WithRawMethod_PriceElasticity<v1::Pricing::Service>;
+using RawFraud = v1::Fraud::WithRawMethod_Score<v1::Fraud::Service>;
+
 }  // namespace
 
 grpc::Status NotReady() {
@@ -257,10 +311,10 @@ struct MercatoServer::Impl {
   IngestService ingest;
   CatalogService catalog;
   AdminService admin;
-  v1::Recommender::AsyncService recommender;
-  v1::Segmenter::AsyncService segmenter;
-  v1::Pricing::AsyncService pricing;
-  v1::Fraud::AsyncService fraud;
+  RawRecommender recommender;
+  RawSegmenter segmenter;
+  RawPricing pricing;
+  RawFraud fraud;
   AsyncDispatcher dispatcher;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
@@ -284,30 +338,25 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
   impl->drain_timeout = options.drain_timeout;
   Impl& d = *impl;
   using v1::Recommender, v1::Segmenter, v1::Pricing, v1::Fraud;
+  using Rec = RawRecommender;
   // The completion-queue methods report their calls to the metrics themselves.
   const auto observer = [&](const char* service, const char* method) -> CallObserver* {
     if (options.metrics == nullptr) return nullptr;
     return options.metrics->ObserverFor(absl::StrCat("/", service, "/", method));
   };
-  d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestRecommend,
-                   RecommendHandler(runtime),
+  d.dispatcher.Add(&d.recommender, &Rec::RequestRecommend, RecommendHandler(runtime),
                    observer(Recommender::service_full_name(), "Recommend"));
-  d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestSimilarItems,
-                   SimilarItemsHandler(runtime),
+  d.dispatcher.Add(&d.recommender, &Rec::RequestSimilarItems, SimilarItemsHandler(runtime),
                    observer(Recommender::service_full_name(), "SimilarItems"));
-  d.dispatcher.Add(&d.recommender, &Recommender::AsyncService::RequestBoughtTogether,
-                   BoughtTogetherHandler(runtime),
+  d.dispatcher.Add(&d.recommender, &Rec::RequestBoughtTogether, BoughtTogetherHandler(runtime),
                    observer(Recommender::service_full_name(), "BoughtTogether"));
-  d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestSegment, SegmentHandler(runtime),
+  d.dispatcher.Add(&d.segmenter, &RawSegmenter::RequestSegment, SegmentHandler(runtime),
                    observer(Segmenter::service_full_name(), "Segment"));
-  d.dispatcher.Add(&d.segmenter, &Segmenter::AsyncService::RequestListSegments,
-                   ListSegmentsHandler(runtime),
+  d.dispatcher.Add(&d.segmenter, &RawSegmenter::RequestListSegments, ListSegmentsHandler(runtime),
                    observer(Segmenter::service_full_name(), "ListSegments"));
-  d.dispatcher.Add(&d.pricing, &Pricing::AsyncService::RequestPriceElasticity,
-                   PriceElasticityHandler(runtime),
+  d.dispatcher.Add(&d.pricing, &RawPricing::RequestPriceElasticity, PriceElasticityHandler(runtime),
                    observer(Pricing::service_full_name(), "PriceElasticity"));
-  d.dispatcher.Add(&d.fraud, &Fraud::AsyncService::RequestScore,
-                   ScoreHandler(runtime, options.metrics),
+  d.dispatcher.Add(&d.fraud, &RawFraud::RequestScore, ScoreHandler(runtime, options.metrics),
                    observer(Fraud::service_full_name(), "Score"));
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

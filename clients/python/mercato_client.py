@@ -27,6 +27,18 @@ class MercatoError(Exception):
         self.message = message
 
 
+class PublishRejected(MercatoError):
+    """A Publish stream whose other events were stored, but some were
+    rejected; `summary` lists them (index, event id, reason)."""
+
+    def __init__(self, summary):
+        reasons = "; ".join(f"[{r.index}] {r.reason}" for r in summary.rejections[:5])
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"{summary.rejected} of {summary.accepted + summary.duplicates + summary.rejected} "
+                         f"events rejected: {reasons}")
+        self.summary = summary
+
+
 class Mercato:
     """One channel to a Mercato server and a typed helper per RPC."""
 
@@ -100,6 +112,26 @@ class Mercato:
         batch = ingest_pb2.EventBatch(
             events=[e if isinstance(e, ingest_pb2.Event) else ingest_pb2.Event(**e) for e in events])
         return self._call(self._ingest.PublishBatch, batch)
+
+    def publish_stream(self, events, allow_rejected=False):
+        """Publishes dicts, ingest_pb2.Event or already serialized bytes over
+        one Publish stream (not retried: the stream is consumed); returns the
+        PublishSummary. Unless `allow_rejected`, raises PublishRejected when
+        the server rejected any message, after the others were stored."""
+        def serialize(e):
+            if isinstance(e, bytes):
+                return e
+            return (e if isinstance(e, ingest_pb2.Event) else ingest_pb2.Event(**e)).SerializeToString()
+        call = self.channel.stream_unary(
+            "/mercato.v1.Ingest/Publish", request_serializer=serialize,
+            response_deserializer=ingest_pb2.PublishSummary.FromString)
+        try:
+            summary = call(iter(events), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise MercatoError(e.code(), e.details()) from None
+        if summary.rejected and not allow_rejected:
+            raise PublishRejected(summary)
+        return summary
 
     def upsert_items(self, items):
         request = catalog_pb2.UpsertItemsRequest(

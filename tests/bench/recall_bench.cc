@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "core/command_line.h"
 #include "core/demo_shop.h"
 #include "core/recommend_model.h"
 
@@ -108,6 +109,8 @@ int Main() {
 }  // namespace mercato::core
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  mercato::core::ParseCommandLine(argc, argv,
+                                  "HNSW recall and search time against "
+                                  "the exact scan");
   return mercato::core::Main();
 }

@@ -152,6 +152,53 @@ TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   EXPECT_EQ(ViewOf(model)->Score(first).probability, after);
 }
 
+uint64_t CountOf(const FraudView& view, const std::string& name) {
+  for (const auto& [n, v] : view.Counts()) {
+    if (n == name) return v;
+  }
+  return 0;
+}
+
+// The first label trains; the same label again is counted and changes
+// nothing; a different one is a correction, trained toward the new value.
+TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
+  FraudModel model;
+  const int64_t t0 = 1704067200000;
+  const FraudOrder order = Order("o1", t0, 700);
+  model.Apply(FraudView::RecordEvent(order, ViewOf(model)->Score(order).features));
+  Event label;
+  label.type = EventType::kFraudLabel;
+  label.order_id = "o1";
+  label.value = 1;
+  label.timestamp_ms = t0 + 1000;
+  model.Apply(label);
+  const double fraud = ViewOf(model)->Score(order).probability;
+  EXPECT_EQ(ViewOf(model)->LabelOf("o1"), 1.0);
+
+  label.event_id = "again";
+  model.Apply(label);
+  auto view = ViewOf(model);
+  EXPECT_EQ(view->Score(order).probability, fraud);
+  EXPECT_EQ(CountOf(*view, "labels"), 1u);
+  EXPECT_EQ(CountOf(*view, "repeated_labels"), 1u);
+  EXPECT_EQ(CountOf(*view, "changed_labels"), 0u);
+
+  label.event_id = "corrected";
+  label.value = 0;
+  model.Apply(label);
+  view = ViewOf(model);
+  EXPECT_LT(view->Score(order).probability, fraud);
+  EXPECT_EQ(view->LabelOf("o1"), 0.0);
+  EXPECT_EQ(CountOf(*view, "labels"), 1u);
+  EXPECT_EQ(CountOf(*view, "changed_labels"), 1u);
+
+  // The counts and the label survive a checkpoint.
+  FraudModel restored;
+  ASSERT_TRUE(restored.Decode(view->Encode()).ok());
+  EXPECT_EQ(ViewOf(restored)->Encode(), view->Encode());
+  EXPECT_EQ(ViewOf(restored)->LabelOf("o1"), 0.0);
+}
+
 TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   FraudModel model;
   const int64_t t0 = 1704067200000;

@@ -537,6 +537,33 @@ TEST(RecommendModelTest, DueRetrainDoesNotBlockAndWaitingEventsSurviveACheckpoin
   }
 }
 
+// A running retrain is visible in the views: since when and from which log
+// position; an abandoned one is gone once it has ended.
+TEST(RecommendModelTest, ViewsShowTheRunningRetrainAndWhereItStarted) {
+  const DemoShop shop = GenerateDemoShop(TinyShop());
+  RecommendModel model(EndlessRetrains());
+  FeedCatalogue(model, shop);
+  EXPECT_FALSE(ViewOf(model)->Running());
+  const int64_t before_ms = absl::ToUnixMillis(absl::Now());
+  uint64_t sequence = 1000000;
+  for (const Event& e : shop.events) {
+    Event logged = e;
+    logged.sequence = ++sequence;
+    model.Apply(logged);
+    if (ViewOf(model)->Running()) break;
+  }
+  const std::optional<RunningRetrain> running = ViewOf(model)->Running();
+  ASSERT_TRUE(running);
+  EXPECT_EQ(running->started_sequence, sequence);  // the event that made it due
+  EXPECT_GE(running->started_ms, before_ms);
+  model.Abandon();
+  for (int i = 0; i < 1000 && ViewOf(model)->Running(); ++i) {
+    model.Poll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(ViewOf(model)->Running());
+}
+
 // Shutdown does not wait for a retrain: an abandoned one stops part-way, is
 // not adopted, and no other starts. (Without Abandon() this test would wait
 // for a million epochs.)

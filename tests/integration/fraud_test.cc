@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <thread>
 
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
@@ -120,6 +121,45 @@ TEST(FraudTest, ScoresExplainsRejectsAndSurvivesRestarts) {
   fraud = v1::Fraud::NewStub(server->channel());
   EXPECT_EQ(Score(*fraud, risky).probability(), bad.probability());
   EXPECT_EQ(Score(*fraud, UsualOrder("o-1")).probability(), usual.probability());
+}
+
+// A label sent again for the same order (a new event id) is acknowledged
+// with a note and counted; a different one is a correction.
+TEST(FraudTest, RepeatedAndChangedLabelsAreNotedAndCounted) {
+  TempDir dir;
+  ServerProcess server(dir.path());
+  auto fraud = v1::Fraud::NewStub(server.channel());
+  auto ingest = v1::Ingest::NewStub(server.channel());
+  auto admin = v1::Admin::NewStub(server.channel());
+  Score(*fraud, UsualOrder("o-label"));
+  for (int i = 0; i < 500 && ModelCount(Status(*admin), "fraud", "orders") < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto send = [&](const std::string& id, double value) {
+    v1::EventBatch batch;
+    v1::Event* label = batch.add_events();
+    label->set_event_id(id);
+    label->set_type(v1::FRAUD_LABEL);
+    label->set_order_id("o-label");
+    label->set_value(value);
+    label->set_timestamp_ms(kNow + 1000);
+    v1::PublishSummary summary;
+    EXPECT_TRUE(ingest->PublishBatch(Ctx().get(), batch, &summary).ok());
+    WaitCaughtUp(*admin);
+    return summary;
+  };
+  EXPECT_EQ(send("label-1", 1).notes_size(), 0);
+  const v1::PublishSummary repeat = send("label-2", 1);
+  ASSERT_EQ(repeat.notes_size(), 1);
+  EXPECT_EQ(repeat.notes(0).event_id(), "label-2");
+  EXPECT_NE(repeat.notes(0).note().find("a repeat"), std::string::npos) << repeat.notes(0).note();
+  const v1::PublishSummary change = send("label-3", 0);
+  ASSERT_EQ(change.notes_size(), 1);
+  EXPECT_NE(change.notes(0).note().find("corrects"), std::string::npos) << change.notes(0).note();
+  const v1::ModelStatusResponse st = Status(*admin);
+  EXPECT_EQ(ModelCount(st, "fraud", "labels"), 1u);
+  EXPECT_EQ(ModelCount(st, "fraud", "repeated_labels"), 1u);
+  EXPECT_EQ(ModelCount(st, "fraud", "changed_labels"), 1u);
 }
 
 }  // namespace

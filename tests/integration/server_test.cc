@@ -1,10 +1,12 @@
 // End-to-end tests of the real mercato-server binary: real gRPC calls on
 // loopback, a real RocksDB in a temporary folder, SIGKILL and restart.
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <atomic>
 #include <cmath>
+#include <future>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -219,6 +221,64 @@ TEST(ServerTest, StreamSkipsInvalidEventsAndListsThem) {
       << summary.rejections(0).reason();
 }
 
+// A message that is no Event, between two valid ones: the stream goes on,
+// and the summary counts and lists it.
+TEST(ServerTest, StreamCountsAnUndecodableMessageAndKeepsTheRest) {
+  TempDir dir;
+  ServerProcess server(dir.path());
+  v1::PublishSummary summary;
+  auto ctx = Ctx();
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+          server.channel().get(),
+          grpc::internal::RpcMethod("/mercato.v1.Ingest/Publish",
+                                    grpc::internal::RpcMethod::CLIENT_STREAMING),
+          ctx.get(), &summary));
+  for (const std::string& bytes :
+       {MakeEvent("raw-0", 1, 1).SerializeAsString(), std::string("\xff\xff\xff\x01", 4),
+        MakeEvent("raw-2", 2, 2).SerializeAsString()}) {
+    grpc::Slice slice(bytes);
+    ASSERT_TRUE(writer->Write(grpc::ByteBuffer(&slice, 1)));
+  }
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(summary.accepted(), 2u);
+  EXPECT_EQ(summary.rejected(), 1u);
+  ASSERT_EQ(summary.rejections_size(), 1);
+  EXPECT_EQ(summary.rejections(0).index(), 1u);
+  EXPECT_EQ(
+      summary.rejections(0).reason().rfind("event[1]: bytes that are not a mercato.v1.Event", 0),
+      0u)
+      << summary.rejections(0).reason();
+  auto admin = v1::Admin::NewStub(server.channel());
+  EXPECT_EQ(ReadWholeLog(*admin).size(), 2u);
+}
+
+// Bytes that are no request get INVALID_ARGUMENT saying so, from the
+// synchronous services and the completion-queue ones alike.
+TEST(ServerTest, UndecodableRequestsGetInvalidArgument) {
+  TempDir dir;
+  ServerProcess server(dir.path());
+  grpc::GenericStub stub(server.channel());
+  for (const char* method : {"/mercato.v1.Ingest/PublishBatch", "/mercato.v1.Catalog/GetItem",
+                             "/mercato.v1.Admin/ModelStatus", "/mercato.v1.Recommender/Recommend",
+                             "/mercato.v1.Fraud/Score", "/grpc.health.v1.Health/Check"}) {
+    grpc::Slice slice(std::string("\xff\xff\xff\x01", 4));
+    grpc::ByteBuffer request(&slice, 1), response;
+    auto ctx = Ctx();
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(ctx.get(), method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status s) { done.set_value(std::move(s)); });
+    const grpc::Status s = done.get_future().get();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_EQ(s.error_message().rfind("request: bytes that are not a ", 0), 0u)
+        << method << ": " << s.error_message();
+  }
+  auto admin = v1::Admin::NewStub(server.channel());
+  EXPECT_TRUE(Status(*admin).ready());
+}
+
 TEST(ServerTest, SigtermDrainsCheckpointsAndExitsZero) {
   TempDir dir;
   {
@@ -238,6 +298,35 @@ TEST(ServerTest, SigtermDrainsCheckpointsAndExitsZero) {
   EXPECT_EQ(st.last_checkpoint_sequence(), 1000u) << "SIGTERM writes a final checkpoint";
   EXPECT_GT(st.last_checkpoint_ms(), 0);
   EXPECT_EQ(ModelCount(st, "activity", "events"), 1000u);
+}
+
+// A server killed before its first timed checkpoint still restarts from a
+// checkpoint, not from the whole log.
+TEST(ServerTest, CheckpointsAfterEveryNEventsBoundTheReplay) {
+  TempDir dir;
+  uint64_t checkpointed = 0;
+  {
+    ServerProcess server(dir.path(),
+                         {"--checkpoint_interval_s=3600", "--checkpoint_every_events=1000"});
+    auto ingest = v1::Ingest::NewStub(server.channel());
+    auto admin = v1::Admin::NewStub(server.channel());
+    v1::EventBatch batch;
+    for (int i = 0; i < 2500; ++i) *batch.add_events() = MakeEvent(absl::StrCat("n", i), i, i);
+    v1::PublishSummary summary;
+    ASSERT_TRUE(ingest->PublishBatch(Ctx().get(), batch, &summary).ok());
+    WaitCaughtUp(*admin);
+    for (int i = 0; i < 1000 && checkpointed < 1000; ++i) {
+      checkpointed = Status(*admin).last_checkpoint_sequence();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_GE(checkpointed, 1000u) << "no checkpoint within 10 s of 2,500 applied events";
+    server.Kill();
+  }
+  ServerProcess server(dir.path());
+  auto admin = v1::Admin::NewStub(server.channel());
+  const v1::ModelStatusResponse st = WaitCaughtUp(*admin);
+  EXPECT_EQ(st.last_checkpoint_sequence(), checkpointed);
+  EXPECT_EQ(ModelCount(st, "activity", "events"), 2500u);
 }
 
 TEST(ServerTest, CheckpointThenKillRestoresFromCheckpointAndTail) {

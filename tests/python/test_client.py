@@ -11,7 +11,7 @@ import unittest
 import grpc
 
 from mercato.v1 import recommender_pb2
-from mercato_client import Mercato, MercatoError
+from mercato_client import Mercato, MercatoError, PublishRejected
 
 NOW_MS = 1732280000000
 
@@ -97,6 +97,20 @@ class ClientTest(unittest.TestCase):
                                   account_created_ms=NOW_MS - 60000, timestamp_ms=NOW_MS)
         self.assertGreater(risky.probability, 0.5)
         self.assertTrue(risky.reasons)
+
+    def test_stream_reports_an_undecodable_message(self):
+        c = self.client
+        valid = [{"event_id": f"py-stream-{i}", "type": "VIEW", "user_id": "s1", "item_id": "mug",
+                  "timestamp_ms": NOW_MS + i} for i in (0, 2)]
+        messages = [valid[0], b"\xff\xff\xff\x01", valid[1]]
+        with self.assertRaises(PublishRejected) as raised:
+            c.publish_stream(messages)
+        summary = raised.exception.summary
+        self.assertEqual((summary.accepted, summary.rejected), (2, 1))
+        self.assertEqual(summary.rejections[0].index, 1)
+        self.assertIn("event[1]: bytes that are not a mercato.v1.Event", raised.exception.message)
+        again = c.publish_stream(messages, allow_rejected=True)
+        self.assertEqual((again.duplicates, again.rejected), (2, 1))
 
     def test_errors_name_the_field(self):
         with self.assertRaises(MercatoError) as bad:
