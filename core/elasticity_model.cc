@@ -11,46 +11,51 @@
 
 namespace mercato::core {
 
-// Series columns. Means and centred sums are forgetting-weighted (Welford
-// form, which keeps its precision when prices are far from zero).
+// Series columns. A closed period is one observation (x = ln of its average
+// price, q = its units); observations are kept as sufficient statistics in
+// up to kBins bins of ln price, which is all the Poisson likelihood needs.
 struct SeriesRow {
   enum : int {
-    kOpenPeriod,   // index of the period being gathered; -1 before any sale
+    kOpenPeriod,  // index of the period being gathered; -1 when none
     kOpenUnits,
     kOpenRevenue,
-    kWeight,       // sum of observation weights
-    kMeanX,        // ln price
-    kMeanY,        // ln units
-    kCxx,
-    kCxy,
-    kCyy,
-    kPeriods,      // observations, unweighted
+    kPeriods,  // observations, unweighted
     kMinPrice,
     kMaxPrice,
-    kSegment,      // segment + 1; 0 = all customers
-    kGroup,        // group row + 1 this series adds to; 0 = none
-    kCategory,     // item rows: category index + 1; 0 = unknown
-    kListPrice,    // item rows: from the catalogue
-    kUnitCost,     // item rows: from the catalogue
-    kCols
+    kSegment,    // segment + 1; 0 = all customers
+    kGroup,      // group row + 1 this series adds to; 0 = none
+    kCategory,   // item rows: category index + 1; 0 = unknown
+    kListPrice,  // item rows: from the catalogue
+    kUnitCost,   // item rows: from the catalogue
+    // The fit after the last observation (kFitOk 0: none).
+    kFitOk,
+    kIntercept,  // a of ln λ = a + e x
+    kSlope,      // e
+    kSlopeSe,
+    kDof,
+    kMeanX,  // information-weighted mean ln price: where a slope pivots
+    kSdX,    // weighted standard deviation of ln price
+    // Bins: weighted periods, sum of x, units and squared units.
+    kBins,
+    kCols = kBins + 4 * 16
   };
 };
+constexpr int kNumBins = (SeriesRow::kCols - SeriesRow::kBins) / 4;
+// Observations whose ln prices lie this close share a bin (0.5% in price).
+constexpr double kBinWidth = 0.005;
 
-// Group columns: sums of the contributions of its series.
+// Group columns: sums over its series; the estimate sums over the series
+// with an estimate of their own.
 struct GroupRow {
   enum : int {
-    kWeight,
-    kCxx,
-    kCxy,
-    kCyy,
-    kSeries,       // series with at least one observation
-    kSumMeanX,
-    kSumMeanY,
+    kSeries,  // series with at least one observation
     kPeriods,
     kEstimates,    // series with an estimate of their own
     kSumB,
     kSumB2,
-    kSumVar,       // sum of their squared standard errors
+    kSumVar,    // sum of their squared standard errors
+    kSumMeanX,  // sums of their pivot ln price and ln λ there
+    kSumMeanY,
     kMinPrice,
     kMaxPrice,
     // The shop row of a segment level (key: the segment suffix alone) sums
@@ -64,7 +69,10 @@ struct GroupRow {
 
 namespace {
 
-constexpr uint8_t kFormatVersion = 1;
+// 2: zero-truncated Poisson per series (binned), estimates from the item
+// fits. Version 1 states (log-log least squares) cannot be converted: the
+// model then starts empty and the log replays into it.
+constexpr uint8_t kFormatVersion = 2;
 constexpr char kSegmentSeparator = '\x1f';
 
 std::string SegmentSuffix(std::optional<uint32_t> segment) {
@@ -83,7 +91,6 @@ double T95(double dof) {
          (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * dof * dof * dof);
 }
 
-// A fitted slope; `ok` false when there is none.
 // Sets the estimate and its interval, `quantile` standard errors each side.
 void SetEstimate(ElasticityEstimate& out, ElasticityLevel level, double e, double se,
                  double quantile) {
@@ -94,39 +101,110 @@ void SetEstimate(ElasticityEstimate& out, ElasticityLevel level, double e, doubl
   out.ci_high = e + quantile * se;
 }
 
+// The zero-truncated Poisson at rate λ: the mean and variance of a period's
+// units given that the period sold something.
+struct Truncated {
+  double mean, var;
+};
+Truncated TruncatedPoisson(double lambda) {
+  const double sold = -std::expm1(-lambda);  // P(q > 0)
+  const double mean = lambda < 1e-8 ? 1 + lambda / 2 : lambda / sold;
+  return {mean, std::max(1e-300, mean * (1 + lambda - mean))};
+}
+
+// Fits ln λ = a + e x to the series' bins by maximum likelihood, Newton's
+// method warm-started from the last fit. Periods without a sale are not
+// observations, so the likelihood is the zero-truncated one: a plain
+// Poisson fit to the periods with sales would pull low-volume items'
+// slopes toward zero. The standard error is the inverse information's,
+// scaled by the Pearson dispersion.
+void FitSeries(double* s, const ElasticityOptions& o) {
+  using C = SeriesRow;
+  const bool warm = s[C::kFitOk] != 0;
+  s[C::kFitOk] = 0;
+  double w = 0, wx = 0, wxx = 0, q = 0;
+  for (int b = 0; b < kNumBins; ++b) {
+    const double* bin = s + C::kBins + 4 * b;
+    w += bin[0];
+    wx += bin[1];
+    wxx += bin[0] > 0 ? bin[1] * bin[1] / bin[0] : 0;
+    q += bin[2];
+  }
+  if (w <= 0) return;
+  const double mean_x = wx / w;
+  s[C::kSdX] = std::sqrt(std::max(0.0, wxx / w - mean_x * mean_x));
+  if (s[C::kPeriods] < o.min_periods || s[C::kSdX] < o.min_log_price_sd) return;
+  // Centred on the mean ln price, so the two parameters are near-orthogonal.
+  double a = warm ? s[C::kIntercept] + s[C::kSlope] * mean_x : std::log(q / w);
+  double e = warm ? s[C::kSlope] : 0;
+  double i00 = 0, i01 = 0, i11 = 0, pearson = 0;
+  for (int iter = 0; iter < 50; ++iter) {
+    double g0 = 0, g1 = 0;
+    i00 = i01 = i11 = pearson = 0;
+    for (int b = 0; b < kNumBins; ++b) {
+      const double* bin = s + C::kBins + 4 * b;
+      if (bin[0] <= 0) continue;
+      const double x = bin[1] / bin[0] - mean_x;
+      const double lambda = std::exp(std::clamp(a + e * x, -30.0, 30.0));
+      const Truncated t = TruncatedPoisson(lambda);
+      const double r = bin[2] - bin[0] * t.mean;
+      g0 += r;
+      g1 += r * x;
+      const double h = bin[0] * t.var;
+      i00 += h;
+      i01 += h * x;
+      i11 += h * x * x;
+      pearson += (bin[3] - 2 * t.mean * bin[2] + bin[0] * t.mean * t.mean) / t.var;
+    }
+    const double det = i00 * i11 - i01 * i01;
+    if (!(det > 0)) return;
+    const double da = (i11 * g0 - i01 * g1) / det, de = (i00 * g1 - i01 * g0) / det;
+    a += std::clamp(da, -2.0, 2.0);
+    e += std::clamp(de, -2.0, 2.0);
+    if (std::abs(da) < 1e-10 && std::abs(de) < 1e-10) break;
+  }
+  const double det = i00 * i11 - i01 * i01;
+  if (!(det > 0) || !std::isfinite(a) || !std::isfinite(e)) return;
+  const double dof = s[C::kPeriods] - 2;
+  // Quasi-Poisson: the Pearson statistic per degree of freedom scales the
+  // variance (above 1 when days vary more than Poisson, as real ones do).
+  const double dispersion = dof > 0 ? pearson / w * s[C::kPeriods] / dof : 1.0;
+  s[C::kFitOk] = 1;
+  s[C::kSlope] = e;
+  s[C::kSlopeSe] = std::sqrt(dispersion * i00 / det);
+  s[C::kDof] = dof;
+  // Pivot at the information-weighted mean, where intercept and slope are
+  // uncorrelated.
+  const double pivot = mean_x + i01 / i00;
+  s[C::kMeanX] = pivot;
+  s[C::kIntercept] = a - e * mean_x;
+}
+
 struct Fit {
   bool ok = false;
   double slope = 0, se = 0, dof = 0;
   explicit operator bool() const { return ok; }
 };
 
-// The slope of centred sums, when the prices varied enough to identify it.
-Fit FitSlope(double weight, double cxx, double cxy, double cyy, double dof,
-                            const ElasticityOptions& o) {
-  if (dof < 1 || weight <= 0 || cxx / weight < o.min_log_price_sd * o.min_log_price_sd) {
-    return {};
-  }
-  Fit f;
-  f.ok = true;
-  f.slope = cxy / cxx;
-  const double rss = std::max(0.0, cyy - f.slope * cxy);
-  f.dof = dof;
-  f.se = std::sqrt(rss / dof / cxx);
-  return f;
-}
-
-Fit SeriesFit(const double* s, const ElasticityOptions& o) {
+Fit SeriesFit(const double* s) {
   using C = SeriesRow;
-  if (s[C::kPeriods] < o.min_periods) return {};
-  return FitSlope(s[C::kWeight], s[C::kCxx], s[C::kCxy], s[C::kCyy], s[C::kWeight] - 2, o);
+  if (s == nullptr || s[C::kFitOk] == 0) return {};
+  return {true, s[C::kSlope], s[C::kSlopeSe], s[C::kDof]};
 }
 
-Fit GroupFit(const double* g, const ElasticityOptions& o) {
+// A group's estimate: the mean of its items' own estimates, with the
+// standard error their spread gives (which holds both their noise and their
+// true differences).
+// A group of one estimate has no spread to go by: that estimate, with its
+// own standard error (and a normal quantile).
+Fit GroupFit(const double* g) {
   using C = GroupRow;
-  if (g[C::kPeriods] < o.min_periods) return {};
-  // One intercept per series plus the common slope.
-  return FitSlope(g[C::kWeight], g[C::kCxx], g[C::kCxy], g[C::kCyy],
-                  g[C::kWeight] - g[C::kSeries] - 1, o);
+  const double m = g[C::kEstimates];
+  if (m < 1) return {};
+  const double mean = g[C::kSumB] / m;
+  if (m < 2) return {true, mean, std::sqrt(g[C::kSumVar]), 1e9};
+  const double spread = std::max(0.0, (g[C::kSumB2] - m * mean * mean) / (m - 1));
+  return {true, mean, std::sqrt(std::max(spread, g[C::kSumVar] / m) / m), m - 1};
 }
 
 // Why a series has no estimate of its own, in words.
@@ -137,11 +215,47 @@ std::string WhyNoFit(const double* s, const ElasticityOptions& o) {
     return absl::StrCat("only ", s[C::kPeriods], " sales periods, fewer than the ", o.min_periods,
                         " needed");
   }
-  return absl::StrFormat(
-      "the price barely varied (%.2f to %.2f; ln-price sd %.4f < %.2f), so demand's response to "
-      "it cannot be told apart from noise",
-      s[C::kMinPrice], s[C::kMaxPrice], std::sqrt(s[C::kCxx] / s[C::kWeight]),
-      o.min_log_price_sd);
+  if (s[C::kSdX] < o.min_log_price_sd) {
+    return absl::StrFormat(
+        "the price barely varied (%.2f to %.2f; ln-price sd %.4f < %.2f), so demand's response "
+        "to it cannot be told apart from noise",
+        s[C::kMinPrice], s[C::kMaxPrice], s[C::kSdX], o.min_log_price_sd);
+  }
+  return "the demand model could not be fitted to its sales periods";
+}
+
+// Adds observation (x, q) with `weight` to the series' bins: into the bin
+// within kBinWidth, else a free one, else the two closest bins merge first.
+void AddToBins(double* s, double x, double q) {
+  using C = SeriesRow;
+  double* bins = s + C::kBins;
+  auto mean = [&](int b) { return bins[4 * b + 1] / bins[4 * b]; };
+  int target = -1, free = -1;
+  for (int b = 0; b < kNumBins && target < 0; ++b) {
+    if (bins[4 * b] <= 0) {
+      if (free < 0) free = b;
+    } else if (std::abs(mean(b) - x) <= kBinWidth) {
+      target = b;
+    }
+  }
+  if (target < 0 && free < 0) {
+    int i = 0, j = 1;
+    for (int a = 0; a < kNumBins; ++a) {
+      for (int b = a + 1; b < kNumBins; ++b) {
+        if (std::abs(mean(a) - mean(b)) < std::abs(mean(i) - mean(j))) i = a, j = b;
+      }
+    }
+    for (int k = 0; k < 4; ++k) {
+      bins[4 * i + k] += bins[4 * j + k];
+      bins[4 * j + k] = 0;
+    }
+    free = j;
+  }
+  double* bin = bins + 4 * (target >= 0 ? target : free);
+  bin[0] += 1;
+  bin[1] += x;
+  bin[2] += q;
+  bin[3] += q * q;
 }
 
 }  // namespace
@@ -153,12 +267,13 @@ ElasticityModel::ElasticityModel(ElasticityOptions options, const SegmentLookup*
       groups_(GroupRow::kCols) {}
 
 bool ElasticityModel::Apply(const Event& event) {
+  const bool closed = AdvanceShopTime(event.timestamp_ms);
   if (event.type == EventType::kItemUpdate) {
     ApplyItemUpdate(event);
     return true;
   }
   if (event.type != EventType::kPurchase || event.quantity <= 0 || event.unit_price <= 0) {
-    return false;
+    return closed;
   }
   ApplyPurchase(event, SeriesFor(event.item_id, std::nullopt));
   if (segments_ != nullptr) {
@@ -222,34 +337,53 @@ std::optional<uint32_t> ElasticityModel::GroupOf(uint32_t item_row,
   return g;
 }
 
+int64_t ElasticityModel::PeriodOf(int64_t timestamp_ms) const {
+  return timestamp_ms >= 0 ? timestamp_ms / options_.period_ms
+                           : -((-timestamp_ms + options_.period_ms - 1) / options_.period_ms);
+}
+
+bool ElasticityModel::AdvanceShopTime(int64_t timestamp_ms) {
+  if (timestamp_ms <= 0) return false;
+  const int64_t period = PeriodOf(timestamp_ms);
+  if (shop_period_ >= 0 && period <= shop_period_) return false;
+  shop_period_ = period;
+  bool closed = false;
+  for (uint32_t row = 0; row < series_.rows(); ++row) {
+    const double open = series_.Row(row)[SeriesRow::kOpenPeriod];
+    if (open >= 0 && open < period) {
+      ClosePeriod(row);
+      closed = true;
+    }
+  }
+  return closed;
+}
+
+void ElasticityModel::ClosePeriod(uint32_t row) {
+  using C = SeriesRow;
+  Contribute(row, -1);
+  double* s = series_.MutableRow(row);
+  const double price = s[C::kOpenRevenue] / s[C::kOpenUnits];
+  if (options_.forgetting < 1) {
+    for (int k = C::kBins; k < C::kCols; ++k) s[k] *= options_.forgetting;
+  }
+  AddToBins(s, std::log(price), s[C::kOpenUnits]);
+  s[C::kMinPrice] = s[C::kPeriods] == 0 ? price : std::min(s[C::kMinPrice], price);
+  s[C::kMaxPrice] = std::max(s[C::kMaxPrice], price);
+  s[C::kPeriods] += 1;
+  s[C::kOpenUnits] = s[C::kOpenRevenue] = 0;
+  s[C::kOpenPeriod] = -1;
+  FitSeries(s, options_);
+  Contribute(row, +1);
+}
+
 void ElasticityModel::ApplyPurchase(const Event& event, uint32_t row) {
   using C = SeriesRow;
-  const double period = std::floor(static_cast<double>(event.timestamp_ms) /
-                                    static_cast<double>(options_.period_ms));
+  const double period = static_cast<double>(PeriodOf(event.timestamp_ms));
+  const double open = series_.Row(row)[C::kOpenPeriod];
+  if (open >= 0 && period > open) ClosePeriod(row);
   double* s = series_.MutableRow(row);
-  if (s[C::kOpenPeriod] >= 0 && period > s[C::kOpenPeriod]) {
-    // The open period is over: it becomes an observation.
-    Contribute(row, -1);
-    const double price = s[C::kOpenRevenue] / s[C::kOpenUnits];
-    // ln(q + 1/2) rather than ln q: for counts, E[ln q] falls short of ln E[q]
-    // by about 1/(2 E[q]), more at dearer prices, which would bias the slope.
-    const double x = std::log(price), y = std::log(s[C::kOpenUnits] + 0.5);
-    const double weight = s[C::kWeight] * options_.forgetting + 1;
-    const double dx = x - s[C::kMeanX], dy = y - s[C::kMeanY];
-    s[C::kMeanX] += dx / weight;
-    s[C::kMeanY] += dy / weight;
-    s[C::kCxx] = s[C::kCxx] * options_.forgetting + dx * (x - s[C::kMeanX]);
-    s[C::kCxy] = s[C::kCxy] * options_.forgetting + dx * (y - s[C::kMeanY]);
-    s[C::kCyy] = s[C::kCyy] * options_.forgetting + dy * (y - s[C::kMeanY]);
-    s[C::kWeight] = weight;
-    s[C::kMinPrice] = s[C::kPeriods] == 0 ? price : std::min(s[C::kMinPrice], price);
-    s[C::kMaxPrice] = std::max(s[C::kMaxPrice], price);
-    s[C::kPeriods] += 1;
-    s[C::kOpenUnits] = s[C::kOpenRevenue] = 0;
-    Contribute(row, +1);
-  }
-  // A late event (from an earlier period) counts in the open one.
-  if (period > s[C::kOpenPeriod]) s[C::kOpenPeriod] = period;
+  // A late event (from an earlier period than the open one) counts in it.
+  s[C::kOpenPeriod] = std::max(s[C::kOpenPeriod], period);
   s[C::kOpenUnits] += event.quantity;
   s[C::kOpenRevenue] += event.quantity * event.unit_price;
 }
@@ -273,15 +407,11 @@ void ElasticityModel::Contribute(uint32_t series_row, int sign) {
   };
   shop[G::kWithinSs] -= within(g);
   shop[G::kWithinDof] -= std::max(0.0, g[G::kEstimates] - 1);
-  g[G::kWeight] += sign * s[S::kWeight];
-  g[G::kCxx] += sign * s[S::kCxx];
-  g[G::kCxy] += sign * s[S::kCxy];
-  g[G::kCyy] += sign * s[S::kCyy];
   g[G::kSeries] += sign;
-  g[G::kSumMeanX] += sign * s[S::kMeanX];
-  g[G::kSumMeanY] += sign * s[S::kMeanY];
   g[G::kPeriods] += sign * s[S::kPeriods];
-  if (const Fit f = SeriesFit(s, options_)) {
+  if (const Fit f = SeriesFit(s)) {
+    g[G::kSumMeanX] += sign * s[S::kMeanX];
+    g[G::kSumMeanY] += sign * (s[S::kIntercept] + f.slope * s[S::kMeanX]);
     for (double* r : {g, shop}) {
       r[G::kEstimates] += sign;
       r[G::kSumB] += sign * f.slope;
@@ -301,6 +431,7 @@ void ElasticityModel::Contribute(uint32_t series_row, int sign) {
 std::shared_ptr<const ModelView> ElasticityModel::Publish() {
   auto view = std::make_shared<ElasticityView>();
   view->options_ = options_;
+  view->shop_period_ = shop_period_;
   view->series_keys_ = series_keys_.Freeze();
   view->group_keys_ = group_keys_.Freeze();
   view->categories_ = categories_.Freeze();
@@ -315,6 +446,7 @@ std::string ElasticityView::Encode() const {
   w.U8(kFormatVersion);
   w.Varint(SeriesRow::kCols);
   w.Varint(GroupRow::kCols);
+  w.I64(shop_period_);
   EncodeTable(w, categories_, nullptr);
   EncodeTable(w, group_keys_, &groups_);
   EncodeTable(w, series_keys_, &series_);
@@ -323,13 +455,20 @@ std::string ElasticityView::Encode() const {
 
 absl::Status ElasticityModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
-  if (r.U8() != kFormatVersion) {
+  const uint8_t version = r.U8();
+  if (version == 1) {
+    // Least-squares sums, which the Poisson fit cannot use: start empty, and
+    // recovery replays the whole log into this model.
+    return absl::FailedPreconditionError("elasticity: checkpoint format 1 is replaced; replay");
+  }
+  if (version != kFormatVersion) {
     return absl::DataLossError("elasticity: unknown checkpoint format version");
   }
   if (r.Varint() != SeriesRow::kCols || r.Varint() != GroupRow::kCols) {
     return absl::DataLossError("elasticity: checkpoint has another row layout");
   }
   ElasticityModel fresh(options_, segments_);
+  fresh.shop_period_ = r.I64();
   DecodeTable(r, fresh.categories_, nullptr);
   DecodeTable(r, fresh.group_keys_, &fresh.groups_);
   DecodeTable(r, fresh.series_keys_, &fresh.series_);
@@ -380,19 +519,23 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
     return absl::NotFoundError(absl::StrCat("segment: no purchases from segment ", *q.segment,
                                             q.item_id.empty() ? " in this category" : " of this item"));
   }
-  const Fit own = series ? SeriesFit(series, o) : Fit();
-  const Fit pooled = group ? GroupFit(group, o) : Fit();
+  const Fit own = SeriesFit(series);
+  const Fit pooled = group ? GroupFit(group) : Fit();
 
-  // Anchor of demand: mean ln price and ln units of the series (or of the
-  // group's typical series).
+  // Anchor of demand: a pivot ln price and ln E[q] there, of the series'
+  // fit (or of the group's typical fitted series); the estimate's slope
+  // turns about it.
   std::optional<std::pair<double, double>> anchor;
   if (series != nullptr && series[S::kPeriods] > 0) {
-    anchor = {series[S::kMeanX], series[S::kMeanY]};
+    if (own) {
+      anchor = {series[S::kMeanX], series[S::kIntercept] + own.slope * series[S::kMeanX]};
+    }
     out.observations = static_cast<uint64_t>(series[S::kPeriods]);
     out.min_price_seen = series[S::kMinPrice];
     out.max_price_seen = series[S::kMaxPrice];
-  } else if (q.item_id.empty() && group != nullptr && group[G::kSeries] > 0) {
-    anchor = {group[G::kSumMeanX] / group[G::kSeries], group[G::kSumMeanY] / group[G::kSeries]};
+  } else if (q.item_id.empty() && group != nullptr && group[G::kEstimates] > 0) {
+    anchor = {group[G::kSumMeanX] / group[G::kEstimates],
+              group[G::kSumMeanY] / group[G::kEstimates]};
     out.observations = static_cast<uint64_t>(group[G::kPeriods]);
     out.min_price_seen = group[G::kMinPrice];
     out.max_price_seen = group[G::kMaxPrice];
@@ -411,20 +554,31 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
       // category) is its floor, so that shrinkage never claims more than
       // the shop's categories show.
       double tau2 = std::max(o.min_between_variance, spread - group[G::kSumVar] / m);
+      // Degrees of freedom behind tau2: the shop's when its value is used.
+      double tau2_dof = m - 1;
       if (const std::optional<uint32_t> shop_row = group_keys_.Find(suffix)) {
         const double* shop = groups_.Row(*shop_row);
-        if (shop[G::kWithinDof] > 0) {
-          tau2 = std::max(tau2, shop[G::kWithinSs] / shop[G::kWithinDof] -
-                                    shop[G::kSumVar] / shop[G::kEstimates]);
+        const double shop_tau2 =
+            shop[G::kWithinDof] > 0
+                ? shop[G::kWithinSs] / shop[G::kWithinDof] - shop[G::kSumVar] / shop[G::kEstimates]
+                : 0;
+        if (shop_tau2 > tau2) {
+          tau2 = shop_tau2;
+          tau2_dof = shop[G::kWithinDof];
         }
       }
-      const double prior = pooled ? pooled.slope : mean_b;
-      const double precision = 1 / (own.se * own.se) + 1 / tau2;
+      // Morris (1983): the posterior variance given tau2, plus what the
+      // estimated group mean and the estimated shrinkage weight b add.
+      const double s2 = own.se * own.se;
+      const double b = s2 / (s2 + tau2);
+      const double mean_var = pooled.se * pooled.se;
+      const double deviation = own.slope - mean_b;
+      // Var(b) ~ 2 b^2 / dof from the sampling variance of tau2.
+      const double var =
+          s2 * (1 - b) + b * b * mean_var + 2 / tau2_dof * b * b * deviation * deviation;
       out.item_elasticity = own.slope;
       out.item_standard_error = own.se;
-      SetEstimate(out, ElasticityLevel::kShrunk,
-                  (own.slope / (own.se * own.se) + prior / tau2) / precision,
-                  std::sqrt(1 / precision), kZ95);
+      SetEstimate(out, ElasticityLevel::kShrunk, own.slope - b * deviation, std::sqrt(var), kZ95);
     }
   } else if (pooled) {
     SetEstimate(out, ElasticityLevel::kCategory, pooled.slope, pooled.se, T95(pooled.dof));
@@ -477,8 +631,7 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
     for (double p : q.candidate_prices) {
       PricePointEstimate pp;
       pp.price = p;
-      pp.expected_demand =
-          std::max(0.0, std::exp(intercept + out.elasticity * std::log(p)) - 0.5);  // y = ln(q + 1/2)
+      pp.expected_demand = std::exp(intercept + out.elasticity * std::log(p));
       pp.expected_profit = cost > 0 ? (p - cost) * pp.expected_demand : 0;
       pp.extrapolated = outside(p);
       any_outside |= pp.extrapolated;

@@ -2,19 +2,26 @@
 // segment, learned from purchases in log order.
 //
 // Each series (an item, or an item within one customer segment) turns its
-// purchases into one observation per period (a day by default): x = ln of
-// the average price paid, y = ln of the units sold. Periods without a sale
-// are not observations (ln 0 has no meaning); a period joins the estimate
-// when the series' first sale of a later period closes it. The log-log
-// demand ln q = a + e ln p is fitted by recursive least squares with
-// exponential forgetting in sufficient-statistic form, O(1) per event.
+// purchases into one observation per period (a day by default): the average
+// price paid and the units sold. A period closes when the series' next sale
+// of a later period arrives or shop time (the latest event time the model
+// has seen) passes its end, whichever comes first; a purchase from an
+// earlier period than the open one counts in the open one. Demand is Poisson
+// with ln E[q] = a + e ln p, fitted by maximum likelihood to the periods
+// with sales (zero-truncated: periods without a sale are not observed, and
+// a plain fit to the others would bias low-volume slopes toward zero). The
+// fit is invariant to the unit of quantity for counts well above one. Its
+// sufficient statistics are kept in bins of ln price, so closing a period
+// costs O(bins) and an event O(1); forgetting discounts older periods.
 //
-// A group (a category, or a category within one segment) pools its series'
-// centred statistics: the within-item regression with item fixed effects.
-// Item estimates are shrunk toward their group by precision (empirical
-// Bayes, between-item variance by the method of moments). Every group sum is
+// A group (a category, or a category within one segment) estimates the mean
+// of its items' elasticities from their own estimates. Item estimates are
+// shrunk toward it (empirical Bayes, between-item variance by the method of
+// moments), with the posterior variance of Morris (1983): it adds the
+// uncertainty of the group mean and of the shrinkage weight, so a shrunk
+// interval never claims more than the group can support. Every group sum is
 // kept current by subtracting a series' old contribution and adding its new
-// one, so an event costs O(1) and a publication copies only changed blocks.
+// one, so a publication copies only changed blocks.
 #ifndef MERCATO_CORE_ELASTICITY_MODEL_H_
 #define MERCATO_CORE_ELASTICITY_MODEL_H_
 
@@ -88,7 +95,9 @@ struct ElasticityEstimate {
   double ci_low = 0, ci_high = 0;
   // kShrunk only: the item's own estimate and standard error before shrinkage.
   double item_elasticity = 0, item_standard_error = 0;
-  // Periods behind the estimate and the range of period prices they saw.
+  // Closed periods with sales behind the estimate and the range of period
+  // prices they saw. The period shop time is in is not among them until it
+  // closes.
   uint64_t observations = 0;
   double min_price_seen = 0, max_price_seen = 0;
   std::optional<double> optimal_price;
@@ -114,6 +123,7 @@ class ElasticityView final : public ModelView {
  private:
   friend class ElasticityModel;
   ElasticityOptions options_;
+  int64_t shop_period_ = -1;
   IdDictionaryView series_keys_, group_keys_, categories_;
   RowBlockView<double> series_, groups_;
 };
@@ -131,6 +141,12 @@ class ElasticityModel final : public Model {
  private:
   void ApplyItemUpdate(const Event& event);
   void ApplyPurchase(const Event& event, uint32_t series_row);
+  int64_t PeriodOf(int64_t timestamp_ms) const;
+  // Moves shop time to `timestamp_ms` when later, closing every open period
+  // before it (O(series) when a period ends); true if any closed.
+  bool AdvanceShopTime(int64_t timestamp_ms);
+  // Turns the series' open period into an observation and refits it.
+  void ClosePeriod(uint32_t series_row);
   // The row of the item's series for `segment` (nullopt = all customers),
   // added when new.
   uint32_t SeriesFor(std::string_view item_id, std::optional<uint32_t> segment);
@@ -147,6 +163,8 @@ class ElasticityModel final : public Model {
   RowBlockMatrix<double> series_, groups_;
   // Segment ids that have series, for moving them when a category changes.
   uint32_t segment_count_ = 0;
+  // The period of the latest event time seen; -1 before any.
+  int64_t shop_period_ = -1;
 };
 
 }  // namespace mercato::core

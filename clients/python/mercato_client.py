@@ -1,7 +1,8 @@
 """A thin Python client for Mercato.
 
-The stubs are generated at build time (protoc + grpc_python_plugin) into
-build/python; put that folder and this one on PYTHONPATH. Every call has a
+Install it with `pip install ./clients/python` (see setup.py), which
+generates the stubs from proto/ into the package; or put build/python (the
+CMake build's stubs) and this folder on PYTHONPATH. Every call has a
 deadline and is retried, with backoff, while the server answers UNAVAILABLE
 (starting up, recovering, or briefly unreachable). Other errors are raised as
 MercatoError with the gRPC code and the server's message, which names the

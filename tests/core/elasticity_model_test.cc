@@ -90,7 +90,7 @@ TEST(ElasticityModelTest, ShrinkageHelpsSparseItems) {
   ElasticityModel model;
   Feed(model, shop);
   auto view = ViewOf(model);
-  int n = 0;
+  int n = 0, covered = 0;
   double raw_error = 0, shrunk_error = 0;
   for (const DemoItem& it : shop.items) {
     const ElasticityEstimate e = MustEstimate(*view, ItemQuery(it.item.item_id));
@@ -98,12 +98,17 @@ TEST(ElasticityModelTest, ShrinkageHelpsSparseItems) {
     ++n;
     raw_error += std::abs(e.item_elasticity - it.elasticity);
     shrunk_error += std::abs(e.elasticity - it.elasticity);
-    EXPECT_LT(e.standard_error, e.item_standard_error);
+    // Not always narrower than the item's own: the interval carries the
+    // uncertainty of the category mean and of the shrinkage weight too.
+    covered += e.ci_low <= it.elasticity && it.elasticity <= e.ci_high;
   }
   ASSERT_GE(n, 50);
   RecordProperty("raw_mae", absl::StrCat(raw_error / n));
   RecordProperty("shrunk_mae", absl::StrCat(shrunk_error / n));
   EXPECT_LT(shrunk_error, 0.8 * raw_error);
+  // The demo shop's demand is not Poisson day to day (its shoppers come and
+  // go), which the planted-Poisson tests below check exactly.
+  EXPECT_GE(covered, 0.8 * n);
 }
 
 // Hand-made series: `days` days of sales of one item at the given prices
@@ -276,6 +281,142 @@ TEST(ElasticityModelTest, CheckpointRoundTripGivesTheSameAnswers) {
   }
   EXPECT_FALSE(restored.Decode(bytes.substr(0, bytes.size() / 2)).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);  // unchanged on error
+}
+
+// Planted Poisson demand: `days` days of item `item` around `base` price
+// (ln-price sd 0.15), selling Poisson(lambda0 (p / base)^e) units a day;
+// days without a sale send nothing. The last event comes the day after, so
+// every sales day is closed. Also returns each day's (ln p, units).
+std::vector<Event> PoissonSeries(const std::string& item, double e, double lambda0, int days,
+                                 std::mt19937_64& rng,
+                                 std::vector<std::pair<double, double>>* days_out = nullptr) {
+  std::normal_distribution<double> noise(0, 0.15);
+  std::vector<Event> out;
+  for (int d = 0; d < days; ++d) {
+    const double p = std::round(1000 * std::exp(noise(rng))) / 100;  // base price 10
+    const double q = std::poisson_distribution<int>(lambda0 * std::pow(p / 10, e))(rng);
+    if (q == 0) continue;
+    Event ev;
+    ev.type = EventType::kPurchase;
+    ev.event_id = absl::StrCat(item, "-", d);
+    ev.user_id = "u";
+    ev.item_id = item;
+    ev.timestamp_ms = 1704067200000 + d * kDayMs + 3600000;
+    ev.unit_price = p;
+    ev.quantity = q;
+    out.push_back(ev);
+    if (days_out) days_out->emplace_back(std::log(p), q);
+  }
+  return out;
+}
+
+// Shop time passes every open day: any event a day after the last.
+Event Tick(int day) {
+  Event ev;
+  ev.type = EventType::kView;
+  ev.user_id = "u";
+  ev.item_id = "any";
+  ev.timestamp_ms = 1704067200000 + day * kDayMs + 3600000;
+  return ev;
+}
+
+// Items that sell one or two units a day: the interval holds the planted
+// elasticity about 95% of the time (a log-log fit of ln(units + 1/2) pulls
+// such slopes toward zero and misses far more often). Items that sell
+// thousands a day get what the log-log fit gives.
+TEST(ElasticityModelTest, LowVolumeItemsGetUnbiasedEstimatesAndHonestIntervals) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> planted(-3, -0.5), volume(0.8, 2.5);
+  ElasticityModel model;
+  std::vector<double> truth;
+  constexpr int kItems = 1000, kDays = 90;
+  for (int i = 0; i < kItems; ++i) {
+    truth.push_back(planted(rng));
+    for (const Event& e :
+         PoissonSeries(absl::StrCat("low", i), truth[i], volume(rng), kDays, rng)) {
+      model.Apply(e);
+    }
+  }
+  std::vector<double> high_truth;
+  std::vector<std::vector<std::pair<double, double>>> high_days(20);
+  for (int i = 0; i < 20; ++i) {
+    high_truth.push_back(planted(rng));
+    for (const Event& e :
+         PoissonSeries(absl::StrCat("high", i), high_truth[i], 3000, kDays, rng, &high_days[i])) {
+      model.Apply(e);
+    }
+  }
+  model.Apply(Tick(kDays));
+  auto view = ViewOf(model);
+  int covered = 0, n = 0;
+  double bias = 0;
+  for (int i = 0; i < kItems; ++i) {
+    const ElasticityEstimate e = MustEstimate(*view, ItemQuery(absl::StrCat("low", i)));
+    if (e.level != ElasticityLevel::kItem) continue;
+    ++n;
+    bias += e.elasticity - truth[i];
+    covered += e.ci_low <= truth[i] && truth[i] <= e.ci_high;
+  }
+  ASSERT_GE(n, 950);
+  const double coverage = static_cast<double>(covered) / n;
+  RecordProperty("low_volume_coverage", absl::StrCat(coverage));
+  EXPECT_GE(coverage, 0.93);
+  EXPECT_LE(coverage, 0.97);
+  EXPECT_LT(std::abs(bias / n), 0.05);
+  for (int i = 0; i < 20; ++i) {
+    // The log-log least-squares slope of ln(units + 1/2) on ln price.
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    const double m = high_days[i].size();
+    for (const auto& [x, q] : high_days[i]) {
+      const double y = std::log(q + 0.5);
+      sx += x, sy += y, sxx += x * x, sxy += x * y;
+    }
+    const double log_log = (sxy - sx * sy / m) / (sxx - sx * sx / m);
+    const ElasticityEstimate e = MustEstimate(*view, ItemQuery(absl::StrCat("high", i)));
+    EXPECT_NEAR(e.elasticity, log_log, 0.02) << i;
+    EXPECT_EQ(e.observations, high_days[i].size());  // every day sent, none dropped
+  }
+}
+
+// Items shrunk toward the mean of a few items of very different certainty:
+// the shrunk interval carries the uncertainty of that mean and of the
+// shrinkage weight, and covers the planted elasticity about 95% of the time.
+TEST(ElasticityModelTest, ShrunkIntervalsCoverThePlantedElasticities) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> category_mean(-3, -1);
+  std::normal_distribution<double> spread(0, 0.3);
+  ElasticityModel model;
+  std::vector<double> truth;
+  constexpr int kCategories = 250, kDays = 60;
+  for (int c = 0; c < kCategories; ++c) {
+    const double mean = category_mean(rng);
+    for (const double lambda0 : {1.0, 3.0, 30.0, 300.0}) {
+      const std::string id = absl::StrCat("c", c, "-", lambda0);
+      model.Apply(Catalog(id, absl::StrCat("cat", c), 10, 0));
+      truth.push_back(mean + spread(rng));
+      for (const Event& e : PoissonSeries(id, truth.back(), lambda0, kDays, rng)) model.Apply(e);
+    }
+  }
+  model.Apply(Tick(kDays));
+  auto view = ViewOf(model);
+  int covered = 0, n = 0, i = 0;
+  for (int c = 0; c < kCategories; ++c) {
+    for (const double lambda0 : {1.0, 3.0, 30.0, 300.0}) {
+      const double t = truth[i++];
+      const ElasticityEstimate e =
+          MustEstimate(*view, ItemQuery(absl::StrCat("c", c, "-", lambda0)));
+      if (e.level != ElasticityLevel::kShrunk) continue;
+      ++n;
+      covered += e.ci_low <= t && t <= e.ci_high;
+    }
+  }
+  ASSERT_GE(n, 900);
+  const double coverage = static_cast<double>(covered) / n;
+  RecordProperty("shrunk_coverage", absl::StrCat(coverage));
+  EXPECT_GE(coverage, 0.93);
+  // 0.973 here: slightly conservative for the noisiest items, whose prior
+  // mean (the plain mean of their category's estimates) is itself noisy.
+  EXPECT_LE(coverage, 0.98);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-"""The Python client against the real mercato-server (started here on a free
-port with its data in a temporary folder)."""
+"""The Python client, as installed from clients/python (with its generated
+stubs), against the real mercato-server (started here on a free port with its
+data in a temporary folder)."""
 
 import os
 import shutil
