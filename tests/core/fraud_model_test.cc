@@ -109,6 +109,15 @@ FraudOrder Order(const std::string& id, int64_t t, double amount) {
   return o;
 }
 
+Event Label(const std::string& order_id, double value, int64_t t) {
+  Event label;
+  label.type = EventType::kFraudLabel;
+  label.order_id = order_id;
+  label.value = value;
+  label.timestamp_ms = t;
+  return label;
+}
+
 TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   FraudModel model;
   const int64_t t0 = 1704067200000;
@@ -133,11 +142,7 @@ TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   EXPECT_EQ(again.features, scored.features);
   EXPECT_EQ(again.probability, scored.probability);
 
-  Event label;
-  label.type = EventType::kFraudLabel;
-  label.order_id = "o1";
-  label.value = 1;
-  label.timestamp_ms = t0 + 400000;
+  Event label = Label("o1", 1, t0 + 400000);
   model.Apply(label);
   const double after = ViewOf(model)->Score(first).probability;
   EXPECT_GT(after, scored.probability);  // learned from o1's own features
@@ -166,11 +171,7 @@ TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
   const int64_t t0 = 1704067200000;
   const FraudOrder order = Order("o1", t0, 700);
   model.Apply(FraudView::RecordEvent(order, ViewOf(model)->Score(order).features));
-  Event label;
-  label.type = EventType::kFraudLabel;
-  label.order_id = "o1";
-  label.value = 1;
-  label.timestamp_ms = t0 + 1000;
+  Event label = Label("o1", 1, t0 + 1000);
   model.Apply(label);
   const double fraud = ViewOf(model)->Score(order).probability;
   EXPECT_EQ(ViewOf(model)->LabelOf("o1"), 1.0);
@@ -215,12 +216,7 @@ TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   EXPECT_GT(r.reasons[0].contribution, 0);
 
   model.Apply(FraudView::RecordEvent(risky, r.features));
-  Event label;
-  label.type = EventType::kFraudLabel;
-  label.order_id = "b";
-  label.value = 1;
-  label.timestamp_ms = t0 + 1000;
-  model.Apply(label);
+  model.Apply(Label("b", 1, t0 + 1000));
   const std::string bytes = ViewOf(model)->Encode();
   FraudModel restored;
   ASSERT_TRUE(restored.Decode(bytes).ok());
