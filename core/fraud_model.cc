@@ -71,18 +71,16 @@ enum OrderCol : int {
   kDense,
   kCrosses = kDense + kNumDenseFraudFeatures,
   kOrderTime = kCrosses + kNumFraudCrosses,
-  kOrderState,  // an OrderState
+  kOrderState,  // one of the order states below
   kOrderCols
 };
 
-// What an order row has been trained on.
-enum OrderState : int {
-  kAwaiting = 0,
-  kLabelledBefore = 1,  // labelled, value unknown: rows of format version 1
-  kMatured = 2,         // no label within the maturity: trained as legitimate
-  kLabelledLegitimate = 3,
-  kLabelledFraud = 4,
-};
+// What an order row has been trained on (kept in its double column).
+constexpr double kAwaiting = 0;
+constexpr double kLabelledBefore = 1;  // labelled, value unknown: rows of format version 1
+constexpr double kMatured = 2;         // no label within the maturity: trained as legitimate
+constexpr double kLabelledLegitimate = 3;
+constexpr double kLabelledFraud = 4;
 
 // Checked on Decode: the row widths and weight count of the stored state.
 constexpr int kLayout[] = {kUserCols, kKeyCols, kOrderCols, kDims};
