@@ -13,7 +13,7 @@ namespace mercato::core {
 
 // Series columns. A closed period is one observation (x = ln of its average
 // price, q = its units); observations are kept as sufficient statistics in
-// up to kBins bins of ln price, which is all the Poisson likelihood needs.
+// up to kNumBins bins of ln price, which is all the Poisson likelihood needs.
 struct SeriesRow {
   enum : int {
     kOpenPeriod,  // index of the period being gathered; -1 when none
@@ -37,7 +37,7 @@ struct SeriesRow {
     kSdX,    // weighted standard deviation of ln price
     // Bins: weighted periods, sum of x, units and squared units.
     kBins,
-    kCols = kBins + 4 * 16
+    kCols = kBins + 4 * 32
   };
 };
 constexpr int kNumBins = (SeriesRow::kCols - SeriesRow::kBins) / 4;
@@ -50,7 +50,7 @@ struct GroupRow {
   enum : int {
     kSeries,  // series with at least one observation
     kPeriods,
-    kEstimates,    // series with an estimate of their own
+    kEstimates,  // series with an estimate of their own
     kSumB,
     kSumB2,
     kSumVar,    // sum of their squared standard errors
@@ -58,11 +58,17 @@ struct GroupRow {
     kSumMeanY,
     kMinPrice,
     kMaxPrice,
+    // Precision-weighted sums (w = 1 / se^2) for the between-item variance.
+    kSumW,
+    kSumWB,
+    kSumWB2,
+    kSumW2,
     // The shop row of a segment level (key: the segment suffix alone) sums
-    // over its categories the spread of item estimates around their
-    // category's mean, and its degrees of freedom.
-    kWithinSs,
+    // over its categories DerSimonian and Laird's Q, its degrees of freedom
+    // and its scale (see BetweenVariance).
+    kWithinQ,
     kWithinDof,
+    kWithinScale,
     kCols
   };
 };
@@ -207,6 +213,24 @@ Fit GroupFit(const double* g) {
   return {true, mean, std::sqrt(std::max(spread, g[C::kSumVar] / m) / m), m - 1};
 }
 
+// DerSimonian and Laird's moment statistics of a group's item estimates:
+// Q = sum w (b - weighted mean)^2, whose expectation is (m - 1) +
+// tau2 * (sum w - sum w^2 / sum w).
+struct Heterogeneity {
+  double q = 0, dof = 0, scale = 0;
+};
+Heterogeneity HeterogeneityOf(const double* g) {
+  using C = GroupRow;
+  if (g[C::kEstimates] < 2 || g[C::kSumW] <= 0) return {};
+  return {g[C::kSumWB2] - g[C::kSumWB] * g[C::kSumWB] / g[C::kSumW], g[C::kEstimates] - 1,
+          g[C::kSumW] - g[C::kSumW2] / g[C::kSumW]};
+}
+
+// The between-item variance from those statistics (0 when none).
+double BetweenVariance(double q, double dof, double scale) {
+  return scale > 0 ? std::max(0.0, (q - dof) / scale) : 0;
+}
+
 // Why a series has no estimate of its own, in words.
 std::string WhyNoFit(const double* s, const ElasticityOptions& o) {
   using C = SeriesRow;
@@ -261,10 +285,7 @@ void AddToBins(double* s, double x, double q) {
 }  // namespace
 
 ElasticityModel::ElasticityModel(ElasticityOptions options, const SegmentLookup* segments)
-    : options_(options),
-      segments_(segments),
-      series_(SeriesRow::kCols),
-      groups_(GroupRow::kCols) {}
+    : options_(options), segments_(segments), series_(SeriesRow::kCols), groups_(GroupRow::kCols) {}
 
 bool ElasticityModel::Apply(const Event& event) {
   const bool closed = AdvanceShopTime(event.timestamp_ms);
@@ -331,8 +352,8 @@ std::optional<uint32_t> ElasticityModel::GroupOf(uint32_t item_row,
                                                  std::optional<uint32_t> segment) {
   const double category = series_.Row(item_row)[SeriesRow::kCategory];
   if (category == 0) return std::nullopt;
-  const uint32_t g = group_keys_.FindOrAdd(absl::StrCat(
-      categories_.Name(static_cast<uint32_t>(category) - 1), SegmentSuffix(segment)));
+  const uint32_t g = group_keys_.FindOrAdd(
+      absl::StrCat(categories_.Name(static_cast<uint32_t>(category) - 1), SegmentSuffix(segment)));
   groups_.Resize(group_keys_.size());
   return g;
 }
@@ -401,12 +422,13 @@ void ElasticityModel::Contribute(uint32_t series_row, int sign) {
   groups_.Resize(group_keys_.size());
   double* shop = groups_.MutableRow(shop_row);
   double* g = groups_.MutableRow(group);
-  auto within = [](const double* g) {
-    const double m = g[G::kEstimates];
-    return m < 2 ? 0.0 : g[G::kSumB2] - g[G::kSumB] * g[G::kSumB] / m;
+  auto pool = [&](double sign) {
+    const Heterogeneity h = HeterogeneityOf(g);
+    shop[G::kWithinQ] += sign * h.q;
+    shop[G::kWithinDof] += sign * h.dof;
+    shop[G::kWithinScale] += sign * h.scale;
   };
-  shop[G::kWithinSs] -= within(g);
-  shop[G::kWithinDof] -= std::max(0.0, g[G::kEstimates] - 1);
+  pool(-1);
   g[G::kSeries] += sign;
   g[G::kPeriods] += sign * s[S::kPeriods];
   if (const Fit f = SeriesFit(s)) {
@@ -418,12 +440,16 @@ void ElasticityModel::Contribute(uint32_t series_row, int sign) {
       r[G::kSumB2] += sign * f.slope * f.slope;
       r[G::kSumVar] += sign * f.se * f.se;
     }
+    const double w = 1 / std::max(f.se * f.se, 1e-12);
+    g[G::kSumW] += sign * w;
+    g[G::kSumWB] += sign * w * f.slope;
+    g[G::kSumWB2] += sign * w * f.slope * f.slope;
+    g[G::kSumW2] += sign * w * w;
   }
-  shop[G::kWithinSs] += within(g);
-  shop[G::kWithinDof] += std::max(0.0, g[G::kEstimates] - 1);
+  pool(+1);
   if (sign > 0) {
-    g[G::kMinPrice] = g[G::kMinPrice] == 0 ? s[S::kMinPrice]
-                                           : std::min(g[G::kMinPrice], s[S::kMinPrice]);
+    g[G::kMinPrice] =
+        g[G::kMinPrice] == 0 ? s[S::kMinPrice] : std::min(g[G::kMinPrice], s[S::kMinPrice]);
     g[G::kMaxPrice] = std::max(g[G::kMaxPrice], s[S::kMaxPrice]);
   }
 }
@@ -499,11 +525,14 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
   std::string group_key;
   if (!q.item_id.empty()) {
     const std::optional<uint32_t> row = series_keys_.Find(q.item_id);
-    if (!row) return absl::NotFoundError(absl::StrCat("item_id: no purchase or catalogue entry for '", q.item_id, "'"));
+    if (!row)
+      return absl::NotFoundError(
+          absl::StrCat("item_id: no purchase or catalogue entry for '", q.item_id, "'"));
     item = series_.Row(*row);
     if (std::optional<uint32_t> r = series_keys_.Find(q.item_id + suffix)) series = series_.Row(*r);
     if (item[S::kCategory] > 0) {
-      group_key = absl::StrCat(categories_.Name(static_cast<uint32_t>(item[S::kCategory]) - 1), suffix);
+      group_key =
+          absl::StrCat(categories_.Name(static_cast<uint32_t>(item[S::kCategory]) - 1), suffix);
     }
   } else {
     if (!categories_.Find(q.category)) {
@@ -516,8 +545,9 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
     group = groups_.Row(*g);
   }
   if (q.segment && series == nullptr && group == nullptr) {
-    return absl::NotFoundError(absl::StrCat("segment: no purchases from segment ", *q.segment,
-                                            q.item_id.empty() ? " in this category" : " of this item"));
+    return absl::NotFoundError(
+        absl::StrCat("segment: no purchases from segment ", *q.segment,
+                     q.item_id.empty() ? " in this category" : " of this item"));
   }
   const Fit own = SeriesFit(series);
   const Fit pooled = group ? GroupFit(group) : Fit();
@@ -546,36 +576,43 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
     const double m = group ? group[G::kEstimates] : 0;
     if (m >= 3) {
       // Empirical Bayes: the between-item variance is what the spread of
-      // the item estimates has beyond their own sampling noise.
+      // the item estimates has beyond their own sampling noise, by
+      // DerSimonian and Laird's precision-weighted moments (an unweighted
+      // spread would be swamped by the noisiest items). A category's own
+      // value rests on a handful of items, so the shop's (pooled over every
+      // category, this one included) is used unless the category's is
+      // clearly larger: Q beyond its degrees of freedom by two standard
+      // deviations of a chi-squared.
       const double mean_b = group[G::kSumB] / m;
-      const double spread = (group[G::kSumB2] - m * mean_b * mean_b) / (m - 1);
-      // A category's own value rests on a handful of items and can come out
-      // far too small; the shop-wide one (the same spread pooled over every
-      // category) is its floor, so that shrinkage never claims more than
-      // the shop's categories show.
-      double tau2 = std::max(o.min_between_variance, spread - group[G::kSumVar] / m);
-      // Degrees of freedom behind tau2: the shop's when its value is used.
-      double tau2_dof = m - 1;
+      const Heterogeneity h = HeterogeneityOf(group);
+      double tau2 = BetweenVariance(h.q, h.dof, h.scale);
+      double tau2_dof = h.dof;
       if (const std::optional<uint32_t> shop_row = group_keys_.Find(suffix)) {
         const double* shop = groups_.Row(*shop_row);
         const double shop_tau2 =
-            shop[G::kWithinDof] > 0
-                ? shop[G::kWithinSs] / shop[G::kWithinDof] - shop[G::kSumVar] / shop[G::kEstimates]
-                : 0;
-        if (shop_tau2 > tau2) {
+            BetweenVariance(shop[G::kWithinQ], shop[G::kWithinDof], shop[G::kWithinScale]);
+        const double expected_q = h.dof + shop_tau2 * h.scale;
+        if (shop[G::kWithinDof] > 0 && h.q <= expected_q + 2 * std::sqrt(2 * expected_q)) {
           tau2 = shop_tau2;
           tau2_dof = shop[G::kWithinDof];
         }
       }
-      // Morris (1983): the posterior variance given tau2, plus what the
-      // estimated group mean and the estimated shrinkage weight b add.
+      tau2 = std::max(o.min_between_variance, tau2);
+      // The posterior variance in the manner of Morris (1983): given tau2,
+      // with the estimated group mean's share, plus what the estimated
+      // shrinkage weight b adds.
+      // The estimate (1 - b) e + b mean, with the mean over the category's
+      // m estimates, this one included: its error is the item's own noise
+      // (weight 1 - b + b/m), its departure from the category (weight
+      // b (1 - 1/m)) and the other items' departures and noise (b/m each).
       const double s2 = own.se * own.se;
       const double b = s2 / (s2 + tau2);
-      const double mean_var = pooled.se * pooled.se;
       const double deviation = own.slope - mean_b;
+      const double own_weight = 1 - b + b / m, item_weight = b * (1 - 1 / m);
+      const double others = (m - 1) * tau2 + group[G::kSumVar] - s2;
       // Var(b) ~ 2 b^2 / dof from the sampling variance of tau2.
-      const double var =
-          s2 * (1 - b) + b * b * mean_var + 2 / tau2_dof * b * b * deviation * deviation;
+      const double var = own_weight * own_weight * s2 + item_weight * item_weight * tau2 +
+                         b * b / (m * m) * others + 2 / tau2_dof * b * b * deviation * deviation;
       out.item_elasticity = own.slope;
       out.item_standard_error = own.se;
       SetEstimate(out, ElasticityLevel::kShrunk, own.slope - b * deviation, std::sqrt(var), kZ95);

@@ -16,8 +16,9 @@
 //
 // A group (a category, or a category within one segment) estimates the mean
 // of its items' elasticities from their own estimates. Item estimates are
-// shrunk toward it (empirical Bayes, between-item variance by the method of
-// moments), with the posterior variance of Morris (1983): it adds the
+// shrunk toward it (empirical Bayes, between-item variance by DerSimonian
+// and Laird's weighted moments), with a posterior variance in the manner of
+// Morris (1983): it adds the
 // uncertainty of the group mean and of the shrinkage weight, so a shrunk
 // interval never claims more than the group can support. Every group sum is
 // kept current by subtracting a series' old contribution and adding its new

@@ -51,7 +51,8 @@ ElasticityQuery ItemQuery(const std::string& item_id) {
 }
 
 // Distinct prices each item sold at, from the events.
-absl::flat_hash_map<std::string, absl::flat_hash_set<int64_t>> DistinctPrices(const DemoShop& shop) {
+absl::flat_hash_map<std::string, absl::flat_hash_set<int64_t>> DistinctPrices(
+    const DemoShop& shop) {
   absl::flat_hash_map<std::string, absl::flat_hash_set<int64_t>> out;
   for (const Event& e : shop.events) {
     if (e.type == EventType::kPurchase) out[e.item_id].insert(std::llround(e.unit_price * 100));
@@ -408,15 +409,20 @@ TEST(ElasticityModelTest, ShrunkIntervalsCoverThePlantedElasticities) {
       if (e.level != ElasticityLevel::kShrunk) continue;
       ++n;
       covered += e.ci_low <= t && t <= e.ci_high;
+      // The category's mean is far less certain than the busiest items'
+      // own estimates: their intervals keep their own estimate.
+      if (lambda0 == 300) {
+        EXPECT_TRUE(e.ci_low <= e.item_elasticity && e.item_elasticity <= e.ci_high)
+            << c << ": " << e.item_elasticity << " outside [" << e.ci_low << ", " << e.ci_high
+            << "]";
+      }
     }
   }
   ASSERT_GE(n, 900);
   const double coverage = static_cast<double>(covered) / n;
   RecordProperty("shrunk_coverage", absl::StrCat(coverage));
   EXPECT_GE(coverage, 0.93);
-  // 0.973 here: slightly conservative for the noisiest items, whose prior
-  // mean (the plain mean of their category's estimates) is itself noisy.
-  EXPECT_LE(coverage, 0.98);
+  EXPECT_LE(coverage, 0.97);
 }
 
 }  // namespace
