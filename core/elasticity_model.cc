@@ -288,7 +288,10 @@ ElasticityModel::ElasticityModel(ElasticityOptions options, const SegmentLookup*
     : options_(options), segments_(segments), series_(SeriesRow::kCols), groups_(GroupRow::kCols) {}
 
 bool ElasticityModel::Apply(const Event& event) {
-  const bool closed = AdvanceShopTime(event.timestamp_ms);
+  // Shop time is the time of what shoppers do; the server stamps its own
+  // records (catalogue changes, erasures) with the wall clock.
+  const bool closed = static_cast<int>(event.type) < kNumEventTypes &&
+                      AdvanceShopTime(event.timestamp_ms);
   if (event.type == EventType::kItemUpdate) {
     ApplyItemUpdate(event);
     return true;

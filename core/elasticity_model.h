@@ -4,8 +4,8 @@
 // Each series (an item, or an item within one customer segment) turns its
 // purchases into one observation per period (a day by default): the average
 // price paid and the units sold. A period closes when the series' next sale
-// of a later period arrives or shop time (the latest event time the model
-// has seen) passes its end, whichever comes first; a purchase from an
+// of a later period arrives or shop time (the latest time of a shopper's
+// event the model has seen) passes its end, whichever comes first; a purchase from an
 // earlier period than the open one counts in the open one. Demand is Poisson
 // with ln E[q] = a + e ln p, fitted by maximum likelihood to the periods
 // with sales (zero-truncated: periods without a sale are not observed, and

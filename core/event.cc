@@ -20,6 +20,7 @@ const char* EventTypeName(EventType type) {
     case EventType::kItemUpdate: return "item_update";
     case EventType::kUserDelete: return "user_delete";
     case EventType::kOrderScored: return "order_scored";
+    case EventType::kItemDelete: return "item_delete";
     case EventType::kUnspecified: break;
   }
   return "unspecified";

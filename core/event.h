@@ -32,6 +32,9 @@ enum class EventType : uint8_t {
   // Written by Fraud.Score: the order and its scoring-time features, which
   // the fraud model keeps until the order's label arrives.
   kOrderScored = 11,
+  // Written by Catalog.DeleteItem: the item is recommended no more, until an
+  // ITEM_UPDATE brings it back.
+  kItemDelete = 12,
 };
 // The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;

@@ -114,6 +114,7 @@ class RecommendView::Filter {
     if (factors && *view_.support_.Row(item) == 0) return false;
     if (excluded_.contains(item)) return false;
     const ItemInfo& info = *view_.info_.Row(item);
+    if (info.deleted) return false;
     if (f_.in_stock_only && !info.in_stock) return false;
     if ((f_.min_price > 0 || f_.max_price > 0) && info.price <= 0) return false;
     if (f_.min_price > 0 && info.price < f_.min_price) return false;
@@ -428,7 +429,7 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::SimilarItems(
   absl::StatusOr<std::vector<uint32_t>> categories = CategoriesOf(filter_spec);
   if (!categories.ok()) return categories.status();
   std::optional<uint32_t> item = items_.Find(item_id);
-  if (!item) {
+  if (!item || info_.Row(*item)->deleted) {
     return absl::NotFoundError(absl::StrCat("item_id: no item '", std::string(item_id), "'"));
   }
   Filter filter(*this, filter_spec, *categories);
@@ -457,7 +458,7 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::SimilarItems(
 absl::StatusOr<std::vector<ItemAssociation>> RecommendView::BoughtTogether(
     std::string_view item_id, size_t count, uint32_t min_support) const {
   std::optional<uint32_t> item = items_.Find(item_id);
-  if (!item) {
+  if (!item || info_.Row(*item)->deleted) {
     return absl::NotFoundError(absl::StrCat("item_id: no item '", std::string(item_id), "'"));
   }
   if (min_support == 0) min_support = options_.min_support;
@@ -467,7 +468,7 @@ absl::StatusOr<std::vector<ItemAssociation>> RecommendView::BoughtTogether(
   const double with_item = *orders_with_.Row(*item);
   std::vector<std::pair<ItemAssociation, uint32_t>> all;
   for (const auto& [other, support] : *counts) {
-    if (support < min_support) continue;
+    if (support < min_support || info_.Row(other)->deleted) continue;
     ItemAssociation a;
     a.item_id = items_.Name(other);
     a.support = support;
@@ -532,7 +533,7 @@ std::string RecommendView::Encode() const {
   for (uint32_t i = 0; i < items_.size(); ++i) {
     const ItemInfo& info = *info_.Row(i);
     w.F32(info.price);
-    w.U8(info.in_stock);
+    w.U8((info.in_stock ? 1 : 0) | (info.deleted ? 2 : 0));
     for (uint32_t c : info.path) w.Varint(c == ItemInfo::kNoCategory ? 0 : uint64_t{c} + 1);
     w.F64(*popularity_.Row(i));
     const std::shared_ptr<const CoCounts>& co = *co_counts_.Row(i);
@@ -583,7 +584,10 @@ RecommendModel::~RecommendModel() {
 
 bool RecommendModel::Uses(const Event& event) const {
   // An erasure always: the user may be known only from waiting events.
-  if (event.type == EventType::kItemUpdate || event.type == EventType::kUserDelete) return true;
+  if (event.type == EventType::kItemUpdate || event.type == EventType::kUserDelete ||
+      event.type == EventType::kItemDelete) {
+    return true;
+  }
   const int type = static_cast<int>(event.type);
   return type < kNumEventTypes && options_.weights[type] != 0 && !event.user_id.empty() &&
          !event.item_id.empty();
@@ -607,6 +611,7 @@ void RecommendModel::Serve(const Event& event) {
     if (const std::optional<uint32_t> user = users_.Find(event.user_id)) serving_->ForgetUser(*user);
     return;
   }
+  if (event.type == EventType::kItemDelete) return;  // catalogue facts wait with the events
   const uint32_t item = items_.FindOrAdd(event.item_id);
   GrowItems();
   if (event.type == EventType::kItemUpdate) return;
@@ -630,6 +635,10 @@ std::pair<float, uint8_t> RecommendModel::Effect(const Event& event) const {
 bool RecommendModel::ApplyNow(const Event& event) {
   if (event.type == EventType::kItemUpdate) {
     ApplyItemUpdate(event);
+  } else if (event.type == EventType::kItemDelete) {
+    const std::optional<uint32_t> item = items_.Find(event.item_id);
+    if (!item) return false;
+    info_.MutableRow(*item)->deleted = true;
   } else if (event.type == EventType::kUserDelete) {
     const std::optional<uint32_t> user = users_.Find(event.user_id);
     if (!user) return false;
@@ -923,7 +932,9 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   for (uint32_t i = 0; i < items && r.status().ok(); ++i) {
     ItemInfo& info = *next.info_.MutableRow(i);
     info.price = r.F32();
-    info.in_stock = r.U8() != 0;
+    const uint8_t flags = r.U8();
+    info.in_stock = flags & 1;
+    info.deleted = flags & 2;
     for (uint32_t& c : info.path) {
       const uint64_t v = r.Varint();
       if (v > categories) r.Invalidate();

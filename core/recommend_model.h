@@ -101,6 +101,7 @@ struct ItemAssociation {
 struct ItemInfo {
   float price = 0;  // 0 = unknown
   bool in_stock = true;
+  bool deleted = false;  // by Catalog.DeleteItem, until upserted again
   // Category ids of the item's path, root first; kNoCategory past its end.
   static constexpr uint32_t kNoCategory = ~0u;
   static constexpr int kMaxDepth = 8;

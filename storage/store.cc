@@ -67,8 +67,9 @@ struct Store::Impl {
   // Group commit queue: the writer at the front leads a group.
   struct Writer {
     const std::vector<core::Event>* events;
-    // Catalogue rows written in the same batch as the events.
+    // Catalogue rows written, or deleted, in the same batch as the events.
     const std::vector<core::Item>* items = nullptr;
+    const std::string* deleted_item = nullptr;
     AppendResult result;
     absl::Status status;
     // Whether this writer needs its write fsynced before it returns.
@@ -201,6 +202,11 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
       w->result.sequences[i] = seq++;
       ++w->result.accepted;
     }
+    if (w->deleted_item != nullptr) {
+      if (auto s = batch.Delete(cf(kCatalog), *w->deleted_item); !s.ok()) {
+        return ToStatus(s, "building the catalogue batch");
+      }
+    }
     if (w->items == nullptr) continue;
     for (const core::Item& item : *w->items) {
       if (auto s = batch.Put(cf(kCatalog), item.item_id, EncodeItem(item)); !s.ok()) {
@@ -330,8 +336,20 @@ absl::StatusOr<bool> Store::DeleteItem(std::string_view item_id) {
   absl::StatusOr<core::Item> existing = GetItem(item_id);
   if (absl::IsNotFound(existing.status())) return false;
   if (!existing.ok()) return existing.status();
-  rocksdb::Status s = impl_->db->Delete(impl_->SyncedWrite(), impl_->cf(kCatalog), item_id);
-  if (!s.ok()) return ToStatus(s, "deleting from the catalogue");
+  // The deletion enters the log in the same batch, so the models see it in
+  // log order, as they see upserts.
+  const std::string id(item_id);
+  core::Event event;
+  event.type = core::EventType::kItemDelete;
+  event.item_id = id;
+  event.timestamp_ms = core::Clock::Real()->NowMs();
+  event.event_id = absl::StrCat("catalog-delete/", id, "/", absl::ToUnixMicros(absl::Now()), "-",
+                                impl_->item_updates++);
+  const std::vector<core::Event> events = {event};
+  Impl::Writer self;
+  self.events = &events;
+  self.deleted_item = &id;
+  if (absl::Status s = impl_->Commit(self).status(); !s.ok()) return s;
   return true;
 }
 

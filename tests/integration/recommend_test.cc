@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "clients/client_util.h"
+#include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "tests/integration/server_process.h"
@@ -147,6 +148,84 @@ TEST_F(RecommendTest, AFreshPurchaseIsExcludedByTheNextCalls) {
     excluded = std::find(ids.begin(), ids.end(), top) == ids.end();
   }
   EXPECT_TRUE(excluded) << top << " still recommended 5 s after its purchase";
+}
+
+// A deleted catalogue item is never recommended, as similar or as bought
+// together once the delete is applied, also after a restart; an upsert
+// brings it back.
+TEST_F(RecommendTest, ADeletedItemIsNeverServedAgain) {
+  auto server = std::make_unique<ServerProcess>(dir_.path(), kFlags);
+  LoadShop(*server);
+  auto rec = v1::Recommender::NewStub(server->channel());
+  auto catalog = v1::Catalog::NewStub(server->channel());
+  auto admin = v1::Admin::NewStub(server->channel());
+  v1::BoughtTogetherRequest together;
+  together.set_item_id(shop_.items[5].item.item_id);
+  together.set_count(50);
+  together.set_min_support(1);
+  v1::BoughtTogetherResponse pairs;
+  ASSERT_TRUE(rec->BoughtTogether(Ctx().get(), together, &pairs).ok());
+  ASSERT_GT(pairs.items_size(), 0);
+  // The item most often bought with item 5, also among the popular ones.
+  const std::string gone = pairs.items(0).item_id();
+  v1::DeleteItemRequest del;
+  del.set_item_id(gone);
+  v1::DeleteItemResponse deleted;
+  ASSERT_TRUE(catalog->DeleteItem(Ctx().get(), del, &deleted).ok());
+  ASSERT_TRUE(deleted.deleted());
+  const auto never_served = [&](const char* when) {
+    WaitCaughtUp(*admin);
+    for (int u = 0; u < 60; ++u) {
+      v1::RecommendRequest req;
+      req.set_user_id(shop_.users[u].user_id);
+      req.set_count(50);
+      const std::vector<std::string> ids = Ids(Ask(*rec, req));
+      EXPECT_EQ(std::find(ids.begin(), ids.end(), gone), ids.end()) << when << ": user " << u;
+    }
+    v1::RecommendRequest popular;  // an unknown shopper: the popularity fallback
+    popular.set_user_id("nobody-yet");
+    popular.set_count(50);
+    const std::vector<std::string> top = Ids(Ask(*rec, popular));
+    EXPECT_EQ(std::find(top.begin(), top.end(), gone), top.end()) << when;
+    for (int i = 0; i < 20; ++i) {
+      v1::SimilarItemsRequest similar;
+      similar.set_item_id(shop_.items[i].item.item_id);
+      similar.set_count(50);
+      v1::RecommendResponse neighbours;
+      if (!rec->SimilarItems(Ctx().get(), similar, &neighbours).ok()) continue;  // `gone` itself
+      const std::vector<std::string> ids = Ids(neighbours);
+      EXPECT_EQ(std::find(ids.begin(), ids.end(), gone), ids.end()) << when << ": item " << i;
+    }
+    v1::BoughtTogetherResponse now;
+    ASSERT_TRUE(rec->BoughtTogether(Ctx().get(), together, &now).ok());
+    for (const auto& a : now.items()) EXPECT_NE(a.item_id(), gone) << when;
+    v1::SimilarItemsRequest of_gone;
+    of_gone.set_item_id(gone);
+    of_gone.set_count(5);
+    v1::RecommendResponse none;
+    EXPECT_EQ(rec->SimilarItems(Ctx().get(), of_gone, &none).error_code(),
+              grpc::StatusCode::NOT_FOUND)
+        << when;
+  };
+  never_served("after the delete");
+  server->Kill();
+  server = std::make_unique<ServerProcess>(dir_.path(), kFlags);
+  rec = v1::Recommender::NewStub(server->channel());
+  catalog = v1::Catalog::NewStub(server->channel());
+  admin = v1::Admin::NewStub(server->channel());
+  never_served("after SIGKILL and restart");
+
+  v1::UpsertItemsRequest back;
+  for (const core::DemoItem& it : shop_.items) {
+    if (it.item.item_id == gone) *back.add_items() = clients::ToProto(it.item);
+  }
+  v1::UpsertItemsResponse upserted;
+  ASSERT_TRUE(catalog->UpsertItems(Ctx().get(), back, &upserted).ok());
+  WaitCaughtUp(*admin);
+  v1::BoughtTogetherResponse again;
+  ASSERT_TRUE(rec->BoughtTogether(Ctx().get(), together, &again).ok());
+  ASSERT_GT(again.items_size(), 0);
+  EXPECT_EQ(again.items(0).item_id(), gone);
 }
 
 TEST_F(RecommendTest, BadRequestsNameTheField) {
