@@ -41,12 +41,14 @@ absl::Status Commit(Runtime& rt, const std::vector<core::Event>& events,
     summary->set_last_sequence(rt.store().LastSequence());
     return absl::OkStatus();
   }
+  // Taken before the append, so that the notes tell the state the events
+  // arrive at, never one that already includes them.
+  const std::shared_ptr<const core::Snapshot> snap = rt.learner().snapshot();
   absl::StatusOr<storage::AppendResult> r = rt.store().Append(events);
   if (!r.ok()) return r.status();
   summary->set_accepted(summary->accepted() + r->accepted);
   summary->set_duplicates(summary->duplicates() + r->duplicates);
   summary->set_last_sequence(r->last_sequence);
-  const std::shared_ptr<const core::Snapshot> snap = rt.learner().snapshot();
   for (size_t i = 0; i < events.size() && summary->notes_size() < kMaxListedRejections; ++i) {
     if (r->sequences[i] == 0) continue;
     if (std::string note = EventNote(*snap, events[i]); !note.empty()) {
