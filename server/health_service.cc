@@ -8,7 +8,7 @@ using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
 HealthService::HealthService(std::vector<std::string> services) : services_(std::move(services)) {
-  ParseUnary("grpc.health.v1.Health", "Check", &HealthService::Check);
+  ParseUnary(grpc::health::v1::Health::service_full_name(), "Check", &HealthService::Check);
 }
 
 void HealthService::SetServing(bool serving) {

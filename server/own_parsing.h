@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "server/status_util.h"
 
 namespace mercato::server {
@@ -30,7 +31,7 @@ namespace mercato::server {
 // Parses `bytes` into `message`; INVALID_ARGUMENT naming `field` and the
 // message type when they are not one (and `message` is left empty). `bytes`
 // is consumed.
-inline absl::Status ParseRequest(grpc::ByteBuffer& bytes, const std::string& field,
+inline absl::Status ParseRequest(grpc::ByteBuffer& bytes, absl::string_view field,
                                  google::protobuf::Message* message) {
   if (grpc::SerializationTraits<google::protobuf::Message>::Deserialize(&bytes, message).ok()) {
     return absl::OkStatus();

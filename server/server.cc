@@ -25,9 +25,6 @@ namespace {
 
 constexpr int kStreamChunk = 512;
 constexpr int kMaxListedRejections = 1000;
-constexpr char kIngest[] = "mercato.v1.Ingest";
-constexpr char kCatalog[] = "mercato.v1.Catalog";
-constexpr char kAdmin[] = "mercato.v1.Admin";
 
 const char* const kServiceNames[] = {
     "mercato.v1.Ingest",  "mercato.v1.Catalog", "mercato.v1.Recommender", "mercato.v1.Segmenter",
@@ -64,8 +61,8 @@ absl::Status Commit(Runtime& rt, const std::vector<core::Event>& events,
 class IngestService final : public OwnParsing<v1::Ingest::Service> {
  public:
   IngestService(Runtime* rt, Metrics* metrics) : rt_(rt), metrics_(metrics) {
-    ParseUnary(kIngest, "PublishBatch", &IngestService::PublishBatch);
-    ParseClientStream(kIngest, "Publish", &IngestService::Publish);
+    ParseUnary(v1::Ingest::service_full_name(), "PublishBatch", &IngestService::PublishBatch);
+    ParseClientStream(v1::Ingest::service_full_name(), "Publish", &IngestService::Publish);
   }
 
   grpc::Status PublishBatch(grpc::ServerContext*, const v1::EventBatch* req,
@@ -136,9 +133,9 @@ class IngestService final : public OwnParsing<v1::Ingest::Service> {
 class CatalogService final : public OwnParsing<v1::Catalog::Service> {
  public:
   explicit CatalogService(Runtime* rt) : rt_(rt) {
-    ParseUnary(kCatalog, "UpsertItems", &CatalogService::UpsertItems);
-    ParseUnary(kCatalog, "GetItem", &CatalogService::GetItem);
-    ParseUnary(kCatalog, "DeleteItem", &CatalogService::DeleteItem);
+    ParseUnary(v1::Catalog::service_full_name(), "UpsertItems", &CatalogService::UpsertItems);
+    ParseUnary(v1::Catalog::service_full_name(), "GetItem", &CatalogService::GetItem);
+    ParseUnary(v1::Catalog::service_full_name(), "DeleteItem", &CatalogService::DeleteItem);
   }
 
   grpc::Status UpsertItems(grpc::ServerContext*, const v1::UpsertItemsRequest* req,
@@ -186,11 +183,11 @@ class CatalogService final : public OwnParsing<v1::Catalog::Service> {
 class AdminService final : public OwnParsing<v1::Admin::Service> {
  public:
   explicit AdminService(Runtime* rt) : rt_(rt) {
-    ParseUnary(kAdmin, "ModelStatus", &AdminService::ModelStatus);
-    ParseUnary(kAdmin, "Checkpoint", &AdminService::Checkpoint);
-    ParseUnary(kAdmin, "Retrain", &AdminService::Retrain);
-    ParseUnary(kAdmin, "DeleteUser", &AdminService::DeleteUser);
-    ParseUnary(kAdmin, "ReadEvents", &AdminService::ReadEvents);
+    ParseUnary(v1::Admin::service_full_name(), "ModelStatus", &AdminService::ModelStatus);
+    ParseUnary(v1::Admin::service_full_name(), "Checkpoint", &AdminService::Checkpoint);
+    ParseUnary(v1::Admin::service_full_name(), "Retrain", &AdminService::Retrain);
+    ParseUnary(v1::Admin::service_full_name(), "DeleteUser", &AdminService::DeleteUser);
+    ParseUnary(v1::Admin::service_full_name(), "ReadEvents", &AdminService::ReadEvents);
   }
 
   grpc::Status ModelStatus(grpc::ServerContext*, const v1::ModelStatusRequest*,
