@@ -340,15 +340,24 @@ TEST(ElasticityModelTest, LowVolumeItemsGetUnbiasedEstimatesAndHonestIntervals) 
   }
   std::vector<double> high_truth;
   std::vector<std::vector<std::pair<double, double>>> high_days(20);
+  // The same demand counted in units ten times smaller (a pack sold as ten
+  // pieces) gives the same elasticity.
+  ElasticityModel pieces;
   for (int i = 0; i < 20; ++i) {
     high_truth.push_back(planted(rng));
     for (const Event& e :
          PoissonSeries(absl::StrCat("high", i), high_truth[i], 3000, kDays, rng, &high_days[i])) {
       model.Apply(e);
+      Event piece = e;
+      piece.quantity *= 10;
+      piece.unit_price /= 10;
+      pieces.Apply(piece);
     }
   }
   model.Apply(Tick(kDays));
+  pieces.Apply(Tick(kDays));
   auto view = ViewOf(model);
+  auto pieces_view = ViewOf(pieces);
   int covered = 0, n = 0;
   double bias = 0;
   for (int i = 0; i < kItems; ++i) {
@@ -375,6 +384,9 @@ TEST(ElasticityModelTest, LowVolumeItemsGetUnbiasedEstimatesAndHonestIntervals) 
     const double log_log = (sxy - sx * sy / m) / (sxx - sx * sx / m);
     const ElasticityEstimate e = MustEstimate(*view, ItemQuery(absl::StrCat("high", i)));
     EXPECT_NEAR(e.elasticity, log_log, 0.02) << i;
+    EXPECT_NEAR(MustEstimate(*pieces_view, ItemQuery(absl::StrCat("high", i))).elasticity,
+                e.elasticity, 0.01)
+        << i;
     EXPECT_EQ(e.observations, high_days[i].size());  // every day sent, none dropped
   }
 }
