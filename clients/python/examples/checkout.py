@@ -1,6 +1,8 @@
 """A checkout asking Mercato whether to take an order.
 
-  PYTHONPATH=build/python:clients/python /usr/bin/python3 clients/python/examples/checkout.py
+  /usr/bin/python3 clients/python/examples/checkout.py
+
+with the client installed (`pip install ./clients/python`, see its setup.py).
 """
 import sys
 import time

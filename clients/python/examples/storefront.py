@@ -1,7 +1,9 @@
 """A storefront backend asking Mercato what to show a shopper, and what it
 knows about her.
 
-  PYTHONPATH=build/python:clients/python /usr/bin/python3 clients/python/examples/storefront.py user0
+  /usr/bin/python3 clients/python/examples/storefront.py user0
+
+with the client installed (`pip install ./clients/python`, see its setup.py).
 """
 import sys
 
