@@ -200,9 +200,8 @@ Fit SeriesFit(const double* s) {
 
 // A group's estimate: the mean of its items' own estimates, with the
 // standard error their spread gives (which holds both their noise and their
-// true differences).
-// A group of one estimate has no spread to go by: that estimate, with its
-// own standard error (and a normal quantile).
+// true differences). A group of one estimate has no spread to go by: that
+// estimate, with its own standard error and a normal quantile.
 Fit GroupFit(const double* g) {
   using C = GroupRow;
   const double m = g[C::kEstimates];
