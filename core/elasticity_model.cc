@@ -247,8 +247,8 @@ std::string WhyNoFit(const double* s, const ElasticityOptions& o) {
   return "the demand model could not be fitted to its sales periods";
 }
 
-// Adds observation (x, q) with `weight` to the series' bins: into the bin
-// within kBinWidth, else a free one, else the two closest bins merge first.
+// Adds observation (x, q) to the series' bins: into the bin within
+// kBinWidth, else a free one, else the two closest bins merge first.
 void AddToBins(double* s, double x, double q) {
   using C = SeriesRow;
   double* bins = s + C::kBins;
@@ -585,7 +585,6 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
       // category, this one included) is used unless the category's is
       // clearly larger: Q beyond its degrees of freedom by two standard
       // deviations of a chi-squared.
-      const double mean_b = group[G::kSumB] / m;
       const Heterogeneity h = HeterogeneityOf(group);
       double tau2 = BetweenVariance(h.q, h.dof, h.scale);
       double tau2_dof = h.dof;
@@ -600,16 +599,15 @@ absl::StatusOr<ElasticityEstimate> ElasticityView::Estimate(const ElasticityQuer
         }
       }
       tau2 = std::max(o.min_between_variance, tau2);
-      // The posterior variance in the manner of Morris (1983): given tau2,
-      // with the estimated group mean's share, plus what the estimated
-      // shrinkage weight b adds.
-      // The estimate (1 - b) e + b mean, with the mean over the category's
-      // m estimates, this one included: its error is the item's own noise
-      // (weight 1 - b + b/m), its departure from the category (weight
-      // b (1 - 1/m)) and the other items' departures and noise (b/m each).
+      // The posterior variance in the manner of Morris (1983). The estimate
+      // is (1 - b) e + b mean, the mean over the category's m estimates, this
+      // one included: given tau2, its error is the item's own noise (weight
+      // 1 - b + b/m), its departure from the category (weight b (1 - 1/m))
+      // and the other items' departures and noise (b/m each); the estimated
+      // shrinkage weight b adds the last term.
       const double s2 = own.se * own.se;
       const double b = s2 / (s2 + tau2);
-      const double deviation = own.slope - mean_b;
+      const double deviation = own.slope - pooled.slope;
       const double own_weight = 1 - b + b / m, item_weight = b * (1 - 1 / m);
       const double others = (m - 1) * tau2 + group[G::kSumVar] - s2;
       // Var(b) ~ 2 b^2 / dof from the sampling variance of tau2.
