@@ -287,10 +287,7 @@ ElasticityModel::ElasticityModel(ElasticityOptions options, const SegmentLookup*
     : options_(options), segments_(segments), series_(SeriesRow::kCols), groups_(GroupRow::kCols) {}
 
 bool ElasticityModel::Apply(const Event& event) {
-  // Shop time is the time of what shoppers do; the server stamps its own
-  // records (catalogue changes, erasures) with the wall clock.
-  const bool closed = static_cast<int>(event.type) < kNumEventTypes &&
-                      AdvanceShopTime(event.timestamp_ms);
+  const bool closed = AdvanceShopTime(event.shop_time_ms);
   if (event.type == EventType::kItemUpdate) {
     ApplyItemUpdate(event);
     return true;
@@ -365,20 +362,16 @@ int64_t ElasticityModel::PeriodOf(int64_t timestamp_ms) const {
                            : -((-timestamp_ms + options_.period_ms - 1) / options_.period_ms);
 }
 
-bool ElasticityModel::AdvanceShopTime(int64_t timestamp_ms) {
-  if (timestamp_ms <= 0) return false;
-  const int64_t period = PeriodOf(timestamp_ms);
+bool ElasticityModel::AdvanceShopTime(int64_t shop_time_ms) {
+  if (shop_time_ms <= 0) return false;
+  const int64_t period = PeriodOf(shop_time_ms);
   if (shop_period_ >= 0 && period <= shop_period_) return false;
   shop_period_ = period;
-  bool closed = false;
   for (uint32_t row = 0; row < series_.rows(); ++row) {
     const double open = series_.Row(row)[SeriesRow::kOpenPeriod];
-    if (open >= 0 && open < period) {
-      ClosePeriod(row);
-      closed = true;
-    }
+    if (open >= 0 && open < period) ClosePeriod(row);
   }
-  return closed;
+  return true;  // the shop's period is state too
 }
 
 void ElasticityModel::ClosePeriod(uint32_t row) {

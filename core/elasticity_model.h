@@ -143,9 +143,10 @@ class ElasticityModel final : public Model {
   void ApplyItemUpdate(const Event& event);
   void ApplyPurchase(const Event& event, uint32_t series_row);
   int64_t PeriodOf(int64_t timestamp_ms) const;
-  // Moves shop time to `timestamp_ms` when later, closing every open period
-  // before it (O(series) when a period ends); true if any closed.
-  bool AdvanceShopTime(int64_t timestamp_ms);
+  // Moves the shop's period to that of `shop_time_ms` when later, closing
+  // every open period before it (O(series) when a period ends); true when
+  // the period moved.
+  bool AdvanceShopTime(int64_t shop_time_ms);
   // Turns the series' open period into an observation and refits it.
   void ClosePeriod(uint32_t series_row);
   // The row of the item's series for `segment` (nullopt = all customers),

@@ -21,6 +21,7 @@ const char* EventTypeName(EventType type) {
     case EventType::kUserDelete: return "user_delete";
     case EventType::kOrderScored: return "order_scored";
     case EventType::kItemDelete: return "item_delete";
+    case EventType::kRetrain: return "retrain";
     case EventType::kUnspecified: break;
   }
   return "unspecified";

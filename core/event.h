@@ -35,11 +35,23 @@ enum class EventType : uint8_t {
   // Written by Catalog.DeleteItem: the item is recommended no more, until an
   // ITEM_UPDATE brings it back.
   kItemDelete = 12,
+  // Written by Admin.Retrain: the model named in `payload` (every model that
+  // has fits when empty) starts a background fit at this position.
+  kRetrain = 13,
 };
 // The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;
 
 const char* EventTypeName(EventType type);
+
+// Whether an event's timestamp is shop time: what shoppers do, an order
+// scored at checkout, a fraud label. The server's own records (catalogue
+// changes, erasures, retrain requests) carry the wall clock and leave shop
+// time where it is.
+constexpr bool CarriesShopTime(EventType type) {
+  return (type > EventType::kUnspecified && type <= EventType::kFraudLabel) ||
+         type == EventType::kOrderScored;
+}
 
 struct Event {
   // Log position, assigned when the event becomes durable; 0 before that.
@@ -59,6 +71,10 @@ struct Event {
   // ORDER_SCORED: the fraud model's record of the order. ITEM_UPDATE: the
   // whole category path, root first, joined by kCategoryPathSeparator.
   std::string payload;
+  // Shop time once this event is applied: the latest timestamp of the events
+  // up to it that CarriesShopTime. Set by the learner, the one place that
+  // decides it; not stored in the log.
+  int64_t shop_time_ms = 0;
 
   bool operator==(const Event&) const = default;
 };

@@ -267,13 +267,11 @@ FraudModel::FraudModel(FraudOptions options)
       n_(kDims, 0.0) {}
 
 bool FraudModel::Apply(const Event& event) {
-  // Shop time moves with the shop's events; the server's own records of
-  // catalogue changes and erasures carry wall-clock time instead.
   bool matured = false;
-  if (event.timestamp_ms > now_ms_ && event.type != EventType::kUserDelete &&
-      event.type != EventType::kItemUpdate) {
-    now_ms_ = event.timestamp_ms;
-    matured = Mature(now_ms_);
+  if (event.shop_time_ms != now_ms_) {
+    now_ms_ = event.shop_time_ms;
+    Mature(now_ms_);
+    matured = true;  // the clock itself is state
   }
   switch (event.type) {
     case EventType::kOrderScored:
@@ -361,8 +359,7 @@ void FraudModel::ApplyLabel(const Event& e) {
   Train(*order, e.value);
 }
 
-bool FraudModel::Mature(int64_t now_ms) {
-  bool trained = false;
+void FraudModel::Mature(int64_t now_ms) {
   while (!pending_.empty()) {
     const uint32_t order = pending_.front();
     if (order_rows_.Row(order)[kOrderTime] + options_.maturity_ms > now_ms) break;
@@ -371,9 +368,7 @@ bool FraudModel::Mature(int64_t now_ms) {
     order_rows_.MutableRow(order)[kOrderState] = kMatured;
     ++matured_;
     Train(order, 0);
-    trained = true;
   }
-  return trained;
 }
 
 void FraudModel::Train(uint32_t order, double label) {

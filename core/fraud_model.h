@@ -131,8 +131,8 @@ class FraudModel final : public Model {
   void ApplyOrder(const Event& event);
   void ApplyLabel(const Event& event);
   void Train(uint32_t order_row, double label);
-  // Trains the orders older than the maturity as legitimate; true if any.
-  bool Mature(int64_t now_ms);
+  // Trains the orders older than the maturity as legitimate.
+  void Mature(int64_t now_ms);
 
   FraudOptions options_;
   IdDictionary users_, cards_, devices_, orders_;

@@ -9,9 +9,23 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "core/bytes.h"
 #include "core/log.h"
 
 namespace mercato::core {
+namespace {
+
+constexpr uint8_t kLearnerFormat = 1;
+
+std::string EncodeLearnerState(const Snapshot& snap) {
+  std::string out;
+  ByteWriter w(&out);
+  w.U8(kLearnerFormat);
+  w.I64(snap.shop_time_ms);
+  return out;
+}
+
+}  // namespace
 
 Learner::Learner(LearnerOptions options, std::vector<std::unique_ptr<Model>> models,
                  const EventSource* log, const Clock* clock)
@@ -29,30 +43,43 @@ Learner::~Learner() { Stop(); }
 
 absl::Status Learner::Restore(uint64_t sequence, const std::map<std::string, std::string>& states) {
   // Models whose checkpoint is of a format they no longer read (they say so
-  // with FAILED_PRECONDITION) are rebuilt from the log up to `sequence`.
-  std::vector<Model*> replay;
-  for (auto& model : models_) {
-    auto it = states.find(std::string(model->name()));
+  // with FAILED_PRECONDITION) are rebuilt from the log up to `sequence`, as
+  // is the shop time of a checkpoint written without the learner's entry.
+  std::vector<size_t> replay;
+  for (size_t i = 0; i < models_.size(); ++i) {
+    Model& model = *models_[i];
+    auto it = states.find(std::string(model.name()));
     if (it == states.end()) continue;
-    absl::Status s = model->Decode(it->second);
+    absl::Status s = model.Decode(it->second);
     if (absl::IsFailedPrecondition(s)) {
-      MERCATO_LOG(kInfo) << "model " << model->name() << ": " << s.message();
-      replay.push_back(model.get());
+      MERCATO_LOG(kInfo) << "model " << model.name() << ": " << s.message();
+      replay.push_back(i);
     } else if (!s.ok()) {
       return absl::Status(s.code(),
-                          absl::StrCat("model ", std::string(model->name()), ": ", s.message()));
+                          absl::StrCat("model ", std::string(model.name()), ": ", s.message()));
     }
   }
-  for (uint64_t from = 1; !replay.empty() && from <= sequence;) {
+  bool scan = true;
+  if (auto it = states.find(kLearnerStateName); it != states.end()) {
+    ByteReader r(it->second);
+    if (r.U8() != kLearnerFormat) return absl::DataLossError("learner: unknown checkpoint format");
+    shop_clock_.Reset(r.I64());
+    if (!r.status().ok() || !r.done()) return absl::DataLossError("learner: damaged checkpoint");
+    scan = false;
+  }
+  ShopClock replay_clock;
+  for (uint64_t from = 1; (scan || !replay.empty()) && from <= sequence;) {
     buffer_.clear();
     if (absl::Status s = log_->Read(from, options_.read_batch, &buffer_); !s.ok()) return s;
     if (buffer_.empty()) break;
-    for (const Event& event : buffer_) {
+    for (Event& event : buffer_) {
       if (event.sequence > sequence) break;
-      for (Model* m : replay) m->Apply(event);
+      replay_clock.Stamp(event);
+      for (size_t i : replay) ApplyTo(i, event);
       from = event.sequence + 1;
     }
   }
+  if (scan) shop_clock_ = replay_clock;
   applied_ = sequence;
   changed_.assign(models_.size(), true);
   Publish();
@@ -79,18 +106,28 @@ absl::StatusOr<size_t> Learner::Step() {
   buffer_.clear();
   const uint64_t from = applied_.load() + 1;
   if (absl::Status s = log_->Read(from, options_.read_batch, &buffer_); !s.ok()) return s;
-  for (const Event& event : buffer_) {
+  for (Event& event : buffer_) {
     if (event.sequence != applied_.load() + 1) {
       return absl::DataLossError(absl::StrCat("event log has a gap before sequence ",
                                               event.sequence, "; expected ", applied_.load() + 1));
     }
+    shop_clock_.Stamp(event);
     for (size_t i = 0; i < models_.size(); ++i) {
-      if (models_[i]->Apply(event)) changed_[i] = true;
+      if (ApplyTo(i, event)) changed_[i] = true;
     }
     applied_.store(event.sequence);
   }
   since_publish_ += buffer_.size();
   return buffer_.size();
+}
+
+bool Learner::ApplyTo(size_t i, const Event& event) {
+  Model& m = *models_[i];
+  if (event.type != EventType::kRetrain) return m.Apply(event);
+  if (!m.CanRetrain() || !(event.payload.empty() || event.payload == m.name())) return false;
+  m.Retrain();
+  MERCATO_LOG(kInfo) << "retrain of " << m.name() << " requested at sequence " << event.sequence;
+  return true;  // publishes that it runs
 }
 
 void Learner::Publish() {
@@ -107,6 +144,7 @@ void Learner::Publish() {
   }
   next->version = ++snapshot_version_;
   next->applied_sequence = applied_.load();
+  next->shop_time_ms = shop_clock_.now_ms();
   next->published_at_ms = now;
   next->models = published_;
   ReleaseRetired();
@@ -120,41 +158,21 @@ void Learner::Publish() {
           .count()));
 }
 
-absl::Status Learner::RequestRetrain(std::string_view name) {
-  bool known = name.empty();
+absl::Status Learner::CheckRetrain(std::string_view name) const {
   for (const auto& m : models_) {
     if (m->name() != name) continue;
     if (!m->CanRetrain()) {
       return absl::UnimplementedError(
           absl::StrCat("model: '", std::string(name), "' learns online and has no retrain"));
     }
-    known = true;
+    return absl::OkStatus();
   }
-  if (!known) {
-    return absl::NotFoundError(absl::StrCat("model: no model named '", std::string(name), "'"));
-  }
-  absl::MutexLock lock(&retrain_mu_);
-  retrain_requests_.emplace_back(name);
-  return absl::OkStatus();
+  if (name.empty()) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("model: no model named '", std::string(name), "'"));
 }
 
 bool Learner::Housekeep() {
-  std::vector<std::string> requests;
-  {
-    absl::MutexLock lock(&retrain_mu_);
-    requests.swap(retrain_requests_);
-  }
   bool news = false;
-  for (const std::string& name : requests) {
-    for (size_t i = 0; i < models_.size(); ++i) {
-      Model& m = *models_[i];
-      if ((name.empty() || m.name() == name) && m.CanRetrain()) {
-        m.Retrain();
-        changed_[i] = news = true;  // publishes that it runs
-        MERCATO_LOG(kInfo) << "retrain of " << m.name() << " started";
-      }
-    }
-  }
   for (size_t i = 0; i < models_.size(); ++i) {
     if (models_[i]->Poll()) changed_[i] = news = true;
   }
@@ -285,6 +303,7 @@ absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
       states.emplace_back(m.name, m.view->Encode());
       info.bytes += states.back().second.size();
     }
+    states.emplace_back(kLearnerStateName, EncodeLearnerState(*snapshot));
     if (absl::Status s = sink_->WriteCheckpoint(snapshot->applied_sequence, states); !s.ok()) {
       return s;
     }

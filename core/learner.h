@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "core/clock.h"
 #include "core/model.h"
+#include "core/shop_clock.h"
 #include "core/snapshot.h"
 
 namespace mercato::core {
@@ -68,6 +69,9 @@ struct LearnerOptions {
   int nice = 10;
 };
 
+// The learner's own entry among the checkpointed states: its shop time.
+inline constexpr char kLearnerStateName[] = "learner";
+
 // Niceness of model retrains and refits, which run beside the learner:
 // below it, so fold-in keeps pace with the events while they run.
 inline constexpr int kRetrainNice = 19;
@@ -100,10 +104,10 @@ class Learner {
   uint64_t applied_sequence() const { return applied_.load(); }
   // The last error reading the log, OK when none.
   absl::Status last_error() const;
-  // Asks the learner thread to retrain model `name` ("" = every model that
-  // can). NOT_FOUND for an unknown name. The retrain starts within one
-  // publication interval; its result is published when done.
-  absl::Status RequestRetrain(std::string_view name);
+  // Whether a RETRAIN event for model `name` ("" = every model that can)
+  // is valid: NOT_FOUND for an unknown name, UNIMPLEMENTED for a model that
+  // learns online only. The fit itself starts where the event is in the log.
+  absl::Status CheckRetrain(std::string_view name) const;
   // Snapshot publications so far and the time they took in all.
   uint64_t publishes() const { return publishes_.load(); }
   double publish_seconds() const { return publish_ns_.load() / 1e9; }
@@ -111,6 +115,9 @@ class Learner {
  private:
   // Applies up to one read batch; returns the number applied.
   absl::StatusOr<size_t> Step();
+  // Gives `event` to model `i`: a RETRAIN event starts a fit of the models
+  // it names, every other event goes to Model::Apply.
+  bool ApplyTo(size_t i, const Event& event);
   void Publish();
   void Run();
 
@@ -125,10 +132,10 @@ class Learner {
   std::vector<PublishedModel> published_;
   uint64_t snapshot_version_ = 0;
   uint64_t since_publish_ = 0;
+  ShopClock shop_clock_;
   std::vector<Event> buffer_;
 
-  // Runs the queued retrain requests and polls every model; true when a
-  // model changed on its own.
+  // Polls every model; true when a model changed on its own.
   bool Housekeep();
   // Frees the replaced snapshots no reader holds any more. Kept until then so
   // that a request thread never drops the last reference to one and pays
@@ -138,8 +145,6 @@ class Learner {
 
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> publishes_{0}, publish_ns_{0};
-  absl::Mutex retrain_mu_;
-  std::vector<std::string> retrain_requests_ ABSL_GUARDED_BY(retrain_mu_);
   std::atomic<bool> stop_{false};
   std::thread thread_;
   mutable absl::Mutex error_mu_;

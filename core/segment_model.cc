@@ -433,6 +433,12 @@ SegmentModel::~SegmentModel() {
 
 bool SegmentModel::Apply(const Event& event) {
   position_ = event.sequence;
+  const bool clock_moved = event.shop_time_ms != now_ms_;
+  now_ms_ = event.shop_time_ms;
+  return ApplyEvent(event) || clock_moved;
+}
+
+bool SegmentModel::ApplyEvent(const Event& event) {
   if (event.type == EventType::kItemUpdate) {
     const uint32_t row = items_.FindOrAdd(event.item_id);
     item_rows_.Resize(items_.size());
@@ -446,8 +452,6 @@ bool SegmentModel::Apply(const Event& event) {
     return false;  // a customer is what they do in the shop, not how checkout saw them
   }
   if (event.type == EventType::kUserDelete) {
-    // Stamped with the wall clock of the erasure, not shop time: it does not
-    // move the model's clock.
     const std::optional<uint32_t> row = users_.Find(event.user_id);
     if (!row) return false;
     double* u = user_rows_.MutableRow(*row);
@@ -455,7 +459,6 @@ bool SegmentModel::Apply(const Event& event) {
     std::fill(u, u + kUserCols, 0.0);
     return true;
   }
-  now_ms_ = std::max(now_ms_, event.timestamp_ms);
   const size_t before = users_.size();
   const uint32_t row = users_.FindOrAdd(event.user_id);
   user_rows_.Resize(users_.size());

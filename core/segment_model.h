@@ -158,6 +158,8 @@ class SegmentModel final : public Model, public SegmentLookup {
   void RefitNow();
 
  private:
+  // Apply() once shop time is set; true when the event changed the rows.
+  bool ApplyEvent(const Event& event);
   void MaybeRefit();
   // Starts a refit of the current rows (or runs it inline).
   void StartRefit();

@@ -29,6 +29,8 @@ struct Snapshot {
   uint64_t version = 0;
   // Every event with sequence <= applied_sequence is folded in.
   uint64_t applied_sequence = 0;
+  // Shop time after that event (Event::shop_time_ms).
+  int64_t shop_time_ms = 0;
   int64_t published_at_ms = 0;
   std::vector<PublishedModel> models;
 

@@ -240,12 +240,24 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
                        v1::RetrainResponse* resp) override {
     if (!rt_->ready()) return NotReady();
     if (absl::Status s = CheckOptionalId("model", req->model()); !s.ok()) return ToGrpcStatus(s);
-    if (absl::Status s = rt_->learner().RequestRetrain(req->model()); !s.ok()) {
+    if (absl::Status s = rt_->learner().CheckRetrain(req->model()); !s.ok()) {
       return ToGrpcStatus(s);
     }
+    // Through the log, so that the fit starts at the same position on every
+    // replay of it.
+    core::Event request;
+    request.type = core::EventType::kRetrain;
+    request.payload = req->model();
+    request.timestamp_ms = core::Clock::Real()->NowMs();
+    request.event_id =
+        absl::StrCat("retrain/", req->model(), "/", absl::ToUnixMicros(absl::Now()));
+    absl::StatusOr<storage::AppendResult> r = rt_->store().Append({request});
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    resp->set_sequence(r->sequences[0]);
     resp->set_message(absl::StrCat("retrain of ",
                                    req->model().empty() ? "every model" : req->model(),
-                                   " requested; ModelStatus shows the new version when done"));
+                                   " requested at sequence ", r->sequences[0],
+                                   "; ModelStatus shows the new version when done"));
     return grpc::Status::OK;
   }
 

@@ -88,8 +88,7 @@ absl::Status CheckTenant(absl::string_view field, absl::string_view tenant) {
 }
 
 absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view prefix) {
-  if (in.type() == v1::ITEM_UPDATE || in.type() == v1::USER_DELETE ||
-      in.type() == v1::ORDER_SCORED || in.type() == v1::ITEM_DELETE) {
+  if (v1::EventType_IsValid(in.type()) && in.type() > v1::FRAUD_LABEL) {
     return Invalid(Field(prefix, "type"),
                    absl::StrCat(v1::EventType_Name(in.type()),
                                 " is written by the server itself, not published"));

@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/demo_shop.h"
+#include "testing/model_feed.h"
 
 namespace mercato::core {
 namespace {
@@ -27,11 +28,12 @@ DemoShopOptions DenseShop(int days) {
 }
 
 void Feed(ElasticityModel& model, const DemoShop& shop) {
+  testing::ModelFeed feed(model);
   int n = 0;
   for (const DemoItem& it : shop.items) {
-    model.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, absl::StrCat("c", n++)));
+    feed.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, absl::StrCat("c", n++)));
   }
-  for (const Event& e : shop.events) model.Apply(e);
+  for (const Event& e : shop.events) feed.Apply(e);
 }
 
 std::shared_ptr<const ElasticityView> ViewOf(ElasticityModel& model) {
@@ -63,6 +65,7 @@ absl::flat_hash_map<std::string, absl::flat_hash_set<int64_t>> DistinctPrices(
 TEST(ElasticityModelTest, RecoversPlantedElasticitiesWithHonestIntervals) {
   const DemoShop shop = GenerateDemoShop(DenseShop(120));
   ElasticityModel model;
+  testing::ModelFeed feed(model);
   Feed(model, shop);
   auto view = ViewOf(model);
   const auto distinct = DistinctPrices(shop);
@@ -89,6 +92,7 @@ TEST(ElasticityModelTest, ShrinkageHelpsSparseItems) {
   // Three weeks: few periods and three price levels per item.
   const DemoShop shop = GenerateDemoShop(DenseShop(21));
   ElasticityModel model;
+  testing::ModelFeed feed(model);
   Feed(model, shop);
   auto view = ViewOf(model);
   int n = 0, covered = 0;
@@ -143,8 +147,9 @@ Event Catalog(const std::string& item, const std::string& category, double price
 
 TEST(ElasticityModelTest, TooLittlePriceVariationSaysWhyInsteadOfANumber) {
   ElasticityModel model;
-  model.Apply(Catalog("flat", "toys", 10, 4));
-  for (const Event& e : Series("flat", {10.0}, -2, 40)) model.Apply(e);
+  testing::ModelFeed feed(model);
+  feed.Apply(Catalog("flat", "toys", 10, 4));
+  for (const Event& e : Series("flat", {10.0}, -2, 40)) feed.Apply(e);
   auto view = ViewOf(model);
   const ElasticityEstimate e = MustEstimate(*view, ItemQuery("flat"));
   EXPECT_EQ(e.level, ElasticityLevel::kNone);
@@ -155,10 +160,11 @@ TEST(ElasticityModelTest, TooLittlePriceVariationSaysWhyInsteadOfANumber) {
 
 TEST(ElasticityModelTest, OptimalPriceOnlyWhenTheWholeIntervalIsElastic) {
   ElasticityModel model;
-  model.Apply(Catalog("elastic", "toys", 10, 4));
-  model.Apply(Catalog("inelastic", "toys", 10, 4));
-  for (const Event& e : Series("elastic", {8, 9, 10, 11, 12}, -2.5, 40)) model.Apply(e);
-  for (const Event& e : Series("inelastic", {8, 9, 10, 11, 12}, -0.5, 40)) model.Apply(e);
+  testing::ModelFeed feed(model);
+  feed.Apply(Catalog("elastic", "toys", 10, 4));
+  feed.Apply(Catalog("inelastic", "toys", 10, 4));
+  for (const Event& e : Series("elastic", {8, 9, 10, 11, 12}, -2.5, 40)) feed.Apply(e);
+  for (const Event& e : Series("inelastic", {8, 9, 10, 11, 12}, -0.5, 40)) feed.Apply(e);
   auto view = ViewOf(model);
 
   ElasticityQuery q = ItemQuery("elastic");
@@ -191,20 +197,21 @@ TEST(ElasticityModelTest, OptimalPriceOnlyWhenTheWholeIntervalIsElastic) {
 
 TEST(ElasticityModelTest, CategoryPoolsWithinItemsAndCoversItemsWithoutTheirOwn) {
   ElasticityModel model;
+  testing::ModelFeed feed(model);
   // Items at very different price levels and demand levels, same slope: a
   // pooled regression without item effects would be confounded.
   const std::vector<std::pair<std::string, double>> items = {{"a", 1}, {"b", 10}, {"c", 100}};
   for (const auto& [id, scale] : items) {
-    model.Apply(Catalog(id, "garden", 10 * scale, 0));
+    feed.Apply(Catalog(id, "garden", 10 * scale, 0));
     std::vector<double> prices;
     for (double f : {0.8, 1.0, 1.2}) prices.push_back(10 * scale * f);
     for (Event e : Series(id, prices, -1.5, 30)) {
       e.quantity = std::round(e.quantity * scale * scale * 10);  // dearer items sell more here
-      model.Apply(e);
+      feed.Apply(e);
     }
   }
-  model.Apply(Catalog("new", "garden", 20, 0));
-  for (const Event& e : Series("new", {20.0}, -1.5, 3)) model.Apply(e);
+  feed.Apply(Catalog("new", "garden", 20, 0));
+  for (const Event& e : Series("new", {20.0}, -1.5, 3)) feed.Apply(e);
   auto view = ViewOf(model);
 
   ElasticityQuery cq;
@@ -225,9 +232,10 @@ TEST(ElasticityModelTest, CategoryPoolsWithinItemsAndCoversItemsWithoutTheirOwn)
 
 TEST(ElasticityModelTest, ACategoryChangeMovesTheItemsEvidence) {
   ElasticityModel model;
-  model.Apply(Catalog("x", "old", 10, 0));
-  for (const Event& e : Series("x", {8, 10, 12}, -2, 30)) model.Apply(e);
-  model.Apply(Catalog("x", "new", 10, 0));
+  testing::ModelFeed feed(model);
+  feed.Apply(Catalog("x", "old", 10, 0));
+  for (const Event& e : Series("x", {8, 10, 12}, -2, 30)) feed.Apply(e);
+  feed.Apply(Catalog("x", "new", 10, 0));
   auto view = ViewOf(model);
   ElasticityQuery q;
   q.category = "new";
@@ -248,9 +256,10 @@ class FakeSegments final : public SegmentLookup {
 TEST(ElasticityModelTest, PerSegmentEstimatesSeeOnlyThatSegmentsPurchases) {
   FakeSegments segments;
   ElasticityModel model({}, &segments);
-  model.Apply(Catalog("x", "toys", 10, 0));
-  for (const Event& e : Series("x", {8, 10, 12}, -3, 30, "bargain")) model.Apply(e);
-  for (const Event& e : Series("x", {8, 10, 12}, -0.5, 30, "premium")) model.Apply(e);
+  testing::ModelFeed feed(model);
+  feed.Apply(Catalog("x", "toys", 10, 0));
+  for (const Event& e : Series("x", {8, 10, 12}, -3, 30, "bargain")) feed.Apply(e);
+  for (const Event& e : Series("x", {8, 10, 12}, -0.5, 30, "premium")) feed.Apply(e);
   auto view = ViewOf(model);
   ElasticityQuery q = ItemQuery("x");
   q.segment = 0;
@@ -268,9 +277,11 @@ TEST(ElasticityModelTest, PerSegmentEstimatesSeeOnlyThatSegmentsPurchases) {
 TEST(ElasticityModelTest, CheckpointRoundTripGivesTheSameAnswers) {
   const DemoShop shop = GenerateDemoShop(DenseShop(30));
   ElasticityModel model;
+  testing::ModelFeed feed(model);
   Feed(model, shop);
   const std::string bytes = ViewOf(model)->Encode();
   ElasticityModel restored;
+  testing::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);
   auto a = ViewOf(model), b = ViewOf(restored);
@@ -329,13 +340,14 @@ TEST(ElasticityModelTest, LowVolumeItemsGetUnbiasedEstimatesAndHonestIntervals) 
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> planted(-3, -0.5), volume(0.8, 2.5);
   ElasticityModel model;
+  testing::ModelFeed feed(model);
   std::vector<double> truth;
   constexpr int kItems = 1000, kDays = 90;
   for (int i = 0; i < kItems; ++i) {
     truth.push_back(planted(rng));
     for (const Event& e :
          PoissonSeries(absl::StrCat("low", i), truth[i], volume(rng), kDays, rng)) {
-      model.Apply(e);
+      feed.Apply(e);
     }
   }
   std::vector<double> high_truth;
@@ -343,19 +355,20 @@ TEST(ElasticityModelTest, LowVolumeItemsGetUnbiasedEstimatesAndHonestIntervals) 
   // The same demand counted in units ten times smaller (a pack sold as ten
   // pieces) gives the same elasticity.
   ElasticityModel pieces;
+  testing::ModelFeed pieces_feed(pieces);
   for (int i = 0; i < 20; ++i) {
     high_truth.push_back(planted(rng));
     for (const Event& e :
          PoissonSeries(absl::StrCat("high", i), high_truth[i], 3000, kDays, rng, &high_days[i])) {
-      model.Apply(e);
+      feed.Apply(e);
       Event piece = e;
       piece.quantity *= 10;
       piece.unit_price /= 10;
-      pieces.Apply(piece);
+      pieces_feed.Apply(piece);
     }
   }
-  model.Apply(Tick(kDays));
-  pieces.Apply(Tick(kDays));
+  feed.Apply(Tick(kDays));
+  pieces_feed.Apply(Tick(kDays));
   auto view = ViewOf(model);
   auto pieces_view = ViewOf(pieces);
   int covered = 0, n = 0;
@@ -399,18 +412,19 @@ TEST(ElasticityModelTest, ShrunkIntervalsCoverThePlantedElasticities) {
   std::uniform_real_distribution<double> category_mean(-3, -1);
   std::normal_distribution<double> spread(0, 0.3);
   ElasticityModel model;
+  testing::ModelFeed feed(model);
   std::vector<double> truth;
   constexpr int kCategories = 250, kDays = 60;
   for (int c = 0; c < kCategories; ++c) {
     const double mean = category_mean(rng);
     for (const double lambda0 : {1.0, 3.0, 30.0, 300.0}) {
       const std::string id = absl::StrCat("c", c, "-", lambda0);
-      model.Apply(Catalog(id, absl::StrCat("cat", c), 10, 0));
+      feed.Apply(Catalog(id, absl::StrCat("cat", c), 10, 0));
       truth.push_back(mean + spread(rng));
-      for (const Event& e : PoissonSeries(id, truth.back(), lambda0, kDays, rng)) model.Apply(e);
+      for (const Event& e : PoissonSeries(id, truth.back(), lambda0, kDays, rng)) feed.Apply(e);
     }
   }
-  model.Apply(Tick(kDays));
+  feed.Apply(Tick(kDays));
   auto view = ViewOf(model);
   int covered = 0, n = 0, i = 0;
   for (int c = 0; c < kCategories; ++c) {

@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/demo_shop.h"
+#include "testing/model_feed.h"
 
 namespace mercato::core {
 namespace {
@@ -49,6 +50,7 @@ TEST(FraudModelTest, LearnsThePlantedFraudFromDelayedLabels) {
   FraudOptions options;
   options.maturity_ms = 14LL * 24 * 3600 * 1000;
   FraudModel model(options);
+  testing::ModelFeed feed(model);
   std::vector<Event> labels;
   for (const Event& e : shop.events) {
     if (e.type == EventType::kFraudLabel) labels.push_back(e);
@@ -67,7 +69,7 @@ TEST(FraudModelTest, LearnsThePlantedFraudFromDelayedLabels) {
   for (size_t i = 0; i < shop.orders.size(); ++i) {
     const DemoOrder& d = shop.orders[i];
     while (next_label < labels.size() && labels[next_label].timestamp_ms <= d.timestamp_ms) {
-      model.Apply(labels[next_label++]);
+      feed.Apply(labels[next_label++]);
     }
     if (i % 50 == 0) view = ViewOf(model);
     const FraudOrder order = ToFraudOrder(d);
@@ -81,7 +83,7 @@ TEST(FraudModelTest, LearnsThePlantedFraudFromDelayedLabels) {
         explained += !s.reasons.empty() && planted.contains(std::string(s.reasons[0].feature));
       }
     }
-    model.Apply(FraudView::RecordEvent(order, s.features));
+    feed.Apply(FraudView::RecordEvent(order, s.features));
   }
   const double auc = Auc(evaluated);
   RecordProperty("auc", absl::StrCat(auc));
@@ -120,15 +122,16 @@ Event Label(const std::string& order_id, double value, int64_t t) {
 
 TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   FraudModel model;
+  testing::ModelFeed feed(model);
   const int64_t t0 = 1704067200000;
   const FraudOrder first = Order("o1", t0, 50);
   const FraudScore scored = ViewOf(model)->Score(first);
-  model.Apply(FraudView::RecordEvent(first, scored.features));
+  feed.Apply(FraudView::RecordEvent(first, scored.features));
   EXPECT_EQ(scored.features.dense[16], 1);  // first order
   // More orders change alice's state ...
   for (int i = 2; i <= 4; ++i) {
     const FraudOrder o = Order(absl::StrCat("o", i), t0 + i * 60000, 900);
-    model.Apply(FraudView::RecordEvent(o, ViewOf(model)->Score(o).features));
+    feed.Apply(FraudView::RecordEvent(o, ViewOf(model)->Score(o).features));
   }
   auto view = ViewOf(model);
   const FraudScore now = view->Score(Order("o5", t0 + 300000, 50));
@@ -143,13 +146,13 @@ TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   EXPECT_EQ(again.probability, scored.probability);
 
   Event label = Label("o1", 1, t0 + 400000);
-  model.Apply(label);
+  feed.Apply(label);
   const double after = ViewOf(model)->Score(first).probability;
   EXPECT_GT(after, scored.probability);  // learned from o1's own features
 
   // A label for an order never scored is counted and harms nothing.
   label.order_id = "ghost";
-  model.Apply(label);
+  feed.Apply(label);
   auto counts = ViewOf(model)->Counts();
   EXPECT_NE(std::find(counts.begin(), counts.end(),
                       std::pair<std::string, uint64_t>("unknown_order_labels", 1)),
@@ -168,16 +171,17 @@ uint64_t CountOf(const FraudView& view, const std::string& name) {
 // nothing; a different one is a correction, trained toward the new value.
 TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
   FraudModel model;
+  testing::ModelFeed feed(model);
   const int64_t t0 = 1704067200000;
   const FraudOrder order = Order("o1", t0, 700);
-  model.Apply(FraudView::RecordEvent(order, ViewOf(model)->Score(order).features));
+  feed.Apply(FraudView::RecordEvent(order, ViewOf(model)->Score(order).features));
   Event label = Label("o1", 1, t0 + 1000);
-  model.Apply(label);
+  feed.Apply(label);
   const double fraud = ViewOf(model)->Score(order).probability;
   EXPECT_EQ(ViewOf(model)->LabelOf("o1"), 1.0);
 
   label.event_id = "again";
-  model.Apply(label);
+  feed.Apply(label);
   auto view = ViewOf(model);
   EXPECT_EQ(view->Score(order).probability, fraud);
   EXPECT_EQ(CountOf(*view, "labels"), 1u);
@@ -186,7 +190,7 @@ TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
 
   label.event_id = "corrected";
   label.value = 0;
-  model.Apply(label);
+  feed.Apply(label);
   view = ViewOf(model);
   EXPECT_LT(view->Score(order).probability, fraud);
   EXPECT_EQ(view->LabelOf("o1"), 0.0);
@@ -195,6 +199,7 @@ TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
 
   // The counts and the label survive a checkpoint.
   FraudModel restored;
+  testing::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(view->Encode()).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), view->Encode());
   EXPECT_EQ(ViewOf(restored)->LabelOf("o1"), 0.0);
@@ -202,6 +207,7 @@ TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
 
 TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   FraudModel model;
+  testing::ModelFeed feed(model);
   const int64_t t0 = 1704067200000;
   auto view = ViewOf(model);
   const double usual = view->Score(Order("a", t0, 60)).probability;
@@ -215,10 +221,11 @@ TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   ASSERT_FALSE(r.reasons.empty());
   EXPECT_GT(r.reasons[0].contribution, 0);
 
-  model.Apply(FraudView::RecordEvent(risky, r.features));
-  model.Apply(Label("b", 1, t0 + 1000));
+  feed.Apply(FraudView::RecordEvent(risky, r.features));
+  feed.Apply(Label("b", 1, t0 + 1000));
   const std::string bytes = ViewOf(model)->Encode();
   FraudModel restored;
+  testing::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);
   EXPECT_EQ(ViewOf(restored)->Score(risky).probability, ViewOf(model)->Score(risky).probability);

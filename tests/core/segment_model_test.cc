@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/demo_shop.h"
+#include "testing/model_feed.h"
 
 namespace mercato::core {
 namespace {
@@ -40,12 +41,13 @@ SegmentOptions Inline() {
 // the planted fraud (one order each, from "fraudster-..." users) are left
 // out: they are the fraud model's planted truth, not a customer segment.
 void Feed(Model& model, const DemoShop& shop) {
+  testing::ModelFeed feed(model);
   int n = 0;
   for (const DemoItem& it : shop.items) {
-    model.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, absl::StrCat("c", n++)));
+    feed.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, absl::StrCat("c", n++)));
   }
   for (const Event& e : shop.events) {
-    if (!absl::StartsWith(e.user_id, "fraudster-")) model.Apply(e);
+    if (!absl::StartsWith(e.user_id, "fraudster-")) feed.Apply(e);
   }
 }
 
@@ -56,6 +58,7 @@ std::shared_ptr<const SegmentView> ViewOf(SegmentModel& model) {
 // The model fitted on all of `shop`; the view outlives the model.
 std::shared_ptr<const SegmentView> Fitted(const DemoShop& shop) {
   SegmentModel model(Inline());
+  testing::ModelFeed feed(model);
   Feed(model, shop);
   model.RefitNow();
   return ViewOf(model);
@@ -133,19 +136,20 @@ TEST(SegmentModelTest, SinglePurchaseUnknownAndDeletedCustomers) {
   SegmentOptions o = Inline();
   o.min_customers = 5;
   SegmentModel model(o);
+  testing::ModelFeed feed(model);
   const int64_t day = 24LL * 3600 * 1000, t0 = 1704067200000;
   for (int u = 0; u < 30; ++u) {
     for (int k = 0; k <= u % 4; ++k) {
-      model.Apply(Purchase(absl::StrCat("u", u), absl::StrCat("o", u, "-", k), t0 + (u + 7 * k) * day, 10 + u));
+      feed.Apply(Purchase(absl::StrCat("u", u), absl::StrCat("o", u, "-", k), t0 + (u + 7 * k) * day, 10 + u));
     }
   }
-  model.Apply(Purchase("once", "o-once", t0 + 40 * day, 25));
+  feed.Apply(Purchase("once", "o-once", t0 + 40 * day, 25));
   Event view;
   view.type = EventType::kView;
   view.user_id = "browser";
   view.item_id = "i";
   view.timestamp_ms = t0 + 41 * day;
-  model.Apply(view);
+  feed.Apply(view);
   model.RefitNow();
   auto v = ViewOf(model);
   absl::StatusOr<CustomerSegment> once = v->Segment("once", 90, 0.1);
@@ -162,7 +166,7 @@ TEST(SegmentModelTest, SinglePurchaseUnknownAndDeletedCustomers) {
   erase.user_id = "u3";
   erase.timestamp_ms = t0 + 42 * day;
   ASSERT_TRUE(ViewOf(model)->Segment("u3", 90, 0.1).ok());
-  model.Apply(erase);
+  feed.Apply(erase);
   EXPECT_TRUE(absl::IsNotFound(ViewOf(model)->Segment("u3", 90, 0.1).status()));
 }
 
@@ -171,6 +175,7 @@ TEST(SegmentModelTest, IdsStayStableAcrossRefitsAndCheckpoints) {
   o.users = 1500;
   const DemoShop shop = GenerateDemoShop(o);
   SegmentModel model(Inline());
+  testing::ModelFeed feed(model);
   Feed(model, shop);
   model.RefitNow();
   const SegmentFit first = *ViewOf(model)->fit();
@@ -188,6 +193,7 @@ TEST(SegmentModelTest, IdsStayStableAcrossRefitsAndCheckpoints) {
   }
   const std::string bytes = ViewOf(model)->Encode();
   SegmentModel restored(Inline());
+  testing::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);
   for (int u = 0; u < 50; ++u) {
@@ -219,6 +225,7 @@ void FeedSmallShop(SegmentModel& model) {
 
 TEST(SegmentModelTest, BackgroundRefitIsAdoptedByTheLearner) {
   SegmentModel model(Background());
+  testing::ModelFeed feed(model);
   FeedSmallShop(model);
   // The refit started during Feed; Publish adopts it once it is done.
   std::shared_ptr<const SegmentView> view;
@@ -235,6 +242,7 @@ TEST(SegmentModelTest, AbandonedRefitEndsAtOnceAndIsDropped) {
   SegmentOptions o = Background();
   o.iterations = 1000000000;
   SegmentModel model(o);
+  testing::ModelFeed feed(model);
   FeedSmallShop(model);
   const auto running = [&] {
     for (const auto& [name, n] : ViewOf(model)->Counts()) {

@@ -74,14 +74,23 @@ TEST(SegmentsTest, DemoShopCustomersGetSegmentsValueAndErasure) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(st.error_message().rfind("horizon_days:", 0), 0u);
 
-  // Retrain: by name, unknown names and online-only models refused.
+  // Retrain: by name, through the log; unknown names and online-only models
+  // refused.
   v1::RetrainRequest retrain;
   v1::RetrainResponse retrained;
   retrain.set_model("segments");
-  EXPECT_TRUE(admin->Retrain(Ctx().get(), retrain, &retrained).ok());
+  ASSERT_TRUE(admin->Retrain(Ctx().get(), retrain, &retrained).ok());
+  v1::ReadEventsRequest read;
+  read.set_from_sequence(retrained.sequence());
+  read.set_limit(1);
+  v1::ReadEventsResponse logged;
+  ASSERT_TRUE(admin->ReadEvents(Ctx().get(), read, &logged).ok());
+  ASSERT_EQ(logged.events_size(), 1);
+  EXPECT_EQ(logged.events(0).event().type(), v1::RETRAIN);
+  EXPECT_EQ(logged.events(0).event().payload(), "segments");
   retrain.set_model("nope");
   EXPECT_EQ(admin->Retrain(Ctx().get(), retrain, &retrained).error_code(), grpc::StatusCode::NOT_FOUND);
-  retrain.set_model("activity");
+  retrain.set_model("fraud");
   EXPECT_EQ(admin->Retrain(Ctx().get(), retrain, &retrained).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
 
