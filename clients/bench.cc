@@ -20,7 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "clients/client_util.h"
 #include "core/command_line.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/echo.grpc.pb.h"

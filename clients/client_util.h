@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "mercato/v1/catalog.pb.h"
 #include "mercato/v1/ingest.pb.h"
 

@@ -14,7 +14,7 @@
 // With automatic retrains off, the retrain asked for here is the one
 // evaluated and the figures repeat exactly.
 //
-// With --data=demo it replays the seeded demo shop (core/demo_shop.h) day by
+// With --data=demo it replays the seeded demo shop (testing/demo_shop.h) day by
 // day instead: its events go to Ingest and every order to Fraud.Score (which
 // records it), so fraud labels, a week late, train on what was known at
 // scoring time. It then prints the fraud AUC and decision mix over the last
@@ -33,7 +33,7 @@
 #include "clients/client_util.h"
 #include "clients/transactions.h"
 #include "core/command_line.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"

@@ -26,7 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "clients/client_util.h"
 #include "core/command_line.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "google/protobuf/util/json_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"

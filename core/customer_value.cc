@@ -39,11 +39,10 @@ double MeanNegLogLik(const std::vector<double>& log_params, const std::vector<Da
 // Nelder-Mead, restarted from its own optimum until a restart no longer
 // improves: a collapsed simplex is the method's usual way to stop early.
 std::vector<double> Minimise(const std::function<double(const std::vector<double>&)>& f,
-                             std::vector<double> x, absl::Duration budget) {
-  const absl::Time deadline = absl::Now() + budget;
+                             std::vector<double> x, int max_evals) {
   double best = f(x);
-  for (int restart = 0; restart < 20 && absl::Now() < deadline; ++restart) {
-    x = NelderMead(f, x, 4000, 1e-13, deadline);
+  for (int left = max_evals; left > 0; left -= 4000) {
+    x = NelderMead(f, x, std::min(left, 4000), 1e-13);
     const double value = f(x);
     if (best - value < 1e-12) break;
     best = value;
@@ -54,8 +53,7 @@ std::vector<double> Minimise(const std::function<double(const std::vector<double
 }  // namespace
 
 std::vector<double> NelderMead(const std::function<double(const std::vector<double>&)>& f,
-                               std::vector<double> start, int max_evals, double tol,
-                               absl::Time deadline) {
+                               std::vector<double> start, int max_evals, double tol) {
   const size_t n = start.size();
   std::vector<std::vector<double>> simplex(n + 1, start);
   for (size_t i = 0; i < n; ++i) simplex[i + 1][i] += 0.5;
@@ -67,7 +65,7 @@ std::vector<double> NelderMead(const std::function<double(const std::vector<doub
   };
   for (size_t i = 0; i <= n; ++i) values[i] = eval(simplex[i]);
   std::vector<size_t> order(n + 1);
-  while (evals < max_evals && absl::Now() < deadline) {
+  while (evals < max_evals) {
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return values[a] < values[b]; });
     const size_t best = order[0], worst = order[n], second = order[n - 1];
@@ -130,7 +128,7 @@ double BgNbdLogLikelihood(const BgNbdParams& p, const RepeatHistory& h) {
   return a1 + a2 + hi + std::log(std::exp(a3 - hi) + std::exp(a4 - hi));
 }
 
-BgNbdParams FitBgNbd(const std::vector<RepeatHistory>& customers, absl::Duration budget) {
+BgNbdParams FitBgNbd(const std::vector<RepeatHistory>& customers, int max_evals) {
   if (customers.empty()) return {};
   auto make = [](const std::vector<double>& v) {
     return BgNbdParams{std::exp(v[0]), std::exp(v[1]), std::exp(v[2]), std::exp(v[3])};
@@ -140,7 +138,7 @@ BgNbdParams FitBgNbd(const std::vector<RepeatHistory>& customers, absl::Duration
   auto f = [&](const std::vector<double>& v) {
     return MeanNegLogLik<BgNbdParams>(v, customers, BgNbdLogLikelihood, make);
   };
-  return make(Minimise(f, {0.0, std::log(std::max(1.0, mean_T / 10)), 0.0, 0.0}, budget));
+  return make(Minimise(f, {0.0, std::log(std::max(1.0, mean_T / 10)), 0.0, 0.0}, max_evals));
 }
 
 double ProbabilityAlive(const BgNbdParams& p, const RepeatHistory& h) {
@@ -169,7 +167,7 @@ double GammaGammaLogLikelihood(const GammaGammaParams& p, const SpendHistory& h)
 }
 
 GammaGammaParams FitGammaGamma(const std::vector<SpendHistory>& customers,
-                               absl::Duration budget) {
+                               int max_evals) {
   if (customers.empty()) return {};
   auto make = [](const std::vector<double>& v) {
     return GammaGammaParams{std::exp(v[0]), std::exp(v[1]), std::exp(v[2])};
@@ -179,7 +177,7 @@ GammaGammaParams FitGammaGamma(const std::vector<SpendHistory>& customers,
   auto f = [&](const std::vector<double>& v) {
     return MeanNegLogLik<GammaGammaParams>(v, customers, GammaGammaLogLikelihood, make);
   };
-  return make(Minimise(f, {0.0, 0.0, std::log(std::max(1e-6, mean))}, budget));
+  return make(Minimise(f, {0.0, 0.0, std::log(std::max(1e-6, mean))}, max_evals));
 }
 
 double ExpectedAverageSpend(const GammaGammaParams& p, const SpendHistory& h) {

@@ -33,14 +33,15 @@ struct GammaGammaParams {
 };
 
 // Minimises f over R^n from `start` by Nelder-Mead; stops after `max_evals`
-// evaluations, at `deadline`, or when the simplex's values agree to `tol`.
+// evaluations or when the simplex's values agree to `tol`. A budget in
+// evaluations, never in time, so that a fit is the same on any machine.
 std::vector<double> NelderMead(const std::function<double(const std::vector<double>&)>& f,
-                               std::vector<double> start, int max_evals, double tol,
-                               absl::Time deadline);
+                               std::vector<double> start, int max_evals, double tol);
 
 double BgNbdLogLikelihood(const BgNbdParams& p, const RepeatHistory& h);
-// Maximum likelihood over `customers`, within `budget` of wall time.
-BgNbdParams FitBgNbd(const std::vector<RepeatHistory>& customers, absl::Duration budget);
+// Maximum likelihood over `customers`, within `max_evals` evaluations of the
+// likelihood (Nelder-Mead, restarted from its optimum while that improves).
+BgNbdParams FitBgNbd(const std::vector<RepeatHistory>& customers, int max_evals);
 
 // The probability that the customer is still active.
 double ProbabilityAlive(const BgNbdParams& p, const RepeatHistory& h);
@@ -53,8 +54,7 @@ struct SpendHistory {
 };
 
 double GammaGammaLogLikelihood(const GammaGammaParams& p, const SpendHistory& h);
-GammaGammaParams FitGammaGamma(const std::vector<SpendHistory>& customers,
-                               absl::Duration budget);
+GammaGammaParams FitGammaGamma(const std::vector<SpendHistory>& customers, int max_evals);
 // E[average spend | history]; with x = 0 the population mean p v / (q - 1).
 double ExpectedAverageSpend(const GammaGammaParams& p, const SpendHistory& h);
 

@@ -22,6 +22,7 @@ const char* EventTypeName(EventType type) {
     case EventType::kOrderScored: return "order_scored";
     case EventType::kItemDelete: return "item_delete";
     case EventType::kRetrain: return "retrain";
+    case EventType::kFitDone: return "fit_done";
     case EventType::kUnspecified: break;
   }
   return "unspecified";

@@ -38,6 +38,10 @@ enum class EventType : uint8_t {
   // Written by Admin.Retrain: the model named in `payload` (every model that
   // has fits when empty) starts a background fit at this position.
   kRetrain = 13,
+  // Written by the learner when a model's background fit has finished: the
+  // fit of the model named in `payload` that started at sequence `value` is
+  // adopted at this position (core/background_fit.h).
+  kFitDone = 14,
 };
 // The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;

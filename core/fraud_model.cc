@@ -360,11 +360,17 @@ void FraudModel::ApplyLabel(const Event& e) {
 }
 
 void FraudModel::Mature(int64_t now_ms) {
+  // Labelled orders leave the queue as soon as they reach its front, so that
+  // only awaiting orders, in log order, decide when the queue stops: the
+  // same queue as a decoded checkpoint rebuilds.
   while (!pending_.empty()) {
     const uint32_t order = pending_.front();
+    if (order_rows_.Row(order)[kOrderState] != kAwaiting) {
+      pending_.pop_front();
+      continue;
+    }
     if (order_rows_.Row(order)[kOrderTime] + options_.maturity_ms > now_ms) break;
     pending_.pop_front();
-    if (order_rows_.Row(order)[kOrderState] != kAwaiting) continue;
     order_rows_.MutableRow(order)[kOrderState] = kMatured;
     ++matured_;
     Train(order, 0);

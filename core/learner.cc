@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/bytes.h"
 #include "core/log.h"
 
@@ -28,14 +29,22 @@ std::string EncodeLearnerState(const Snapshot& snap) {
 }  // namespace
 
 Learner::Learner(LearnerOptions options, std::vector<std::unique_ptr<Model>> models,
-                 const EventSource* log, const Clock* clock)
+                 const EventSource* log, const Clock* clock,
+                 std::vector<std::vector<size_t>> reads)
     : options_(options),
       models_(std::move(models)),
+      reads_(reads.empty() ? std::vector<std::vector<size_t>>(models_.size()) : std::move(reads)),
+      readers_(models_.size()),
       log_(log),
       clock_(clock),
       changed_(models_.size(), true),
+      waiting_(models_.size()),
+      announced_(models_.size()),
       published_(models_.size()) {
-  for (size_t i = 0; i < models_.size(); ++i) published_[i].name = std::string(models_[i]->name());
+  for (size_t i = 0; i < models_.size(); ++i) {
+    published_[i].name = std::string(models_[i]->name());
+    for (size_t j : reads_[i]) readers_[j].push_back(i);
+  }
   Publish();
 }
 
@@ -75,7 +84,7 @@ absl::Status Learner::Restore(uint64_t sequence, const std::map<std::string, std
     for (Event& event : buffer_) {
       if (event.sequence > sequence) break;
       replay_clock.Stamp(event);
-      for (size_t i : replay) ApplyTo(i, event);
+      for (size_t i : replay) Feed(i, event);
       from = event.sequence + 1;
     }
   }
@@ -86,11 +95,20 @@ absl::Status Learner::Restore(uint64_t sequence, const std::map<std::string, std
   return absl::OkStatus();
 }
 
-absl::Status Learner::CatchUp() {
+absl::Status Learner::CatchUp(bool drain) {
   while (applied_.load() < log_->LastSequence()) {
     absl::StatusOr<size_t> n = Step();
     if (!n.ok()) return n.status();
     if (*n == 0) break;
+    if (Housekeep() || since_publish_ >= options_.publish_every_events) Publish();
+  }
+  const auto holding = [this] {
+    return std::any_of(waiting_.begin(), waiting_.end(),
+                       [](const std::deque<Event>& w) { return !w.empty(); });
+  };
+  while (drain && holding()) {
+    absl::SleepFor(absl::Milliseconds(1));
+    Housekeep();
   }
   // A snapshot that already serves everything applied stays: its version
   // tells the checkpointer that nothing changed.
@@ -113,7 +131,7 @@ absl::StatusOr<size_t> Learner::Step() {
     }
     shop_clock_.Stamp(event);
     for (size_t i = 0; i < models_.size(); ++i) {
-      if (ApplyTo(i, event)) changed_[i] = true;
+      if (Feed(i, event)) changed_[i] = true;
     }
     applied_.store(event.sequence);
   }
@@ -121,8 +139,68 @@ absl::StatusOr<size_t> Learner::Step() {
   return buffer_.size();
 }
 
+bool Learner::InStep(size_t i, uint64_t sequence) const {
+  for (size_t j : reads_[i]) {
+    if (!waiting_[j].empty() && waiting_[j].front().sequence <= sequence) return false;
+  }
+  for (size_t k : readers_[i]) {
+    if (!waiting_[k].empty() && waiting_[k].front().sequence < sequence) return false;
+  }
+  return true;
+}
+
+bool Learner::Feed(size_t i, const Event& event) {
+  if (waiting_[i].empty() && InStep(i, event.sequence)) {
+    switch (GateFor(i, event)) {
+      case FitGate::kOpen:
+        return ApplyTo(i, event);
+      case FitGate::kAdopted:
+        ApplyTo(i, event);
+        return true;
+      case FitGate::kWait:
+        break;
+    }
+  }
+  waiting_[i].push_back(event);
+  return models_[i]->Preview(event);
+}
+
+bool Learner::Drain() {
+  std::vector<bool> drained(models_.size(), false);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (size_t i = 0; i < models_.size(); ++i) {
+      std::deque<Event>& waiting = waiting_[i];
+      if (waiting.empty() || !InStep(i, waiting.front().sequence) ||
+          GateFor(i, waiting.front()) == FitGate::kWait) {
+        continue;
+      }
+      ApplyTo(i, waiting.front());
+      waiting.pop_front();
+      drained[i] = progress = true;
+    }
+  }
+  bool any = false;
+  for (size_t i = 0; i < models_.size(); ++i) {
+    if (!drained[i]) continue;
+    any = changed_[i] = true;
+    // Held back again, behind the next fit: shown on top of the new state.
+    for (const Event& e : waiting_[i]) models_[i]->Preview(e);
+  }
+  return any;
+}
+
+FitGate Learner::GateFor(size_t i, const Event& event) {
+  Model& m = *models_[i];
+  if (event.type == EventType::kFitDone && event.payload == m.name()) {
+    m.FitDoneAt(static_cast<uint64_t>(event.value), event.sequence);
+  }
+  return m.Gate(event.sequence);
+}
+
 bool Learner::ApplyTo(size_t i, const Event& event) {
   Model& m = *models_[i];
+  if (event.type == EventType::kFitDone) return false;  // its gate did the work
   if (event.type != EventType::kRetrain) return m.Apply(event);
   if (!m.CanRetrain() || !(event.payload.empty() || event.payload == m.name())) return false;
   m.Retrain();
@@ -134,22 +212,30 @@ void Learner::Publish() {
   const auto start = std::chrono::steady_clock::now();
   auto next = std::make_shared<Snapshot>();
   const int64_t now = clock_->NowMs();
+  bool settled = true;
   for (size_t i = 0; i < models_.size(); ++i) {
+    PublishedModel& p = published_[i];
     if (changed_[i]) {
-      published_[i].view = models_[i]->Publish();
-      ++published_[i].version;
-      published_[i].published_at_ms = now;
+      p.view = models_[i]->Publish();
+      ++p.version;
+      p.published_at_ms = now;
       changed_[i] = false;
     }
+    p.waiting_events = waiting_[i].size();
+    p.applied_sequence =
+        waiting_[i].empty() ? applied_.load() : waiting_[i].front().sequence - 1;
+    settled = settled && waiting_[i].empty() && !p.view->Running();
   }
   next->version = ++snapshot_version_;
   next->applied_sequence = applied_.load();
   next->shop_time_ms = shop_clock_.now_ms();
   next->published_at_ms = now;
+  next->settled = settled;
   next->models = published_;
   ReleaseRetired();
   if (std::shared_ptr<const Snapshot> replaced = holder_.Get())
     retired_.push_back(std::move(replaced));
+  if (settled) settled_.Publish(next);
   holder_.Publish(std::move(next));
   since_publish_ = 0;
   publishes_.fetch_add(1);
@@ -172,7 +258,21 @@ absl::Status Learner::CheckRetrain(std::string_view name) const {
 }
 
 bool Learner::Housekeep() {
-  bool news = false;
+  // A finished fit is adopted where its record lands in the log; the event
+  // id makes a second record of the same fit (after a restart) a duplicate.
+  for (size_t i = 0; i < models_.size() && record_sink_; ++i) {
+    const std::optional<uint64_t> started = models_[i]->FinishedFit();
+    if (!started || announced_[i] == started) continue;
+    announced_[i] = started;
+    Event done;
+    done.type = EventType::kFitDone;
+    done.payload = std::string(models_[i]->name());
+    done.value = static_cast<double>(*started);
+    done.timestamp_ms = clock_->NowMs();
+    done.event_id = absl::StrCat("fit-done/", done.payload, "/", *started);
+    record_sink_(std::move(done));
+  }
+  bool news = Drain();
   for (size_t i = 0; i < models_.size(); ++i) {
     if (models_[i]->Poll()) changed_[i] = news = true;
   }
@@ -273,7 +373,8 @@ void Checkpointer::Start() {
       const absl::Duration elapsed = absl::Now() - last_at;
       const bool due = elapsed >= wait ||
                        (every_events_ > 0 && elapsed >= spacing &&
-                        learner_->snapshot()->applied_sequence >= last_.sequence + every_events_);
+                        learner_->settled_snapshot()->applied_sequence >=
+                            last_.sequence + every_events_);
       if (!due) continue;
       mu_.Unlock();
       absl::StatusOr<CheckpointInfo> info = CheckpointIfChanged();
@@ -295,7 +396,7 @@ void Checkpointer::Stop() {
 absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
   absl::MutexLock write_lock(&write_mu_);
   const auto start = std::chrono::steady_clock::now();
-  std::shared_ptr<const Snapshot> snapshot = learner_->snapshot();
+  std::shared_ptr<const Snapshot> snapshot = learner_->settled_snapshot();
   CheckpointInfo info;
   {
     std::vector<std::pair<std::string, std::string>> states;
@@ -321,7 +422,7 @@ absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointNow() {
 }
 
 absl::StatusOr<CheckpointInfo> Checkpointer::CheckpointIfChanged() {
-  if (learner_->snapshot()->version == last().snapshot_version) return last();
+  if (learner_->settled_snapshot()->version == last().snapshot_version) return last();
   return CheckpointNow();
 }
 

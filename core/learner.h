@@ -9,6 +9,9 @@
 #define MERCATO_CORE_LEARNER_H_
 
 #include <atomic>
+#include <deque>
+#include <functional>
+#include <optional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -83,22 +86,36 @@ void SetThreadNice(int nice);
 // Restore/CatchUp only before Start.
 class Learner {
  public:
+  // `reads[i]` lists the models that model i reads (indexes before i): the
+  // learner never lets a model apply an event before those have.
   Learner(LearnerOptions options, std::vector<std::unique_ptr<Model>> models,
-          const EventSource* log, const Clock* clock);
+          const EventSource* log, const Clock* clock,
+          std::vector<std::vector<size_t>> reads = {});
   ~Learner();
 
   // Loads model states saved by a checkpoint at `sequence`. A model missing
   // from `states` keeps its empty state. REQUIRES: not started.
   absl::Status Restore(uint64_t sequence, const std::map<std::string, std::string>& states);
   // Applies the whole log tail and publishes, unless the served snapshot
-  // already has it all. REQUIRES: not started.
-  absl::Status CatchUp();
+  // already has it all. With `drain`, also waits until no model holds
+  // events back for a background fit (recovery: a model is served only once
+  // it has applied the whole tail). REQUIRES: not started.
+  absl::Status CatchUp(bool drain = false);
+  // Where the learner appends its own records (FIT_DONE once a model's
+  // background fit has finished). Without one, fits are adopted only
+  // `adopt_after_events` after their start. REQUIRES: not started.
+  void SetRecordSink(std::function<void(Event)> sink) { record_sink_ = std::move(sink); }
   void Start();
   // Applies nothing more after returning, and abandons the models'
   // background retrains (Model::Abandon). Idempotent.
   void Stop();
 
   std::shared_ptr<const Snapshot> snapshot() const { return holder_.Get(); }
+  // The latest snapshot that is a function of its log position alone: no
+  // model has a background fit running or events held back in it. What
+  // checkpoints write; a restart from it runs the same fits again at the
+  // same positions.
+  std::shared_ptr<const Snapshot> settled_snapshot() const { return settled_.Get(); }
   const LearnerOptions& options() const { return options_; }
   // The sequence the learner has applied (may be ahead of the snapshot).
   uint64_t applied_sequence() const { return applied_.load(); }
@@ -115,27 +132,49 @@ class Learner {
  private:
   // Applies up to one read batch; returns the number applied.
   absl::StatusOr<size_t> Step();
-  // Gives `event` to model `i`: a RETRAIN event starts a fit of the models
-  // it names, every other event goes to Model::Apply.
+  // Gives `event` to model `i` through its gate, or holds it back in
+  // waiting_[i] (then previews it). True when what the model serves changed.
+  bool Feed(size_t i, const Event& event);
+  // Model `i`'s gate for `event`, after telling it of a FIT_DONE record.
+  FitGate GateFor(size_t i, const Event& event);
+  // A RETRAIN event starts a fit of the models it names; every other event
+  // goes to Model::Apply.
   bool ApplyTo(size_t i, const Event& event);
+  // Applies the held-back events the gates let through now, one event per
+  // model in turn, so that a model reading another sees it at the same
+  // event as when nothing was held back. True when any was applied.
+  bool Drain();
+  // Whether model `i` may apply the event at `sequence` now: every model it
+  // reads has applied it, and every model reading it has applied the ones
+  // before.
+  bool InStep(size_t i, uint64_t sequence) const;
   void Publish();
   void Run();
 
   const LearnerOptions options_;
   std::vector<std::unique_ptr<Model>> models_;
+  const std::vector<std::vector<size_t>> reads_;
+  std::vector<std::vector<size_t>> readers_;  // the inverse of reads_
   const EventSource* log_;
   const Clock* clock_;
   SnapshotHolder<Snapshot> holder_;
+  SnapshotHolder<Snapshot> settled_;
 
   // Learner-thread state.
   std::vector<bool> changed_;
+  // Per model, the events held back until a fit is adopted, in log order.
+  std::vector<std::deque<Event>> waiting_;
+  std::function<void(Event)> record_sink_;
+  // Per model, the start of the last finished fit whose FIT_DONE was sent.
+  std::vector<std::optional<uint64_t>> announced_;
   std::vector<PublishedModel> published_;
   uint64_t snapshot_version_ = 0;
   uint64_t since_publish_ = 0;
   ShopClock shop_clock_;
   std::vector<Event> buffer_;
 
-  // Polls every model; true when a model changed on its own.
+  // Applies held-back events that may go now and polls every model; true
+  // when a model changed.
   bool Housekeep();
   // Frees the replaced snapshots no reader holds any more. Kept until then so
   // that a request thread never drops the last reference to one and pays

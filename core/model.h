@@ -4,6 +4,12 @@
 //   - Apply(event) is the learner step, called in log order;
 //   - Publish() freezes the state into an immutable ModelView for serving;
 //   - ModelView::Encode() and Model::Decode() are the checkpoint pair.
+// The rule every model keeps: its encoded state after an event is a
+// function of the log up to that event alone (and its options), whatever
+// the thread timing and wherever the process restarted. Shop time comes
+// from Event::shop_time_ms, background fits go through BackgroundFit, and
+// Apply returns true whenever anything Encode() writes changed, so that a
+// view published later never shows state an earlier publication missed.
 #ifndef MERCATO_CORE_MODEL_H_
 #define MERCATO_CORE_MODEL_H_
 
@@ -33,6 +39,13 @@ struct RunningRetrain {
   uint64_t started_sequence = 0;  // the log position it started at
 };
 
+// What the learner may do with a model's next event (Model::Gate).
+enum class FitGate {
+  kOpen,     // apply it
+  kAdopted,  // a background fit's result was adopted just before it: apply it
+  kWait,     // a fit must be adopted first and has not finished: hold it back
+};
+
 // An immutable published version of one model. Thread-safe: const only.
 class ModelView {
  public:
@@ -54,19 +67,36 @@ class Model {
   virtual ~Model() = default;
   // Stable name; also the checkpoint key.
   virtual std::string_view name() const = 0;
-  // Folds one event in. Returns false when the event did not change the model.
+  // Folds one event in, in log order, stamped with shop time. Returns false
+  // only when nothing the model encodes changed.
   virtual bool Apply(const Event& event) = 0;
   // Freezes the current state. Cheap: shares unchanged data with earlier views.
   virtual std::shared_ptr<const ModelView> Publish() = 0;
   // Replaces the whole state with one encoded by ModelView::Encode().
   // On error the state is unchanged.
   virtual absl::Status Decode(std::string_view bytes) = 0;
-  // Called between batches and when idle: adopts work the model finished on
-  // its own (a background refit). Returns true when the state changed.
+  // Before each event (core/background_fit.h): a model with a background
+  // fit adopts its result when the event is at or past the fit's adoption
+  // point and the fit has finished (kAdopted), or asks the learner to hold
+  // the event back, with every later one, until it has (kWait).
+  virtual FitGate Gate(uint64_t sequence) { return FitGate::kOpen; }
+  // The started sequence of a background fit that has finished and waits
+  // for its FIT_DONE record; none otherwise. Never blocks.
+  virtual std::optional<uint64_t> FinishedFit() const { return std::nullopt; }
+  // A FIT_DONE record at `sequence` for the fit that started at `started`:
+  // that fit is adopted before the event at `sequence`, if not earlier.
+  virtual void FitDoneAt(uint64_t started, uint64_t sequence) {}
+  // An event the learner holds back: folded into what the model serves
+  // meanwhile, never into its state. True when what it serves changed.
+  virtual bool Preview(const Event& event) { return false; }
+  // Called between batches and when idle: adopts caches the model built on
+  // its own (an index over restored factors). True when what it serves
+  // changed.
   virtual bool Poll() { return false; }
   // Whether Retrain() does anything.
   virtual bool CanRetrain() const { return false; }
-  // Starts a full refit or retrain now (Admin.Retrain).
+  // Starts a background fit now, at the position of the last event applied
+  // (a RETRAIN event); none when one runs already.
   virtual void Retrain() {}
   // Abandons background work for good, at shutdown: a running retrain ends
   // early and is dropped, and none starts after. Any thread may call it.

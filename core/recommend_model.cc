@@ -18,7 +18,9 @@ namespace mercato::core {
 namespace {
 
 constexpr int kRowsPerBlock = 256;
-constexpr uint8_t kFormat = 1;
+// Checkpoint format: 1 (index and waiting events optional at the end, read
+// when no event waited), 2 (the index always, nothing after it).
+constexpr uint8_t kFormat = 2;
 // Popularity lists keep this many items (the largest `count`).
 constexpr size_t kTopPopular = 1000;
 // Orders whose lines may still arrive.
@@ -517,7 +519,7 @@ std::vector<std::pair<std::string, uint64_t>> RecommendView::Counts() const {
           {"orders", orders_},
           {"retrains", retrains_},
           {"hnsw_items", index_ ? index_->size() : 0},
-          {"waiting_events", waiting_.rows() - waiting_head_}};
+};
 }
 
 std::string RecommendView::Encode() const {
@@ -558,9 +560,6 @@ std::string RecommendView::Encode() const {
   w.Varint(interactions_since_retrain_);
   w.Varint(retrains_);
   w.Str(index_ ? index_->Encode() : std::string());
-  w.U8(retrain_due_);
-  w.Varint(waiting_.rows() - waiting_head_);
-  for (size_t i = waiting_head_; i < waiting_.rows(); ++i) w.Str(EncodeEvent(*waiting_.Row(i)));
   return out;
 }
 
@@ -578,12 +577,10 @@ RecommendModel::RecommendModel(RecommendOptions options)
       orders_with_(1, kRowsPerBlock) {}
 
 RecommendModel::~RecommendModel() {
-  if (pending_.valid()) pending_.wait();
   if (pending_index_.valid()) pending_index_.wait();
 }
 
 bool RecommendModel::Uses(const Event& event) const {
-  // An erasure always: the user may be known only from waiting events.
   if (event.type == EventType::kItemUpdate || event.type == EventType::kUserDelete ||
       event.type == EventType::kItemDelete) {
     return true;
@@ -593,36 +590,21 @@ bool RecommendModel::Uses(const Event& event) const {
          !event.item_id.empty();
 }
 
-bool RecommendModel::Apply(const Event& event) {
-  position_ = event.sequence;
+bool RecommendModel::Preview(const Event& event) {
   if (!Uses(event)) return false;
-  if (retrain_due_) {
-    waiting_.Resize(waiting_.rows() + 1);
-    *waiting_.MutableRow(waiting_.rows() - 1) = event;
-    Serve(event);
-    return true;
-  }
-  return ApplyNow(event);
-}
-
-void RecommendModel::Serve(const Event& event) {
   if (!serving_) serving_ = factors_;
   if (event.type == EventType::kUserDelete) {
     if (const std::optional<uint32_t> user = users_.Find(event.user_id)) serving_->ForgetUser(*user);
-    return;
+    return true;
   }
-  if (event.type == EventType::kItemDelete) return;  // catalogue facts wait with the events
+  if (event.type == EventType::kItemDelete) return false;  // catalogue facts wait with the events
   const uint32_t item = items_.FindOrAdd(event.item_id);
   GrowItems();
-  if (event.type == EventType::kItemUpdate) return;
+  if (event.type == EventType::kItemUpdate) return false;
   const uint32_t user = users_.FindOrAdd(event.user_id);
   const auto [delta, flags] = Effect(event);
   serving_->Observe(user, item, delta, flags, event.timestamp_ms);
-}
-
-void RecommendModel::ServeWaiting() {
-  serving_.reset();
-  for (size_t i = waiting_head_; i < waiting_.rows(); ++i) Serve(*waiting_.Row(i));
+  return true;
 }
 
 std::pair<float, uint8_t> RecommendModel::Effect(const Event& event) const {
@@ -632,7 +614,9 @@ std::pair<float, uint8_t> RecommendModel::Effect(const Event& event) const {
   return {options_.weights[static_cast<int>(event.type)], flags};
 }
 
-bool RecommendModel::ApplyNow(const Event& event) {
+bool RecommendModel::Apply(const Event& event) {
+  position_ = event.sequence;
+  if (!Uses(event)) return false;
   if (event.type == EventType::kItemUpdate) {
     ApplyItemUpdate(event);
   } else if (event.type == EventType::kItemDelete) {
@@ -643,7 +627,7 @@ bool RecommendModel::ApplyNow(const Event& event) {
     const std::optional<uint32_t> user = users_.Find(event.user_id);
     if (!user) return false;
     factors_.ForgetUser(*user);
-    if (pending_.valid()) tail_.push_back({*user, 0, 0, 0, 0, true});
+    if (fit_run_.running()) tail_.push_back({*user, 0, 0, 0, 0, true});
   } else {
     ApplyInteraction(event, items_.FindOrAdd(event.item_id));
   }
@@ -690,22 +674,18 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   GrowItems();
   const auto [weight, flags] = Effect(event);
   factors_.Observe(user, item, weight, flags, event.timestamp_ms);
-  if (pending_.valid()) tail_.push_back({user, item, weight, flags, event.timestamp_ms, false});
+  if (fit_run_.running()) tail_.push_back({user, item, weight, flags, event.timestamp_ms, false});
   uint32_t& support = *support_.MutableRow(item);
   if (support == 0 && factors_.ItemSupport(item) > 0) ++items_with_factors_;
   support = factors_.ItemSupport(item);
   if (weight > 0) AddPopularity(item, weight, event.timestamp_ms);
   if (event.type == EventType::kPurchase) AddToOrder(event.order_id, item);
   ++interactions_since_retrain_;
-  // Retrains start at points fixed by the events alone: when one is due while
-  // the last still runs, this model's next events wait for it (Poll).
-  if (options_.retrain_every == 0 || interactions_since_retrain_ < options_.retrain_every) return;
-  if (pending_.valid() && pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    retrain_due_ = true;
-    return;
+  // A retrain due while the last one runs starts at the first interaction
+  // after that one is adopted: both points fixed by the log.
+  if (!fit_run_.running() && FitDue(options_.retrain_every, {interactions_since_retrain_, true})) {
+    StartRetrain();
   }
-  AdoptRetrain();
-  StartRetrain();
 }
 
 void RecommendModel::AddPopularity(uint32_t item, double weight, int64_t t_ms) {
@@ -767,11 +747,12 @@ bool RecommendModel::WantsIndex() const {
   return options_.hnsw_min_items > 0 && items_with_factors_ >= options_.hnsw_min_items;
 }
 
-std::shared_ptr<HnswIndex> RecommendModel::BuildIndex(const IalsState& state) const {
+std::shared_ptr<HnswIndex> RecommendModel::BuildIndex(const IalsState& state,
+                                                      const std::atomic<bool>& stop) const {
   auto index = std::make_shared<HnswIndex>(options_.ials.dim, options_.hnsw,
                                            state.num_items() + state.num_items() / 4);
   for (uint32_t i = 0; i < state.num_items(); ++i) {
-    if (abandoned_.load(std::memory_order_relaxed)) return nullptr;
+    if (stop.load(std::memory_order_relaxed)) return nullptr;
     if (state.ItemSupport(i) > 0) index->Upsert(i, state.item_row(i));
   }
   return index;
@@ -780,47 +761,21 @@ std::shared_ptr<HnswIndex> RecommendModel::BuildIndex(const IalsState& state) co
 void RecommendModel::StartRetrain() {
   interactions_since_retrain_ = 0;
   tail_.clear();
-  if (abandoned_) return;
   const bool index = WantsIndex();
-  running_ = RunningRetrain{absl::ToUnixMillis(absl::Now()), position_};
-  auto train = [this, state = factors_, index]() mutable {
-    const absl::Time start = absl::Now();
-    bool complete = state.Train(options_.ials.epochs, &abandoned_);
-    std::shared_ptr<HnswIndex> built = complete && index ? BuildIndex(state) : nullptr;
-    complete = complete && (built || !index);
-    const absl::Time end = absl::Now();
-    return Trained{std::move(state), std::move(built), complete,
-                   {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)}};
-  };
-  if (options_.background) {
-    pending_ = std::async(std::launch::async, [train = std::move(train)]() mutable {
-      SetThreadNice(kRetrainNice);
-      return train();
-    });
-  } else {
-    std::promise<Trained> done;
-    done.set_value(train());
-    pending_ = done.get_future();
-  }
+  fit_run_.Start(position_, options_.adopt_after_events, options_.background,
+                 [this, state = factors_, index](const std::atomic<bool>& stop) mutable
+                 -> std::optional<Trained> {
+                   const absl::Time start = absl::Now();
+                   if (!state.Train(options_.ials.epochs, &stop)) return std::nullopt;
+                   std::shared_ptr<HnswIndex> built = index ? BuildIndex(state, stop) : nullptr;
+                   if (index && !built) return std::nullopt;
+                   const absl::Time end = absl::Now();
+                   return Trained{std::move(state), std::move(built),
+                                  {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)}};
+                 });
 }
 
-bool RecommendModel::AdoptRetrain() {
-  bool changed = false;
-  if (pending_index_.valid() &&
-      pending_index_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-    index_ = pending_index_.get();
-    changed = true;
-  }
-  if (!pending_.valid() ||
-      pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    return changed;
-  }
-  Trained trained = pending_.get();
-  running_.reset();
-  if (!trained.complete) {
-    tail_.clear();
-    return changed;
-  }
+void RecommendModel::AdoptRetrain(Trained trained) {
   for (const Observation& o : tail_) {
     if (o.forget) {
       trained.state.ForgetUser(o.user);
@@ -828,40 +783,50 @@ bool RecommendModel::AdoptRetrain() {
       trained.state.Observe(o.user, o.item, o.delta, o.flags, o.t_ms);
     }
   }
-  tail_.clear();
   factors_ = std::move(trained.state);
   if (trained.index) index_ = std::move(trained.index);
   ++retrains_;
   last_retrain_ = trained.run;
-  return true;
+}
+
+FitGate RecommendModel::Gate(uint64_t sequence) {
+  const FitGate gate =
+      fit_run_.Gate(sequence, [this](Trained trained) { AdoptRetrain(std::move(trained)); });
+  if (gate == FitGate::kAdopted) {
+    tail_.clear();
+    serving_.reset();  // what was previewed is applied next
+  }
+  return gate;
 }
 
 bool RecommendModel::Poll() {
-  const bool adopted = AdoptRetrain();
-  if (!retrain_due_ || pending_.valid()) return adopted;
-  retrain_due_ = false;
-  StartRetrain();
-  while (!retrain_due_ && waiting_head_ < waiting_.rows()) ApplyNow(*waiting_.Row(waiting_head_++));
-  if (waiting_head_ == waiting_.rows()) {
-    waiting_ = RowBlockMatrix<Event>(1);
-    waiting_head_ = 0;
+  if (!pending_index_.valid() ||
+      pending_index_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    return false;
   }
-  ServeWaiting();
+  index_ = pending_index_.get();
   return true;
 }
 
 void RecommendModel::Retrain() {
-  if (!pending_.valid()) StartRetrain();
+  if (!fit_run_.running()) StartRetrain();
+}
+
+void RecommendModel::Abandon() {
+  fit_run_.Abandon();
+  abandoned_ = true;
 }
 
 void RecommendModel::RetrainNow() {
-  if (pending_.valid()) pending_.wait();
-  AdoptRetrain();
+  const auto adopt = [this](Trained trained) { AdoptRetrain(std::move(trained)); };
+  fit_run_.Finish(adopt);
+  tail_.clear();
   const bool background = options_.background;
   options_.background = false;
   StartRetrain();
   options_.background = background;
-  AdoptRetrain();
+  fit_run_.Finish(adopt);
+  tail_.clear();
 }
 
 void RecommendModel::SyncIndex() {
@@ -907,17 +872,17 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->interactions_since_retrain_ = interactions_since_retrain_;
   view->retrains_ = retrains_;
   view->last_retrain_ = last_retrain_;
-  view->running_ = running_;
+  view->running_ = fit_run_.status();
   view->index_ = index_;
-  view->retrain_due_ = retrain_due_;
-  view->waiting_ = waiting_.Freeze();
-  view->waiting_head_ = waiting_head_;
   return view;
 }
 
 absl::Status RecommendModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
-  if (r.U8() != kFormat) return absl::DataLossError("recommend checkpoint: unknown format");
+  const uint8_t format = r.U8();
+  if (format != 1 && format != kFormat) {
+    return absl::DataLossError("recommend checkpoint: unknown format");
+  }
   RecommendModel next(options_);
   for (IdDictionary* d : {&next.users_, &next.items_, &next.categories_}) {
     const uint64_t n = r.Varint();
@@ -978,25 +943,17 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   }
   next.interactions_since_retrain_ = r.Varint();
   next.retrains_ = r.Varint();
-  // Checkpoints before the index was part of them end here.
-  const std::string index_bytes = r.done() ? std::string() : r.Str();
-  // ... and those before the waiting events here.
-  const bool retrain_due = !r.done() && r.U8() != 0;
-  const uint64_t waiting = r.done() ? 0 : r.Varint();
-  if (waiting > r.remaining()) r.Invalidate();
-  for (uint64_t i = 0; i < waiting && r.status().ok(); ++i) {
-    absl::StatusOr<Event> e = DecodeEvent(r.Str());
-    if (!e.ok()) {
-      return absl::DataLossError(
-          absl::StrCat("recommend checkpoint: waiting event ", i, ": ", e.status().message()));
-    }
-    next.waiting_.Resize(i + 1);
-    *next.waiting_.MutableRow(i) = *std::move(e);
+  // Format 1 may end before the index, and may keep events that waited for a
+  // retrain after it: the learner holds those now, so such a state is
+  // rebuilt from the log.
+  const std::string index_bytes = format == 1 && r.done() ? std::string() : r.Str();
+  if (format == 1 && !r.done() && (r.U8() != 0 || r.Varint() != 0)) {
+    return absl::FailedPreconditionError(
+        "recommend checkpoint: written while events waited for a retrain; rebuilt from the log");
   }
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("recommend checkpoint: trailing bytes");
 
-  if (pending_.valid()) pending_.wait();
   if (pending_index_.valid()) pending_index_.wait();
   users_ = std::move(next.users_);
   items_ = std::move(next.items_);
@@ -1018,15 +975,9 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   popularity_anchor_ms_ = next.popularity_anchor_ms_;
   interactions_since_retrain_ = next.interactions_since_retrain_;
   retrains_ = next.retrains_;
-  pending_ = {};
-  running_.reset();
+  fit_run_ = {};
   tail_.clear();
-  // The retrain the events waited for is gone with the old process: the next
-  // Poll starts one and applies them.
-  retrain_due_ = retrain_due || waiting > 0;
-  waiting_ = std::move(next.waiting_);
-  waiting_head_ = 0;
-  ServeWaiting();
+  serving_.reset();
   index_.reset();
   index_backlog_.clear();
   factors_.TakeChangedItems();
@@ -1043,7 +994,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
     // Serve by exact scan until the index over the restored factors is built.
     pending_index_ = std::async(std::launch::async, [this, state = factors_] {
       SetThreadNice(kRetrainNice);
-      return BuildIndex(state);
+      return BuildIndex(state, abandoned_);
     });
   }
   return absl::OkStatus();

@@ -8,11 +8,12 @@
 // candidates re-scored exactly with the snapshot's own rows. Filters are
 // checked per candidate (categories through a per-request bitset).
 //
-// A full retrain runs on a background thread from a copy of the factor state
-// at the moment it starts; the learner keeps the events that arrive meanwhile
-// and replays them onto the result before adopting it, so the factors after
-// any event depend only on the events (and on where retrains started), never
-// on how long training took.
+// A full retrain (core/background_fit.h) runs on a background thread from a
+// copy of the factor state at the log position it starts at; the
+// interactions that arrive meanwhile are kept and replayed onto the result
+// when it is adopted, `adopt_after_events` later in the log. So the factors
+// after any event depend only on the events, never on how long training
+// took.
 #ifndef MERCATO_CORE_RECOMMEND_MODEL_H_
 #define MERCATO_CORE_RECOMMEND_MODEL_H_
 
@@ -29,6 +30,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "core/background_fit.h"
 #include "core/hnsw_index.h"
 #include "core/ials.h"
 #include "core/id_dictionary.h"
@@ -51,6 +53,9 @@ struct RecommendOptions {
   uint64_t retrain_every = 0;
   // Run retrains on a background thread (false: inline, for tests).
   bool background = true;
+  // A retrain's result is adopted at its FIT_DONE record, or this many log
+  // events after it started if that comes first (core/background_fit.h).
+  uint64_t adopt_after_events = 1000000;
   // Bought together: fewest shared orders for a pair to be reported.
   uint32_t min_support = 2;
   // HNSW from this many items with factors on (0 = exact scan only), built
@@ -191,14 +196,9 @@ class RecommendView final : public ModelView {
   std::optional<RetrainInfo> last_retrain_;
   std::optional<RunningRetrain> running_;
   std::shared_ptr<HnswIndex> index_;
-  // While events wait for a retrain, factors_ has them folded in and these
-  // are the factors without them, which checkpoints keep (with the events).
+  // While the learner holds events back for a retrain, factors_ has them
+  // previewed and these are the factors without them, which Encode writes.
   std::optional<IalsFrozen> unserved_factors_;
-  // The model's events not applied yet (RecommendModel::waiting_), kept in
-  // checkpoints.
-  bool retrain_due_ = false;
-  RowBlockView<Event> waiting_;
-  size_t waiting_head_ = 0;
 };
 
 class RecommendModel final : public Model {
@@ -209,10 +209,17 @@ class RecommendModel final : public Model {
   bool Apply(const Event& event) override;
   std::shared_ptr<const ModelView> Publish() override;
   absl::Status Decode(std::string_view bytes) override;
+  FitGate Gate(uint64_t sequence) override;
+  std::optional<uint64_t> FinishedFit() const override { return fit_run_.Finished(); }
+  void FitDoneAt(uint64_t started, uint64_t sequence) override {
+    fit_run_.DoneAt(started, sequence);
+  }
+  bool Preview(const Event& event) override;
+  // Adopts an index built for restored factors once ready.
   bool Poll() override;
   bool CanRetrain() const override { return true; }
   void Retrain() override;
-  void Abandon() override { abandoned_ = true; }
+  void Abandon() override;
   // Retrains now on this thread (and waits for any running retrain first).
   void RetrainNow();
 
@@ -228,20 +235,12 @@ class RecommendModel final : public Model {
   struct Trained {
     IalsState state;
     std::shared_ptr<HnswIndex> index;
-    bool complete = true;  // false: abandoned part-way, not to be adopted
     RetrainInfo run;
   };
   // Grows the per-item rows to the dictionary's size.
   void GrowItems();
   // Whether Apply() has anything to do with `event`.
   bool Uses(const Event& event) const;
-  // Applies `event` at once; false when it changed nothing.
-  bool ApplyNow(const Event& event);
-  // Folds a waiting event into serving_ (see waiting_).
-  void Serve(const Event& event);
-  // Rebuilds serving_ from factors_ and the events still waiting (none: no
-  // serving_).
-  void ServeWaiting();
   // The confidence change and flags of an interaction.
   std::pair<float, uint8_t> Effect(const Event& event) const;
   void ApplyItemUpdate(const Event& event);
@@ -249,9 +248,12 @@ class RecommendModel final : public Model {
   void AddPopularity(uint32_t item, double weight, int64_t t_ms);
   void AddToOrder(const std::string& order_id, uint32_t item);
   void StartRetrain();
-  bool AdoptRetrain();
+  // Replays tail_ onto `trained` and serves it.
+  void AdoptRetrain(Trained trained);
   void SyncIndex();
-  std::shared_ptr<HnswIndex> BuildIndex(const IalsState& state) const;
+  // An index over `state`'s items; null when `stop` was set meanwhile.
+  std::shared_ptr<HnswIndex> BuildIndex(const IalsState& state,
+                                        const std::atomic<bool>& stop) const;
   bool WantsIndex() const;
 
   RecommendOptions options_;
@@ -276,8 +278,6 @@ class RecommendModel final : public Model {
   double popularity_anchor_ms_ = 0;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::optional<RetrainInfo> last_retrain_;
-  // The retrain in pending_, while there is one.
-  std::optional<RunningRetrain> running_;
   // The sequence of the last event given to Apply().
   uint64_t position_ = 0;
   std::shared_ptr<HnswIndex> index_;
@@ -285,23 +285,19 @@ class RecommendModel final : public Model {
   // upserted at the next publication when a checkpoint is not saving the
   // index.
   std::vector<uint32_t> index_backlog_;
-  std::future<Trained> pending_;
+  // The interactions since the running retrain started, replayed onto its
+  // result.
   std::vector<Observation> tail_;
-  // Set by Abandon(); read by the retrain and index-build threads.
+  // Set by Abandon(); read by the index-build thread.
   std::atomic<bool> abandoned_{false};
-  // A retrain that came due while the last one still ran starts once that one
-  // is adopted (Poll); meanwhile this model's events wait here, rows from
-  // waiting_head_ on, so that the learner and the other models go on. The
-  // model then goes through the same steps in the same order as if it had
-  // waited: its state stays a function of the events. What it serves
-  // meanwhile is serving_: factors_ with the waiting events folded in (rows
-  // are numbered as they come either way), so recommendations stay fresh.
-  bool retrain_due_ = false;
-  RowBlockMatrix<Event> waiting_{1};
-  size_t waiting_head_ = 0;
+  // While the learner holds this model's events back for a retrain's
+  // adoption (Preview), factors_ with them folded in, so that
+  // recommendations stay fresh; never encoded.
   std::optional<IalsState> serving_;
   // An index being built for restored factors (after Decode).
   std::future<std::shared_ptr<HnswIndex>> pending_index_;
+  // Last: destroyed first, waiting for a running retrain that reads options_.
+  BackgroundFit<Trained> fit_run_;
 };
 
 }  // namespace mercato::core

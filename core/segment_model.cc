@@ -180,7 +180,7 @@ struct RefitInput {
   std::vector<uint32_t> reservoir;
   SegmentOptions options;
   // Set at shutdown: the refit ends early, with no result.
-  std::shared_ptr<const std::atomic<bool>> stop;
+  const std::atomic<bool>* stop = nullptr;
 };
 
 std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
@@ -357,9 +357,9 @@ std::shared_ptr<const SegmentFit> Refit(const RefitInput& in) {
     if (h.x > 0 && repeat_revenue > 0) spend.push_back({h.x, repeat_revenue / h.x});
   }
   if (stopped()) return nullptr;
-  fit->bg_nbd = FitBgNbd(repeat, o.value_fit_budget);
+  fit->bg_nbd = FitBgNbd(repeat, o.value_fit_evaluations);
   if (stopped()) return nullptr;
-  fit->gamma_gamma = FitGammaGamma(spend, o.value_fit_budget);
+  fit->gamma_gamma = FitGammaGamma(spend, o.value_fit_evaluations);
   const absl::Time end = absl::Now();
   fit->run = {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)};
   return fit;
@@ -427,9 +427,7 @@ int Score(double v, const std::array<double, 4>& cuts, bool lower_is_better) {
 SegmentModel::SegmentModel(SegmentOptions options)
     : options_(options), user_rows_(kUserCols), item_rows_(1) {}
 
-SegmentModel::~SegmentModel() {
-  if (pending_.valid()) pending_.wait();
-}
+SegmentModel::~SegmentModel() = default;
 
 bool SegmentModel::Apply(const Event& event) {
   position_ = event.sequence;
@@ -518,48 +516,40 @@ void SegmentModel::ApplyPurchase(const Event& event, double* u) {
 }
 
 void SegmentModel::MaybeRefit() {
-  if (pending_.valid()) return;
-  const bool due = fit_ ? purchases_since_fit_ >= options_.refit_every_purchases
-                        : customers_ >= static_cast<uint64_t>(options_.min_customers) &&
-                              purchases_since_fit_ > 0;
-  if (due) StartRefit();
+  if (fit_run_.running()) return;
+  if (FitDue(options_.refit_every_purchases,
+             {purchases_since_fit_, fit_ != nullptr,
+              customers_ >= static_cast<uint64_t>(options_.min_customers)})) {
+    StartRefit();
+  }
 }
 
 void SegmentModel::StartRefit() {
-  if (abandoned_->load()) return;
-  RefitInput in{user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_, abandoned_};
+  RefitInput in{user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_};
   purchases_since_fit_ = 0;
-  if (options_.background) {
-    running_ = RunningRetrain{absl::ToUnixMillis(absl::Now()), position_};
-    pending_ = std::async(std::launch::async, [in = std::move(in)] {
-      SetThreadNice(kRetrainNice);
-      return Refit(in);
-    });
-  } else if (auto fit = Refit(in)) {
-    fit_ = std::move(fit);
-  }
+  fit_run_.Start(position_, options_.adopt_after_events, options_.background,
+                 [in = std::move(in)](const std::atomic<bool>& stop) mutable
+                 -> std::optional<std::shared_ptr<const SegmentFit>> {
+                   in.stop = &stop;
+                   std::shared_ptr<const SegmentFit> fit = Refit(in);
+                   if (!fit) return std::nullopt;
+                   return fit;
+                 });
 }
 
-bool SegmentModel::AdoptFinishedRefit() {
-  if (!pending_.valid() ||
-      pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    return false;
-  }
-  std::shared_ptr<const SegmentFit> fit = pending_.get();
-  running_.reset();
-  if (!fit) return false;
-  fit_ = std::move(fit);
-  return true;
+FitGate SegmentModel::Gate(uint64_t sequence) {
+  return fit_run_.Gate(sequence, [this](std::shared_ptr<const SegmentFit> fit) {
+    fit_ = std::move(fit);
+  });
 }
 
 void SegmentModel::Retrain() {
-  if (!pending_.valid()) StartRefit();
+  if (!fit_run_.running()) StartRefit();
 }
 
 void SegmentModel::RefitNow() {
-  if (pending_.valid()) pending_.wait();
-  AdoptFinishedRefit();
-  if (auto fit = Refit({user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_, abandoned_})) {
+  fit_run_.Finish([this](std::shared_ptr<const SegmentFit> fit) { fit_ = std::move(fit); });
+  if (auto fit = Refit({user_rows_.Freeze(), now_ms_, fit_, reservoir_, options_})) {
     fit_ = std::move(fit);
   }
   purchases_since_fit_ = 0;
@@ -576,7 +566,6 @@ std::optional<uint32_t> SegmentModel::SegmentOf(std::string_view user_id) const 
 }
 
 std::shared_ptr<const ModelView> SegmentModel::Publish() {
-  AdoptFinishedRefit();
   auto view = std::make_shared<SegmentView>();
   view->users_ = users_.Freeze();
   view->items_ = items_.Freeze();
@@ -588,7 +577,7 @@ std::shared_ptr<const ModelView> SegmentModel::Publish() {
   view->purchases_since_fit_ = purchases_since_fit_;
   view->reservoir_ = reservoir_;
   view->users_seen_ = users_seen_;
-  view->running_ = running_;
+  view->running_ = fit_run_.status();
   return view;
 }
 
@@ -628,7 +617,6 @@ absl::Status SegmentModel::Decode(std::string_view bytes) {
   fresh.fit_ = DecodeFit(r);
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("segments: trailing bytes in checkpoint");
-  if (pending_.valid()) pending_.wait();
   *this = std::move(fresh);
   return absl::OkStatus();
 }

@@ -13,7 +13,7 @@
 // time and from the previous centroids after that; matches the new centroids
 // to the old ones so that segment ids stay stable; names each segment from
 // its profile; and fits BG/NBD and Gamma-Gamma by maximum likelihood over
-// every customer, within a time budget. Between refits a customer's segment
+// every customer, within a budget of likelihood evaluations. Between refits a customer's segment
 // is the nearest centroid to his current features.
 #ifndef MERCATO_CORE_SEGMENT_MODEL_H_
 #define MERCATO_CORE_SEGMENT_MODEL_H_
@@ -21,7 +21,6 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <future>
 #include <memory>
 #include <optional>
 #include <random>
@@ -30,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/background_fit.h"
 #include "core/customer_value.h"
 #include "core/elasticity_model.h"
 #include "core/id_dictionary.h"
@@ -52,12 +52,17 @@ struct SegmentOptions {
   int iterations = 300;
   // The first fit waits for this many customers with a purchase ...
   int min_customers = 50;
-  // ... and later ones come every this many purchase events.
+  // ... and later ones come every this many purchase events (0 = only on
+  // request).
   uint64_t refit_every_purchases = 20000;
   // Refit on a background thread; false runs it inline (tests, tools).
   bool background = true;
-  // Wall time allowed for each of the BG/NBD and Gamma-Gamma fits.
-  absl::Duration value_fit_budget = absl::Seconds(2);
+  // Likelihood evaluations allowed for each of the BG/NBD and Gamma-Gamma
+  // fits.
+  int value_fit_evaluations = 20000;
+  // A refit's result is adopted at its FIT_DONE record, or this many log
+  // events after it started if that comes first (core/background_fit.h).
+  uint64_t adopt_after_events = 2000;
   // Customers the value models are fitted on, at most (a seeded sample).
   int value_fit_customers = 100000;
 };
@@ -144,27 +149,31 @@ class SegmentModel final : public Model, public SegmentLookup {
   bool Apply(const Event& event) override;
   std::shared_ptr<const ModelView> Publish() override;
   absl::Status Decode(std::string_view bytes) override;
-  bool Poll() override { return AdoptFinishedRefit(); }
+  FitGate Gate(uint64_t sequence) override;
+  std::optional<uint64_t> FinishedFit() const override { return fit_run_.Finished(); }
+  void FitDoneAt(uint64_t started, uint64_t sequence) override {
+    fit_run_.DoneAt(started, sequence);
+  }
   bool CanRetrain() const override { return true; }
   // Starts a refit now (in the background when so configured).
   void Retrain() override;
   // A running refit ends early and is dropped; no other starts.
-  void Abandon() override { abandoned_->store(true); }
+  void Abandon() override { fit_run_.Abandon(); }
 
   // SegmentLookup: the nearest segment to the customer's current behaviour.
   std::optional<uint32_t> SegmentOf(std::string_view user_id) const override;
 
-  // Runs a refit now, inline, and adopts it. For tools and tests.
+  // Adopts the running refit, if any, then runs one inline and adopts it.
+  // For tools and tests.
   void RefitNow();
 
  private:
   // Apply() once shop time is set; true when the event changed the rows.
   bool ApplyEvent(const Event& event);
   void MaybeRefit();
-  // Starts a refit of the current rows (or runs it inline).
+  // Starts a refit of the current rows (or runs it inline); adopted at
+  // its gate.
   void StartRefit();
-  // True when a finished background refit was adopted.
-  bool AdoptFinishedRefit();
   void ApplyPurchase(const Event& event, double* row);
 
   SegmentOptions options_;
@@ -178,13 +187,9 @@ class SegmentModel final : public Model, public SegmentLookup {
   // Reservoir sample of user rows (Algorithm R over users as they appear).
   std::vector<uint32_t> reservoir_;
   uint64_t users_seen_ = 0;
-  std::future<std::shared_ptr<const SegmentFit>> pending_;
-  // The refit in pending_, while there is one.
-  std::optional<RunningRetrain> running_;
+  BackgroundFit<std::shared_ptr<const SegmentFit>> fit_run_;
   // The sequence of the last event given to Apply().
   uint64_t position_ = 0;
-  // Set by Abandon(); shared with the refit thread.
-  std::shared_ptr<std::atomic<bool>> abandoned_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace mercato::core

@@ -4,6 +4,7 @@
 #ifndef MERCATO_CORE_SNAPSHOT_H_
 #define MERCATO_CORE_SNAPSHOT_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,10 @@ struct PublishedModel {
   // Wall time of that publication, ms since the epoch.
   int64_t published_at_ms = 0;
   std::shared_ptr<const ModelView> view;
+  // The last event the model applied, and the events after it held back for
+  // a background fit's adoption (Learner).
+  uint64_t applied_sequence = 0;
+  uint64_t waiting_events = 0;
 };
 
 struct Snapshot {
@@ -31,9 +36,19 @@ struct Snapshot {
   uint64_t applied_sequence = 0;
   // Shop time after that event (Event::shop_time_ms).
   int64_t shop_time_ms = 0;
+  // No model has a background fit running or events held back: the state is
+  // a function of applied_sequence alone (Learner::settled_snapshot).
+  bool settled = false;
   int64_t published_at_ms = 0;
   std::vector<PublishedModel> models;
 
+  // The log position every model has applied: applied_sequence, or less
+  // while a model's events are held back for a background fit.
+  uint64_t served_sequence() const {
+    uint64_t served = applied_sequence;
+    for (const PublishedModel& m : models) served = std::min(served, m.applied_sequence);
+    return served;
+  }
   // Model `name`, or null when absent.
   const PublishedModel* Find(std::string_view name) const {
     for (const PublishedModel& m : models) {

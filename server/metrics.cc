@@ -58,7 +58,8 @@ class RuntimeCollector final : public prometheus::Collectable {
     using prometheus::MetricType;
     const auto snap = rt_->learner().snapshot();
     const uint64_t log_seq = rt_->store().LastSequence();
-    const uint64_t lag = log_seq > snap->applied_sequence ? log_seq - snap->applied_sequence : 0;
+    const uint64_t served = snap->served_sequence();
+    const uint64_t lag = log_seq > served ? log_seq - served : 0;
     const int64_t now = core::Clock::Real()->NowMs();
     std::vector<prometheus::ClientMetric> versions, ages, counts, retrains;
     for (const core::PublishedModel& m : snap->models) {
@@ -67,6 +68,8 @@ class RuntimeCollector final : public prometheus::Collectable {
       for (const auto& [name, value] : m.view->Counts()) {
         counts.push_back(Gauge(static_cast<double>(value), {{"model", m.name}, {"count", name}}));
       }
+      counts.push_back(Gauge(static_cast<double>(m.waiting_events),
+                             {{"model", m.name}, {"count", "waiting_events"}}));
       if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
         retrains.push_back(Gauge(r->seconds, {{"model", m.name}}));
       }

@@ -3,28 +3,10 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "core/activity_model.h"
 #include "core/log.h"
+#include "server/model_registry.h"
 
 namespace mercato::server {
-namespace {
-
-// Every model the service runs, in a fixed order: the segment model before
-// the elasticity model, which files each purchase under its buyer's segment.
-std::vector<std::unique_ptr<core::Model>> MakeModels(const RuntimeOptions& o) {
-  std::vector<std::unique_ptr<core::Model>> models;
-  models.push_back(std::make_unique<core::ActivityModel>());
-  auto segments = std::make_unique<core::SegmentModel>(o.segments);
-  auto elasticity = std::make_unique<core::ElasticityModel>(o.elasticity, segments.get());
-  models.push_back(std::move(segments));
-  models.push_back(std::move(elasticity));
-  models.push_back(std::make_unique<core::FraudModel>(o.fraud));
-  models.push_back(std::make_unique<core::RecommendModel>(o.recommend));
-  return models;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
@@ -37,11 +19,16 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   store_options.sync = options.sync_writes;
   absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(store_options);
   if (!store.ok()) return store.status();
+  absl::StatusOr<RegisteredModels> models = MakeModels(options);
+  if (!models.ok()) return models.status();
   std::unique_ptr<Runtime> rt(new Runtime());
   rt->options_ = options;
   rt->store_ = *std::move(store);
-  rt->learner_ = std::make_unique<core::Learner>(options.learner, MakeModels(options),
-                                                 rt->store_.get(), core::Clock::Real());
+  rt->learner_ =
+      std::make_unique<core::Learner>(options.learner, std::move(models->models),
+                                      rt->store_.get(), core::Clock::Real(), std::move(models->reads));
+  Runtime* self = rt.get();
+  rt->learner_->SetRecordSink([self](core::Event e) { self->AppendInBackground(std::move(e)); });
   rt->checkpointer_ = std::make_unique<core::Checkpointer>(
       rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval,
       options.checkpoint_every_events);
@@ -60,14 +47,14 @@ absl::Status Runtime::Recover() {
     if (absl::Status s = learner_->Restore(loaded.sequence, loaded.states); !s.ok()) return s;
     MERCATO_LOG(kInfo) << "loaded checkpoint at sequence " << loaded.sequence;
   }
-  if (absl::Status s = learner_->CatchUp(); !s.ok()) return s;
+  if (absl::Status s = learner_->CatchUp(/*drain=*/true); !s.ok()) return s;
   if (cp->has_value()) {
     core::CheckpointInfo info;
     info.sequence = (*cp)->sequence;
     info.written_at_ms = (*cp)->written_at_ms;
     // With no log tail the served models are the checkpoint's: nothing to
     // write until an event or a retrain changes them.
-    const std::shared_ptr<const core::Snapshot> snap = learner_->snapshot();
+    const std::shared_ptr<const core::Snapshot> snap = learner_->settled_snapshot();
     if (snap->applied_sequence == info.sequence) info.snapshot_version = snap->version;
     checkpointer_->SetLoaded(info);
   }

@@ -196,8 +196,9 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     const uint64_t log_seq = rt_->store().LastSequence();
     resp->set_ready(rt_->ready());
     resp->set_log_sequence(log_seq);
-    resp->set_applied_sequence(snap->applied_sequence);
-    resp->set_lag_events(log_seq > snap->applied_sequence ? log_seq - snap->applied_sequence : 0);
+    const uint64_t served = snap->served_sequence();
+    resp->set_applied_sequence(served);
+    resp->set_lag_events(log_seq > served ? log_seq - served : 0);
     // While events wait, the served snapshot is at most this old.
     resp->set_lag_seconds(resp->lag_events() == 0
                               ? 0
@@ -207,9 +208,10 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
       v1::ModelInfo* info = resp->add_models();
       info->set_name(m.name);
       info->set_version(m.version);
-      info->set_applied_sequence(snap->applied_sequence);
+      info->set_applied_sequence(m.applied_sequence);
       info->set_published_at_ms(m.published_at_ms);
       for (const auto& [name, n] : m.view->Counts()) (*info->mutable_counts())[name] = n;
+      (*info->mutable_counts())["waiting_events"] = m.waiting_events;
       if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
         info->set_last_retrain_ms(r->finished_ms);
       }

@@ -13,7 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "core/command_line.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "core/recommend_model.h"
 
 ABSL_FLAG(int, items, 100000, "catalogue size");

@@ -43,7 +43,7 @@ TEST(CustomerValueTest, BgNbdReproducesThePublishedCdnowFit) {
     customers.push_back({row[1], row[2], row[3]});  // ID,frequency,recency,T (weeks)
   }
   ASSERT_EQ(customers.size(), 2357u);
-  const BgNbdParams p = FitBgNbd(customers, absl::Seconds(20));
+  const BgNbdParams p = FitBgNbd(customers, 80000);
   RecordProperty("fit", absl::StrFormat("r=%.4f alpha=%.4f a=%.4f b=%.4f", p.r, p.alpha, p.a, p.b));
   ExpectWithinOnePercent(p.r, 0.243, "r");
   ExpectWithinOnePercent(p.alpha, 4.414, "alpha");
@@ -68,7 +68,7 @@ TEST(CustomerValueTest, GammaGammaReproducesThePublishedCdnowFit) {
   for (const auto& row : ReadCsv(kCdnow + "cdnow_customers_summary_with_transactions.csv")) {
     if (row[1] > 0) customers.push_back({row[1], row[4]});  // ID,x,t_x,T,zbar
   }
-  const GammaGammaParams p = FitGammaGamma(customers, absl::Seconds(20));
+  const GammaGammaParams p = FitGammaGamma(customers, 80000);
   RecordProperty("fit", absl::StrFormat("p=%.4f q=%.4f v=%.4f", p.p, p.q, p.v));
   ExpectWithinOnePercent(p.p, 6.25, "p");
   ExpectWithinOnePercent(p.q, 3.74, "q");

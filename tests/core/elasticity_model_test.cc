@@ -8,7 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "testing/model_feed.h"
 
 namespace mercato::core {
@@ -28,7 +28,7 @@ DemoShopOptions DenseShop(int days) {
 }
 
 void Feed(ElasticityModel& model, const DemoShop& shop) {
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   int n = 0;
   for (const DemoItem& it : shop.items) {
     feed.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, absl::StrCat("c", n++)));
@@ -65,7 +65,7 @@ absl::flat_hash_map<std::string, absl::flat_hash_set<int64_t>> DistinctPrices(
 TEST(ElasticityModelTest, RecoversPlantedElasticitiesWithHonestIntervals) {
   const DemoShop shop = GenerateDemoShop(DenseShop(120));
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   Feed(model, shop);
   auto view = ViewOf(model);
   const auto distinct = DistinctPrices(shop);
@@ -92,7 +92,7 @@ TEST(ElasticityModelTest, ShrinkageHelpsSparseItems) {
   // Three weeks: few periods and three price levels per item.
   const DemoShop shop = GenerateDemoShop(DenseShop(21));
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   Feed(model, shop);
   auto view = ViewOf(model);
   int n = 0, covered = 0;
@@ -147,7 +147,7 @@ Event Catalog(const std::string& item, const std::string& category, double price
 
 TEST(ElasticityModelTest, TooLittlePriceVariationSaysWhyInsteadOfANumber) {
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   feed.Apply(Catalog("flat", "toys", 10, 4));
   for (const Event& e : Series("flat", {10.0}, -2, 40)) feed.Apply(e);
   auto view = ViewOf(model);
@@ -160,7 +160,7 @@ TEST(ElasticityModelTest, TooLittlePriceVariationSaysWhyInsteadOfANumber) {
 
 TEST(ElasticityModelTest, OptimalPriceOnlyWhenTheWholeIntervalIsElastic) {
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   feed.Apply(Catalog("elastic", "toys", 10, 4));
   feed.Apply(Catalog("inelastic", "toys", 10, 4));
   for (const Event& e : Series("elastic", {8, 9, 10, 11, 12}, -2.5, 40)) feed.Apply(e);
@@ -197,7 +197,7 @@ TEST(ElasticityModelTest, OptimalPriceOnlyWhenTheWholeIntervalIsElastic) {
 
 TEST(ElasticityModelTest, CategoryPoolsWithinItemsAndCoversItemsWithoutTheirOwn) {
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   // Items at very different price levels and demand levels, same slope: a
   // pooled regression without item effects would be confounded.
   const std::vector<std::pair<std::string, double>> items = {{"a", 1}, {"b", 10}, {"c", 100}};
@@ -232,7 +232,7 @@ TEST(ElasticityModelTest, CategoryPoolsWithinItemsAndCoversItemsWithoutTheirOwn)
 
 TEST(ElasticityModelTest, ACategoryChangeMovesTheItemsEvidence) {
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   feed.Apply(Catalog("x", "old", 10, 0));
   for (const Event& e : Series("x", {8, 10, 12}, -2, 30)) feed.Apply(e);
   feed.Apply(Catalog("x", "new", 10, 0));
@@ -256,7 +256,7 @@ class FakeSegments final : public SegmentLookup {
 TEST(ElasticityModelTest, PerSegmentEstimatesSeeOnlyThatSegmentsPurchases) {
   FakeSegments segments;
   ElasticityModel model({}, &segments);
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   feed.Apply(Catalog("x", "toys", 10, 0));
   for (const Event& e : Series("x", {8, 10, 12}, -3, 30, "bargain")) feed.Apply(e);
   for (const Event& e : Series("x", {8, 10, 12}, -0.5, 30, "premium")) feed.Apply(e);
@@ -277,11 +277,11 @@ TEST(ElasticityModelTest, PerSegmentEstimatesSeeOnlyThatSegmentsPurchases) {
 TEST(ElasticityModelTest, CheckpointRoundTripGivesTheSameAnswers) {
   const DemoShop shop = GenerateDemoShop(DenseShop(30));
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   Feed(model, shop);
   const std::string bytes = ViewOf(model)->Encode();
   ElasticityModel restored;
-  testing::ModelFeed restored_feed(restored);
+  testkit::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);
   auto a = ViewOf(model), b = ViewOf(restored);
@@ -340,7 +340,7 @@ TEST(ElasticityModelTest, LowVolumeItemsGetUnbiasedEstimatesAndHonestIntervals) 
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> planted(-3, -0.5), volume(0.8, 2.5);
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   std::vector<double> truth;
   constexpr int kItems = 1000, kDays = 90;
   for (int i = 0; i < kItems; ++i) {
@@ -355,7 +355,7 @@ TEST(ElasticityModelTest, LowVolumeItemsGetUnbiasedEstimatesAndHonestIntervals) 
   // The same demand counted in units ten times smaller (a pack sold as ten
   // pieces) gives the same elasticity.
   ElasticityModel pieces;
-  testing::ModelFeed pieces_feed(pieces);
+  testkit::ModelFeed pieces_feed(pieces);
   for (int i = 0; i < 20; ++i) {
     high_truth.push_back(planted(rng));
     for (const Event& e :
@@ -412,7 +412,7 @@ TEST(ElasticityModelTest, ShrunkIntervalsCoverThePlantedElasticities) {
   std::uniform_real_distribution<double> category_mean(-3, -1);
   std::normal_distribution<double> spread(0, 0.3);
   ElasticityModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   std::vector<double> truth;
   constexpr int kCategories = 250, kDays = 60;
   for (int c = 0; c < kCategories; ++c) {

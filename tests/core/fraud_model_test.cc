@@ -6,28 +6,11 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "testing/model_feed.h"
 
 namespace mercato::core {
 namespace {
-
-FraudOrder ToFraudOrder(const DemoOrder& d) {
-  FraudOrder o;
-  o.order_id = d.order_id;
-  o.user_id = d.user_id;
-  o.payment_fingerprint = d.payment_fingerprint;
-  o.device_id = d.device_id;
-  o.shipping_address_hash = d.shipping_address_hash;
-  o.billing_country = d.billing_country;
-  o.shipping_country = d.shipping_country;
-  o.ip_country = d.ip_country;
-  o.currency = d.currency;
-  o.amount = d.amount;
-  o.account_created_ms = d.account_created_ms;
-  o.timestamp_ms = d.timestamp_ms;
-  return o;
-}
 
 std::shared_ptr<const FraudView> ViewOf(FraudModel& model) {
   return std::dynamic_pointer_cast<const FraudView>(model.Publish());
@@ -50,7 +33,7 @@ TEST(FraudModelTest, LearnsThePlantedFraudFromDelayedLabels) {
   FraudOptions options;
   options.maturity_ms = 14LL * 24 * 3600 * 1000;
   FraudModel model(options);
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   std::vector<Event> labels;
   for (const Event& e : shop.events) {
     if (e.type == EventType::kFraudLabel) labels.push_back(e);
@@ -122,7 +105,7 @@ Event Label(const std::string& order_id, double value, int64_t t) {
 
 TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   FraudModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   const int64_t t0 = 1704067200000;
   const FraudOrder first = Order("o1", t0, 50);
   const FraudScore scored = ViewOf(model)->Score(first);
@@ -171,7 +154,7 @@ uint64_t CountOf(const FraudView& view, const std::string& name) {
 // nothing; a different one is a correction, trained toward the new value.
 TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
   FraudModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   const int64_t t0 = 1704067200000;
   const FraudOrder order = Order("o1", t0, 700);
   feed.Apply(FraudView::RecordEvent(order, ViewOf(model)->Score(order).features));
@@ -199,7 +182,7 @@ TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
 
   // The counts and the label survive a checkpoint.
   FraudModel restored;
-  testing::ModelFeed restored_feed(restored);
+  testkit::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(view->Encode()).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), view->Encode());
   EXPECT_EQ(ViewOf(restored)->LabelOf("o1"), 0.0);
@@ -207,7 +190,7 @@ TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
 
 TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   FraudModel model;
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   const int64_t t0 = 1704067200000;
   auto view = ViewOf(model);
   const double usual = view->Score(Order("a", t0, 60)).probability;
@@ -225,7 +208,7 @@ TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   feed.Apply(Label("b", 1, t0 + 1000));
   const std::string bytes = ViewOf(model)->Encode();
   FraudModel restored;
-  testing::ModelFeed restored_feed(restored);
+  testkit::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);
   EXPECT_EQ(ViewOf(restored)->Score(risky).probability, ViewOf(model)->Score(risky).probability);

@@ -5,9 +5,10 @@
 #include <chrono>
 #include <thread>
 
-#include "core/activity_model.h"
-#include "core/demo_shop.h"
-#include "tests/core/fake_event_log.h"
+#include "core/recommend_model.h"
+#include "testing/activity_model.h"
+#include "testing/demo_shop.h"
+#include "testing/fake_event_log.h"
 
 namespace mercato::core {
 namespace {
@@ -104,6 +105,53 @@ TEST(LearnerTest, CheckpointPlusTailEqualsFullReplay) {
   EXPECT_EQ(restored.snapshot()->applied_sequence, half);
   ASSERT_TRUE(restored.CatchUp().ok());
   EXPECT_EQ(ActivityState(restored), ActivityState(first));
+}
+
+// A fit due for adoption that has not finished holds back only its own
+// model's events: the other models go on, the model serves the held events
+// folded in meanwhile, and checkpoints write the last settled snapshot,
+// from before the fit started. Stopping abandons the fit at once.
+TEST(LearnerTest, AFitDueForAdoptionHoldsBackOnlyItsModel) {
+  RecommendOptions endless;
+  endless.ials.epochs = 1000000;
+  endless.retrain_every = 1000;
+  endless.adopt_after_events = 200;
+  std::vector<std::unique_ptr<Model>> models = Models();
+  models.push_back(std::make_unique<RecommendModel>(endless));
+  FakeEventLog log;
+  FakeClock clock(1000);
+  LearnerOptions options;
+  options.publish_every_events = 100;
+  Learner learner(options, std::move(models), &log, &clock);
+  const std::vector<Event> events = ShopEvents();
+  log.Append(events);
+  ASSERT_TRUE(learner.CatchUp().ok());
+  const auto snap = learner.snapshot();
+  const PublishedModel& activity = snap->models[0];
+  const PublishedModel& recommend = snap->models[1];
+  EXPECT_EQ(activity.applied_sequence, events.size());
+  EXPECT_EQ(activity.waiting_events, 0u);
+  const std::optional<RunningRetrain> running = recommend.view->Running();
+  ASSERT_TRUE(running);
+  EXPECT_EQ(recommend.applied_sequence, running->started_sequence + endless.adopt_after_events - 1);
+  EXPECT_EQ(recommend.waiting_events, events.size() - recommend.applied_sequence);
+  EXPECT_EQ(snap->served_sequence(), recommend.applied_sequence);
+  // A shopper first seen in the held-back events is served already.
+  std::string late_user;
+  for (size_t i = events.size(); i-- > recommend.applied_sequence;) {
+    bool seen_before = false;
+    for (size_t j = 0; j < recommend.applied_sequence && !seen_before; ++j) {
+      seen_before = events[j].user_id == events[i].user_id;
+    }
+    if (!seen_before && !events[i].user_id.empty()) late_user = events[i].user_id;
+  }
+  ASSERT_FALSE(late_user.empty());
+  EXPECT_NE(std::dynamic_pointer_cast<const RecommendView>(recommend.view)->UserFactors(late_user),
+            nullptr);
+  EXPECT_LE(learner.settled_snapshot()->applied_sequence, running->started_sequence);
+  const auto start = std::chrono::steady_clock::now();
+  learner.Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 TEST(LearnerTest, CorruptCheckpointIsRefusedAndNamesTheModel) {

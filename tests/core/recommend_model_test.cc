@@ -8,7 +8,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
+#include "testing/model_feed.h"
 #include "core/hnsw_index.h"
 #include "gtest/gtest.h"
 
@@ -103,8 +104,8 @@ TEST(RecommendModelTest, PersonalModelBeatsPopularityOnPlantedTastes) {
   EXPECT_GE(hr, 2 * hr_popular);
 }
 
-// Background retrains adopted at different moments give the same factors as
-// long as they start at the same events.
+// Background retrains that finish at different moments give the same
+// factors: each is adopted at its log position.
 TEST(RecommendModelTest, SameEventsGiveTheSameFactorsBitForBit) {
   DemoShopOptions o = SmallShop();
   o.users = 400;
@@ -112,30 +113,28 @@ TEST(RecommendModelTest, SameEventsGiveTheSameFactorsBitForBit) {
   const DemoShop shop = GenerateDemoShop(o);
   RecommendOptions options;
   options.retrain_every = 5000;
+  options.adopt_after_events = 500;
   RecommendModel eager(options), lazy(options);
-  FeedCatalogue(eager, shop);
-  FeedCatalogue(lazy, shop);
-  size_t n = 0;
-  for (const Event& e : shop.events) {
-    eager.Apply(e);
-    eager.Poll();
-    lazy.Apply(e);
-    if (++n % 3000 == 0) lazy.Poll();
-  }
-  // Let both finish the retrain they started last.
+  const auto feed = [&shop](RecommendModel& model) {
+    testkit::ModelFeed feed(model);
+    for (const DemoItem& it : shop.items) {
+      feed.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, "c"));
+    }
+    for (const Event& e : shop.events) feed.Apply(e);
+  };
+  feed(eager);
+  SetFitDelayForTesting(absl::Milliseconds(200));
+  feed(lazy);
+  SetFitDelayForTesting(absl::ZeroDuration());
   const auto retrains = [](RecommendModel& m) {
     for (const auto& [name, value] : ViewOf(m)->Counts()) {
       if (name == "retrains") return value;
     }
     return uint64_t{0};
   };
-  for (int i = 0; i < 600 && (retrains(eager) != retrains(lazy) || retrains(eager) < 2); ++i) {
-    eager.Poll();
-    lazy.Poll();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
   ASSERT_GE(retrains(eager), 2u);
   ASSERT_EQ(retrains(eager), retrains(lazy));
+  EXPECT_EQ(ViewOf(eager)->Encode(), ViewOf(lazy)->Encode());
   auto a = ViewOf(eager), b = ViewOf(lazy);
   for (const DemoUser& u : shop.users) {
     const float* x = a->UserFactors(u.user_id);
@@ -475,70 +474,8 @@ uint64_t Count(const RecommendView& view, std::string_view name) {
   return 0;
 }
 
-// A retrain that comes due while the last one still runs does not hold up
-// Apply (the learner serves every model): the recommendation events wait in
-// the model, in its checkpoints too, and are applied in order once the
-// retrain can start, which gives the factors fold-in alone would here.
-TEST(RecommendModelTest, DueRetrainDoesNotBlockAndWaitingEventsSurviveACheckpoint) {
-  const DemoShop shop = GenerateDemoShop(TinyShop());
-  const size_t n = std::min<size_t>(shop.events.size(), 3500);
-  const RecommendOptions options = EndlessRetrains();
-  RecommendModel model(options);
-  FeedCatalogue(model, shop);
-  // A shopper first seen after the second retrain came due (about 2,000
-  // interactions in) asks for erasure while all their events wait.
-  absl::flat_hash_map<std::string, size_t> first_seen;
-  for (size_t i = 0; i < n; ++i) first_seen.try_emplace(shop.events[i].user_id, i);
-  Event erase;
-  erase.type = EventType::kUserDelete;
-  for (const auto& [user, i] : first_seen) {
-    if (i > 2500 && !user.empty()) erase.user_id = user;
-  }
-  ASSERT_FALSE(erase.user_id.empty());
-  for (size_t i = 0; i < n; ++i) model.Apply(shop.events[i]);
-  model.Apply(erase);
-  const auto served = ViewOf(model);
-  const std::string checkpoint = served->Encode();
-  EXPECT_GT(Count(*served, "waiting_events"), 1000u);
-  model.Abandon();
-
-  RecommendModel restored(options);
-  ASSERT_TRUE(restored.Decode(checkpoint).ok());
-  EXPECT_EQ(Count(*ViewOf(restored), "waiting_events"), Count(*served, "waiting_events"));
-  restored.Abandon();  // the retrains it would start now never finish either
-  restored.Poll();
-  auto after = ViewOf(restored);
-  EXPECT_EQ(Count(*after, "waiting_events"), 0u);
-
-  // No retrain ever finishes here, so every path is fold-in of every event
-  // in order: what was served while the events waited, and the state after
-  // they were applied, are both that, bit for bit.
-  RecommendOptions fold_in_only = options;
-  fold_in_only.retrain_every = 0;
-  RecommendModel reference(fold_in_only);
-  FeedCatalogue(reference, shop);
-  for (size_t i = 0; i < n; ++i) reference.Apply(shop.events[i]);
-  reference.Apply(erase);
-  auto expected = ViewOf(reference);
-  for (const RecommendView* view : {served.get(), after.get()}) {
-    const float* erased = view->UserFactors(erase.user_id);
-    ASSERT_NE(erased, nullptr);
-    EXPECT_TRUE(std::all_of(erased, erased + view->dim(), [](float x) { return x == 0; }));
-    int users = 0;
-    for (const DemoUser& u : shop.users) {
-      const float* x = view->UserFactors(u.user_id);
-      const float* y = expected->UserFactors(u.user_id);
-      ASSERT_EQ(x == nullptr, y == nullptr) << u.user_id;
-      if (!x) continue;
-      ++users;
-      ASSERT_EQ(0, std::memcmp(x, y, sizeof(float) * view->dim())) << u.user_id;
-    }
-    EXPECT_GT(users, 100);
-  }
-}
-
 // A running retrain is visible in the views: since when and from which log
-// position; an abandoned one is gone once it has ended.
+// position.
 TEST(RecommendModelTest, ViewsShowTheRunningRetrainAndWhereItStarted) {
   const DemoShop shop = GenerateDemoShop(TinyShop());
   RecommendModel model(EndlessRetrains());
@@ -557,38 +494,6 @@ TEST(RecommendModelTest, ViewsShowTheRunningRetrainAndWhereItStarted) {
   EXPECT_EQ(running->started_sequence, sequence);  // the event that made it due
   EXPECT_GE(running->started_ms, before_ms);
   model.Abandon();
-  for (int i = 0; i < 1000 && ViewOf(model)->Running(); ++i) {
-    model.Poll();
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_FALSE(ViewOf(model)->Running());
-}
-
-// Shutdown does not wait for a retrain: an abandoned one stops part-way, is
-// not adopted, and no other starts. (Without Abandon() this test would wait
-// for a million epochs.)
-TEST(RecommendModelTest, AbandonedRetrainEndsAtOnceAndIsDropped) {
-  const DemoShop shop = GenerateDemoShop(TinyShop());
-  const RecommendOptions options = EndlessRetrains();
-  RecommendModel model(options);
-  FeedCatalogue(model, shop);
-  const size_t half = shop.events.size() / 2;
-  ASSERT_GT(half, 3 * options.retrain_every);
-  for (size_t i = 0; i < options.retrain_every; ++i) model.Apply(shop.events[i]);
-  const std::string before = ViewOf(model)->Encode();
-  model.Abandon();
-  // Further retrains come due here; the events wait for the abandoned one,
-  // which ends now, and are applied by Poll.
-  for (size_t i = options.retrain_every; i < half; ++i) model.Apply(shop.events[i]);
-  for (int i = 0; i < 1000 && Count(*ViewOf(model), "waiting_events") > 0; ++i) {
-    model.Poll();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  auto view = ViewOf(model);
-  EXPECT_EQ(Count(*view, "waiting_events"), 0u);
-  EXPECT_EQ(Count(*view, "retrains"), 0u);
-  // Fold-in still learns.
-  EXPECT_NE(view->Encode(), before);
 }
 
 TEST(RecommendModelTest, CheckpointKeepsTheHnswIndex) {

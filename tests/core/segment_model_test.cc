@@ -7,7 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 #include "testing/model_feed.h"
 
 namespace mercato::core {
@@ -41,7 +41,7 @@ SegmentOptions Inline() {
 // the planted fraud (one order each, from "fraudster-..." users) are left
 // out: they are the fraud model's planted truth, not a customer segment.
 void Feed(Model& model, const DemoShop& shop) {
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   int n = 0;
   for (const DemoItem& it : shop.items) {
     feed.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, absl::StrCat("c", n++)));
@@ -58,7 +58,6 @@ std::shared_ptr<const SegmentView> ViewOf(SegmentModel& model) {
 // The model fitted on all of `shop`; the view outlives the model.
 std::shared_ptr<const SegmentView> Fitted(const DemoShop& shop) {
   SegmentModel model(Inline());
-  testing::ModelFeed feed(model);
   Feed(model, shop);
   model.RefitNow();
   return ViewOf(model);
@@ -136,7 +135,7 @@ TEST(SegmentModelTest, SinglePurchaseUnknownAndDeletedCustomers) {
   SegmentOptions o = Inline();
   o.min_customers = 5;
   SegmentModel model(o);
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   const int64_t day = 24LL * 3600 * 1000, t0 = 1704067200000;
   for (int u = 0; u < 30; ++u) {
     for (int k = 0; k <= u % 4; ++k) {
@@ -175,7 +174,7 @@ TEST(SegmentModelTest, IdsStayStableAcrossRefitsAndCheckpoints) {
   o.users = 1500;
   const DemoShop shop = GenerateDemoShop(o);
   SegmentModel model(Inline());
-  testing::ModelFeed feed(model);
+  testkit::ModelFeed feed(model);
   Feed(model, shop);
   model.RefitNow();
   const SegmentFit first = *ViewOf(model)->fit();
@@ -193,7 +192,7 @@ TEST(SegmentModelTest, IdsStayStableAcrossRefitsAndCheckpoints) {
   }
   const std::string bytes = ViewOf(model)->Encode();
   SegmentModel restored(Inline());
-  testing::ModelFeed restored_feed(restored);
+  testkit::ModelFeed restored_feed(restored);
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);
   for (int u = 0; u < 50; ++u) {
@@ -208,10 +207,13 @@ TEST(SegmentModelTest, IdsStayStableAcrossRefitsAndCheckpoints) {
 }
 
 // Refits in the background, the first once 100 customers bought.
+// Refits in the background, adopted further along the log than the small
+// shop reaches.
 SegmentOptions Background() {
   SegmentOptions o;
   o.background = true;
   o.min_customers = 100;
+  o.adopt_after_events = 1000000;
   return o;
 }
 
@@ -223,42 +225,47 @@ void FeedSmallShop(SegmentModel& model) {
   Feed(model, GenerateDemoShop(d));
 }
 
-TEST(SegmentModelTest, BackgroundRefitIsAdoptedByTheLearner) {
+// A refit is adopted exactly at its log position, however early it
+// finished, and not before.
+TEST(SegmentModelTest, BackgroundRefitIsAdoptedAtItsLogPosition) {
   SegmentModel model(Background());
-  testing::ModelFeed feed(model);
   FeedSmallShop(model);
-  // The refit started during Feed; Publish adopts it once it is done.
-  std::shared_ptr<const SegmentView> view;
-  for (int i = 0; i < 500 && (view = ViewOf(model))->fit() == nullptr; ++i) {
+  const std::optional<RunningRetrain> running = ViewOf(model)->Running();
+  ASSERT_TRUE(running);
+  const uint64_t adopt_at = running->started_sequence + Background().adopt_after_events;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // long finished
+  EXPECT_EQ(model.Gate(adopt_at - 1), FitGate::kOpen);
+  EXPECT_EQ(ViewOf(model)->fit(), nullptr);
+  FitGate gate;
+  for (int i = 0; i < 500 && (gate = model.Gate(adopt_at)) == FitGate::kWait; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  ASSERT_EQ(gate, FitGate::kAdopted);
+  const auto view = ViewOf(model);
   ASSERT_NE(view->fit(), nullptr);
   EXPECT_EQ(view->fit()->profiles.size(), 5u);
+  EXPECT_FALSE(view->Running());
 }
 
-// Shutdown does not wait for a refit: an abandoned one ends at once and is
-// not adopted. (Without Abandon() this test would run a billion mini-batches.)
-TEST(SegmentModelTest, AbandonedRefitEndsAtOnceAndIsDropped) {
+// Shutdown does not wait for a refit: an abandoned one ends at once (the
+// model's destructor waits for it) and is never adopted: its gate stays
+// closed, so the learner holds the model's later events back for good.
+// (Without Abandon() this test would run a billion mini-batches.)
+TEST(SegmentModelTest, AbandonedRefitEndsAtOnceAndIsNeverAdopted) {
   SegmentOptions o = Background();
   o.iterations = 1000000000;
-  SegmentModel model(o);
-  testing::ModelFeed feed(model);
-  FeedSmallShop(model);
-  const auto running = [&] {
-    for (const auto& [name, n] : ViewOf(model)->Counts()) {
-      if (name == "refit_running") return n == 1;
-    }
-    return false;
-  };
-  ASSERT_TRUE(running());
-  model.Abandon();
-  for (int i = 0; i < 500 && running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_FALSE(running());
-  EXPECT_EQ(ViewOf(model)->fit(), nullptr);
-  model.Retrain();  // starts nothing now
-  EXPECT_FALSE(running());
+  auto model = std::make_unique<SegmentModel>(o);
+  FeedSmallShop(*model);
+  const std::optional<RunningRetrain> running = ViewOf(*model)->Running();
+  ASSERT_TRUE(running);
+  model->Abandon();
+  const uint64_t adopt_at = running->started_sequence + o.adopt_after_events;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(model->Gate(adopt_at), FitGate::kWait);
+  EXPECT_EQ(ViewOf(*model)->fit(), nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  model.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
@@ -87,7 +88,9 @@ TEST(ServerTest, KillDuringEightStreamsLosesNoAcknowledgedEvent) {
   EXPECT_TRUE(st.ready());
   EXPECT_EQ(st.log_sequence(), log.size());
   EXPECT_EQ(st.applied_sequence(), log.size()) << "recovery replays the whole log before SERVING";
-  EXPECT_EQ(ModelCount(st, "activity", "events"), log.size());
+  absl::flat_hash_set<std::string> users;
+  for (const v1::LoggedEvent& e : log) users.insert(e.event().user_id());
+  EXPECT_EQ(ModelCount(st, "recommend", "users"), users.size());
 
   // Sending the acknowledged events again applies none of them.
   auto ingest = v1::Ingest::NewStub(server.channel());
@@ -117,7 +120,7 @@ TEST(ServerTest, RepeatedEventIdsAreAppliedOnce) {
   EXPECT_EQ(second.duplicates(), 10u);
   const v1::ModelStatusResponse st = WaitCaughtUp(*admin);
   EXPECT_EQ(st.log_sequence(), 4u);
-  EXPECT_EQ(ModelCount(st, "activity", "events"), 4u);
+  EXPECT_EQ(ModelCount(st, "recommend", "users"), 4u);
   // The first occurrence is the one kept.
   std::vector<v1::LoggedEvent> log = ReadWholeLog(*admin);
   ASSERT_EQ(log.size(), 4u);
@@ -297,7 +300,7 @@ TEST(ServerTest, SigtermDrainsCheckpointsAndExitsZero) {
   const v1::ModelStatusResponse st = Status(*admin);
   EXPECT_EQ(st.last_checkpoint_sequence(), 1000u) << "SIGTERM writes a final checkpoint";
   EXPECT_GT(st.last_checkpoint_ms(), 0);
-  EXPECT_EQ(ModelCount(st, "activity", "events"), 1000u);
+  EXPECT_EQ(ModelCount(st, "recommend", "users"), 1000u);
 }
 
 // A server killed before its first timed checkpoint still restarts from a
@@ -326,7 +329,7 @@ TEST(ServerTest, CheckpointsAfterEveryNEventsBoundTheReplay) {
   auto admin = v1::Admin::NewStub(server.channel());
   const v1::ModelStatusResponse st = WaitCaughtUp(*admin);
   EXPECT_EQ(st.last_checkpoint_sequence(), checkpointed);
-  EXPECT_EQ(ModelCount(st, "activity", "events"), 2500u);
+  EXPECT_EQ(ModelCount(st, "recommend", "users"), 2500u);
 }
 
 TEST(ServerTest, CheckpointThenKillRestoresFromCheckpointAndTail) {
@@ -338,7 +341,7 @@ TEST(ServerTest, CheckpointThenKillRestoresFromCheckpointAndTail) {
     for (int round = 0; round < 2; ++round) {
       v1::EventBatch batch;
       for (int i = 0; i < 300; ++i) {
-        *batch.add_events() = MakeEvent(absl::StrCat("r", round, "-", i), i, i);
+        *batch.add_events() = MakeEvent(absl::StrCat("r", round, "-", i), round * 300 + i, i);
       }
       v1::PublishSummary summary;
       ASSERT_TRUE(ingest->PublishBatch(Ctx().get(), batch, &summary).ok());
@@ -357,7 +360,7 @@ TEST(ServerTest, CheckpointThenKillRestoresFromCheckpointAndTail) {
   const v1::ModelStatusResponse st = Status(*admin);
   EXPECT_EQ(st.last_checkpoint_sequence(), 300u);
   EXPECT_EQ(st.applied_sequence(), 600u);
-  EXPECT_EQ(ModelCount(st, "activity", "events"), 600u)
+  EXPECT_EQ(ModelCount(st, "recommend", "users"), 600u)
       << "checkpoint state plus the replayed tail";
 }
 

@@ -1,4 +1,4 @@
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 
 #include <algorithm>
 #include <cmath>
@@ -257,6 +257,23 @@ std::vector<Event> PlantedTasteEvents(int items, int tastes, int64_t end_ms, uin
     }
   }
   return events;
+}
+
+FraudOrder ToFraudOrder(const DemoOrder& d) {
+  FraudOrder o;
+  o.order_id = d.order_id;
+  o.user_id = d.user_id;
+  o.payment_fingerprint = d.payment_fingerprint;
+  o.device_id = d.device_id;
+  o.shipping_address_hash = d.shipping_address_hash;
+  o.billing_country = d.billing_country;
+  o.shipping_country = d.shipping_country;
+  o.ip_country = d.ip_country;
+  o.currency = d.currency;
+  o.amount = d.amount;
+  o.account_created_ms = d.account_created_ms;
+  o.timestamp_ms = d.timestamp_ms;
+  return o;
 }
 
 }  // namespace mercato::core

@@ -1,8 +1,7 @@
-// Activity: who did what to which item, counted per event type. The first
-// model on the shared mechanism, and the id dictionaries and counters the
-// later models' fallbacks and status reports start from.
-#ifndef MERCATO_CORE_ACTIVITY_MODEL_H_
-#define MERCATO_CORE_ACTIVITY_MODEL_H_
+// A test double of a model: who did what to which item, counted per event
+// type. The learner's tests run it; the server does not.
+#ifndef MERCATO_TESTING_ACTIVITY_MODEL_H_
+#define MERCATO_TESTING_ACTIVITY_MODEL_H_
 
 #include <array>
 #include <memory>
@@ -51,4 +50,4 @@ class ActivityModel final : public Model {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_ACTIVITY_MODEL_H_
+#endif  // MERCATO_TESTING_ACTIVITY_MODEL_H_

@@ -1,6 +1,6 @@
 // An in-memory EventSource for learner tests.
-#ifndef MERCATO_TESTS_CORE_FAKE_EVENT_LOG_H_
-#define MERCATO_TESTS_CORE_FAKE_EVENT_LOG_H_
+#ifndef MERCATO_TESTING_FAKE_EVENT_LOG_H_
+#define MERCATO_TESTING_FAKE_EVENT_LOG_H_
 
 #include <vector>
 
@@ -78,4 +78,4 @@ class MemoryCheckpointSink final : public CheckpointSink {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_TESTS_CORE_FAKE_EVENT_LOG_H_
+#endif  // MERCATO_TESTING_FAKE_EVENT_LOG_H_

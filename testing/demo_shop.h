@@ -2,14 +2,15 @@
 // demo: users with segments and category tastes, items with prices and
 // demand elasticities, and orders with fraud patterns. Same options, same
 // shop, byte for byte.
-#ifndef MERCATO_CORE_DEMO_SHOP_H_
-#define MERCATO_CORE_DEMO_SHOP_H_
+#ifndef MERCATO_TESTING_DEMO_SHOP_H_
+#define MERCATO_TESTING_DEMO_SHOP_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "core/event.h"
+#include "core/fraud_model.h"
 
 namespace mercato::core {
 
@@ -77,6 +78,9 @@ struct DemoShop {
 
 DemoShop GenerateDemoShop(const DemoShopOptions& options);
 
+// The order as Fraud.Score would receive it.
+FraudOrder ToFraudOrder(const DemoOrder& order);
+
 // A large catalogue with planted tastes, for retrieval benchmarks: item i
 // belongs to taste i % tastes and gets a view and a purchase (order
 // "co-<i>") from two random users of that taste, "cu<n>" with n % tastes the
@@ -85,4 +89,4 @@ std::vector<Event> PlantedTasteEvents(int items, int tastes, int64_t end_ms, uin
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_DEMO_SHOP_H_
+#endif  // MERCATO_TESTING_DEMO_SHOP_H_

@@ -1,4 +1,4 @@
-#include "core/activity_model.h"
+#include "testing/activity_model.h"
 
 #include "core/bytes.h"
 #include "core/table_codec.h"

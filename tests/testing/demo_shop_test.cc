@@ -1,4 +1,4 @@
-#include "core/demo_shop.h"
+#include "testing/demo_shop.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,93 @@
+#include "server/model_registry.h"
+
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/elasticity_model.h"
+#include "core/fraud_model.h"
+#include "core/recommend_model.h"
+#include "core/segment_model.h"
+#include "server/runtime.h"
+
+namespace mercato::server {
+namespace {
+
+template <class M>
+std::unique_ptr<core::Model> Make(const RuntimeOptions& o, const ModelDependencies&);
+
+template <>
+std::unique_ptr<core::Model> Make<core::SegmentModel>(const RuntimeOptions& o,
+                                                      const ModelDependencies&) {
+  return std::make_unique<core::SegmentModel>(o.segments);
+}
+
+template <>
+std::unique_ptr<core::Model> Make<core::ElasticityModel>(const RuntimeOptions& o,
+                                                         const ModelDependencies& deps) {
+  return std::make_unique<core::ElasticityModel>(o.elasticity,
+                                                 dynamic_cast<core::SegmentModel*>(deps[0]));
+}
+
+template <>
+std::unique_ptr<core::Model> Make<core::FraudModel>(const RuntimeOptions& o,
+                                                    const ModelDependencies&) {
+  return std::make_unique<core::FraudModel>(o.fraud);
+}
+
+template <>
+std::unique_ptr<core::Model> Make<core::RecommendModel>(const RuntimeOptions& o,
+                                                        const ModelDependencies&) {
+  return std::make_unique<core::RecommendModel>(o.recommend);
+}
+
+}  // namespace
+
+const std::vector<ModelModule>& ModelModules() {
+  static const std::vector<ModelModule> modules = {
+      {core::kElasticityModelName, {core::kSegmentModelName}, &Make<core::ElasticityModel>},
+      {core::kFraudModelName, {}, &Make<core::FraudModel>},
+      {core::kRecommendModelName, {}, &Make<core::RecommendModel>},
+      {core::kSegmentModelName, {}, &Make<core::SegmentModel>},
+  };
+  return modules;
+}
+
+absl::StatusOr<RegisteredModels> MakeModels(const RuntimeOptions& options) {
+  const std::vector<ModelModule>& modules = ModelModules();
+  std::map<std::string_view, const ModelModule*> by_name;
+  for (const ModelModule& m : modules) by_name[m.name] = &m;
+  std::map<std::string_view, size_t> made;
+  std::map<std::string_view, bool> visiting;
+  RegisteredModels out;
+  // Depth first over depends_on, in table order: a model comes after what
+  // it reads.
+  std::function<absl::Status(const ModelModule&)> make = [&](const ModelModule& m) {
+    if (made.contains(m.name)) return absl::OkStatus();
+    if (visiting[m.name]) {
+      return absl::InternalError(absl::StrCat("model ", std::string(m.name), ": circular dependency"));
+    }
+    visiting[m.name] = true;
+    ModelDependencies deps;
+    std::vector<size_t> reads;
+    for (std::string_view d : m.depends_on) {
+      auto it = by_name.find(d);
+      if (it == by_name.end()) {
+        return absl::InternalError(absl::StrCat("model ", std::string(m.name), ": no model named ", std::string(d)));
+      }
+      if (absl::Status s = make(*it->second); !s.ok()) return s;
+      reads.push_back(made.at(d));
+      deps.push_back(out.models[reads.back()].get());
+    }
+    made[m.name] = out.models.size();
+    out.models.push_back(m.make(options, deps));
+    out.reads.push_back(std::move(reads));
+    return absl::OkStatus();
+  };
+  for (const ModelModule& m : modules) {
+    if (absl::Status s = make(m); !s.ok()) return s;
+  }
+  return out;
+}
+
+}  // namespace mercato::server
