@@ -141,7 +141,6 @@ class BackgroundFit {
   }
   // The running fit, for status; none when idle.
   const std::optional<RunningRetrain>& status() const { return status_; }
-  uint64_t adopt_at() const { return running() ? adopt_at_ : 0; }
   // A running fit ends early and is never adopted; none starts after.
   void Abandon() { abandoned_->store(true); }
 

@@ -166,15 +166,15 @@ bool Learner::Feed(size_t i, const Event& event) {
 }
 
 bool Learner::Drain() {
-  std::vector<bool> drained(models_.size(), false);
+  std::vector<bool> drained(models_.size(), false), adopted(models_.size(), false);
   for (bool progress = true; progress;) {
     progress = false;
     for (size_t i = 0; i < models_.size(); ++i) {
       std::deque<Event>& waiting = waiting_[i];
-      if (waiting.empty() || !InStep(i, waiting.front().sequence) ||
-          GateFor(i, waiting.front()) == FitGate::kWait) {
-        continue;
-      }
+      if (waiting.empty() || !InStep(i, waiting.front().sequence)) continue;
+      const FitGate gate = GateFor(i, waiting.front());
+      if (gate == FitGate::kWait) continue;
+      adopted[i] = adopted[i] || gate == FitGate::kAdopted;
       ApplyTo(i, waiting.front());
       waiting.pop_front();
       drained[i] = progress = true;
@@ -184,8 +184,11 @@ bool Learner::Drain() {
   for (size_t i = 0; i < models_.size(); ++i) {
     if (!drained[i]) continue;
     any = changed_[i] = true;
-    // Held back again, behind the next fit: shown on top of the new state.
-    for (const Event& e : waiting_[i]) models_[i]->Preview(e);
+    // Held back again, behind the next fit: previewed on top of the state
+    // that fit's adoption made.
+    if (adopted[i]) {
+      for (const Event& e : waiting_[i]) models_[i]->Preview(e);
+    }
   }
   return any;
 }

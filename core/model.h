@@ -87,7 +87,9 @@ class Model {
   // that fit is adopted before the event at `sequence`, if not earlier.
   virtual void FitDoneAt(uint64_t started, uint64_t sequence) {}
   // An event the learner holds back: folded into what the model serves
-  // meanwhile, never into its state. True when what it serves changed.
+  // meanwhile, never into its state, and dropped when Gate adopts a fit (the
+  // learner previews the events still held back again then). True when what
+  // it serves changed.
   virtual bool Preview(const Event& event) { return false; }
   // Called between batches and when idle: adopts caches the model built on
   // its own (an index over restored factors). True when what it serves

@@ -11,44 +11,28 @@
 #include "server/runtime.h"
 
 namespace mercato::server {
-namespace {
 
-template <class M>
-std::unique_ptr<core::Model> Make(const RuntimeOptions& o, const ModelDependencies&);
-
-template <>
-std::unique_ptr<core::Model> Make<core::SegmentModel>(const RuntimeOptions& o,
-                                                      const ModelDependencies&) {
-  return std::make_unique<core::SegmentModel>(o.segments);
-}
-
-template <>
-std::unique_ptr<core::Model> Make<core::ElasticityModel>(const RuntimeOptions& o,
-                                                         const ModelDependencies& deps) {
-  return std::make_unique<core::ElasticityModel>(o.elasticity,
-                                                 dynamic_cast<core::SegmentModel*>(deps[0]));
-}
-
-template <>
-std::unique_ptr<core::Model> Make<core::FraudModel>(const RuntimeOptions& o,
-                                                    const ModelDependencies&) {
-  return std::make_unique<core::FraudModel>(o.fraud);
-}
-
-template <>
-std::unique_ptr<core::Model> Make<core::RecommendModel>(const RuntimeOptions& o,
-                                                        const ModelDependencies&) {
-  return std::make_unique<core::RecommendModel>(o.recommend);
-}
-
-}  // namespace
+using ModelPtr = std::unique_ptr<core::Model>;
 
 const std::vector<ModelModule>& ModelModules() {
+  using core::kElasticityModelName, core::kFraudModelName, core::kRecommendModelName,
+      core::kSegmentModelName;
+  using O = RuntimeOptions;
+  using D = ModelDependencies;
   static const std::vector<ModelModule> modules = {
-      {core::kElasticityModelName, {core::kSegmentModelName}, &Make<core::ElasticityModel>},
-      {core::kFraudModelName, {}, &Make<core::FraudModel>},
-      {core::kRecommendModelName, {}, &Make<core::RecommendModel>},
-      {core::kSegmentModelName, {}, &Make<core::SegmentModel>},
+      {kElasticityModelName, {kSegmentModelName}, [](const O& o, const D& d) -> ModelPtr {
+         return std::make_unique<core::ElasticityModel>(
+             o.elasticity, dynamic_cast<core::SegmentModel*>(d[0]));
+       }},
+      {kFraudModelName, {}, [](const O& o, const D&) -> ModelPtr {
+         return std::make_unique<core::FraudModel>(o.fraud);
+       }},
+      {kRecommendModelName, {}, [](const O& o, const D&) -> ModelPtr {
+         return std::make_unique<core::RecommendModel>(o.recommend);
+       }},
+      {kSegmentModelName, {}, [](const O& o, const D&) -> ModelPtr {
+         return std::make_unique<core::SegmentModel>(o.segments);
+       }},
   };
   return modules;
 }
