@@ -55,7 +55,7 @@ struct RecommendOptions {
   bool background = true;
   // A retrain's result is adopted at its FIT_DONE record, or this many log
   // events after it started if that comes first (core/background_fit.h).
-  uint64_t adopt_after_events = 1000000;
+  uint64_t adopt_after_events = 20000;
   // Bought together: fewest shared orders for a pair to be reported.
   uint32_t min_support = 2;
   // HNSW from this many items with factors on (0 = exact scan only), built

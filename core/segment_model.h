@@ -59,7 +59,7 @@ struct SegmentOptions {
   bool background = true;
   // Likelihood evaluations allowed for each of the BG/NBD and Gamma-Gamma
   // fits.
-  int value_fit_evaluations = 20000;
+  int value_fit_evaluations = 1000;
   // A refit's result is adopted at its FIT_DONE record, or this many log
   // events after it started if that comes first (core/background_fit.h).
   uint64_t adopt_after_events = 2000;
