@@ -125,9 +125,7 @@ class BackgroundFit {
   FitGate Gate(uint64_t sequence, Adopt&& adopt) {
     if (!Due(sequence)) return FitGate::kOpen;
     if (abandoned_->load() || !finished()) return FitGate::kWait;
-    std::optional<Result> result = future_.get();
-    status_.reset();
-    if (result) adopt(*std::move(result));
+    Finish(std::forward<Adopt>(adopt));
     return FitGate::kAdopted;
   }
   // Adopts the running fit's result now, waiting for it; for tools and tests

@@ -783,6 +783,7 @@ void RecommendModel::AdoptRetrain(Trained trained) {
       trained.state.Observe(o.user, o.item, o.delta, o.flags, o.t_ms);
     }
   }
+  tail_.clear();
   factors_ = std::move(trained.state);
   if (trained.index) index_ = std::move(trained.index);
   ++retrains_;
@@ -792,10 +793,7 @@ void RecommendModel::AdoptRetrain(Trained trained) {
 FitGate RecommendModel::Gate(uint64_t sequence) {
   const FitGate gate =
       fit_run_.Gate(sequence, [this](Trained trained) { AdoptRetrain(std::move(trained)); });
-  if (gate == FitGate::kAdopted) {
-    tail_.clear();
-    serving_.reset();  // what was previewed is applied next
-  }
+  if (gate == FitGate::kAdopted) serving_.reset();  // what was previewed is applied next
   return gate;
 }
 
@@ -820,13 +818,11 @@ void RecommendModel::Abandon() {
 void RecommendModel::RetrainNow() {
   const auto adopt = [this](Trained trained) { AdoptRetrain(std::move(trained)); };
   fit_run_.Finish(adopt);
-  tail_.clear();
   const bool background = options_.background;
   options_.background = false;
   StartRetrain();
   options_.background = background;
   fit_run_.Finish(adopt);
-  tail_.clear();
 }
 
 void RecommendModel::SyncIndex() {

@@ -248,7 +248,7 @@ class RecommendModel final : public Model {
   void AddPopularity(uint32_t item, double weight, int64_t t_ms);
   void AddToOrder(const std::string& order_id, uint32_t item);
   void StartRetrain();
-  // Replays tail_ onto `trained` and serves it.
+  // Replays tail_ onto `trained` (emptying it) and serves it.
   void AdoptRetrain(Trained trained);
   void SyncIndex();
   // An index over `state`'s items; null when `stop` was set meanwhile.
