@@ -19,7 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "core/command_line.h"
-#include "core/fraud_model.h"
+#include "models/fraud/fraud_model.h"
 #include "core/log.h"
 #include "server/runtime.h"
 #include "server/server.h"

@@ -4,10 +4,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/elasticity_model.h"
-#include "core/fraud_model.h"
-#include "core/recommend_model.h"
-#include "core/segment_model.h"
+#include "models/pricing/elasticity_model.h"
+#include "models/fraud/fraud_model.h"
+#include "models/recommend/recommend_model.h"
+#include "models/segments/segment_model.h"
 #include "server/runtime.h"
 
 namespace mercato::server {

@@ -12,11 +12,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "core/elasticity_model.h"
-#include "core/fraud_model.h"
+#include "models/pricing/elasticity_model.h"
+#include "models/fraud/fraud_model.h"
 #include "core/learner.h"
-#include "core/recommend_model.h"
-#include "core/segment_model.h"
+#include "models/recommend/recommend_model.h"
+#include "models/segments/segment_model.h"
 #include "storage/store.h"
 
 namespace mercato::server {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/event.h"
-#include "core/fraud_model.h"
+#include "models/fraud/fraud_model.h"
 
 namespace mercato::core {
 

@@ -14,7 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "core/command_line.h"
 #include "testing/demo_shop.h"
-#include "core/recommend_model.h"
+#include "models/recommend/recommend_model.h"
 
 ABSL_FLAG(int, items, 100000, "catalogue size");
 ABSL_FLAG(int, tastes, 64, "planted taste clusters");

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <thread>
 
-#include "core/recommend_model.h"
+#include "models/recommend/recommend_model.h"
 #include "testing/activity_model.h"
 #include "testing/demo_shop.h"
 #include "testing/fake_event_log.h"

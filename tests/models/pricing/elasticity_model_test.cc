@@ -1,4 +1,4 @@
-#include "core/elasticity_model.h"
+#include "models/pricing/elasticity_model.h"
 
 #include <gtest/gtest.h>
 

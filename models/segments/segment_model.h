@@ -15,8 +15,8 @@
 // its profile; and fits BG/NBD and Gamma-Gamma by maximum likelihood over
 // every customer, within a budget of likelihood evaluations. Between refits a customer's segment
 // is the nearest centroid to his current features.
-#ifndef MERCATO_CORE_SEGMENT_MODEL_H_
-#define MERCATO_CORE_SEGMENT_MODEL_H_
+#ifndef MERCATO_MODELS_SEGMENTS_SEGMENT_MODEL_H_
+#define MERCATO_MODELS_SEGMENTS_SEGMENT_MODEL_H_
 
 #include <array>
 #include <atomic>
@@ -30,8 +30,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/background_fit.h"
-#include "core/customer_value.h"
-#include "core/elasticity_model.h"
+#include "models/segments/customer_value.h"
+#include "models/pricing/elasticity_model.h"
 #include "core/id_dictionary.h"
 #include "core/model.h"
 #include "core/row_block_matrix.h"
@@ -194,4 +194,4 @@ class SegmentModel final : public Model, public SegmentLookup {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_SEGMENT_MODEL_H_
+#endif  // MERCATO_MODELS_SEGMENTS_SEGMENT_MODEL_H_

@@ -1,5 +1,5 @@
 #include "absl/strings/str_cat.h"
-#include "core/segment_model.h"
+#include "models/segments/segment_model.h"
 #include "server/model_rpcs.h"
 #include "server/status_util.h"
 #include "server/validation.h"

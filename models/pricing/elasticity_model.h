@@ -23,8 +23,8 @@
 // interval never claims more than the group can support. Every group sum is
 // kept current by subtracting a series' old contribution and adding its new
 // one, so a publication copies only changed blocks.
-#ifndef MERCATO_CORE_ELASTICITY_MODEL_H_
-#define MERCATO_CORE_ELASTICITY_MODEL_H_
+#ifndef MERCATO_MODELS_PRICING_ELASTICITY_MODEL_H_
+#define MERCATO_MODELS_PRICING_ELASTICITY_MODEL_H_
 
 #include <cstdint>
 #include <memory>
@@ -171,4 +171,4 @@ class ElasticityModel final : public Model {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_ELASTICITY_MODEL_H_
+#endif  // MERCATO_MODELS_PRICING_ELASTICITY_MODEL_H_

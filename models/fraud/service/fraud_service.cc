@@ -4,7 +4,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
-#include "core/fraud_model.h"
+#include "models/fraud/fraud_model.h"
 #include "server/model_rpcs.h"
 #include "server/status_util.h"
 #include "server/validation.h"

@@ -1,4 +1,4 @@
-#include "core/recommend_model.h"
+#include "models/recommend/recommend_model.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "testing/demo_shop.h"
 #include "testing/model_feed.h"
-#include "core/hnsw_index.h"
+#include "models/recommend/hnsw_index.h"
 #include "gtest/gtest.h"
 
 namespace mercato::core {

@@ -18,8 +18,8 @@
 // Train() runs full alternating epochs (on a copy, on a background thread).
 // Everything is single-threaded and in a fixed order, so the same calls give
 // the same factors bit for bit.
-#ifndef MERCATO_CORE_IALS_H_
-#define MERCATO_CORE_IALS_H_
+#ifndef MERCATO_MODELS_RECOMMEND_IALS_H_
+#define MERCATO_MODELS_RECOMMEND_IALS_H_
 
 #include <atomic>
 #include <cstdint>
@@ -185,4 +185,4 @@ class IalsState {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_IALS_H_
+#endif  // MERCATO_MODELS_RECOMMEND_IALS_H_

@@ -1,4 +1,4 @@
-#include "core/customer_value.h"
+#include "models/segments/customer_value.h"
 
 #include <algorithm>
 #include <cmath>

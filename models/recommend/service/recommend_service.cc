@@ -1,6 +1,6 @@
 // Recommender RPCs: Recommend, SimilarItems, BoughtTogether.
 #include "absl/strings/str_cat.h"
-#include "core/recommend_model.h"
+#include "models/recommend/recommend_model.h"
 #include "server/model_rpcs.h"
 #include "server/status_util.h"
 #include "server/validation.h"

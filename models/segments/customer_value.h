@@ -6,8 +6,8 @@
 // one and the time T since the first, all measured from the first purchase in
 // one time unit (the server uses days; the published CDNOW figures use weeks).
 // Pure functions; thread-safe.
-#ifndef MERCATO_CORE_CUSTOMER_VALUE_H_
-#define MERCATO_CORE_CUSTOMER_VALUE_H_
+#ifndef MERCATO_MODELS_SEGMENTS_CUSTOMER_VALUE_H_
+#define MERCATO_MODELS_SEGMENTS_CUSTOMER_VALUE_H_
 
 #include <cstdint>
 #include <functional>
@@ -60,4 +60,4 @@ double ExpectedAverageSpend(const GammaGammaParams& p, const SpendHistory& h);
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_CUSTOMER_VALUE_H_
+#endif  // MERCATO_MODELS_SEGMENTS_CUSTOMER_VALUE_H_

@@ -1,4 +1,4 @@
-#include "core/segment_model.h"
+#include "models/segments/segment_model.h"
 
 #include <gtest/gtest.h>
 

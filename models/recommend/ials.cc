@@ -1,4 +1,4 @@
-#include "core/ials.h"
+#include "models/recommend/ials.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "core/fraud_model.h"
+#include "models/fraud/fraud_model.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "core/hnsw_index.h"
+#include "models/recommend/hnsw_index.h"
 
 #include <hnswlib/hnswlib.h>
 #ifdef __AVX2__

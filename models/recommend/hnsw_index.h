@@ -8,8 +8,8 @@
 // the quantised product only: callers re-score them with their own
 // snapshot's factors. Checkpoints hold the index too (Encode / Decode), so a
 // restarted server searches the graph it had instead of rebuilding one.
-#ifndef MERCATO_CORE_HNSW_INDEX_H_
-#define MERCATO_CORE_HNSW_INDEX_H_
+#ifndef MERCATO_MODELS_RECOMMEND_HNSW_INDEX_H_
+#define MERCATO_MODELS_RECOMMEND_HNSW_INDEX_H_
 
 #include <atomic>
 #include <cstdint>
@@ -76,4 +76,4 @@ class HnswIndex {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_HNSW_INDEX_H_
+#endif  // MERCATO_MODELS_RECOMMEND_HNSW_INDEX_H_

@@ -17,8 +17,8 @@
 // id) changes nothing and is counted as `repeated_labels`; a different one is
 // a correction, trained as one more step toward the new value, and counted
 // as `changed_labels`. A label after the maturity counts as the first.
-#ifndef MERCATO_CORE_FRAUD_MODEL_H_
-#define MERCATO_CORE_FRAUD_MODEL_H_
+#ifndef MERCATO_MODELS_FRAUD_FRAUD_MODEL_H_
+#define MERCATO_MODELS_FRAUD_FRAUD_MODEL_H_
 
 #include <array>
 #include <cstdint>
@@ -153,4 +153,4 @@ class FraudModel final : public Model {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_FRAUD_MODEL_H_
+#endif  // MERCATO_MODELS_FRAUD_FRAUD_MODEL_H_

@@ -14,8 +14,8 @@
 // when it is adopted, `adopt_after_events` later in the log. So the factors
 // after any event depend only on the events, never on how long training
 // took.
-#ifndef MERCATO_CORE_RECOMMEND_MODEL_H_
-#define MERCATO_CORE_RECOMMEND_MODEL_H_
+#ifndef MERCATO_MODELS_RECOMMEND_RECOMMEND_MODEL_H_
+#define MERCATO_MODELS_RECOMMEND_RECOMMEND_MODEL_H_
 
 #include <array>
 #include <atomic>
@@ -31,8 +31,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "core/background_fit.h"
-#include "core/hnsw_index.h"
-#include "core/ials.h"
+#include "models/recommend/hnsw_index.h"
+#include "models/recommend/ials.h"
 #include "core/id_dictionary.h"
 #include "core/model.h"
 #include "core/row_block_matrix.h"
@@ -302,4 +302,4 @@ class RecommendModel final : public Model {
 
 }  // namespace mercato::core
 
-#endif  // MERCATO_CORE_RECOMMEND_MODEL_H_
+#endif  // MERCATO_MODELS_RECOMMEND_RECOMMEND_MODEL_H_

@@ -1,4 +1,4 @@
-#include "core/recommend_model.h"
+#include "models/recommend/recommend_model.h"
 
 #include <Eigen/Cholesky>
 #include <algorithm>
