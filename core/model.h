@@ -59,6 +59,10 @@ class ModelView {
   virtual std::optional<RetrainInfo> LastRetrain() const { return std::nullopt; }
   // The retrain running when this view was published; none when idle.
   virtual std::optional<RunningRetrain> Running() const { return std::nullopt; }
+  // What an accepted `event` is worth telling its sender, given this view
+  // (the state the event arrives at); empty when nothing. Ingest lists
+  // these notes in its answer.
+  virtual std::string Note(const Event& event) const { return ""; }
 };
 
 // Mutable model state. Not thread-safe: only the learner thread calls it.

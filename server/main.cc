@@ -1,4 +1,5 @@
-// mercato-server: the only place flags are read. Starts listening at once
+// mercato-server: the only place the server's own flags are read (each
+// model module reads its own, server/model_module.h). Starts listening at once
 // (health NOT_SERVING), recovers the models from the newest checkpoint and
 // the log tail, then serves. SIGTERM or SIGINT: stop accepting, drain
 // in-flight calls, checkpoint, exit 0.
@@ -6,8 +7,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <array>
-#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -15,12 +14,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "core/command_line.h"
-#include "models/fraud/fraud_model.h"
 #include "core/log.h"
+#include "server/model_registry.h"
 #include "server/runtime.h"
 #include "server/server.h"
 
@@ -54,69 +51,7 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "host:port of the Prometheus /metrics endpoint (port 0 = any free port); empty = none");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "if set, the metrics port is written here once listening");
-ABSL_FLAG(int, segments, 5, "number of customer segments (k of k-means)");
-ABSL_FLAG(int64_t, segment_refit_purchases, 20000,
-          "refit segments and customer value after this many purchases");
-ABSL_FLAG(int, horizon_days, 90,
-          "Segment: horizon of expected purchases and value when a request gives none");
-ABSL_FLAG(double, discount_rate, 0.10, "Segment: yearly discount rate of customer value");
-ABSL_FLAG(int, elasticity_period_hours, 24, "PriceElasticity: length of one observation period");
-ABSL_FLAG(double, elasticity_forgetting, 1.0,
-          "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
-ABSL_FLAG(double, fraud_review_threshold, 0.3, "Score: REVIEW from this fraud probability");
-ABSL_FLAG(double, fraud_decline_threshold, 0.8, "Score: DECLINE from this fraud probability");
-ABSL_FLAG(int, fraud_maturity_days, 30,
-          "an order without a fraud label after this many days is legitimate");
-ABSL_FLAG(double, ftrl_alpha, 0.1, "fraud model: FTRL-Proximal learning rate alpha");
-ABSL_FLAG(double, ftrl_beta, 1.0, "fraud model: FTRL-Proximal beta");
-ABSL_FLAG(double, ftrl_l1, 0.5, "fraud model: L1 strength");
-ABSL_FLAG(double, ftrl_l2, 1.0, "fraud model: L2 strength");
-ABSL_FLAG(int, rec_dim, 64, "Recommend: dimension of the iALS factors");
-ABSL_FLAG(
-    double, rec_unobserved_weight, 128,
-    "Recommend: iALS unobserved weight of a whole row (each pair gets this / number of items)");
-ABSL_FLAG(double, rec_regularization, 0.05,
-          "Recommend: iALS regularisation lambda (scaled by row frequency)");
-ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
-ABSL_FLAG(
-    int64_t, rec_retrain_every, 200000,
-    "Recommend: start a background retrain after this many interactions (0 = on request only)");
-ABSL_FLAG(double, rec_decay_half_life_days, 90,
-          "Recommend: an interaction's confidence halves over this age (0 = no decay)");
-ABSL_FLAG(double, rec_popularity_half_life_days, 7, "Recommend: popularity halves over this long");
-ABSL_FLAG(std::string, rec_event_weights,
-          "view:1,click:1,add_to_cart:3,purchase:8,refund:-8,rating:2",
-          "Recommend: confidence per event type (type:weight, comma separated; others 0)");
-ABSL_FLAG(int, rec_min_support, 2,
-          "BoughtTogether: fewest shared orders when a request gives none");
-ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000,
-          "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
-ABSL_FLAG(int, rec_hnsw_ef, 32, "Recommend: HNSW search breadth (ef)");
-ABSL_FLAG(int, rec_hnsw_ef_construction, 200,
-          "Recommend: HNSW build breadth (also used when fold-in moves an item)");
-
 namespace {
-
-// Parses --rec_event_weights into `weights`; false on a malformed entry.
-bool ParseEventWeights(const std::string& spec,
-                       std::array<float, mercato::core::kNumEventTypes>& weights) {
-  weights.fill(0);
-  for (absl::string_view entry : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits(':', 1));
-    float w = 0;
-    int type = 0;
-    while (type < mercato::core::kNumEventTypes &&
-           kv.first != mercato::core::EventTypeName(static_cast<mercato::core::EventType>(type))) {
-      ++type;
-    }
-    if (type == 0 || type >= mercato::core::kNumEventTypes || !absl::SimpleAtof(kv.second, &w) ||
-        !std::isfinite(w)) {
-      return false;
-    }
-    weights[type] = w;
-  }
-  return true;
-}
 
 // libprotobuf's own messages (for example about a request it could not
 // parse) as records of the server's structured log, not bare stderr lines.
@@ -158,62 +93,8 @@ int Run() {
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.checkpoint_every_events =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_checkpoint_every_events)));
-  rt_options.segments.k = absl::GetFlag(FLAGS_segments);
-  rt_options.segments.refit_every_purchases = absl::GetFlag(FLAGS_segment_refit_purchases);
-  rt_options.horizon_days = absl::GetFlag(FLAGS_horizon_days);
-  rt_options.annual_discount_rate = absl::GetFlag(FLAGS_discount_rate);
-  rt_options.elasticity.period_ms = int64_t{3600000} * absl::GetFlag(FLAGS_elasticity_period_hours);
-  rt_options.elasticity.forgetting = absl::GetFlag(FLAGS_elasticity_forgetting);
-  rt_options.fraud.review_threshold = absl::GetFlag(FLAGS_fraud_review_threshold);
-  rt_options.fraud.decline_threshold = absl::GetFlag(FLAGS_fraud_decline_threshold);
-  rt_options.fraud.maturity_ms =
-      int64_t{24 * 3600 * 1000} * absl::GetFlag(FLAGS_fraud_maturity_days);
-  rt_options.fraud.alpha = absl::GetFlag(FLAGS_ftrl_alpha);
-  rt_options.fraud.beta = absl::GetFlag(FLAGS_ftrl_beta);
-  rt_options.fraud.l1 = absl::GetFlag(FLAGS_ftrl_l1);
-  rt_options.fraud.l2 = absl::GetFlag(FLAGS_ftrl_l2);
-  const mercato::core::FraudOptions& f = rt_options.fraud;
-  if (!(0 < f.review_threshold && f.review_threshold <= f.decline_threshold &&
-        f.decline_threshold <= 1) ||
-      f.maturity_ms <= 0 || f.alpha <= 0 || f.beta < 0 || f.l1 < 0 || f.l2 < 0) {
-    std::fprintf(stderr,
-                 "--fraud_review_threshold and --fraud_decline_threshold must satisfy 0 < review "
-                 "<= decline <= 1; --fraud_maturity_days >= 1; --ftrl_alpha > 0; beta, l1, l2 "
-                 ">= 0\n");
-    return 2;
-  }
-  if (rt_options.segments.k < 1 || rt_options.segments.k > 64 || rt_options.horizon_days < 1 ||
-      rt_options.elasticity.period_ms <= 0 || rt_options.elasticity.forgetting <= 0 ||
-      rt_options.elasticity.forgetting > 1 || rt_options.annual_discount_rate < 0) {
-    std::fprintf(stderr,
-                 "--segments must be 1..64, --horizon_days >= 1, --elasticity_period_hours >= 1, "
-                 "--elasticity_forgetting in (0, 1], --discount_rate >= 0\n");
-    return 2;
-  }
-  mercato::core::RecommendOptions& r = rt_options.recommend;
-  r.ials.dim = absl::GetFlag(FLAGS_rec_dim);
-  r.ials.unobserved_weight = absl::GetFlag(FLAGS_rec_unobserved_weight);
-  r.ials.regularization = absl::GetFlag(FLAGS_rec_regularization);
-  r.ials.epochs = absl::GetFlag(FLAGS_rec_epochs);
-  r.ials.decay_half_life_days = absl::GetFlag(FLAGS_rec_decay_half_life_days);
-  r.retrain_every =
-      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_retrain_every)));
-  r.popularity_half_life_days = absl::GetFlag(FLAGS_rec_popularity_half_life_days);
-  r.min_support = static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_rec_min_support)));
-  r.hnsw_min_items =
-      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_hnsw_min_items)));
-  r.hnsw.ef_search = absl::GetFlag(FLAGS_rec_hnsw_ef);
-  r.hnsw.ef_construction = absl::GetFlag(FLAGS_rec_hnsw_ef_construction);
-  if (!ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.weights) || r.ials.dim < 1 ||
-      r.ials.dim > 1024 || !(r.ials.unobserved_weight >= 0) || !(r.ials.regularization > 0) ||
-      r.ials.epochs < 1 || !(r.ials.decay_half_life_days >= 0) ||
-      !(r.popularity_half_life_days > 0) || r.hnsw.ef_search < 1 || r.hnsw.ef_construction < 1) {
-    std::fprintf(stderr,
-                 "--rec_event_weights must be type:weight pairs of view, click, add_to_cart, "
-                 "remove_from_cart, purchase, refund, rating; --rec_dim 1..1024; "
-                 "--rec_unobserved_weight >= 0; --rec_regularization > 0; --rec_epochs >= 1; "
-                 "--rec_decay_half_life_days >= 0; --rec_popularity_half_life_days > 0; "
-                 "--rec_hnsw_ef and --rec_hnsw_ef_construction >= 1\n");
+  if (absl::Status s = mercato::server::ModuleOptionsFromFlags(rt_options.models); !s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
     return 2;
   }
   auto runtime = mercato::server::Runtime::Open(rt_options);

@@ -138,15 +138,11 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& events =
       prometheus::BuildCounter().Name("mercato_events_total")
           .Help("Events received by Ingest, by outcome").Register(*registry);
-  prometheus::Family<prometheus::Counter>& decisions =
-      prometheus::BuildCounter().Name("mercato_fraud_decisions_total")
-          .Help("Fraud.Score decisions, by outcome").Register(*registry);
   prometheus::Counter& accepted = events.Add({{"outcome", "accepted"}});
   prometheus::Counter& duplicate = events.Add({{"outcome", "duplicate"}});
   prometheus::Counter& rejected = events.Add({{"outcome", "rejected"}});
-  prometheus::Counter& approve = decisions.Add({{"decision", "approve"}});
-  prometheus::Counter& review = decisions.Add({{"decision", "review"}});
-  prometheus::Counter& decline = decisions.Add({{"decision", "decline"}});
+  // The modules' counter families, by name.
+  std::map<std::string, prometheus::Family<prometheus::Counter>*> module_counters;
 
   absl::Mutex mu;
   absl::flat_hash_map<std::string, std::unique_ptr<MethodMetrics>> methods ABSL_GUARDED_BY(mu);
@@ -283,13 +279,13 @@ void Metrics::CountEvents(uint64_t accepted, uint64_t duplicates, uint64_t rejec
   impl_->rejected.Increment(static_cast<double>(rejected));
 }
 
-void Metrics::CountFraudDecision(v1::Decision decision) {
-  switch (decision) {
-    case v1::APPROVE: impl_->approve.Increment(); break;
-    case v1::REVIEW: impl_->review.Increment(); break;
-    case v1::DECLINE: impl_->decline.Increment(); break;
-    default: break;
+prometheus::Counter& Metrics::AddCounter(const std::string& name, const std::string& help,
+                                         const std::map<std::string, std::string>& labels) {
+  prometheus::Family<prometheus::Counter>*& family = impl_->module_counters[name];
+  if (family == nullptr) {
+    family = &prometheus::BuildCounter().Name(name).Help(help).Register(*impl_->registry);
   }
+  return family->Add(labels);
 }
 
 }  // namespace mercato::server

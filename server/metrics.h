@@ -3,7 +3,8 @@
 //     methods, their call objects: grpc_server_started_total,
 //     grpc_server_handled_total{grpc_code} and the grpc_server_handling_seconds
 //     histogram, labelled grpc_service and grpc_method;
-//   - events ingested, duplicate and rejected; fraud decisions by outcome;
+//   - events ingested, duplicate and rejected; the modules' own counters
+//     (Metrics::AddCounter);
 //   - read at scrape time from the runtime: learner lag, each model's version
 //     and age, snapshot publish, checkpoint and retrain durations, checkpoint
 //     age, RocksDB size and pending compaction.
@@ -13,14 +14,18 @@
 
 #include <grpcpp/support/server_interceptor.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "mercato/v1/fraud.pb.h"
 #include "server/async_unary.h"
 #include "server/runtime.h"
+
+namespace prometheus {
+class Counter;
+}  // namespace prometheus
 
 namespace mercato::server {
 
@@ -40,7 +45,11 @@ class Metrics {
   CallObserver* ObserverFor(std::string_view full_method);
 
   void CountEvents(uint64_t accepted, uint64_t duplicates, uint64_t rejected);
-  void CountFraudDecision(v1::Decision decision);
+  // A module's own counter `name`{labels}, created on the first call with
+  // that name and labels (`help` from the first call of the name).
+  // REQUIRES: before the server starts.
+  prometheus::Counter& AddCounter(const std::string& name, const std::string& help,
+                                  const std::map<std::string, std::string>& labels);
 
   struct Impl;  // also seen by the interceptor
 

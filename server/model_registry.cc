@@ -4,40 +4,40 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "models/pricing/elasticity_model.h"
-#include "models/fraud/fraud_model.h"
-#include "models/recommend/recommend_model.h"
-#include "models/segments/segment_model.h"
-#include "server/runtime.h"
 
 namespace mercato::server {
 
-using ModelPtr = std::unique_ptr<core::Model>;
+// The table: one line a model, M(Name, the models it reads...). NameModule()
+// is defined in the model's folder, models/<folder>/service/.
+#define MERCATO_MODEL_TABLE(M) \
+  M(Recommend)                 \
+  M(Segments)                  \
+  M(Pricing, "segments")       \
+  M(Fraud)
+
+#define MERCATO_DECLARE_MODULE(Name, ...) ModelModule Name##Module();
+MERCATO_MODEL_TABLE(MERCATO_DECLARE_MODULE)
 
 const std::vector<ModelModule>& ModelModules() {
-  using core::kElasticityModelName, core::kFraudModelName, core::kRecommendModelName,
-      core::kSegmentModelName;
-  using O = RuntimeOptions;
-  using D = ModelDependencies;
-  static const std::vector<ModelModule> modules = {
-      {kElasticityModelName, {kSegmentModelName}, [](const O& o, const D& d) -> ModelPtr {
-         return std::make_unique<core::ElasticityModel>(
-             o.elasticity, dynamic_cast<core::SegmentModel*>(d[0]));
-       }},
-      {kFraudModelName, {}, [](const O& o, const D&) -> ModelPtr {
-         return std::make_unique<core::FraudModel>(o.fraud);
-       }},
-      {kRecommendModelName, {}, [](const O& o, const D&) -> ModelPtr {
-         return std::make_unique<core::RecommendModel>(o.recommend);
-       }},
-      {kSegmentModelName, {}, [](const O& o, const D&) -> ModelPtr {
-         return std::make_unique<core::SegmentModel>(o.segments);
-       }},
-  };
+  static const std::vector<ModelModule> modules = [] {
+    std::vector<ModelModule> out;
+#define MERCATO_ADD_MODULE(Name, ...)     \
+  out.push_back(Name##Module());          \
+  out.back().depends_on = {__VA_ARGS__};
+    MERCATO_MODEL_TABLE(MERCATO_ADD_MODULE)
+    return out;
+  }();
   return modules;
 }
 
-absl::StatusOr<RegisteredModels> MakeModels(const RuntimeOptions& options) {
+absl::Status ModuleOptionsFromFlags(ModuleOptions& options) {
+  for (const ModelModule& m : ModelModules()) {
+    if (absl::Status s = m.from_flags(options); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RegisteredModels> MakeModels(const ModuleOptions& options) {
   const std::vector<ModelModule>& modules = ModelModules();
   std::map<std::string_view, const ModelModule*> by_name;
   for (const ModelModule& m : modules) by_name[m.name] = &m;

@@ -1,33 +1,20 @@
-// The table of model modules: each model's name, the models it reads, and
-// how to make it from the service's options. The runtime makes every model
-// from here, in the order the declared dependencies give, and the
+// The table of model modules (server/model_module.h): the runtime makes
+// every model from here, in the order their declared dependencies give; the
+// server serves their services; mercato-server reads their flags; the
 // determinism test runs every model listed here.
 #ifndef MERCATO_SERVER_MODEL_REGISTRY_H_
 #define MERCATO_SERVER_MODEL_REGISTRY_H_
 
-#include <functional>
 #include <memory>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/model.h"
+#include "server/model_module.h"
 
 namespace mercato::server {
 
-struct RuntimeOptions;
-
-// The models a module reads, made before it, in the order of depends_on.
-using ModelDependencies = std::vector<core::Model*>;
-
-struct ModelModule {
-  std::string_view name;
-  std::vector<std::string_view> depends_on;
-  std::function<std::unique_ptr<core::Model>(const RuntimeOptions&, const ModelDependencies&)>
-      make;
-};
-
-// Every module, one line each (server/model_registry.cc).
+// Every module, in table order, with its depends_on from the table.
 const std::vector<ModelModule>& ModelModules();
 
 struct RegisteredModels {
@@ -37,8 +24,13 @@ struct RegisteredModels {
   std::vector<std::vector<size_t>> reads;
 };
 
-// Every registered model. INTERNAL for an unknown or circular dependency.
-absl::StatusOr<RegisteredModels> MakeModels(const RuntimeOptions& options);
+// Every registered model, made from `options`. INTERNAL for an unknown or
+// circular dependency.
+absl::StatusOr<RegisteredModels> MakeModels(const ModuleOptions& options);
+
+// Reads every module's flags into `options`; the first error, naming its
+// flag.
+absl::Status ModuleOptionsFromFlags(ModuleOptions& options);
 
 }  // namespace mercato::server
 

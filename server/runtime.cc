@@ -19,7 +19,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   store_options.sync = options.sync_writes;
   absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(store_options);
   if (!store.ok()) return store.status();
-  absl::StatusOr<RegisteredModels> models = MakeModels(options);
+  absl::StatusOr<RegisteredModels> models = MakeModels(options.models);
   if (!models.ok()) return models.status();
   std::unique_ptr<Runtime> rt(new Runtime());
   rt->options_ = options;

@@ -12,11 +12,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "models/pricing/elasticity_model.h"
-#include "models/fraud/fraud_model.h"
 #include "core/learner.h"
-#include "models/recommend/recommend_model.h"
-#include "models/segments/segment_model.h"
+#include "server/module_options.h"
 #include "storage/store.h"
 
 namespace mercato::server {
@@ -32,14 +29,8 @@ struct RuntimeOptions {
   // ... and also after this many applied events (0 = only by time), so that a
   // restart replays at most about this many.
   uint64_t checkpoint_every_events = 200000;
-  core::SegmentOptions segments;
-  core::FraudOptions fraud;
-  core::ElasticityOptions elasticity;
-  core::RecommendOptions recommend;
-  // Segment: the horizon when a request gives none, and the yearly discount
-  // rate of customer value.
-  int horizon_days = 90;
-  double annual_discount_rate = 0.10;
+  // Each model module's options (server/model_module.h).
+  ModuleOptions models;
 };
 
 // Thread-safe after Open.

@@ -8,14 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
-#include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
-#include "mercato/v1/pricing.grpc.pb.h"
-#include "mercato/v1/recommender.grpc.pb.h"
-#include "mercato/v1/segmenter.grpc.pb.h"
 #include "server/async_unary.h"
 #include "server/health_service.h"
-#include "server/model_rpcs.h"
+#include "server/model_module.h"
+#include "server/model_registry.h"
 #include "server/own_parsing.h"
 #include "server/status_util.h"
 #include "server/validation.h"
@@ -25,10 +22,6 @@ namespace {
 
 constexpr int kStreamChunk = 512;
 constexpr int kMaxListedRejections = 1000;
-
-const char* const kServiceNames[] = {
-    "mercato.v1.Ingest",  "mercato.v1.Catalog", "mercato.v1.Recommender", "mercato.v1.Segmenter",
-    "mercato.v1.Pricing", "mercato.v1.Fraud",   "mercato.v1.Admin"};
 
 // Appends `events` (at positions `index` of the call) and adds the outcome
 // to `summary`, with notes on the accepted ones.
@@ -48,11 +41,13 @@ absl::Status Commit(Runtime& rt, const std::vector<core::Event>& events,
   summary->set_last_sequence(r->last_sequence);
   for (size_t i = 0; i < events.size() && summary->notes_size() < kMaxListedRejections; ++i) {
     if (r->sequences[i] == 0) continue;
-    if (std::string note = EventNote(*snap, events[i]); !note.empty()) {
-      v1::EventNote* n = summary->add_notes();
-      n->set_index(index[i]);
-      n->set_event_id(events[i].event_id);
-      n->set_note(std::move(note));
+    for (const core::PublishedModel& m : snap->models) {
+      if (std::string note = m.view->Note(events[i]); !note.empty()) {
+        v1::EventNote* n = summary->add_notes();
+        n->set_index(index[i]);
+        n->set_event_id(events[i].event_id);
+        n->set_note(std::move(note));
+      }
     }
   }
   return absl::OkStatus();
@@ -303,15 +298,6 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
   Runtime* rt_;
 };
 
-// The model services, every method requested raw (server/async_unary.h).
-using RawRecommender =
-    v1::Recommender::WithRawMethod_Recommend<v1::Recommender::WithRawMethod_SimilarItems<
-        v1::Recommender::WithRawMethod_BoughtTogether<v1::Recommender::Service>>>;
-using RawSegmenter = v1::Segmenter::WithRawMethod_Segment<
-    v1::Segmenter::WithRawMethod_ListSegments<v1::Segmenter::Service>>;
-using RawPricing = v1::Pricing::WithRawMethod_PriceElasticity<v1::Pricing::Service>;
-using RawFraud = v1::Fraud::WithRawMethod_Score<v1::Fraud::Service>;
-
 }  // namespace
 
 grpc::Status NotReady() {
@@ -320,25 +306,27 @@ grpc::Status NotReady() {
 }
 
 struct MercatoServer::Impl {
-  Runtime* rt = nullptr;
-  IngestService ingest;
-  CatalogService catalog;
-  AdminService admin;
-  RawRecommender recommender;
-  RawSegmenter segmenter;
-  RawPricing pricing;
-  RawFraud fraud;
+  // The completion-queue methods and their threads (stopped by Shutdown).
   AsyncDispatcher dispatcher;
+  ServiceRegistrar services;
+  std::unique_ptr<HealthService> health;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   absl::Duration drain_timeout;
   std::once_flag shutdown_once;
 
-  HealthService health{
-      std::vector<std::string>(std::begin(kServiceNames), std::end(kServiceNames))};
-
-  Impl(Runtime* runtime, Metrics* metrics)
-      : rt(runtime), ingest(rt, metrics), catalog(rt), admin(rt) {}
+  Impl(Runtime* runtime, Metrics* metrics) : services(runtime, metrics, &dispatcher) {
+    services.Serve(std::make_unique<IngestService>(runtime, metrics),
+                   v1::Ingest::service_full_name());
+    services.Serve(std::make_unique<CatalogService>(runtime), v1::Catalog::service_full_name());
+    services.Serve(std::make_unique<AdminService>(runtime), v1::Admin::service_full_name());
+    for (const ModelModule& m : ModelModules()) {
+      if (m.serve) m.serve(services);
+    }
+    std::vector<std::string> names;
+    for (const ServiceRegistrar::Served& s : services.services()) names.push_back(s.name);
+    health = std::make_unique<HealthService>(std::move(names));
+  }
 };
 
 MercatoServer::MercatoServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -350,28 +338,6 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
   auto impl = std::make_unique<Impl>(runtime, options.metrics);
   impl->drain_timeout = options.drain_timeout;
   Impl& d = *impl;
-  using v1::Recommender, v1::Segmenter, v1::Pricing, v1::Fraud;
-  using Rec = RawRecommender;
-  // The completion-queue methods report their calls to the metrics themselves.
-  const auto observer = [&](const char* service, const char* method) -> CallObserver* {
-    if (options.metrics == nullptr) return nullptr;
-    return options.metrics->ObserverFor(absl::StrCat("/", service, "/", method));
-  };
-  d.dispatcher.Add(&d.recommender, &Rec::RequestRecommend, RecommendHandler(runtime),
-                   observer(Recommender::service_full_name(), "Recommend"));
-  d.dispatcher.Add(&d.recommender, &Rec::RequestSimilarItems, SimilarItemsHandler(runtime),
-                   observer(Recommender::service_full_name(), "SimilarItems"));
-  d.dispatcher.Add(&d.recommender, &Rec::RequestBoughtTogether, BoughtTogetherHandler(runtime),
-                   observer(Recommender::service_full_name(), "BoughtTogether"));
-  d.dispatcher.Add(&d.segmenter, &RawSegmenter::RequestSegment, SegmentHandler(runtime),
-                   observer(Segmenter::service_full_name(), "Segment"));
-  d.dispatcher.Add(&d.segmenter, &RawSegmenter::RequestListSegments, ListSegmentsHandler(runtime),
-                   observer(Segmenter::service_full_name(), "ListSegments"));
-  d.dispatcher.Add(&d.pricing, &RawPricing::RequestPriceElasticity, PriceElasticityHandler(runtime),
-                   observer(Pricing::service_full_name(), "PriceElasticity"));
-  d.dispatcher.Add(&d.fraud, &RawFraud::RequestScore, ScoreHandler(runtime, options.metrics),
-                   observer(Fraud::service_full_name(), "Score"));
-
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d.port);
@@ -382,10 +348,9 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
     creators.push_back(options.metrics->InterceptorFactory());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
-  for (grpc::Service* s :
-       std::initializer_list<grpc::Service*>{&d.ingest, &d.catalog, &d.admin, &d.health,
-                                             &d.recommender, &d.segmenter, &d.pricing, &d.fraud}) {
-    builder.RegisterService(s);
+  builder.RegisterService(d.health.get());
+  for (const ServiceRegistrar::Served& s : d.services.services()) {
+    builder.RegisterService(s.service.get());
   }
   d.dispatcher.AddQueues(builder, std::max(1, options.cq_threads));
   d.server = builder.BuildAndStart();
@@ -398,11 +363,11 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
 
 int MercatoServer::port() const { return impl_->port; }
 
-void MercatoServer::MarkReady() { impl_->health.SetServing(true); }
+void MercatoServer::MarkReady() { impl_->health->SetServing(true); }
 
 void MercatoServer::Shutdown() {
   std::call_once(impl_->shutdown_once, [this] {
-    impl_->health.Shutdown();
+    impl_->health->Shutdown();
     impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + impl_->drain_timeout));
     impl_->dispatcher.Shutdown();
   });

@@ -276,4 +276,25 @@ FraudOrder ToFraudOrder(const DemoOrder& d) {
   return o;
 }
 
+std::vector<Event> DemoShopLog(const DemoShop& shop, int late_every) {
+  std::vector<Event> log;
+  const int64_t t0 = shop.events.front().timestamp_ms;
+  for (const DemoItem& it : shop.items) {
+    log.push_back(ItemUpdateEvent(it.item, t0, absl::StrCat("item/", it.item.item_id)));
+  }
+  FraudModel scorer;
+  const auto view = std::dynamic_pointer_cast<const FraudView>(scorer.Publish());
+  size_t next_order = 0;
+  for (const Event& e : shop.events) {
+    while (next_order < shop.orders.size() &&
+           shop.orders[next_order].timestamp_ms <= e.timestamp_ms) {
+      FraudOrder order = ToFraudOrder(shop.orders[next_order++]);
+      if (late_every > 0 && next_order % late_every == 0) order.timestamp_ms -= 3 * 3600 * 1000;
+      log.push_back(FraudView::RecordEvent(order, view->Score(order).features));
+    }
+    log.push_back(e);
+  }
+  return log;
+}
+
 }  // namespace mercato::core

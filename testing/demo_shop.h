@@ -81,6 +81,13 @@ DemoShop GenerateDemoShop(const DemoShopOptions& options);
 // The order as Fraud.Score would receive it.
 FraudOrder ToFraudOrder(const DemoOrder& order);
 
+// The shop's log as the server writes it: an upsert of every item at the
+// first event's time, then the shopper events with each order's
+// ORDER_SCORED record (scored by an untrained fraud model) before the first
+// event at or after it; every `late_every`-th record (0 = none) is stamped
+// three hours early, as a scored order logged late is.
+std::vector<Event> DemoShopLog(const DemoShop& shop, int late_every = 0);
+
 // A large catalogue with planted tastes, for retrieval benchmarks: item i
 // belongs to taste i % tastes and gets a view and a purchase (order
 // "co-<i>") from two random users of that taste, "cu<n>" with n % tastes the

@@ -219,6 +219,18 @@ FraudScore FraudView::Score(const FraudOrder& order) const {
   return s;
 }
 
+std::string FraudView::Note(const Event& event) const {
+  if (event.type != EventType::kFraudLabel) return "";
+  const std::optional<double> label = LabelOf(event.order_id);
+  if (!label) return "";
+  if (*label == event.value) {
+    return absl::StrCat("order ", event.order_id, " is already labelled ", event.value,
+                        ": a repeat, counted (repeated_labels) and not trained on again");
+  }
+  return absl::StrCat("order ", event.order_id, " was labelled ", *label,
+                      ": this label corrects it (changed_labels) and is trained on");
+}
+
 std::optional<double> FraudView::LabelOf(std::string_view order_id) const {
   const double* r = RowOf(orders_, order_rows_, order_id);
   if (r == nullptr) return std::nullopt;

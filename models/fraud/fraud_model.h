@@ -99,6 +99,8 @@ class FraudView final : public ModelView {
   // The label a scored order was last trained on (0 legitimate, 1 fraud), or
   // nullopt when it has none yet.
   std::optional<double> LabelOf(std::string_view order_id) const;
+  // On a FRAUD_LABEL for an order already labelled: a repeat or a correction.
+  std::string Note(const Event& event) const override;
   // The features stored for a scored order, or nullopt.
   std::optional<FraudFeatures> StoredFeatures(std::string_view order_id) const;
   // The ORDER_SCORED event that records `order` scored with `features`.

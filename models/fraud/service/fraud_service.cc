@@ -1,13 +1,31 @@
+// The fraud module: its flags, Fraud.Score, and the decisions counted by
+// outcome.
+#include <prometheus/counter.h>
+
 #include <cctype>
 #include <iterator>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
+#include "mercato/v1/fraud.grpc.pb.h"
 #include "models/fraud/fraud_model.h"
-#include "server/model_rpcs.h"
+#include "server/model_module.h"
 #include "server/status_util.h"
 #include "server/validation.h"
+
+ABSL_FLAG(double, fraud_review_threshold, mercato::core::FraudOptions{}.review_threshold,
+          "Score: REVIEW from this fraud probability");
+ABSL_FLAG(double, fraud_decline_threshold, mercato::core::FraudOptions{}.decline_threshold,
+          "Score: DECLINE from this fraud probability");
+ABSL_FLAG(int, fraud_maturity_days, 30,
+          "an order without a fraud label after this many days is legitimate");
+ABSL_FLAG(double, ftrl_alpha, mercato::core::FraudOptions{}.alpha,
+          "fraud model: FTRL-Proximal learning rate alpha");
+ABSL_FLAG(double, ftrl_beta, mercato::core::FraudOptions{}.beta, "fraud model: FTRL-Proximal beta");
+ABSL_FLAG(double, ftrl_l1, mercato::core::FraudOptions{}.l1, "fraud model: L1 strength");
+ABSL_FLAG(double, ftrl_l2, mercato::core::FraudOptions{}.l2, "fraud model: L2 strength");
 
 namespace mercato::server {
 namespace {
@@ -95,25 +113,19 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   return o;
 }
 
-}  // namespace
-
-std::string EventNote(const core::Snapshot& snap, const core::Event& event) {
-  if (event.type != core::EventType::kFraudLabel) return "";
-  absl::StatusOr<std::pair<const core::FraudView*, uint64_t>> fraud =
-      ServedModel<core::FraudView>(snap, core::kFraudModelName);
-  if (!fraud.ok()) return "";
-  const std::optional<double> label = fraud->first->LabelOf(event.order_id);
-  if (!label) return "";
-  if (*label == event.value) {
-    return absl::StrCat("order ", event.order_id, " is already labelled ", event.value,
-                        ": a repeat, counted (repeated_labels) and not trained on again");
+// Decisions counted by outcome, null without metrics.
+struct DecisionCounters {
+  prometheus::Counter* approve = nullptr;
+  prometheus::Counter* review = nullptr;
+  prometheus::Counter* decline = nullptr;
+  void Count(v1::Decision d) const {
+    prometheus::Counter* c = d == v1::APPROVE ? approve : d == v1::REVIEW ? review : decline;
+    if (c) c->Increment();
   }
-  return absl::StrCat("order ", event.order_id, " was labelled ", *label,
-                      ": this label corrects it (changed_labels) and is trained on");
-}
+};
 
-UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, Metrics* metrics) {
-  return [rt, metrics](grpc::ServerContext&, const v1::Order& req, v1::ScoreResponse* resp) {
+UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, DecisionCounters counters) {
+  return [rt, counters](grpc::ServerContext&, const v1::Order& req, v1::ScoreResponse* resp) {
     if (!rt->ready()) return NotReady();
     absl::StatusOr<core::FraudOrder> order = ToFraudOrder(req);
     if (!order.ok()) return ToGrpcStatus(order.status());
@@ -126,7 +138,7 @@ UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, Metrics* me
     }
     resp->set_probability(score.probability);
     resp->set_decision(static_cast<v1::Decision>(score.decision));
-    if (metrics) metrics->CountFraudDecision(resp->decision());
+    counters.Count(resp->decision());
     for (const core::FraudReason& r : score.reasons) {
       v1::ReasonCode* out = resp->add_reasons();
       out->set_feature(std::string(r.feature));
@@ -136,6 +148,55 @@ UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, Metrics* me
     resp->set_model_version(model->second);
     return grpc::Status::OK;
   };
+}
+
+absl::Status FraudFromFlags(ModuleOptions& options) {
+  core::FraudOptions& f = options.Mutable<core::FraudOptions>();
+  f.review_threshold = absl::GetFlag(FLAGS_fraud_review_threshold);
+  f.decline_threshold = absl::GetFlag(FLAGS_fraud_decline_threshold);
+  const int maturity_days = absl::GetFlag(FLAGS_fraud_maturity_days);
+  f.maturity_ms = int64_t{24 * 3600 * 1000} * maturity_days;
+  f.alpha = absl::GetFlag(FLAGS_ftrl_alpha);
+  f.beta = absl::GetFlag(FLAGS_ftrl_beta);
+  f.l1 = absl::GetFlag(FLAGS_ftrl_l1);
+  f.l2 = absl::GetFlag(FLAGS_ftrl_l2);
+  absl::Status s = CheckFlag(0 < f.review_threshold && f.review_threshold <= 1,
+                             "fraud_review_threshold", "must be in (0, 1]");
+  if (s.ok()) {
+    s = CheckFlag(f.review_threshold <= f.decline_threshold && f.decline_threshold <= 1,
+                  "fraud_decline_threshold", "must be in [--fraud_review_threshold, 1]");
+  }
+  if (s.ok()) s = CheckFlag(maturity_days >= 1, "fraud_maturity_days", "must be >= 1");
+  if (s.ok()) s = CheckFlag(f.alpha > 0, "ftrl_alpha", "must be > 0");
+  if (s.ok()) s = CheckFlag(f.beta >= 0, "ftrl_beta", "must be >= 0");
+  if (s.ok()) s = CheckFlag(f.l1 >= 0, "ftrl_l1", "must be >= 0");
+  if (s.ok()) s = CheckFlag(f.l2 >= 0, "ftrl_l2", "must be >= 0");
+  return s;
+}
+
+void ServeFraud(ServiceRegistrar& r) {
+  using Raw = v1::Fraud::WithRawMethod_Score<v1::Fraud::Service>;
+  Raw* fraud = r.Serve(std::make_unique<Raw>(), v1::Fraud::service_full_name());
+  DecisionCounters counters;
+  if (Metrics* m = r.metrics()) {
+    const std::string name = "mercato_fraud_decisions_total";
+    const std::string help = "Fraud.Score decisions, by outcome";
+    counters.approve = &m->AddCounter(name, help, {{"decision", "approve"}});
+    counters.review = &m->AddCounter(name, help, {{"decision", "review"}});
+    counters.decline = &m->AddCounter(name, help, {{"decision", "decline"}});
+  }
+  r.Unary(fraud, &Raw::RequestScore, "Score", ScoreHandler(r.runtime(), counters));
+}
+
+}  // namespace
+
+ModelModule FraudModule() {
+  return {.name = core::kFraudModelName,
+          .from_flags = FraudFromFlags,
+          .make = [](const ModuleOptions& o, const ModelDependencies&) -> std::unique_ptr<core::Model> {
+            return std::make_unique<core::FraudModel>(o.Get<core::FraudOptions>());
+          },
+          .serve = ServeFraud};
 }
 
 }  // namespace mercato::server

@@ -1,8 +1,16 @@
+// The pricing module: its flags and Pricing.PriceElasticity.
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "mercato/v1/pricing.grpc.pb.h"
 #include "models/pricing/elasticity_model.h"
-#include "server/model_rpcs.h"
+#include "models/segments/segment_model.h"
+#include "server/model_module.h"
 #include "server/status_util.h"
 #include "server/validation.h"
+
+ABSL_FLAG(int, elasticity_period_hours, 24, "PriceElasticity: length of one observation period");
+ABSL_FLAG(double, elasticity_forgetting, mercato::core::ElasticityOptions{}.forgetting,
+          "PriceElasticity: weight old periods keep at each new one (1 = never forget)");
 
 namespace mercato::server {
 namespace {
@@ -36,8 +44,6 @@ absl::StatusOr<core::ElasticityQuery> ToQuery(const v1::PriceElasticityRequest& 
   q.candidate_prices.assign(req.candidate_prices().begin(), req.candidate_prices().end());
   return q;
 }
-
-}  // namespace
 
 UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElasticityHandler(
     Runtime* rt) {
@@ -75,6 +81,39 @@ UnaryHandler<v1::PriceElasticityRequest, v1::PriceElasticityResponse> PriceElast
     resp->set_note(e->note);
     return grpc::Status::OK;
   };
+}
+
+absl::Status PricingFromFlags(ModuleOptions& options) {
+  core::ElasticityOptions& e = options.Mutable<core::ElasticityOptions>();
+  const int hours = absl::GetFlag(FLAGS_elasticity_period_hours);
+  e.period_ms = int64_t{3600000} * hours;
+  e.forgetting = absl::GetFlag(FLAGS_elasticity_forgetting);
+  absl::Status s = CheckFlag(hours >= 1, "elasticity_period_hours", "must be >= 1");
+  if (s.ok()) {
+    s = CheckFlag(e.forgetting > 0 && e.forgetting <= 1, "elasticity_forgetting",
+                  "must be in (0, 1]");
+  }
+  return s;
+}
+
+void ServePricing(ServiceRegistrar& r) {
+  using Raw = v1::Pricing::WithRawMethod_PriceElasticity<v1::Pricing::Service>;
+  Raw* pricing = r.Serve(std::make_unique<Raw>(), v1::Pricing::service_full_name());
+  r.Unary(pricing, &Raw::RequestPriceElasticity, "PriceElasticity",
+          PriceElasticityHandler(r.runtime()));
+}
+
+}  // namespace
+
+// Reads the segments model: elasticity per customer segment.
+ModelModule PricingModule() {
+  return {.name = core::kElasticityModelName,
+          .from_flags = PricingFromFlags,
+          .make = [](const ModuleOptions& o, const ModelDependencies& d) -> std::unique_ptr<core::Model> {
+            return std::make_unique<core::ElasticityModel>(
+                o.Get<core::ElasticityOptions>(), dynamic_cast<core::SegmentModel*>(d.at(0)));
+          },
+          .serve = ServePricing};
 }
 
 }  // namespace mercato::server

@@ -1,9 +1,40 @@
-// Recommender RPCs: Recommend, SimilarItems, BoughtTogether.
+// The recommendation module: its flags and the Recommender service
+// (Recommend, SimilarItems, BoughtTogether).
+#include <cmath>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "mercato/v1/recommender.grpc.pb.h"
 #include "models/recommend/recommend_model.h"
-#include "server/model_rpcs.h"
+#include "server/model_module.h"
 #include "server/status_util.h"
 #include "server/validation.h"
+
+ABSL_FLAG(int, rec_dim, 64, "Recommend: dimension of the iALS factors");
+ABSL_FLAG(
+    double, rec_unobserved_weight, 128,
+    "Recommend: iALS unobserved weight of a whole row (each pair gets this / number of items)");
+ABSL_FLAG(double, rec_regularization, 0.05,
+          "Recommend: iALS regularisation lambda (scaled by row frequency)");
+ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
+ABSL_FLAG(
+    int64_t, rec_retrain_every, 200000,
+    "Recommend: start a background retrain after this many interactions (0 = on request only)");
+ABSL_FLAG(double, rec_decay_half_life_days, 90,
+          "Recommend: an interaction's confidence halves over this age (0 = no decay)");
+ABSL_FLAG(double, rec_popularity_half_life_days, 7, "Recommend: popularity halves over this long");
+ABSL_FLAG(std::string, rec_event_weights,
+          "view:1,click:1,add_to_cart:3,purchase:8,refund:-8,rating:2",
+          "Recommend: confidence per event type (type:weight, comma separated; others 0)");
+ABSL_FLAG(int, rec_min_support, 2,
+          "BoughtTogether: fewest shared orders when a request gives none");
+ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000,
+          "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
+ABSL_FLAG(int, rec_hnsw_ef, 32, "Recommend: HNSW search breadth (ef)");
+ABSL_FLAG(int, rec_hnsw_ef_construction, 200,
+          "Recommend: HNSW build breadth (also used when fold-in moves an item)");
 
 namespace mercato::server {
 namespace {
@@ -60,8 +91,6 @@ void ToProto(const std::vector<core::Recommendation>& recs, uint64_t version,
   }
   resp->set_model_version(version);
 }
-
-}  // namespace
 
 UnaryHandler<v1::RecommendRequest, v1::RecommendResponse> RecommendHandler(Runtime* rt) {
   return [rt](grpc::ServerContext&, const v1::RecommendRequest& req, v1::RecommendResponse* resp) {
@@ -141,6 +170,86 @@ UnaryHandler<v1::BoughtTogetherRequest, v1::BoughtTogetherResponse> BoughtTogeth
     resp->set_model_version(model->second);
     return grpc::Status::OK;
   };
+}
+
+// Parses --rec_event_weights into `weights`; false on a malformed entry.
+bool ParseEventWeights(const std::string& spec,
+                       std::array<float, core::kNumEventTypes>& weights) {
+  weights.fill(0);
+  for (absl::string_view entry : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits(':', 1));
+    float w = 0;
+    int type = 0;
+    while (type < core::kNumEventTypes &&
+           kv.first != core::EventTypeName(static_cast<core::EventType>(type))) {
+      ++type;
+    }
+    if (type == 0 || type >= core::kNumEventTypes || !absl::SimpleAtof(kv.second, &w) ||
+        !std::isfinite(w)) {
+      return false;
+    }
+    weights[type] = w;
+  }
+  return true;
+}
+
+absl::Status RecommendFromFlags(ModuleOptions& options) {
+  core::RecommendOptions& r = options.Mutable<core::RecommendOptions>();
+  r.ials.dim = absl::GetFlag(FLAGS_rec_dim);
+  r.ials.unobserved_weight = absl::GetFlag(FLAGS_rec_unobserved_weight);
+  r.ials.regularization = absl::GetFlag(FLAGS_rec_regularization);
+  r.ials.epochs = absl::GetFlag(FLAGS_rec_epochs);
+  r.ials.decay_half_life_days = absl::GetFlag(FLAGS_rec_decay_half_life_days);
+  r.retrain_every =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_retrain_every)));
+  r.popularity_half_life_days = absl::GetFlag(FLAGS_rec_popularity_half_life_days);
+  r.min_support = static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_rec_min_support)));
+  r.hnsw_min_items =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_hnsw_min_items)));
+  r.hnsw.ef_search = absl::GetFlag(FLAGS_rec_hnsw_ef);
+  r.hnsw.ef_construction = absl::GetFlag(FLAGS_rec_hnsw_ef_construction);
+  absl::Status s = CheckFlag(ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.weights),
+                             "rec_event_weights",
+                             "must be type:weight pairs of view, click, add_to_cart, "
+                             "remove_from_cart, purchase, refund, rating");
+  if (s.ok()) s = CheckFlag(r.ials.dim >= 1 && r.ials.dim <= 1024, "rec_dim", "must be 1..1024");
+  if (s.ok()) {
+    s = CheckFlag(r.ials.unobserved_weight >= 0, "rec_unobserved_weight", "must be >= 0");
+  }
+  if (s.ok()) s = CheckFlag(r.ials.regularization > 0, "rec_regularization", "must be > 0");
+  if (s.ok()) s = CheckFlag(r.ials.epochs >= 1, "rec_epochs", "must be >= 1");
+  if (s.ok()) {
+    s = CheckFlag(r.ials.decay_half_life_days >= 0, "rec_decay_half_life_days", "must be >= 0");
+  }
+  if (s.ok()) {
+    s = CheckFlag(r.popularity_half_life_days > 0, "rec_popularity_half_life_days",
+                  "must be > 0");
+  }
+  if (s.ok()) s = CheckFlag(r.hnsw.ef_search >= 1, "rec_hnsw_ef", "must be >= 1");
+  if (s.ok()) {
+    s = CheckFlag(r.hnsw.ef_construction >= 1, "rec_hnsw_ef_construction", "must be >= 1");
+  }
+  return s;
+}
+
+void ServeRecommend(ServiceRegistrar& r) {
+  using Raw = v1::Recommender::WithRawMethod_Recommend<v1::Recommender::WithRawMethod_SimilarItems<
+      v1::Recommender::WithRawMethod_BoughtTogether<v1::Recommender::Service>>>;
+  Raw* rec = r.Serve(std::make_unique<Raw>(), v1::Recommender::service_full_name());
+  r.Unary(rec, &Raw::RequestRecommend, "Recommend", RecommendHandler(r.runtime()));
+  r.Unary(rec, &Raw::RequestSimilarItems, "SimilarItems", SimilarItemsHandler(r.runtime()));
+  r.Unary(rec, &Raw::RequestBoughtTogether, "BoughtTogether", BoughtTogetherHandler(r.runtime()));
+}
+
+}  // namespace
+
+ModelModule RecommendModule() {
+  return {.name = core::kRecommendModelName,
+          .from_flags = RecommendFromFlags,
+          .make = [](const ModuleOptions& o, const ModelDependencies&) -> std::unique_ptr<core::Model> {
+            return std::make_unique<core::RecommendModel>(o.Get<core::RecommendOptions>());
+          },
+          .serve = ServeRecommend};
 }
 
 }  // namespace mercato::server
