@@ -159,7 +159,7 @@ namespace {
 class MethodMetrics final : public CallObserver {
  public:
   MethodMetrics(Metrics::Impl* impl, std::string_view full_method) : impl_(impl) {
-    // "/mercato.v1.Pricing/PriceElasticity" -> service, method.
+    // "/mercato.v1.Admin/ModelStatus" -> service, method.
     const size_t slash = full_method.rfind('/');
     labels_ = {{"grpc_service", std::string(full_method.substr(1, slash - 1))},
                {"grpc_method", std::string(full_method.substr(slash + 1))}};

@@ -11,6 +11,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <random>
@@ -20,12 +22,6 @@
 #include "absl/synchronization/notification.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
-#include "mercato/v1/catalog.grpc.pb.h"
-#include "mercato/v1/fraud.grpc.pb.h"
-#include "mercato/v1/ingest.grpc.pb.h"
-#include "mercato/v1/pricing.grpc.pb.h"
-#include "mercato/v1/recommender.grpc.pb.h"
-#include "mercato/v1/segmenter.grpc.pb.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_client.h"
 
@@ -221,62 +217,69 @@ grpc::Status CallRaw(grpc::GenericStub& stub, const std::string& method, const s
   return status;
 }
 
-// A valid request of every unary method, in text format; "$i" becomes the
-// call's number, so events, items and orders are new ones.
+// A valid request of every unary method, in text format, from the seed
+// files beside the services (server/fuzz_seeds.txt gives the format); "$i"
+// becomes the call's number, so events, items and orders are new ones.
 const std::map<std::string, std::string>& Seeds() {
-  static const auto* seeds = new std::map<std::string, std::string>{
-      {"/mercato.v1.Ingest/PublishBatch",
-       R"(events { event_id: "v$i" type: VIEW user_id: "u$i" item_id: "i3" session_id: "s1"
-                   timestamp_ms: 1732280000000 }
-          events { event_id: "p$i" type: PURCHASE user_id: "u$i" item_id: "i$i" order_id: "o$i"
-                   timestamp_ms: 1732280001000 quantity: 2 unit_price: 9.5 }
-          events { event_id: "r$i" type: REFUND user_id: "u1" item_id: "i2" order_id: "o1"
-                   timestamp_ms: 1732280002000 quantity: 1 unit_price: 9.5 }
-          events { event_id: "f$i" type: FRAUD_LABEL user_id: "u1" order_id: "o$i" value: 1
-                   timestamp_ms: 1732280003000 })"},
-      {"/mercato.v1.Catalog/UpsertItems",
-       R"(items { item_id: "i$i" category_path: "shoes" category_path: "running" price: 80
-                  unit_cost: 40 in_stock: true created_at_ms: 1732000000000
-                  attributes { key: "brand" value: "acme" } })"},
-      {"/mercato.v1.Catalog/GetItem", R"(item_id: "i$i")"},
-      {"/mercato.v1.Catalog/DeleteItem", R"(item_id: "i$i")"},
-      {"/mercato.v1.Admin/ModelStatus", ""},
-      {"/mercato.v1.Admin/Checkpoint", ""},
-      {"/mercato.v1.Admin/Retrain", R"(model: "recommend")"},
-      {"/mercato.v1.Admin/DeleteUser", R"(user_id: "u$i")"},
-      {"/mercato.v1.Admin/ReadEvents", R"(from_sequence: 1 limit: 100)"},
-      {"/mercato.v1.Recommender/Recommend",
-       R"(user_id: "u1" count: 10 explain: true context_item_ids: "i3"
-          filter { categories: "shoes" min_price: 1 max_price: 500 exclude_purchased: true })"},
-      {"/mercato.v1.Recommender/SimilarItems", R"(item_id: "i3" count: 5)"},
-      {"/mercato.v1.Recommender/BoughtTogether", R"(item_id: "i3" count: 5 min_support: 1)"},
-      {"/mercato.v1.Segmenter/Segment", R"(user_id: "u$i" horizon_days: 90)"},
-      {"/mercato.v1.Segmenter/ListSegments", ""},
-      {"/mercato.v1.Pricing/PriceElasticity",
-       R"(item_id: "i3" unit_cost: 40 candidate_prices: 70 candidate_prices: 90)"},
-      {"/mercato.v1.Fraud/Score",
-       R"(order_id: "o$i" user_id: "u1" amount: 120 currency: "EUR" payment_fingerprint: "card1"
-          billing_country: "DE" shipping_country: "DE" ip_country: "FR" device_id: "d1"
-          account_created_ms: 1700000000000 timestamp_ms: 1732280000000
-          line_items { item_id: "i3" quantity: 1 unit_price: 120 }
-          attributes { key: "channel" value { text: "web" } } shipping_address_hash: "a1")"},
-      {"/grpc.health.v1.Health/Check", ""},
-  };
+  static const auto* seeds = [] {
+    auto* out = new std::map<std::string, std::string>;
+    std::vector<std::filesystem::path> files = {std::filesystem::path(MERCATO_SOURCE_DIR) /
+                                                "server" / "fuzz_seeds.txt"};
+    for (const auto& model :
+         std::filesystem::directory_iterator(std::filesystem::path(MERCATO_SOURCE_DIR) / "models")) {
+      const std::filesystem::path f = model.path() / "service" / "fuzz_seeds.txt";
+      if (std::filesystem::exists(f)) files.push_back(f);
+    }
+    for (const std::filesystem::path& file : files) {
+      std::ifstream in(file);
+      std::string line, method;
+      while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') {
+          method.clear();
+        } else if (method.empty()) {
+          method = line;
+          (*out)[method];
+        } else {
+          absl::StrAppend(&(*out)[method], line, "\n");
+        }
+      }
+    }
+    return out;
+  }();
   return *seeds;
+}
+
+// The services the server answers: those of the API's proto files that its
+// health service knows, and health itself.
+std::vector<std::string> ServedServices(const std::shared_ptr<grpc::Channel>& channel) {
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  std::vector<std::string> out = {grpc::health::v1::Health::service_full_name()};
+  for (const auto& proto : std::filesystem::directory_iterator(
+           std::filesystem::path(MERCATO_SOURCE_DIR) / "proto" / "mercato" / "v1")) {
+    const auto* file = google::protobuf::DescriptorPool::generated_pool()->FindFileByName(
+        absl::StrCat("mercato/v1/", proto.path().filename().string()));
+    if (file == nullptr) continue;
+    for (int i = 0; i < file->service_count(); ++i) {
+      grpc::health::v1::HealthCheckRequest req;
+      req.set_service(file->service(i)->full_name());
+      grpc::health::v1::HealthCheckResponse resp;
+      const grpc::Status s = health->Check(Ctx().get(), req, &resp);
+      EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) << s.error_message();
+      if (s.ok()) out.push_back(file->service(i)->full_name());
+    }
+  }
+  return out;
 }
 
 TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
   google::protobuf::LogSilencer quiet;  // the damaged strings' parse errors
   TempDir dir;
-  const std::vector<std::string> services = {
-      v1::Ingest::service_full_name(),    v1::Catalog::service_full_name(),
-      v1::Admin::service_full_name(),     v1::Recommender::service_full_name(),
-      v1::Segmenter::service_full_name(), v1::Pricing::service_full_name(),
-      v1::Fraud::service_full_name(),     grpc::health::v1::Health::service_full_name()};
   uint64_t log_end = 0;
   {
-    ServerProcess server(dir.path(), {"--rec_retrain_every=50"});
+    ServerProcess server(dir.path());
     grpc::GenericStub stub(server.channel());
+    const std::vector<std::string> services = ServedServices(server.channel());
+    size_t fuzzed = 0;
     const char* seed = std::getenv("MERCATO_FUZZ_SEED");
     const char* calls = std::getenv("MERCATO_FUZZ_CALLS");
     RandomRequests random(seed ? std::strtoull(seed, nullptr, 10) : 20261129);
@@ -290,6 +293,7 @@ TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
         if (method->client_streaming() || method->server_streaming()) continue;
         const std::string path = absl::StrCat("/", name, "/", method->name());
         ASSERT_TRUE(Seeds().contains(path)) << "no seed request for " << path;
+        ++fuzzed;
         const Message* prototype =
             google::protobuf::MessageFactory::generated_factory()->GetPrototype(
                 method->input_type());
@@ -342,6 +346,8 @@ TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
         EXPECT_GT(ok, 0) << path;
       }
     }
+    // Every seed is a method the server serves: none is left behind.
+    EXPECT_EQ(fuzzed, Seeds().size());
     auto admin = v1::Admin::NewStub(server.channel());
     const v1::ModelStatusResponse st = WaitCaughtUp(*admin, 60);
     ASSERT_TRUE(st.ready());
