@@ -1,19 +1,24 @@
-// Recommendations: personal (iALS, core/ials.h), session (context items
-// folded into a temporary user row), time-decayed popularity per category
-// and overall, similar items (cosine over item factors) and bought-together
-// association rules (support, confidence, lift), all kept current per event.
+// Recommendations: personal (iALS, ials.h), session (context items folded
+// into a temporary user row), time-decayed popularity per category and
+// overall (popularity.h), similar items (cosine over item factors) and
+// bought-together association rules (co_purchase.h), all kept current per
+// event. The parts:
+//   - recommend_model.cc: the learner step (Apply) and publication;
+//   - recommend_view.cc: serving (retrieval, filters, fallbacks,
+//     explanations);
+//   - recommend_codec.cc: the checkpoint format;
+//   - retrain_run.h: full retrains in the background, adopted at log
+//     positions;
+//   - item_index.h: the HNSW index through its life.
 //
 // Retrieval is an exact scan over the item factor blocks with a bounded heap
 // (the reference), or, above `hnsw_min_items` items with factors, HNSW
 // candidates re-scored exactly with the snapshot's own rows. Filters are
-// checked per candidate (categories through a per-request bitset).
+// checked per candidate.
 //
-// A full retrain (core/background_fit.h) runs on a background thread from a
-// copy of the factor state at the log position it starts at; the
-// interactions that arrive meanwhile are kept and replayed onto the result
-// when it is adopted, `adopt_after_events` later in the log. So the factors
-// after any event depend only on the events, never on how long training
-// took.
+// Threads: RecommendModel belongs to the learner thread (core/model.h);
+// RecommendView is immutable and thread-safe, and owns what it shows
+// (shared, copy-on-write, with the model and other views).
 #ifndef MERCATO_MODELS_RECOMMEND_RECOMMEND_MODEL_H_
 #define MERCATO_MODELS_RECOMMEND_RECOMMEND_MODEL_H_
 
@@ -30,12 +35,16 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "core/background_fit.h"
-#include "models/recommend/hnsw_index.h"
-#include "models/recommend/ials.h"
 #include "core/id_dictionary.h"
 #include "core/model.h"
 #include "core/row_block_matrix.h"
+#include "models/recommend/co_purchase.h"
+#include "models/recommend/hnsw_index.h"
+#include "models/recommend/ials.h"
+#include "models/recommend/item_index.h"
+#include "models/recommend/item_info.h"
+#include "models/recommend/popularity.h"
+#include "models/recommend/retrain_run.h"
 
 namespace mercato::core {
 
@@ -102,36 +111,22 @@ struct ItemAssociation {
   double confidence = 0, lift = 0;
 };
 
-// Catalogue facts per item row.
-struct ItemInfo {
-  float price = 0;  // 0 = unknown
-  bool in_stock = true;
-  bool deleted = false;  // by Catalog.DeleteItem, until upserted again
-  // Category ids of the item's path, root first; kNoCategory past its end.
-  static constexpr uint32_t kNoCategory = ~0u;
-  static constexpr int kMaxDepth = 8;
-  std::array<uint32_t, kMaxDepth> path = [] {
-    std::array<uint32_t, kMaxDepth> p;
-    p.fill(kNoCategory);
-    return p;
-  }();
-};
-
-// Items ranked by popularity (best first), with their anchored scores.
-using RankedItems = std::vector<std::pair<double, uint32_t>>;
-// Items bought in the same orders as one item, with counts, sorted by item.
-using CoCounts = std::vector<std::pair<uint32_t, uint32_t>>;
-
 class RecommendView final : public ModelView {
  public:
   std::string Encode() const override;
   std::vector<std::pair<std::string, uint64_t>> Counts() const override;
 
+  // Personal (or session) items, then the popular ones of the requested or
+  // most visited category, then overall. INVALID_ARGUMENT for a filter
+  // category the catalogue does not know ("filter.categories[i]: ...").
   absl::StatusOr<std::vector<Recommendation>> Recommend(const RecommendQuery& query) const;
-  // Cosine neighbours of `item_id` over the item factors.
+  // Cosine neighbours of `item_id` over the item factors (none while it has
+  // no factors). NOT_FOUND for an unknown or deleted item; INVALID_ARGUMENT
+  // for an unknown filter category.
   absl::StatusOr<std::vector<Recommendation>> SimilarItems(std::string_view item_id, size_t count,
                                                            const ItemFilter& filter) const;
-  // Highest lift first; `min_support` 0 = the model's default.
+  // Highest lift first; `min_support` 0 = the model's default; deleted items
+  // are never listed. NOT_FOUND for an unknown or deleted item.
   absl::StatusOr<std::vector<ItemAssociation>> BoughtTogether(std::string_view item_id,
                                                               size_t count,
                                                               uint32_t min_support) const;
@@ -180,18 +175,10 @@ class RecommendView final : public ModelView {
   IdDictionaryView users_, items_, categories_;
   IalsFrozen factors_;
   RowBlockView<ItemInfo> info_;
-  // Per item: anchored popularity score, interaction count (has factors).
-  RowBlockView<double> popularity_;
+  // Per item: interaction count (has factors when > 0).
   RowBlockView<uint32_t> support_;
-  // Top items overall and per category (by category id).
-  std::shared_ptr<const RankedItems> popular_;
-  RowBlockView<std::shared_ptr<const RankedItems>> category_popular_;
-  // Bought together.
-  RowBlockView<std::shared_ptr<const CoCounts>> co_counts_;
-  RowBlockView<uint32_t> orders_with_;
-  uint64_t orders_ = 0;
-  std::shared_ptr<const std::deque<std::pair<std::string, std::vector<uint32_t>>>> open_orders_;
-  double popularity_anchor_ms_ = 0;
+  PopularityView popularity_;
+  CoPurchaseView co_purchase_;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::optional<RetrainInfo> last_retrain_;
   std::optional<RunningRetrain> running_;
@@ -204,15 +191,14 @@ class RecommendView final : public ModelView {
 class RecommendModel final : public Model {
  public:
   explicit RecommendModel(RecommendOptions options = {});
-  ~RecommendModel() override;
   std::string_view name() const override { return kRecommendModelName; }
   bool Apply(const Event& event) override;
   std::shared_ptr<const ModelView> Publish() override;
   absl::Status Decode(std::string_view bytes) override;
   FitGate Gate(uint64_t sequence) override;
-  std::optional<uint64_t> FinishedFit() const override { return fit_run_.Finished(); }
+  std::optional<uint64_t> FinishedFit() const override { return retrain_.Finished(); }
   void FitDoneAt(uint64_t started, uint64_t sequence) override {
-    fit_run_.DoneAt(started, sequence);
+    retrain_.DoneAt(started, sequence);
   }
   bool Preview(const Event& event) override;
   // Adopts an index built for restored factors once ready.
@@ -224,19 +210,6 @@ class RecommendModel final : public Model {
   void RetrainNow();
 
  private:
-  // One interaction as IalsState::Observe takes it, kept while a retrain runs.
-  struct Observation {
-    uint32_t user, item;
-    float delta;
-    uint8_t flags;
-    int64_t t_ms;
-    bool forget;  // ForgetUser(user) instead
-  };
-  struct Trained {
-    IalsState state;
-    std::shared_ptr<HnswIndex> index;
-    RetrainInfo run;
-  };
   // Grows the per-item rows to the dictionary's size.
   void GrowItems();
   // Whether Apply() has anything to do with `event`.
@@ -245,59 +218,29 @@ class RecommendModel final : public Model {
   std::pair<float, uint8_t> Effect(const Event& event) const;
   void ApplyItemUpdate(const Event& event);
   void ApplyInteraction(const Event& event, uint32_t item);
-  void AddPopularity(uint32_t item, double weight, int64_t t_ms);
-  void AddToOrder(const std::string& order_id, uint32_t item);
   void StartRetrain();
-  // Replays tail_ onto `trained` (emptying it) and serves it.
-  void AdoptRetrain(Trained trained);
-  void SyncIndex();
-  // An index over `state`'s items; null when `stop` was set meanwhile.
-  std::shared_ptr<HnswIndex> BuildIndex(const IalsState& state,
-                                        const std::atomic<bool>& stop) const;
-  bool WantsIndex() const;
+  // Serves a retrain's result (its tail replayed).
+  void AdoptRetrain(TrainedFactors trained);
 
   RecommendOptions options_;
   IdDictionary users_, items_, categories_;
   IalsState factors_;
   RowBlockMatrix<ItemInfo> info_;
-  RowBlockMatrix<double> popularity_;
   RowBlockMatrix<uint32_t> support_;
-  std::shared_ptr<const RankedItems> popular_;
-  RowBlockMatrix<std::shared_ptr<const RankedItems>> category_popular_;
-  RowBlockMatrix<std::shared_ptr<const CoCounts>> co_counts_;
-  RowBlockMatrix<uint32_t> orders_with_;
-  uint64_t orders_ = 0;
-  // Recent orders and their items, oldest first (bounded).
-  std::deque<std::pair<std::string, std::vector<uint32_t>>> open_orders_;
-  absl::flat_hash_map<std::string, size_t> open_order_index_;
-  uint64_t open_orders_dropped_ = 0;
   size_t items_with_factors_ = 0;
-  std::shared_ptr<const std::deque<std::pair<std::string, std::vector<uint32_t>>>>
-      published_orders_;
-  bool orders_changed_ = true;
-  double popularity_anchor_ms_ = 0;
+  Popularity popularity_;
+  CoPurchase co_purchase_;
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::optional<RetrainInfo> last_retrain_;
   // The sequence of the last event given to Apply().
   uint64_t position_ = 0;
-  std::shared_ptr<HnswIndex> index_;
-  // Items whose index vector is out of date, in the order they changed:
-  // upserted at the next publication when a checkpoint is not saving the
-  // index.
-  std::vector<uint32_t> index_backlog_;
-  // The interactions since the running retrain started, replayed onto its
-  // result.
-  std::vector<Observation> tail_;
-  // Set by Abandon(); read by the index-build thread.
-  std::atomic<bool> abandoned_{false};
   // While the learner holds this model's events back for a retrain's
   // adoption (Preview), factors_ with them folded in, so that
   // recommendations stay fresh; never encoded.
   std::optional<IalsState> serving_;
-  // An index being built for restored factors (after Decode).
-  std::future<std::shared_ptr<HnswIndex>> pending_index_;
-  // Last: destroyed first, waiting for a running retrain that reads options_.
-  BackgroundFit<Trained> fit_run_;
+  ItemIndex index_;
+  // Last: destroyed first, waiting for a running retrain.
+  RetrainRun retrain_;
 };
 
 }  // namespace mercato::core

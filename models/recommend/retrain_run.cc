@@ -1,0 +1,61 @@
+#include "models/recommend/retrain_run.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+
+namespace mercato::core {
+
+void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs,
+                       uint64_t adopt_after, bool background, IndexBuilder build_index) {
+  tail_.clear();
+  fit_.Start(position, adopt_after, background,
+             [state = IalsState(state), epochs, build = std::move(build_index)](
+                 const std::atomic<bool>& stop) mutable -> std::optional<TrainedFactors> {
+               const absl::Time start = absl::Now();
+               if (!state.Train(epochs, &stop)) return std::nullopt;
+               std::shared_ptr<HnswIndex> index = build ? build(state, stop) : nullptr;
+               if (build && !index) return std::nullopt;
+               const absl::Time end = absl::Now();
+               return TrainedFactors{std::move(state), std::move(index),
+                                     {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)}};
+             });
+}
+
+void RetrainRun::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms) {
+  if (running()) tail_.push_back({user, item, delta, flags, t_ms, false});
+}
+
+void RetrainRun::Forget(uint32_t user) {
+  if (running()) tail_.push_back({user, 0, 0, 0, 0, true});
+}
+
+std::function<void(TrainedFactors)> RetrainRun::Replaying(
+    const std::function<void(TrainedFactors)>& adopt) {
+  return [this, &adopt](TrainedFactors trained) {
+    for (const Observation& o : tail_) {
+      if (o.forget) {
+        trained.state.ForgetUser(o.user);
+      } else {
+        trained.state.Observe(o.user, o.item, o.delta, o.flags, o.t_ms);
+      }
+    }
+    tail_.clear();
+    adopt(std::move(trained));
+  };
+}
+
+FitGate RetrainRun::Gate(uint64_t sequence, const std::function<void(TrainedFactors)>& adopt) {
+  return fit_.Gate(sequence, Replaying(adopt));
+}
+
+void RetrainRun::Finish(const std::function<void(TrainedFactors)>& adopt) {
+  fit_.Finish(Replaying(adopt));
+}
+
+void RetrainRun::Reset() {
+  fit_ = {};
+  tail_.clear();
+}
+
+}  // namespace mercato::core

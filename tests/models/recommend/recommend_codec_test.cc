@@ -1,0 +1,73 @@
+// The recommendation model's checkpoint format (recommend_codec.cc).
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "models/recommend/recommend_model.h"
+#include "testing/demo_shop.h"
+
+namespace mercato::core {
+namespace {
+
+RecommendOptions Small() {
+  RecommendOptions o;
+  o.ials.dim = 8;
+  o.background = false;
+  return o;
+}
+
+// The demo shop's first events, catalogue included, and a retrain.
+void Feed(RecommendModel& model) {
+  DemoShopOptions d;
+  d.users = 200;
+  d.items = 80;
+  d.days = 20;
+  const DemoShop shop = GenerateDemoShop(d);
+  uint64_t seq = 0;
+  for (Event e : DemoShopLog(shop)) {
+    e.sequence = ++seq;
+    e.shop_time_ms = e.timestamp_ms;
+    model.Apply(e);
+    if (seq == 2000) model.RetrainNow();
+  }
+}
+
+std::string Encoded(RecommendModel& model) { return model.Publish()->Encode(); }
+
+TEST(RecommendCodecTest, DecodeThenEncodeGivesTheSameBytes) {
+  RecommendModel model(Small());
+  Feed(model);
+  const std::string bytes = Encoded(model);
+  ASSERT_EQ(bytes[0], 2);  // the format number comes first
+  RecommendModel restored(Small());
+  ASSERT_TRUE(restored.Decode(bytes).ok());
+  EXPECT_EQ(Encoded(restored), bytes);
+  // And the restored model learns on exactly as the original.
+  Event e;
+  e.type = EventType::kPurchase;
+  e.user_id = "new-user";
+  e.item_id = "new-item";
+  e.order_id = "o-new";
+  e.timestamp_ms = e.shop_time_ms = 1900000000000;
+  e.sequence = 1000000;
+  model.Apply(e);
+  restored.Apply(e);
+  EXPECT_EQ(Encoded(restored), Encoded(model));
+}
+
+TEST(RecommendCodecTest, DamagedBytesAreRefusedAndLeaveTheStateAlone) {
+  RecommendModel model(Small());
+  Feed(model);
+  const std::string bytes = Encoded(model);
+  RecommendModel target(Small());
+  const std::string empty = Encoded(target);
+  std::string unknown = bytes;
+  unknown[0] = 9;
+  EXPECT_EQ(target.Decode(unknown).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(target.Decode(bytes + "x").code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(target.Decode(bytes.substr(0, bytes.size() / 2)).ok());
+  EXPECT_EQ(Encoded(target), empty);
+}
+
+}  // namespace
+}  // namespace mercato::core
