@@ -17,6 +17,10 @@
 // id) changes nothing and is counted as `repeated_labels`; a different one is
 // a correction, trained as one more step toward the new value, and counted
 // as `changed_labels`. A label after the maturity counts as the first.
+//
+// Threads: FraudModel belongs to the learner thread (core/model.h).
+// FraudView is immutable and thread-safe (Score is called by every serving
+// thread), and shares its rows and weights with the model and other views.
 #ifndef MERCATO_MODELS_FRAUD_FRAUD_MODEL_H_
 #define MERCATO_MODELS_FRAUD_FRAUD_MODEL_H_
 

@@ -23,6 +23,10 @@
 // interval never claims more than the group can support. Every group sum is
 // kept current by subtracting a series' old contribution and adding its new
 // one, so a publication copies only changed blocks.
+//
+// Threads: ElasticityModel belongs to the learner thread (core/model.h) and
+// reads the segment model it was given on that thread only. ElasticityView
+// is immutable and thread-safe, and shares its row blocks with the model.
 #ifndef MERCATO_MODELS_PRICING_ELASTICITY_MODEL_H_
 #define MERCATO_MODELS_PRICING_ELASTICITY_MODEL_H_
 

@@ -15,6 +15,11 @@
 // its profile; and fits BG/NBD and Gamma-Gamma by maximum likelihood over
 // every customer, within a budget of likelihood evaluations. Between refits a customer's segment
 // is the nearest centroid to his current features.
+//
+// Threads: SegmentModel belongs to the learner thread (core/model.h); its
+// refit runs on its own thread on a copy and shares nothing with it until
+// adopted. SegmentView is immutable and thread-safe, and shares its row
+// blocks and fit with the model and other views.
 #ifndef MERCATO_MODELS_SEGMENTS_SEGMENT_MODEL_H_
 #define MERCATO_MODELS_SEGMENTS_SEGMENT_MODEL_H_
 
