@@ -23,17 +23,13 @@
 #define MERCATO_MODELS_RECOMMEND_RECOMMEND_MODEL_H_
 
 #include <array>
-#include <atomic>
 #include <cstdint>
-#include <deque>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "core/id_dictionary.h"
 #include "core/model.h"
