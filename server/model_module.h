@@ -14,7 +14,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
-#include <map>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -73,7 +73,6 @@ class ServiceRegistrar {
   template <class S>
   S* Serve(std::unique_ptr<S> service, std::string full_name) {
     S* raw = service.get();
-    names_[raw] = full_name;
     services_.push_back({std::move(service), std::move(full_name)});
     return raw;
   }
@@ -86,7 +85,7 @@ class ServiceRegistrar {
              UnaryHandler<Req, Resp> handler) {
     CallObserver* observer =
         metrics_ ? metrics_->ObserverFor(
-                       absl::StrCat("/", names_.at(owner), "/", std::string(method_name)))
+                       absl::StrCat("/", NameOf(owner), "/", std::string(method_name)))
                  : nullptr;
     dispatcher_->Add(owner, method, std::move(handler), observer);
   }
@@ -98,11 +97,18 @@ class ServiceRegistrar {
   std::vector<Served>& services() { return services_; }
 
  private:
+  // The name `service` was given to Serve with.
+  const std::string& NameOf(const grpc::Service* service) const {
+    for (const Served& s : services_) {
+      if (s.service.get() == service) return s.name;
+    }
+    std::abort();  // REQUIRES: served
+  }
+
   Runtime* runtime_;
   Metrics* metrics_;
   AsyncDispatcher* dispatcher_;
   std::vector<Served> services_;
-  std::map<const void*, std::string> names_;
 };
 
 // The models a module reads, made before it, in the order of its table

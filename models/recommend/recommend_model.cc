@@ -83,7 +83,6 @@ void RecommendModel::GrowItems() {
 
 void RecommendModel::ApplyItemUpdate(const Event& event) {
   const uint32_t item = items_.FindOrAdd(event.item_id);
-  GrowItems();
   ItemInfo info;
   info.price = static_cast<float>(event.unit_price);
   info.in_stock = event.quantity > 0;
@@ -93,7 +92,7 @@ void RecommendModel::ApplyItemUpdate(const Event& event) {
     if (name.empty() || depth == info.path.size()) continue;
     info.path[depth++] = categories_.FindOrAdd(name);
   }
-  GrowItems();  // the new categories
+  GrowItems();  // the new item and categories
   ItemInfo& slot = *info_.MutableRow(item);
   popularity_.Move(item, slot, info);
   slot = info;

@@ -5,6 +5,7 @@
 #include "gtest/gtest.h"
 #include "models/recommend/recommend_model.h"
 #include "testing/demo_shop.h"
+#include "testing/model_feed.h"
 
 namespace mercato::core {
 namespace {
@@ -23,12 +24,11 @@ void Feed(RecommendModel& model) {
   d.items = 80;
   d.days = 20;
   const DemoShop shop = GenerateDemoShop(d);
-  uint64_t seq = 0;
-  for (Event e : DemoShopLog(shop)) {
-    e.sequence = ++seq;
-    e.shop_time_ms = e.timestamp_ms;
-    model.Apply(e);
-    if (seq == 2000) model.RetrainNow();
+  testkit::ModelFeed feed(model);
+  int n = 0;
+  for (const Event& e : DemoShopLog(shop)) {
+    feed.Apply(e);
+    if (++n == 2000) model.RetrainNow();
   }
 }
 
@@ -49,7 +49,7 @@ TEST(RecommendCodecTest, DecodeThenEncodeGivesTheSameBytes) {
   e.item_id = "new-item";
   e.order_id = "o-new";
   e.timestamp_ms = e.shop_time_ms = 1900000000000;
-  e.sequence = 1000000;
+  e.sequence = 1000000;  // as the learner would give it, numbered and stamped
   model.Apply(e);
   restored.Apply(e);
   EXPECT_EQ(Encoded(restored), Encoded(model));
