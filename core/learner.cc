@@ -97,6 +97,11 @@ absl::Status Learner::Restore(uint64_t sequence, const std::map<std::string, std
 
 absl::Status Learner::CatchUp(bool drain) {
   while (applied_.load() < log_->LastSequence()) {
+    if (Full()) {
+      absl::SleepFor(absl::Milliseconds(1));
+      Housekeep();
+      continue;
+    }
     absl::StatusOr<size_t> n = Step();
     if (!n.ok()) return n.status();
     if (*n == 0) break;
@@ -137,6 +142,12 @@ absl::StatusOr<size_t> Learner::Step() {
   }
   since_publish_ += buffer_.size();
   return buffer_.size();
+}
+
+bool Learner::Full() const {
+  return std::any_of(waiting_.begin(), waiting_.end(), [this](const std::deque<Event>& w) {
+    return w.size() >= options_.max_waiting_events;
+  });
 }
 
 bool Learner::InStep(size_t i, uint64_t sequence) const {
@@ -318,7 +329,9 @@ void Learner::Run() {
       absl::ToChronoMilliseconds(std::min(options_.publish_gap, options_.publish_interval));
   while (!stop_.load()) {
     const bool pending = applied_.load() > snapshot()->applied_sequence;
-    if (applied_.load() >= log_->LastSequence()) {
+    if (Full()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // for the fit, in Housekeep
+    } else if (applied_.load() >= log_->LastSequence()) {
       // Idle: wait for new events, but not past the next publication due.
       log_->WaitForSequence(applied_.load(),
                             pending ? absl::Milliseconds(1) : options_.publish_interval);

@@ -65,6 +65,12 @@ struct LearnerOptions {
   absl::Duration publish_gap = absl::Milliseconds(10);
   // Events read from the log at a time.
   size_t read_batch = 4096;
+  // Events one model may hold back while it waits for a fit's adoption
+  // (core/background_fit.h), at most; beyond, the learner stops reading the
+  // log until that fit is done, so memory stays bounded and the other
+  // models lag with it (the events are safe in the log meanwhile). Exceeded
+  // by up to one read batch.
+  size_t max_waiting_events = 1000000;
   // Niceness of the learner thread (and of the server's background
   // appender and the checkpointer): above 0, request-serving threads win the
   // CPU when both want it, and learning lags (ModelStatus shows by how much)
@@ -148,6 +154,8 @@ class Learner {
   // reads has applied it, and every model reading it has applied the ones
   // before.
   bool InStep(size_t i, uint64_t sequence) const;
+  // Whether a model holds max_waiting_events back.
+  bool Full() const;
   void Publish();
   void Run();
 

@@ -36,6 +36,9 @@ ABSL_FLAG(
     int, learner_nice, 10,
     "niceness (0..19) of the learner, background-append and checkpoint threads; higher yields "
     "more CPU to requests and lets learning lag under load");
+ABSL_FLAG(int64_t, max_waiting_events, 1000000,
+          "events one model may hold back while a background fit it must adopt runs; beyond, "
+          "learning pauses until the fit is done (the events wait in the log)");
 ABSL_FLAG(int, checkpoint_interval_s, 60,
           "checkpoint the served models this often when changed (at least 10x the last "
           "checkpoint's duration apart)");
@@ -90,6 +93,8 @@ int Run() {
   rt_options.learner.publish_gap =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_publish_gap_ms)));
   rt_options.learner.nice = std::clamp(absl::GetFlag(FLAGS_learner_nice), 0, 19);
+  rt_options.learner.max_waiting_events =
+      static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_waiting_events)));
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.checkpoint_every_events =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_checkpoint_every_events)));

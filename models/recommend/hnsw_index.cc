@@ -13,11 +13,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <queue>
 #include <stdexcept>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 
 namespace mercato::core {
@@ -220,7 +218,6 @@ HnswIndex::~HnswIndex() = default;
 void HnswIndex::Upsert(uint32_t label, const float* v) {
   std::vector<char> q(space_->get_data_size());
   space_->Quantize(v, q.data());
-  std::unique_lock lock(mu_);
   if (index_->cur_element_count >= index_->max_elements_) {
     index_->resizeIndex(2 * index_->max_elements_);
     AdviseHugePages(index_->data_level0_memory_,
@@ -229,7 +226,7 @@ void HnswIndex::Upsert(uint32_t label, const float* v) {
   index_->addPoint(q.data(), label);
 }
 
-std::vector<uint32_t> HnswIndex::Search(const float* query, size_t k) const {
+std::vector<uint32_t> HnswIndex::Search(const float* query, size_t k, int breadth) const {
   using hnswlib::tableint;
   std::vector<char> quantized(space_->get_data_size());
   space_->Quantize(query, quantized.data());
@@ -244,10 +241,9 @@ std::vector<uint32_t> HnswIndex::Search(const float* query, size_t k) const {
     __builtin_prefetch(data + 64);
   };
 
-  std::shared_lock lock(mu_);
   const hnswlib::HierarchicalNSW<float>& g = *index_;
   if (g.cur_element_count == 0) return {};
-  const size_t ef = std::max(k, g.ef_);
+  const size_t ef = std::max(k, breadth > 0 ? static_cast<size_t>(breadth) : g.ef_);
   // Greedy descent through the upper layers to the entry of layer 0.
   tableint entry = g.enterpoint_node_;
   float entry_distance = distance(entry);
@@ -319,11 +315,8 @@ std::vector<uint32_t> HnswIndex::Search(const float* query, size_t k) const {
 }
 
 std::string HnswIndex::Encode() const {
-  ++saving_;
-  absl::Cleanup done = [this] { --saving_; };
   MemoryFile file;
   std::string out;
-  std::shared_lock lock(mu_);
   if (!file.ok()) return out;
   index_->saveIndex(file.path());
   if (!file.Read(&out)) out.clear();
@@ -366,13 +359,7 @@ absl::StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::Decode(int dim, const Hnsw
   return index;
 }
 
-void HnswIndex::SetSearchBreadth(int ef) {
-  std::unique_lock lock(mu_);
-  index_->setEf(ef);
-}
-
 size_t HnswIndex::size() const {
-  std::shared_lock lock(mu_);
   return index_->cur_element_count;
 }
 

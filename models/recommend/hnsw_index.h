@@ -2,19 +2,17 @@
 // Debian's header-only hnswlib, in an inner-product space over vectors
 // quantised to int8 (one scale per vector). Labels are item rows.
 //
-// One index is shared by the learner, which upserts rows as fold-in changes
-// them, and by every published view that searches it; a reader-writer lock
-// makes an upsert and a search exclusive. Results are candidates ranked by
-// the quantised product only: callers re-score them with their own
-// snapshot's factors. Checkpoints hold the index too (Encode / Decode), so a
-// restarted server searches the graph it had instead of rebuilding one.
+// An index is built on one thread (Upsert) and then never changes: every
+// published view that holds it may search it from any thread (Search, size,
+// Encode are const and need no lock). Results are candidates ranked by the
+// quantised product only: callers re-score them with their own snapshot's
+// factors. Checkpoints hold the index too (Encode / Decode), so a restarted
+// server searches the graph it had instead of rebuilding one.
 #ifndef MERCATO_MODELS_RECOMMEND_HNSW_INDEX_H_
 #define MERCATO_MODELS_RECOMMEND_HNSW_INDEX_H_
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,24 +43,19 @@ class HnswIndex {
   HnswIndex& operator=(const HnswIndex&) = delete;
 
   // Adds row `label` with vector `v` (dim floats), or replaces its vector.
+  // Only while the index is being built, before anything searches it.
   void Upsert(uint32_t label, const float* v);
-  // The max(ef_search, k) labels found with the largest (quantised) inner
-  // product with `query`, best first.
-  std::vector<uint32_t> Search(const float* query, size_t k) const;
+  // The max(breadth, k) labels found with the largest (quantised) inner
+  // product with `query`, best first; breadth 0 = options.ef_search.
+  std::vector<uint32_t> Search(const float* query, size_t k, int breadth = 0) const;
   size_t size() const;
-  // Changes ef_search for every later search.
-  void SetSearchBreadth(int ef);
 
-  // The graph and vectors as bytes (hnswlib's own format). Upserts wait
-  // while it runs; saving() tells.
+  // The graph and vectors as bytes (hnswlib's own format).
   std::string Encode() const;
-  bool saving() const { return saving_.load() > 0; }
   // The index Encode() wrote. DATA_LOSS when `bytes` is not an index of
   // `dim`-dimensional vectors with `options.m` links a node whose links stay
   // in bounds, or asks for room for more than about 4x `expected_rows`.
-  // Labels are not checked: callers bound-check the rows Search() returns
-  // (an index saved while the learner went on may already hold rows that
-  // the rest of a checkpoint does not).
+  // Labels are not checked: callers bound-check the rows Search() returns.
   static absl::StatusOr<std::unique_ptr<HnswIndex>> Decode(int dim, const HnswOptions& options,
                                                            std::string_view bytes,
                                                            size_t expected_rows);
@@ -70,8 +63,6 @@ class HnswIndex {
  private:
   std::unique_ptr<QuantizedInnerProductSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
-  mutable std::shared_mutex mu_;
-  mutable std::atomic<int> saving_{0};
 };
 
 }  // namespace mercato::core

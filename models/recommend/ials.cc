@@ -158,11 +158,13 @@ void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags
   if (due(*item_pending_.MutableRow(item), users.size())) SolveItemRow(item);
 }
 
-void IalsState::ForgetUser(uint32_t user) {
-  if (user >= users_.rows()) return;
+std::vector<uint32_t> IalsState::ForgetUser(uint32_t user) {
+  std::vector<uint32_t> items;
+  if (user >= users_.rows()) return items;
   std::shared_ptr<const History>* slot = histories_.MutableRow(user);
   if (*slot) {
     for (const Interaction& in : **slot) {
+      items.push_back(in.item);
       std::vector<ItemEntry>& users = item_users_[in.item];
       auto jt = std::lower_bound(users.begin(), users.end(), user,
                                  [](const ItemEntry& a, uint32_t u) { return a.user < u; });
@@ -171,6 +173,7 @@ void IalsState::ForgetUser(uint32_t user) {
   }
   slot->reset();
   SetRow(users_, gram_users_, user, Eigen::VectorXd::Zero(options_.dim));
+  return items;
 }
 
 void IalsState::SolveUserRow(uint32_t user) {

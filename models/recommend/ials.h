@@ -133,8 +133,9 @@ class IalsState {
   // Changes the confidence of (user, item) by `delta` at `t_ms` (after
   // decaying it to t_ms; never below 0), sets `flags`, and re-solves the rows.
   void Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms);
-  // Drops the user's history and zeroes the user's row.
-  void ForgetUser(uint32_t user);
+  // Drops the user's history and zeroes the user's row. Returns the items
+  // the user had interacted with.
+  std::vector<uint32_t> ForgetUser(uint32_t user);
   // Full alternating epochs over every interaction. Returns false, with the
   // rows part-trained, when `stop` turns true first.
   bool Train(int epochs, const std::atomic<bool>* stop = nullptr);

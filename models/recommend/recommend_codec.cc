@@ -1,9 +1,11 @@
 // The recommendation model's checkpoint format, versioned by its first
 // byte: 1 (the index and waiting events optional at the end, read when no
-// event waited), 2 (the index always, nothing after it). A format-1 state
-// written while events waited for a retrain is refused (FAILED_PRECONDITION)
-// and rebuilt from the log. tests/storage/testdata/checkpoint-format1 keeps
-// a checkpoint of format 1.
+// event waited), 2 (the index always, nothing after it), 3 (the index with
+// its stale items and rebuild counts, item_index.h). The index of formats 1
+// and 2 was kept current by upserts and is dropped, to be rebuilt at a log
+// position. A format-1 state written while events waited for a retrain is
+// refused (FAILED_PRECONDITION) and rebuilt from the log.
+// tests/storage/testdata/checkpoint-format1 keeps a checkpoint of format 1.
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -14,7 +16,7 @@
 namespace mercato::core {
 namespace {
 
-constexpr uint8_t kFormat = 2;
+constexpr uint8_t kFormat = 3;
 
 void EncodeRanked(ByteWriter& w, const RankedItems* list) {
   w.Varint(list ? list->size() : 0);
@@ -78,14 +80,14 @@ std::string RecommendView::Encode() const {
   }
   w.Varint(interactions_since_retrain_);
   w.Varint(retrains_);
-  w.Str(index_ ? index_->Encode() : std::string());
+  index_.Encode(w);
   return out;
 }
 
 absl::Status RecommendModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
   const uint8_t format = r.U8();
-  if (format != 1 && format != kFormat) {
+  if (format < 1 || format > kFormat) {
     return absl::DataLossError("recommend checkpoint: unknown format");
   }
   RecommendModel next(options_);
@@ -145,7 +147,11 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   // Format 1 may end before the index, and may keep events that waited for a
   // retrain after it: the learner holds those now, so such a state is
   // rebuilt from the log.
-  const std::string index_bytes = format == 1 && r.done() ? std::string() : r.Str();
+  if (format == kFormat) {
+    next.index_.Decode(r, items);
+  } else if (!(format == 1 && r.done())) {
+    r.Str();
+  }
   if (format == 1 && !r.done() && (r.U8() != 0 || r.Varint() != 0)) {
     return absl::FailedPreconditionError(
         "recommend checkpoint: written while events waited for a retrain; rebuilt from the log");
@@ -167,7 +173,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   retrain_.Reset();
   serving_.reset();
   factors_.TakeChangedItems();
-  index_.Restore(index_bytes, factors_, items_.size(), items_with_factors_);
+  index_ = std::move(next.index_);
   return absl::OkStatus();
 }
 

@@ -1,5 +1,6 @@
 // Learning: the learner step (Apply), previews of held-back events,
 // retrains and publication.
+#include <algorithm>
 #include <utility>
 
 #include "models/recommend/recommend_model.h"
@@ -65,7 +66,7 @@ bool RecommendModel::Apply(const Event& event) {
   } else if (event.type == EventType::kUserDelete) {
     const std::optional<uint32_t> user = users_.Find(event.user_id);
     if (!user) return false;
-    factors_.ForgetUser(*user);
+    for (uint32_t item : factors_.ForgetUser(*user)) SetSupport(item);
     retrain_.Forget(*user);
   } else {
     ApplyInteraction(event, items_.FindOrAdd(event.item_id));
@@ -104,9 +105,8 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   const auto [weight, flags] = Effect(event);
   factors_.Observe(user, item, weight, flags, event.timestamp_ms);
   retrain_.Observe(user, item, weight, flags, event.timestamp_ms);
-  uint32_t& support = *support_.MutableRow(item);
-  if (support == 0 && factors_.ItemSupport(item) > 0) ++items_with_factors_;
-  support = factors_.ItemSupport(item);
+  index_.Changed(factors_.TakeChangedItems());
+  SetSupport(item);
   if (weight > 0) popularity_.Add(item, weight, event.timestamp_ms, *info_.Row(item));
   if (event.type == EventType::kPurchase) co_purchase_.Add(event.order_id, item);
   ++interactions_since_retrain_;
@@ -115,6 +115,18 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   if (!retrain_.running() && FitDue(options_.retrain_every, {interactions_since_retrain_, true})) {
     StartRetrain();
   }
+  // Never both at one log position: each fit's FIT_DONE names its start.
+  if (!retrain_.running() && index_.RebuildDue(position_, items_with_factors_)) {
+    index_.StartRebuild(position_, factors_.Freeze().items, support_.Freeze(),
+                        options_.adopt_after_events, options_.background);
+  }
+}
+
+void RecommendModel::SetSupport(uint32_t item) {
+  uint32_t& support = *support_.MutableRow(item);
+  const uint32_t now = factors_.ItemSupport(item);
+  items_with_factors_ += (now > 0) - (support > 0);
+  support = now;
 }
 
 void RecommendModel::StartRetrain() {
@@ -122,7 +134,10 @@ void RecommendModel::StartRetrain() {
   RetrainRun::IndexBuilder build;
   if (index_.Wanted(items_with_factors_)) {
     build = [this](const IalsState& state, const std::atomic<bool>& stop) {
-      return index_.Build(state, stop);
+      return index_.Build(
+          state.num_items(),
+          [&](uint32_t i) { return state.ItemSupport(i) > 0 ? state.item_row(i) : nullptr; },
+          stop);
     };
   }
   retrain_.Start(position_, factors_, options_.ials.epochs, options_.adopt_after_events,
@@ -131,19 +146,32 @@ void RecommendModel::StartRetrain() {
 
 void RecommendModel::AdoptRetrain(TrainedFactors trained) {
   factors_ = std::move(trained.state);
-  if (trained.index) index_.Adopt(std::move(trained.index));
+  index_.AdoptRetrained(std::move(trained.index));
+  index_.Changed(factors_.TakeChangedItems());  // by the tail replayed onto it
   ++retrains_;
   last_retrain_ = trained.run;
 }
 
 FitGate RecommendModel::Gate(uint64_t sequence) {
-  const FitGate gate =
+  // The index first: its adoption leaves the previewed factors as they are.
+  const FitGate index = index_.Gate(sequence);
+  if (index == FitGate::kWait) return index;
+  const FitGate retrain =
       retrain_.Gate(sequence, [this](TrainedFactors trained) { AdoptRetrain(std::move(trained)); });
-  if (gate == FitGate::kAdopted) serving_.reset();  // what was previewed is applied next
-  return gate;
+  if (retrain == FitGate::kAdopted) serving_.reset();  // what was previewed is applied next
+  return retrain == FitGate::kOpen ? index : retrain;
 }
 
-bool RecommendModel::Poll() { return index_.Poll(); }
+std::optional<uint64_t> RecommendModel::FinishedFit() const {
+  const std::optional<uint64_t> retrain = retrain_.Finished(), index = index_.Finished();
+  if (retrain && index) return std::min(*retrain, *index);
+  return retrain ? retrain : index;
+}
+
+void RecommendModel::FitDoneAt(uint64_t started, uint64_t sequence) {
+  retrain_.DoneAt(started, sequence);
+  index_.DoneAt(started, sequence);
+}
 
 void RecommendModel::Retrain() {
   if (!retrain_.running()) StartRetrain();
@@ -165,7 +193,6 @@ void RecommendModel::RetrainNow() {
 }
 
 std::shared_ptr<const ModelView> RecommendModel::Publish() {
-  index_.Sync(factors_);
   auto view = std::make_shared<RecommendView>();
   view->options_ = options_;
   view->users_ = users_.Freeze();
@@ -174,7 +201,7 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->factors_ = factors_.Freeze();
   if (serving_) {
     view->unserved_factors_ = std::exchange(view->factors_, serving_->Freeze());
-    serving_->TakeChangedItems();  // the index follows factors_ only
+    serving_->TakeChangedItems();  // stale items are those of factors_
   }
   view->info_ = info_.Freeze();
   view->support_ = support_.Freeze();
@@ -183,8 +210,8 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->interactions_since_retrain_ = interactions_since_retrain_;
   view->retrains_ = retrains_;
   view->last_retrain_ = last_retrain_;
-  view->running_ = retrain_.status();
-  view->index_ = index_.current();
+  view->running_ = retrain_.status() ? retrain_.status() : index_.rebuild_status();
+  view->index_ = index_.Freeze();
   return view;
 }
 

@@ -64,7 +64,7 @@ struct RecommendOptions {
   // Bought together: fewest shared orders for a pair to be reported.
   uint32_t min_support = 2;
   // HNSW from this many items with factors on (0 = exact scan only), built
-  // by each retrain (and after a restore) and updated as fold-in moves rows.
+  // by each retrain and rebuilt as fold-in moves rows (item_index.h).
   size_t hnsw_min_items = 50000;
   HnswOptions hnsw;
   // Explanations per explained result.
@@ -129,18 +129,18 @@ class RecommendView final : public ModelView {
 
   // For tests and benchmarks: the factor rows (null when unknown), and the
   // top `k` item rows for `query` by the exact scan or by HNSW (empty when
-  // there is no index).
+  // there is no index) searching `breadth` nodes (0 = the options').
   const float* UserFactors(std::string_view user_id) const;
   const float* ItemFactors(std::string_view item_id) const;
-  std::vector<uint32_t> TopItems(const float* query, size_t k, bool exact) const;
+  std::vector<uint32_t> TopItems(const float* query, size_t k, bool exact, int breadth = 0) const;
   int dim() const { return options_.ials.dim; }
   size_t num_items() const { return items_.size(); }
-  bool has_index() const { return index_ != nullptr; }
+  bool has_index() const { return index_.index != nullptr; }
   // Training and index build of the last retrain adopted.
   std::optional<RetrainInfo> LastRetrain() const override { return last_retrain_; }
   std::optional<RunningRetrain> Running() const override { return running_; }
-  // The HNSW index shared by this view and later ones (null when none).
-  HnswIndex* index() const { return index_.get(); }
+  // The HNSW index (null when none) and the items it holds stale rows of.
+  const ItemIndexView& index() const { return index_; }
 
  private:
   friend class RecommendModel;
@@ -150,9 +150,11 @@ class RecommendView final : public ModelView {
     uint32_t item;
   };
   // Best `count` items for `query` passing `filter`; `candidates` (if any)
-  // are the only items considered.
+  // are the only items considered; else HNSW searches `breadth` nodes
+  // (0 = the options') unless `exact`.
   std::vector<Scored> Rank(const Eigen::VectorXf& query, size_t count, const Filter& filter,
-                           const std::vector<uint32_t>* candidates, bool exact) const;
+                           const std::vector<uint32_t>* candidates, bool exact,
+                           int breadth = 0) const;
   // The best of `ranked` passing `filter`; with `scan_all`, a list cut short
   // at its length limit is completed by a scan of every item.
   std::vector<Scored> Popular(const RankedItems& ranked, size_t count, const Filter& filter,
@@ -178,7 +180,7 @@ class RecommendView final : public ModelView {
   uint64_t interactions_since_retrain_ = 0, retrains_ = 0;
   std::optional<RetrainInfo> last_retrain_;
   std::optional<RunningRetrain> running_;
-  std::shared_ptr<HnswIndex> index_;
+  ItemIndexView index_;
   // While the learner holds events back for a retrain, factors_ has them
   // previewed and these are the factors without them, which Encode writes.
   std::optional<IalsFrozen> unserved_factors_;
@@ -192,13 +194,10 @@ class RecommendModel final : public Model {
   std::shared_ptr<const ModelView> Publish() override;
   absl::Status Decode(std::string_view bytes) override;
   FitGate Gate(uint64_t sequence) override;
-  std::optional<uint64_t> FinishedFit() const override { return retrain_.Finished(); }
-  void FitDoneAt(uint64_t started, uint64_t sequence) override {
-    retrain_.DoneAt(started, sequence);
-  }
+  // Of a retrain or an index rebuild (item_index.h), whichever started first.
+  std::optional<uint64_t> FinishedFit() const override;
+  void FitDoneAt(uint64_t started, uint64_t sequence) override;
   bool Preview(const Event& event) override;
-  // Adopts an index built for restored factors once ready.
-  bool Poll() override;
   bool CanRetrain() const override { return true; }
   void Retrain() override;
   void Abandon() override;
@@ -214,6 +213,8 @@ class RecommendModel final : public Model {
   std::pair<float, uint8_t> Effect(const Event& event) const;
   void ApplyItemUpdate(const Event& event);
   void ApplyInteraction(const Event& event, uint32_t item);
+  // support_[item] from the factors, and items_with_factors_ with it.
+  void SetSupport(uint32_t item);
   void StartRetrain();
   // Serves a retrain's result (its tail replayed).
   void AdoptRetrain(TrainedFactors trained);

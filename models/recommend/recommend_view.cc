@@ -99,7 +99,7 @@ class TopK {
 std::vector<RecommendView::Scored> RecommendView::Rank(const Eigen::VectorXf& query,
                                                        size_t count, const Filter& filter,
                                                        const std::vector<uint32_t>* candidates,
-                                                       bool exact) const {
+                                                       bool exact, int breadth) const {
   const int k = dim();
   const RowBlockView<float>& rows = factors_.items;
   TopK top(count);
@@ -112,10 +112,18 @@ std::vector<RecommendView::Scored> RecommendView::Rank(const Eigen::VectorXf& qu
         consider(item, Eigen::Map<const Eigen::VectorXf>(rows.Row(item), k).dot(query));
       }
     }
-  } else if (!exact && index_) {
+  } else if (!exact && index_.index) {
     const size_t want = std::min(rows.rows(), count + filter.excluded() + count);
-    std::vector<uint32_t> found = index_->Search(query.data(), want);
-    std::erase_if(found, [&](uint32_t item) { return item >= rows.rows(); });
+    std::vector<uint32_t> found = index_.index->Search(query.data(), want, breadth);
+    // The index's candidates whose rows it holds as they are, and every item
+    // whose row moved since: all scored on this view's rows.
+    const std::vector<uint32_t>& stale = *index_.stale;
+    std::erase_if(found, [&](uint32_t item) {
+      return item >= rows.rows() || std::binary_search(stale.begin(), stale.end(), item);
+    });
+    for (uint32_t item : stale) {
+      if (item < rows.rows()) found.push_back(item);
+    }
     // Fetch every candidate's row at once: their cache misses overlap.
     for (uint32_t item : found) {
       const char* row = reinterpret_cast<const char*>(rows.Row(item));
@@ -401,13 +409,14 @@ const float* RecommendView::ItemFactors(std::string_view item_id) const {
   return i && *i < factors_.items.rows() ? factors_.items.Row(*i) : nullptr;
 }
 
-std::vector<uint32_t> RecommendView::TopItems(const float* query, size_t k, bool exact) const {
-  if (!exact && !index_) return {};
+std::vector<uint32_t> RecommendView::TopItems(const float* query, size_t k, bool exact,
+                                              int breadth) const {
+  if (!exact && !index_.index) return {};
   ItemFilter none;
   Filter filter(*this, none, {});
   std::vector<uint32_t> out;
   for (const Scored& s : Rank(Eigen::Map<const Eigen::VectorXf>(query, dim()), k, filter,
-                              nullptr, exact)) {
+                              nullptr, exact, breadth)) {
     out.push_back(s.item);
   }
   return out;
@@ -419,7 +428,8 @@ std::vector<std::pair<std::string, uint64_t>> RecommendView::Counts() const {
           {"categories", categories_.size()},
           {"orders", co_purchase_.orders},
           {"retrains", retrains_},
-          {"hnsw_items", index_ ? index_->size() : 0}};
+          {"hnsw_items", index_.index ? index_.index->size() : 0},
+          {"hnsw_stale_items", index_.stale ? index_.stale->size() : 0}};
 }
 
 }  // namespace mercato::core

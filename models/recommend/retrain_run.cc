@@ -14,7 +14,7 @@ void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs,
                  const std::atomic<bool>& stop) mutable -> std::optional<TrainedFactors> {
                const absl::Time start = absl::Now();
                if (!state.Train(epochs, &stop)) return std::nullopt;
-               std::shared_ptr<HnswIndex> index = build ? build(state, stop) : nullptr;
+               std::shared_ptr<const HnswIndex> index = build ? build(state, stop) : nullptr;
                if (build && !index) return std::nullopt;
                const absl::Time end = absl::Now();
                return TrainedFactors{std::move(state), std::move(index),

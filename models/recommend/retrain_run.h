@@ -28,15 +28,15 @@ namespace mercato::core {
 // index over it when one was asked for, and how long it ran.
 struct TrainedFactors {
   IalsState state;
-  std::shared_ptr<HnswIndex> index;
+  std::shared_ptr<const HnswIndex> index;
   RetrainInfo run;
 };
 
 class RetrainRun {
  public:
   // Builds an index over a state; null when `stop` was set meanwhile.
-  using IndexBuilder =
-      std::function<std::shared_ptr<HnswIndex>(const IalsState&, const std::atomic<bool>& stop)>;
+  using IndexBuilder = std::function<std::shared_ptr<const HnswIndex>(
+      const IalsState&, const std::atomic<bool>& stop)>;
 
   // Starts training a copy of `state` for `epochs` at log position
   // `position`, to be adopted `adopt_after` events later at the latest (see

@@ -67,7 +67,6 @@ int Main() {
   auto view = std::dynamic_pointer_cast<const RecommendView>(model.Publish());
   const int users = std::max(1, items / 4);
   for (int ef : efs) {
-    view->index()->SetSearchBreadth(ef);
     // Exact answers first, then every HNSW query in a row, as a server
     // answers them (the exact scans would otherwise evict the index from the
     // caches before each HNSW query).
@@ -85,14 +84,14 @@ int Main() {
     double hits = 0, total = 0;
     for (size_t q = 0; q < queries.size(); ++q) {
       start = std::chrono::steady_clock::now();
-      const std::vector<uint32_t> approx = view->TopItems(queries[q], k, false);
+      const std::vector<uint32_t> approx = view->TopItems(queries[q], k, false, ef);
       hnsw_us.push_back(1e6 * Seconds(start));
       for (uint32_t i : approx) hits += std::count(exact[q].begin(), exact[q].end(), i);
       total += static_cast<double>(exact[q].size());
     }
     for (const float* user : queries) {
       start = std::chrono::steady_clock::now();
-      view->index()->Search(user, k);
+      view->index().index->Search(user, k, ef);
       search_us.push_back(1e6 * Seconds(start));
     }
     std::printf(

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "core/background_fit.h"
 #include "models/recommend/recommend_model.h"
 #include "testing/activity_model.h"
 #include "testing/demo_shop.h"
@@ -152,6 +153,48 @@ TEST(LearnerTest, AFitDueForAdoptionHoldsBackOnlyItsModel) {
   const auto start = std::chrono::steady_clock::now();
   learner.Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+// Held-back events are bounded: past max_waiting_events the learner stops
+// reading the log until the fit is done, every model lagging with it, and
+// then applies everything.
+TEST(LearnerTest, HeldBackEventsStayBoundedAndAllAreAppliedOnceTheFitsEnd) {
+  RecommendOptions slow;
+  slow.ials.epochs = 1;
+  slow.retrain_every = 1000;
+  slow.adopt_after_events = 50;
+  std::vector<std::unique_ptr<Model>> models = Models();
+  models.push_back(std::make_unique<RecommendModel>(slow));
+  FakeEventLog log;
+  FakeClock clock(1000);
+  LearnerOptions options;
+  options.read_batch = 100;
+  options.max_waiting_events = 300;
+  options.publish_every_events = 100;
+  options.publish_interval = absl::Milliseconds(1);
+  Learner learner(options, std::move(models), &log, &clock);
+  const std::vector<Event> events = ShopEvents();
+  SetFitDelayForTesting(absl::Milliseconds(200));
+  learner.Start();
+  log.Append(events);
+  uint64_t most_waiting = 0;
+  bool others_waited = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    const auto snap = learner.snapshot();
+    const PublishedModel& activity = snap->models[0];
+    const PublishedModel& recommend = snap->models[1];
+    most_waiting = std::max(most_waiting, recommend.waiting_events);
+    others_waited |= recommend.waiting_events >= 300 && activity.applied_sequence < events.size();
+    if (snap->served_sequence() == events.size() && recommend.waiting_events == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "never caught up";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  SetFitDelayForTesting(absl::ZeroDuration());
+  learner.Stop();
+  EXPECT_GE(most_waiting, 300u);
+  EXPECT_LE(most_waiting, 300u + options.read_batch);
+  EXPECT_TRUE(others_waited);
 }
 
 TEST(LearnerTest, CorruptCheckpointIsRefusedAndNamesTheModel) {

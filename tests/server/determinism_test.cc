@@ -26,9 +26,9 @@ namespace {
 using core::Event;
 using core::EventType;
 
-// Options under which the models with fits fit often on a small shop; fits
-// are adopted at their FIT_DONE records. Every other model runs with its
-// defaults.
+// Options under which the models with fits fit often on a small shop (the
+// recommendation model's HNSW index too, from 20 items on); fits are adopted
+// at their FIT_DONE records. Every other model runs with its defaults.
 ModuleOptions Options() {
   ModuleOptions o;
   core::RecommendOptions& rec = o.Mutable<core::RecommendOptions>();
@@ -36,6 +36,7 @@ ModuleOptions Options() {
   rec.ials.epochs = 2;
   rec.retrain_every = 4000;
   rec.adopt_after_events = 1000000000;
+  rec.hnsw_min_items = 20;
   core::SegmentOptions& seg = o.Mutable<core::SegmentOptions>();
   seg.min_customers = 30;
   seg.refit_every_purchases = 600;

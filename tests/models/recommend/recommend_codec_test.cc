@@ -14,10 +14,14 @@ RecommendOptions Small() {
   RecommendOptions o;
   o.ials.dim = 8;
   o.background = false;
+  // An index from 20 items on, rebuilt within 50 events.
+  o.hnsw_min_items = 20;
+  o.adopt_after_events = 50;
   return o;
 }
 
-// The demo shop's first events, catalogue included, and a retrain.
+// The demo shop's events, catalogue included, and a retrain; then events the
+// model does not use until no fit runs (a checkpoint is of a settled model).
 void Feed(RecommendModel& model) {
   DemoShopOptions d;
   d.users = 200;
@@ -30,6 +34,10 @@ void Feed(RecommendModel& model) {
     feed.Apply(e);
     if (++n == 2000) model.RetrainNow();
   }
+  Event label;
+  label.type = EventType::kFraudLabel;
+  label.order_id = "o-1";
+  while (model.Publish()->Running()) feed.Apply(label);
 }
 
 std::string Encoded(RecommendModel& model) { return model.Publish()->Encode(); }
@@ -38,7 +46,11 @@ TEST(RecommendCodecTest, DecodeThenEncodeGivesTheSameBytes) {
   RecommendModel model(Small());
   Feed(model);
   const std::string bytes = Encoded(model);
-  ASSERT_EQ(bytes[0], 2);  // the format number comes first
+  ASSERT_EQ(bytes[0], 3);  // the format number comes first
+  // The index came along, with the items fold-in moved since it was built.
+  const auto view = std::dynamic_pointer_cast<const RecommendView>(model.Publish());
+  ASSERT_TRUE(view->has_index());
+  EXPECT_GT(view->index().stale->size(), 0u);
   RecommendModel restored(Small());
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(Encoded(restored), bytes);

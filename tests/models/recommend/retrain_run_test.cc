@@ -93,7 +93,7 @@ TEST(RetrainRunTest, TheIndexIsBuiltOverTheTrainedState) {
               built_items = state.num_items();
               return std::make_shared<HnswIndex>(4, HnswOptions{}, 16);
             });
-  std::shared_ptr<HnswIndex> index;
+  std::shared_ptr<const HnswIndex> index;
   run.Finish([&](TrainedFactors t) { index = t.index; });
   EXPECT_NE(index, nullptr);
   EXPECT_EQ(built_items, 6u);
