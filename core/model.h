@@ -54,6 +54,9 @@ class ModelView {
   virtual std::string Encode() const = 0;
   // Named sizes for status reports, e.g. {"users", 120}.
   virtual std::vector<std::pair<std::string, uint64_t>> Counts() const = 0;
+  // Named measures for status reports that are not counts, e.g.
+  // {"brier_score", 0.04}.
+  virtual std::vector<std::pair<std::string, double>> Gauges() const { return {}; }
   // The last retrain this process adopted (not checkpointed); none for
   // models without retrains.
   virtual std::optional<RetrainInfo> LastRetrain() const { return std::nullopt; }

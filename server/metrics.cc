@@ -61,7 +61,7 @@ class RuntimeCollector final : public prometheus::Collectable {
     const uint64_t served = snap->served_sequence();
     const uint64_t lag = log_seq > served ? log_seq - served : 0;
     const int64_t now = core::Clock::Real()->NowMs();
-    std::vector<prometheus::ClientMetric> versions, ages, counts, retrains;
+    std::vector<prometheus::ClientMetric> versions, ages, counts, gauges, retrains;
     for (const core::PublishedModel& m : snap->models) {
       versions.push_back(Gauge(static_cast<double>(m.version), {{"model", m.name}}));
       ages.push_back(Gauge((now - m.published_at_ms) / 1000.0, {{"model", m.name}}));
@@ -70,6 +70,9 @@ class RuntimeCollector final : public prometheus::Collectable {
       }
       counts.push_back(Gauge(static_cast<double>(m.waiting_events),
                              {{"model", m.name}, {"count", "waiting_events"}}));
+      for (const auto& [name, value] : m.view->Gauges()) {
+        gauges.push_back(Gauge(value, {{"model", m.name}, {"gauge", name}}));
+      }
       if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
         retrains.push_back(Gauge(r->seconds, {{"model", m.name}}));
       }
@@ -95,6 +98,10 @@ class RuntimeCollector final : public prometheus::Collectable {
                          "What each served model counts (as ModelStatus gives): rows, retrains, "
                          "waiting events, ...",
                          MetricType::Gauge, counts));
+    out.push_back(Family("mercato_model_gauge",
+                         "What each served model measures beyond counts (as ModelStatus gives), "
+                         "e.g. the fraud model's Brier score",
+                         MetricType::Gauge, gauges));
     out.push_back(Family("mercato_snapshot_publishes_total", "Snapshot publications",
                          MetricType::Counter,
                          {CounterValue(static_cast<double>(rt_->learner().publishes()))}));

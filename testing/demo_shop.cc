@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 
 namespace mercato::core {
@@ -102,6 +103,47 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
     return shop.events.back();
   };
   std::vector<Event> labels;  // fraud labels, emitted a week after the order
+  const auto label_fraud = [&](const DemoOrder& order) {
+    Event label;
+    label.event_id = absl::StrCat("demo", o.seed, "-label-", order.order_id);
+    label.type = EventType::kFraudLabel;
+    label.order_id = order.order_id;
+    label.user_id = order.user_id;
+    label.value = 1;
+    label.timestamp_ms = order.timestamp_ms + 7 * kDayMs;
+    labels.push_back(std::move(label));
+  };
+  // Attributes come from a stream of their own, so that the rest of the shop
+  // is the same with them or without.
+  std::mt19937_64 attribute_rng(o.seed ^ 0xa77e1b07e5ULL);
+  const auto attribute_uniform = [&] {
+    return std::uniform_real_distribution<double>(0, 1)(attribute_rng);
+  };
+  const int risky = o.categories - 1;
+  absl::flat_hash_map<std::string, int> item_index;
+  for (int i = 0; i < o.items; ++i) item_index[shop.items[i].item.item_id] = i;
+  const auto PlantAttributeFraud = [&](DemoOrder& order) {
+    const double u = attribute_uniform();
+    const char* method = u < 0.6 ? "card" : u < 0.85 ? "paypal" : u < 0.96 ? "invoice" : "crypto";
+    const double device_score =
+        std::round((30 + 10 * std::normal_distribution<double>(0, 1)(attribute_rng)) * 10) / 10;
+    static constexpr const char* kTiers[] = {"bronze", "silver", "gold"};
+    const char* tier = kTiers[static_cast<size_t>(attribute_uniform() * 3) % 3];
+    double risky_amount = 0;
+    for (const FraudLine& line : order.lines) {
+      const DemoItem& item = shop.items[item_index.at(line.item_id)];
+      if (item.category == risky) risky_amount += line.quantity * line.unit_price;
+    }
+    order.attributes = {{"customer_tier", std::nullopt, tier},
+                        {"device_score", device_score, ""},
+                        {"payment_method", std::nullopt, method}};
+    const double logit = DemoAttributeFraudLogit(std::string_view(method) == "crypto", device_score,
+                                                 order.amount > 0 ? risky_amount / order.amount : 0);
+    if (attribute_uniform() < 1 / (1 + std::exp(-logit))) {
+      order.fraud = DemoFraud::kAttributes;
+      label_fraud(order);
+    }
+  };
   std::vector<double> price_factor(o.items, 1.0);
   for (int day = 0; day < o.days; ++day) {
     if (day % 7 == 0) {
@@ -146,7 +188,7 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
             e.quantity = qty;
             e.unit_price = price;
             order.amount += price * qty;
-            order.lines.emplace_back(it.item.item_id, qty);
+            order.lines.push_back({it.item.item_id, qty, price});
             order.timestamp_ms = ts + 1000;
           }
         }
@@ -158,11 +200,12 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
         order.device_id = absl::StrCat("dev-", user.user_id);
         order.shipping_address_hash = absl::StrCat("addr-", user.user_id);
         order.account_created_ms = user.created_ms;
+        if (o.fraud_in_attributes) PlantAttributeFraud(order);
         shop.orders.push_back(std::move(order));
       }
     }
     // Planted fraud, a few cases a day.
-    const int frauds = 1 + static_cast<int>(pick(3));
+    const int frauds = o.fraud_in_attributes ? 0 : 1 + static_cast<int>(pick(3));
     for (int f = 0; f < frauds; ++f) {
       const bool card_testing = uniform(0, 1) < 0.4;
       const std::string card = absl::StrCat("stolen-", day, "-", f);
@@ -199,19 +242,12 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
           order.ip_country = kFarCountries[pick(std::size(kFarCountries))];
         }
         order.amount = price * qty;
-        order.lines.emplace_back(item_id, qty);
+        order.lines.push_back({item_id, qty, price});
         Event& e = add_event(EventType::kPurchase, order.user_id, item_id, ts);
         e.order_id = order.order_id;
         e.quantity = qty;
         e.unit_price = price;
-        Event label;
-        label.event_id = absl::StrCat("demo", o.seed, "-label-", order.order_id);
-        label.type = EventType::kFraudLabel;
-        label.order_id = order.order_id;
-        label.user_id = order.user_id;
-        label.value = 1;
-        label.timestamp_ms = ts + 7 * kDayMs;
-        labels.push_back(std::move(label));
+        label_fraud(order);
         shop.orders.push_back(std::move(order));
         ts += 20000 + static_cast<int64_t>(pick(60000));
       }
@@ -273,7 +309,13 @@ FraudOrder ToFraudOrder(const DemoOrder& d) {
   o.amount = d.amount;
   o.account_created_ms = d.account_created_ms;
   o.timestamp_ms = d.timestamp_ms;
+  o.attributes = d.attributes;
+  o.lines = d.lines;
   return o;
+}
+
+double DemoAttributeFraudLogit(bool crypto, double device_score, double risky_share) {
+  return -6.5 + 4.0 * crypto + 2.0 * (device_score - 30) / 10 + 3.5 * (risky_share > 0.5);
 }
 
 std::vector<Event> DemoShopLog(const DemoShop& shop, int late_every) {
@@ -290,7 +332,7 @@ std::vector<Event> DemoShopLog(const DemoShop& shop, int late_every) {
            shop.orders[next_order].timestamp_ms <= e.timestamp_ms) {
       FraudOrder order = ToFraudOrder(shop.orders[next_order++]);
       if (late_every > 0 && next_order % late_every == 0) order.timestamp_ms -= 3 * 3600 * 1000;
-      log.push_back(FraudView::RecordEvent(order, view->Score(order).features));
+      log.push_back(FraudView::RecordEvent(order, view->Score(order)));
     }
     log.push_back(e);
   }

@@ -23,7 +23,17 @@ struct DemoShopOptions {
   int days = 120;
   // Event time of day 0, ms since the epoch (2024-01-01).
   int64_t start_ms = 1704067200000;
+  // Orders carry attributes (payment_method, device_score, customer_tier)
+  // and fraud depends on them and on the basket alone: fraud is planted on
+  // ordinary customers' orders, with a chance that grows with a crypto
+  // payment, a high device score and a basket mostly of the last category;
+  // nothing the built-in features see tells it. The
+  // rest of the shop stays as without.
+  bool fraud_in_attributes = false;
 };
+
+// With fraud_in_attributes: the log-odds of fraud of an order.
+double DemoAttributeFraudLogit(bool crypto, double device_score, double risky_share);
 
 // Planted customer segments, in a fixed order.
 enum class DemoSegment : int { kChampion = 0, kLoyal, kNew, kAtRisk, kHibernating };
@@ -47,7 +57,7 @@ struct DemoItem {
   double base_price = 0;
 };
 
-enum class DemoFraud : int { kNone = 0, kNewAccountMismatch, kCardTesting };
+enum class DemoFraud : int { kNone = 0, kNewAccountMismatch, kCardTesting, kAttributes };
 
 struct DemoOrder {
   std::string order_id;
@@ -60,7 +70,9 @@ struct DemoOrder {
   std::string shipping_address_hash;
   int64_t account_created_ms = 0;
   int64_t timestamp_ms = 0;
-  std::vector<std::pair<std::string, double>> lines;  // item id, quantity
+  std::vector<FraudLine> lines;
+  // Sorted by name; only with fraud_in_attributes.
+  std::vector<FraudAttribute> attributes;
   DemoFraud fraud = DemoFraud::kNone;
 };
 

@@ -12,10 +12,13 @@ size_t StaleLimit(size_t indexed) { return std::clamp<size_t>(indexed / 32, 1, 2
 namespace {
 
 ItemIndex::Built BuildIndex(int dim, const HnswOptions& options, size_t items,
-                            const ItemIndex::RowOf& row_of, const std::atomic<bool>& stop) {
+                            const ItemIndex::RowOf& row_of, const std::atomic<bool>& stop,
+                            const std::atomic<bool>& cancel) {
   auto index = std::make_shared<HnswIndex>(dim, options, items + items / 4);
   for (uint32_t i = 0; i < items; ++i) {
-    if (stop.load(std::memory_order_relaxed)) return nullptr;
+    if (stop.load(std::memory_order_relaxed) || cancel.load(std::memory_order_relaxed)) {
+      return nullptr;
+    }
     if (const float* row = row_of(i)) index->Upsert(i, row);
   }
   return index;
@@ -32,7 +35,8 @@ bool ItemIndex::Wanted(size_t items_with_factors) const {
 
 ItemIndex::Built ItemIndex::Build(size_t items, const RowOf& row_of,
                                   const std::atomic<bool>& stop) const {
-  return BuildIndex(dim_, options_, items, row_of, stop);
+  static const std::atomic<bool> kGo{false};
+  return BuildIndex(dim_, options_, items, row_of, stop, kGo);
 }
 
 void ItemIndex::MarkStale(uint32_t item) {
@@ -49,9 +53,14 @@ void ItemIndex::Changed(const std::vector<uint32_t>& items) {
   for (uint32_t item : items) MarkStale(item);
 }
 
+void ItemIndex::Supersede() {
+  if (!rebuild_.running()) return;
+  rebuild_superseded_ = true;
+  cancel_->store(true);
+}
+
 void ItemIndex::AdoptRetrained(Built index) {
   index_ = std::move(index);
-  rebuild_superseded_ = rebuild_.running();
   // Every row moved with the retrain; the index holds the trained ones.
   index_generation_ = ++generation_;
   stale_.clear();
@@ -69,13 +78,14 @@ void ItemIndex::StartRebuild(uint64_t position, RowBlockView<float> rows,
                              bool background) {
   rebuild_generation_ = ++generation_;
   rebuild_superseded_ = false;
+  cancel_ = std::make_shared<std::atomic<bool>>(false);
   rebuild_.Start(position, adopt_after, background,
                  [dim = dim_, options = options_, rows = std::move(rows),
-                  support = std::move(support)](const std::atomic<bool>& stop) {
+                  support = std::move(support), cancel = cancel_](const std::atomic<bool>& stop) {
                    const auto row_of = [&](uint32_t i) {
                      return i < rows.rows() && *support.Row(i) > 0 ? rows.Row(i) : nullptr;
                    };
-                   Built index = BuildIndex(dim, options, support.rows(), row_of, stop);
+                   Built index = BuildIndex(dim, options, support.rows(), row_of, stop, *cancel);
                    return index ? std::optional<Built>(std::move(index)) : std::nullopt;
                  });
 }

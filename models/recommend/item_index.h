@@ -67,8 +67,10 @@ class ItemIndex {
 
   // The rows of `items` moved.
   void Changed(const std::vector<uint32_t>& items);
-  // Serves `index`, built by a retrain whose result is adopted now; a
-  // rebuild still running is dropped when it ends.
+  // A retrain starts: a running rebuild stops early and adopts nothing at
+  // its adoption point.
+  void Supersede();
+  // Serves `index`, built by a retrain whose result is adopted now.
   void AdoptRetrained(Built index);
 
   // Whether a rebuild is due at log position `position`.
@@ -107,8 +109,10 @@ class ItemIndex {
   std::vector<uint32_t> stale_;
   std::shared_ptr<const std::vector<uint32_t>> stale_sorted_;
   uint64_t rebuilt_at_ = 0, rebuild_span_ = 0;
-  // Set when a retrain's index replaced the one a running rebuild would.
+  // Set when a retrain started while the rebuild ran; `cancel_` stops the
+  // rebuild's thread.
   bool rebuild_superseded_ = false;
+  std::shared_ptr<std::atomic<bool>> cancel_;
   BackgroundFit<Built> rebuild_;
 };
 

@@ -118,7 +118,7 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   // Never both at one log position: each fit's FIT_DONE names its start.
   if (!retrain_.running() && index_.RebuildDue(position_, items_with_factors_)) {
     index_.StartRebuild(position_, factors_.Freeze().items, support_.Freeze(),
-                        options_.adopt_after_events, options_.background);
+                        options_.index_adopt_after_events, options_.background);
   }
 }
 
@@ -131,6 +131,7 @@ void RecommendModel::SetSupport(uint32_t item) {
 
 void RecommendModel::StartRetrain() {
   interactions_since_retrain_ = 0;
+  index_.Supersede();  // the retrain indexes its own result
   RetrainRun::IndexBuilder build;
   if (index_.Wanted(items_with_factors_)) {
     build = [this](const IalsState& state, const std::atomic<bool>& stop) {

@@ -61,6 +61,9 @@ struct RecommendOptions {
   // A retrain's result is adopted at its FIT_DONE record, or this many log
   // events after it started if that comes first (core/background_fit.h).
   uint64_t adopt_after_events = 20000;
+  // The same for a rebuild of the HNSW index (item_index.h), which takes
+  // longer than the events a server applies meanwhile.
+  uint64_t index_adopt_after_events = 1000000;
   // Bought together: fewest shared orders for a pair to be reported.
   uint32_t min_support = 2;
   // HNSW from this many items with factors on (0 = exact scan only), built

@@ -2,6 +2,7 @@
 // outcome.
 #include <prometheus/counter.h>
 
+#include <algorithm>
 #include <cctype>
 #include <iterator>
 
@@ -26,6 +27,23 @@ ABSL_FLAG(double, ftrl_alpha, mercato::core::FraudOptions{}.alpha,
 ABSL_FLAG(double, ftrl_beta, mercato::core::FraudOptions{}.beta, "fraud model: FTRL-Proximal beta");
 ABSL_FLAG(double, ftrl_l1, mercato::core::FraudOptions{}.l1, "fraud model: L1 strength");
 ABSL_FLAG(double, ftrl_l2, mercato::core::FraudOptions{}.l2, "fraud model: L2 strength");
+ABSL_FLAG(std::string, fraud_decision, "threshold",
+          "how Score decides: threshold (--fraud_review_threshold, --fraud_decline_threshold) or "
+          "expected_loss (probability x amount against --fraud_review_cost, "
+          "--fraud_decline_cost)");
+ABSL_FLAG(double, fraud_review_cost, mercato::core::FraudOptions{}.review_loss,
+          "expected_loss: REVIEW from this expected loss (order currency)");
+ABSL_FLAG(double, fraud_decline_cost, mercato::core::FraudOptions{}.decline_loss,
+          "expected_loss: DECLINE from this expected loss (order currency)");
+ABSL_FLAG(int, fraud_hash_bits, mercato::core::FraudOptions{}.hash_bits,
+          "fraud model: 2^bits weights for hashed features (text attributes, basket categories, "
+          "crosses), 12..24");
+ABSL_FLAG(int, fraud_max_attribute_names, mercato::core::FraudOptions{}.max_attribute_names,
+          "fraud model: numeric attribute names learned, at most (later ones are ignored and "
+          "counted)");
+ABSL_FLAG(int, fraud_calibration_window, mercato::core::FraudOptions{}.calibration_window,
+          "fraud model: Brier score and log loss over the last this many labelled or matured "
+          "scored orders");
 
 namespace mercato::server {
 namespace {
@@ -94,6 +112,9 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
     s = CheckId(field, key);
     if (s.ok() && value.has_number()) s = CheckNumber(field, value.number(), -1e18, 1e18);
     if (s.ok() && value.has_text()) s = CheckOptionalId(field, value.text());
+    if (s.ok() && value.kind_case() == v1::AttributeValue::KIND_NOT_SET) {
+      s = absl::InvalidArgumentError(field + ": needs a text or a number");
+    }
   }
   if (s.ok()) s = CheckTenant("tenant", in.tenant());
   if (!s.ok()) return s;
@@ -110,6 +131,23 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   o.amount = in.amount();
   o.account_created_ms = in.account_created_ms();
   o.timestamp_ms = in.timestamp_ms() == 0 ? core::Clock::Real()->NowMs() : in.timestamp_ms();
+  for (const auto& [key, value] : in.attributes()) {
+    core::FraudAttribute& a = o.attributes.emplace_back();
+    a.name = key;
+    if (value.has_number()) {
+      a.number = value.number();
+    } else {
+      a.text = value.text();
+    }
+  }
+  // Map order is unspecified; features are made in name order.
+  std::sort(o.attributes.begin(), o.attributes.end(),
+            [](const core::FraudAttribute& a, const core::FraudAttribute& b) {
+              return a.name < b.name;
+            });
+  for (const v1::LineItem& line : in.line_items()) {
+    o.lines.push_back({line.item_id(), line.quantity(), line.unit_price()});
+  }
   return o;
 }
 
@@ -133,15 +171,14 @@ UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, DecisionCou
     auto model = ServedModel<core::FraudView>(*snap, core::kFraudModelName);
     if (!model.ok()) return ToGrpcStatus(model.status());
     const core::FraudScore score = model->first->Score(*order);
-    if (!score.rescored) {
-      rt->AppendInBackground(core::FraudView::RecordEvent(*order, score.features));
-    }
+    if (!score.rescored) rt->AppendInBackground(core::FraudView::RecordEvent(*order, score));
     resp->set_probability(score.probability);
     resp->set_decision(static_cast<v1::Decision>(score.decision));
+    resp->set_decided_by(score.decided_by);
     counters.Count(resp->decision());
     for (const core::FraudReason& r : score.reasons) {
       v1::ReasonCode* out = resp->add_reasons();
-      out->set_feature(std::string(r.feature));
+      out->set_feature(r.feature);
       out->set_value(r.value);
       out->set_contribution(r.contribution);
     }
@@ -160,7 +197,16 @@ absl::Status FraudFromFlags(ModuleOptions& options) {
   f.beta = absl::GetFlag(FLAGS_ftrl_beta);
   f.l1 = absl::GetFlag(FLAGS_ftrl_l1);
   f.l2 = absl::GetFlag(FLAGS_ftrl_l2);
-  absl::Status s = CheckFlag(0 < f.review_threshold && f.review_threshold <= 1,
+  const std::string rule = absl::GetFlag(FLAGS_fraud_decision);
+  f.rule = rule == "expected_loss" ? core::FraudRule::kExpectedLoss : core::FraudRule::kThreshold;
+  f.review_loss = absl::GetFlag(FLAGS_fraud_review_cost);
+  f.decline_loss = absl::GetFlag(FLAGS_fraud_decline_cost);
+  f.hash_bits = absl::GetFlag(FLAGS_fraud_hash_bits);
+  f.max_attribute_names = absl::GetFlag(FLAGS_fraud_max_attribute_names);
+  f.calibration_window = absl::GetFlag(FLAGS_fraud_calibration_window);
+  absl::Status s = CheckFlag(rule == "threshold" || rule == "expected_loss", "fraud_decision",
+                             "must be threshold or expected_loss");
+  if (s.ok()) s = CheckFlag(0 < f.review_threshold && f.review_threshold <= 1,
                              "fraud_review_threshold", "must be in (0, 1]");
   if (s.ok()) {
     s = CheckFlag(f.review_threshold <= f.decline_threshold && f.decline_threshold <= 1,
@@ -171,6 +217,20 @@ absl::Status FraudFromFlags(ModuleOptions& options) {
   if (s.ok()) s = CheckFlag(f.beta >= 0, "ftrl_beta", "must be >= 0");
   if (s.ok()) s = CheckFlag(f.l1 >= 0, "ftrl_l1", "must be >= 0");
   if (s.ok()) s = CheckFlag(f.l2 >= 0, "ftrl_l2", "must be >= 0");
+  if (s.ok()) s = CheckFlag(f.review_loss >= 0, "fraud_review_cost", "must be >= 0");
+  if (s.ok()) {
+    s = CheckFlag(f.decline_loss >= f.review_loss, "fraud_decline_cost",
+                  "must be >= --fraud_review_cost");
+  }
+  if (s.ok()) s = CheckFlag(12 <= f.hash_bits && f.hash_bits <= 24, "fraud_hash_bits", "must be in 12..24");
+  if (s.ok()) {
+    s = CheckFlag(0 <= f.max_attribute_names && f.max_attribute_names <= 4096,
+                  "fraud_max_attribute_names", "must be in 0..4096");
+  }
+  if (s.ok()) {
+    s = CheckFlag(1 <= f.calibration_window && f.calibration_window <= 1000000,
+                  "fraud_calibration_window", "must be in 1..1000000");
+  }
   return s;
 }
 

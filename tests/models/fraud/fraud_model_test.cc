@@ -63,10 +63,10 @@ TEST(FraudModelTest, LearnsThePlantedFraudFromDelayedLabels) {
       evaluated.emplace_back(s.probability, fraud);
       if (fraud && s.decision != FraudDecision::kApprove) {
         ++caught;
-        explained += !s.reasons.empty() && planted.contains(std::string(s.reasons[0].feature));
+        explained += !s.reasons.empty() && planted.contains(s.reasons[0].feature);
       }
     }
-    feed.Apply(FraudView::RecordEvent(order, s.features));
+    feed.Apply(FraudView::RecordEvent(order, s));
   }
   const double auc = Auc(evaluated);
   RecordProperty("auc", absl::StrCat(auc));
@@ -109,12 +109,12 @@ TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   const int64_t t0 = 1704067200000;
   const FraudOrder first = Order("o1", t0, 50);
   const FraudScore scored = ViewOf(model)->Score(first);
-  feed.Apply(FraudView::RecordEvent(first, scored.features));
+  feed.Apply(FraudView::RecordEvent(first, scored));
   EXPECT_EQ(scored.features.dense[16], 1);  // first order
   // More orders change alice's state ...
   for (int i = 2; i <= 4; ++i) {
     const FraudOrder o = Order(absl::StrCat("o", i), t0 + i * 60000, 900);
-    feed.Apply(FraudView::RecordEvent(o, ViewOf(model)->Score(o).features));
+    feed.Apply(FraudView::RecordEvent(o, ViewOf(model)->Score(o)));
   }
   auto view = ViewOf(model);
   const FraudScore now = view->Score(Order("o5", t0 + 300000, 50));
@@ -157,7 +157,7 @@ TEST(FraudModelTest, RepeatedLabelsAreCountedAndChangedOnesCorrect) {
   testkit::ModelFeed feed(model);
   const int64_t t0 = 1704067200000;
   const FraudOrder order = Order("o1", t0, 700);
-  feed.Apply(FraudView::RecordEvent(order, ViewOf(model)->Score(order).features));
+  feed.Apply(FraudView::RecordEvent(order, ViewOf(model)->Score(order)));
   Event label = Label("o1", 1, t0 + 1000);
   feed.Apply(label);
   const double fraud = ViewOf(model)->Score(order).probability;
@@ -204,7 +204,7 @@ TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   ASSERT_FALSE(r.reasons.empty());
   EXPECT_GT(r.reasons[0].contribution, 0);
 
-  feed.Apply(FraudView::RecordEvent(risky, r.features));
+  feed.Apply(FraudView::RecordEvent(risky, r));
   feed.Apply(Label("b", 1, t0 + 1000));
   const std::string bytes = ViewOf(model)->Encode();
   FraudModel restored;
@@ -213,6 +213,215 @@ TEST(FraudModelTest, PriorsScoreBeforeAnyLabelAndCheckpointsKeepScores) {
   EXPECT_EQ(ViewOf(restored)->Encode(), bytes);
   EXPECT_EQ(ViewOf(restored)->Score(risky).probability, ViewOf(model)->Score(risky).probability);
   EXPECT_FALSE(restored.Decode(bytes.substr(0, 100)).ok());
+}
+
+// Scores `orders` in order, each recorded as the server records it, and
+// labels each of the first `train` right after it; returns the AUC over the
+// rest, scored by the model the labels made.
+double TrainThenAuc(const DemoShop& shop, const std::vector<FraudOrder>& orders, size_t train) {
+  FraudModel model;
+  testkit::ModelFeed feed(model);
+  for (const DemoItem& it : shop.items) {
+    feed.Apply(ItemUpdateEvent(it.item, shop.events.front().timestamp_ms, ""));
+  }
+  for (size_t i = 0; i < train; ++i) {
+    const FraudScore s = ViewOf(model)->Score(orders[i]);
+    feed.Apply(FraudView::RecordEvent(orders[i], s));
+    feed.Apply(Label(orders[i].order_id, shop.orders[i].fraud != DemoFraud::kNone ? 1 : 0,
+                     orders[i].timestamp_ms));
+  }
+  const auto view = ViewOf(model);
+  std::vector<std::pair<double, bool>> held_out;
+  for (size_t i = train; i < orders.size(); ++i) {
+    held_out.emplace_back(view->Score(orders[i]).probability,
+                          shop.orders[i].fraud != DemoFraud::kNone);
+  }
+  return Auc(held_out);
+}
+
+// Fraud that only the shop's attributes and the basket show: learned from the
+// labels of the first 80% of orders; without attributes and line items the
+// built-in features cannot tell it.
+TEST(FraudModelTest, LearnsFraudThatOnlyAttributesAndTheBasketShow) {
+  DemoShopOptions o;
+  o.users = 800;
+  o.days = 90;
+  o.fraud_in_attributes = true;
+  const DemoShop shop = GenerateDemoShop(o);
+  std::vector<FraudOrder> full, bare;
+  size_t frauds = 0;
+  for (const DemoOrder& d : shop.orders) {
+    full.push_back(ToFraudOrder(d));
+    bare.push_back(full.back());
+    bare.back().attributes.clear();
+    bare.back().lines.clear();
+    frauds += d.fraud != DemoFraud::kNone;
+  }
+  const size_t train = full.size() * 8 / 10;
+  ASSERT_GT(frauds, 100u) << full.size() << " orders";
+  const double with = TrainThenAuc(shop, full, train), without = TrainThenAuc(shop, bare, train);
+  RecordProperty("auc", absl::StrCat(with));
+  RecordProperty("auc_without_attributes", absl::StrCat(without));
+  std::printf("%zu orders, %zu frauds: AUC %.3f with attributes and line items, %.3f without\n",
+              full.size(), frauds, with, without);
+  EXPECT_GE(with, 0.90);
+  EXPECT_LE(without, 0.60);
+}
+
+std::optional<double> GaugeOf(const FraudView& view, const std::string& name) {
+  for (const auto& [n, v] : view.Gauges()) {
+    if (n == name) return v;
+  }
+  return std::nullopt;
+}
+
+FraudOrder WithAttributes(FraudOrder o, const std::string& method, double device_score) {
+  o.attributes = {{"device_score", device_score, ""}, {"payment_method", std::nullopt, method}};
+  return o;
+}
+
+// Numbers are standardised by their name's running mean and variance, texts
+// hashed as name=value, the basket read against the catalogue and the
+// customer's purchases; reasons name them readably, and a label trains on
+// them as they were scored.
+TEST(FraudModelTest, AttributesAndTheBasketAreFeaturesWithReadableReasons) {
+  FraudOptions options;
+  options.reasons = 20;
+  FraudModel model(options);
+  testkit::ModelFeed feed(model);
+  const int64_t t0 = 1704067200000;
+  Item phone;
+  phone.item_id = "phone";
+  phone.price = 700;
+  phone.category_path = {"Electronics", "Phones"};
+  feed.Apply(ItemUpdateEvent(phone, t0, "item/phone"));
+  Event bought;
+  bought.type = EventType::kPurchase;
+  bought.user_id = "alice";
+  bought.item_id = "case";
+  bought.timestamp_ms = t0;
+  feed.Apply(bought);
+  // Device scores 20..40 on ordinary orders, all by card.
+  for (int i = 0; i < 40; ++i) {
+    FraudOrder o = WithAttributes(Order(absl::StrCat("n", i), t0 + i * 1000, 50), "card",
+                                  20 + i % 21);
+    o.user_id = o.payment_fingerprint = o.device_id = absl::StrCat("shopper-", i);
+    feed.Apply(FraudView::RecordEvent(o, ViewOf(model)->Score(o)));
+    feed.Apply(Label(o.order_id, 0, o.timestamp_ms));
+  }
+  FraudOrder odd = WithAttributes(Order("odd", t0 + 100000, 700), "crypto", 58);
+  odd.lines = {{"phone", 1, 700}, {"case", 2, 0}};
+  const FraudScore scored = ViewOf(model)->Score(odd);
+  ASSERT_EQ(scored.features.numeric.size(), 1u);
+  EXPECT_GT(scored.features.numeric[0].z, 2.5);  // (58 - 30) / 6.1
+  EXPECT_DOUBLE_EQ(scored.features.dense[18], std::log1p(3.0));  // units
+  EXPECT_DOUBLE_EQ(scored.features.dense[19], std::log1p(2.0));  // distinct items
+  EXPECT_DOUBLE_EQ(scored.features.dense[20], std::log1p(700.0));
+  EXPECT_EQ(scored.features.dense[21], 1);  // alice bought a case before
+  // 4 crosses, the shares of Electronics and Electronics > Phones (the case
+  // has no catalogue entry) and payment_method=crypto.
+  EXPECT_EQ(scored.features.hashed.size(), 7u);
+  feed.Apply(FraudView::RecordEvent(odd, scored));
+  for (int i = 0; i < 30; ++i) feed.Apply(Label("odd", i % 2 == 0 ? 1 : 0, t0 + 200000 + i));
+  feed.Apply(Label("odd", 1, t0 + 300000));
+
+  const auto view = ViewOf(model);
+  EXPECT_EQ(view->StoredFeatures("odd"), scored.features);
+  FraudOrder again = WithAttributes(Order("odd-2", t0 + 400000, 700), "crypto", 58);
+  again.lines = odd.lines;
+  const FraudScore s = view->Score(again);
+  std::vector<std::string> names;
+  for (const FraudReason& r : s.reasons) names.push_back(r.feature);
+  EXPECT_NE(std::find(names.begin(), names.end(), "attributes.payment_method=crypto"), names.end())
+      << testing::PrintToString(names);
+  const bool named_score = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+    return n.rfind("attributes.device_score (z = ", 0) == 0;
+  });
+  const bool named_basket =
+      std::find(names.begin(), names.end(), "basket share of Electronics") != names.end();
+  EXPECT_TRUE(named_score || named_basket) << testing::PrintToString(names);
+  EXPECT_GT(s.probability, scored.probability);
+  EXPECT_EQ(CountOf(*view, "attribute_names"), 1u);
+}
+
+TEST(FraudModelTest, AttributeNamesAreBoundedAndHashCollisionsCounted) {
+  FraudOptions options;
+  options.hash_bits = 12;
+  options.max_attribute_names = 2;
+  FraudModel model(options);
+  testkit::ModelFeed feed(model);
+  const int64_t t0 = 1704067200000;
+  for (int i = 0; i < 3000; ++i) {
+    FraudOrder o = Order(absl::StrCat("o", i), t0 + i, 10);
+    o.attributes = {{"a", 1.0 * i, ""}, {"b", 2.0, ""}, {"c", 3.0, ""},
+                    {"email_domain", std::nullopt, absl::StrCat("d", i, ".example")}};
+    feed.Apply(FraudView::RecordEvent(o, ViewOf(model)->Score(o)));
+  }
+  const auto view = ViewOf(model);
+  EXPECT_EQ(CountOf(*view, "attribute_names"), 2u);
+  EXPECT_EQ(CountOf(*view, "attribute_names_over_limit"), 3000u);  // "c" on every order
+  // 3,000 domains in 4,096 buckets: about a third land on a taken one.
+  EXPECT_GT(CountOf(*view, "hash_collisions"), 500u);
+  EXPECT_LT(CountOf(*view, "hash_collisions"), 1500u);
+  FraudModel restored(options);
+  ASSERT_TRUE(restored.Decode(view->Encode()).ok());
+  EXPECT_EQ(ViewOf(restored)->Encode(), view->Encode());
+  // Another layout is rebuilt from the log.
+  FraudModel other;
+  EXPECT_TRUE(absl::IsFailedPrecondition(other.Decode(view->Encode())));
+}
+
+// The Brier score and log loss of the probabilities orders were scored with,
+// over the orders whose label (or maturity) came.
+TEST(FraudModelTest, CalibrationIsMeasuredOnScoredOrdersOnceLabelled) {
+  FraudOptions options;
+  options.maturity_ms = 1000000;
+  options.calibration_window = 3;
+  FraudModel model(options);
+  testkit::ModelFeed feed(model);
+  const int64_t t0 = 1704067200000;
+  EXPECT_EQ(GaugeOf(*ViewOf(model), "brier_score"), 0.0);
+  std::vector<double> p;
+  for (int i = 0; i < 4; ++i) {
+    FraudOrder o = Order(absl::StrCat("o", i), t0 + i, 100.0 * (i + 1));
+    if (i == 3) o.account_created_ms = o.timestamp_ms;  // riskier
+    const FraudScore s = ViewOf(model)->Score(o);
+    p.push_back(s.probability);
+    feed.Apply(FraudView::RecordEvent(o, s));
+  }
+  feed.Apply(Label("o3", 1, t0 + 10));
+  feed.Apply(Label("o0", 0, t0 + 11));
+  // o1 and o2 mature as legitimate; the window keeps the last three.
+  feed.Apply(Label("ghost", 1, t0 + 2000000));
+  const auto view = ViewOf(model);
+  const auto f = [](double q) { return static_cast<double>(static_cast<float>(q)); };
+  const double brier = ((f(p[0]) - 0) * (f(p[0]) - 0) + f(p[1]) * f(p[1]) + f(p[2]) * f(p[2])) / 3;
+  EXPECT_NEAR(*GaugeOf(*view, "brier_score"), brier, 1e-12);
+  const double log_loss = -(std::log(1 - f(p[0])) + std::log(1 - f(p[1])) + std::log(1 - f(p[2]))) / 3;
+  EXPECT_NEAR(*GaugeOf(*view, "log_loss"), log_loss, 1e-9);
+  EXPECT_EQ(CountOf(*view, "calibration_orders"), 3u);
+}
+
+TEST(FraudModelTest, ExpectedLossDecidesAndSaysSo) {
+  FraudOptions options;
+  options.rule = FraudRule::kExpectedLoss;
+  options.review_loss = 5;
+  options.decline_loss = 50;
+  FraudModel model(options);
+  const auto view = ViewOf(model);
+  const int64_t t0 = 1704067200000;
+  const FraudScore small = view->Score(Order("a", t0, 20));
+  EXPECT_EQ(small.decision, FraudDecision::kApprove);
+  EXPECT_EQ(small.decided_by.rfind("expected loss ", 0), 0u) << small.decided_by;
+  EXPECT_NE(small.decided_by.find("< review cost 5"), std::string::npos) << small.decided_by;
+  FraudOrder big = Order("b", t0, 900000);
+  const FraudScore s = view->Score(big);
+  ASSERT_GE(s.probability * 900000, 50);
+  EXPECT_EQ(s.decision, FraudDecision::kDecline);
+  EXPECT_NE(s.decided_by.find(">= decline cost 50"), std::string::npos) << s.decided_by;
+  FraudModel thresholds;
+  const FraudScore t = ViewOf(thresholds)->Score(Order("c", t0, 20));
+  EXPECT_EQ(t.decided_by.rfind("probability ", 0), 0u) << t.decided_by;
 }
 
 }  // namespace

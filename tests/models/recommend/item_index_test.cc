@@ -124,10 +124,11 @@ TEST(ItemIndexTest, AFinishedRebuildIsAdoptedAtItsRecordOrWaitedFor) {
   EXPECT_EQ(keeper.Freeze().rebuilt_at, 20u);
 }
 
-TEST(ItemIndexTest, ARetrainsIndexSupersedesARunningRebuild) {
+TEST(ItemIndexTest, ARetrainStartingSupersedesARunningRebuild) {
   Rows r(64);
   ItemIndex keeper(kDim, {}, 1);
   keeper.StartRebuild(10, r.rows.Freeze(), r.support.Freeze(), 10, false);
+  keeper.Supersede();
   const ItemIndex::Built retrained = keeper.Build(64, r.RowOf(), kGo);
   keeper.AdoptRetrained(retrained);
   keeper.Changed({5});

@@ -14,9 +14,10 @@ RecommendOptions Small() {
   RecommendOptions o;
   o.ials.dim = 8;
   o.background = false;
-  // An index from 20 items on, rebuilt within 50 events.
+  // An index from 20 items on; fits adopted within 50 events.
   o.hnsw_min_items = 20;
   o.adopt_after_events = 50;
+  o.index_adopt_after_events = 50;
   return o;
 }
 
