@@ -48,6 +48,9 @@ ABSL_FLAG(int, catalog_tastes, 64, "load-catalog: taste clusters of items and us
 ABSL_FLAG(int, trials, 1000, "freshness: purchases measured");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
 ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
+ABSL_FLAG(int, score_attributes, 0,
+          "score: attributes per order (half numbers, half texts; 0..64)");
+ABSL_FLAG(int, score_line_items, 0, "score: line items per order (0..1000)");
 ABSL_FLAG(int, score_orders, 0,
           "score: cycle over this many order ids (re-scores after the first round); 0 = a new "
           "order every call");
@@ -275,6 +278,20 @@ LoadResult BenchScore(v1::Fraud::Stub& stub) {
     o.set_shipping_country("DE");
     o.set_account_created_ms(now_ms - 86400000LL * (1 + customer % 700));
     o.set_timestamp_ms(now_ms);
+    for (int a = 0; a < absl::GetFlag(FLAGS_score_attributes); ++a) {
+      v1::AttributeValue& v = (*o.mutable_attributes())[absl::StrCat("attribute", a)];
+      if (a % 2 == 0) {
+        v.set_number(static_cast<double>((customer * 31 + a) % 100));
+      } else {
+        v.set_text(absl::StrCat("value", (customer + a) % 7));
+      }
+    }
+    for (int l = 0; l < absl::GetFlag(FLAGS_score_line_items); ++l) {
+      v1::LineItem* line = o.add_line_items();
+      line->set_item_id(absl::StrCat("ci", (customer * 13 + l * 101) % 1000));
+      line->set_quantity(1 + l % 3);
+      line->set_unit_price(5 + (customer + l) % 90);
+    }
   }
   return Run<v1::ScoreResponse>(
       [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {

@@ -12,6 +12,7 @@ field at fault.
 import time
 
 import grpc
+from google.protobuf import json_format
 
 from mercato.v1 import (admin_pb2, admin_pb2_grpc, catalog_pb2, catalog_pb2_grpc, fraud_pb2,
                         fraud_pb2_grpc, ingest_pb2, ingest_pb2_grpc, pricing_pb2,
@@ -173,5 +174,8 @@ class Mercato:
         return self._call(self._pricing.PriceElasticity, request)
 
     def score(self, **order):
-        """Fraud.Score of an order given as keyword fields of mercato.v1.Order."""
-        return self._call(self._fraud.Score, fraud_pb2.Order(**order))
+        """Fraud.Score of an order given as keyword fields of mercato.v1.Order;
+        line_items as a list of dicts, attributes as a dict of name to
+        {"text": ...} or {"number": ...}."""
+        return self._call(self._fraud.Score,
+                          json_format.ParseDict(order, fraud_pb2.Order()))

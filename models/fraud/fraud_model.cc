@@ -166,8 +166,7 @@ std::optional<uint32_t> FraudView::SlotOf(std::string_view attribute) const {
   return slot;
 }
 
-FraudFeatures FraudView::Compute(const FraudOrder& o,
-                                 std::vector<std::pair<uint64_t, std::string>>* names) const {
+FraudFeatures FraudView::Compute(const FraudOrder& o, std::vector<FeatureName>* names) const {
   FraudFeatures f;
   auto& x = f.dense;
   const double t = static_cast<double>(o.timestamp_ms);
@@ -218,7 +217,7 @@ FraudFeatures FraudView::Compute(const FraudOrder& o,
 
   const auto add = [&](uint64_t key, double value, const auto&... name) {
     f.hashed.push_back({key, static_cast<float>(value)});
-    if (names) names->emplace_back(key, absl::StrCat(name...));
+    if (names) names->push_back({key, {std::string_view(name)...}});
   };
   const uint64_t crosses[] = {Key(0, o.shipping_country, o.ip_country),
                               Key(1, o.billing_country, first),
@@ -259,7 +258,7 @@ FraudFeatures FraudView::Compute(const FraudOrder& o,
   x[21] = bought_before;
   std::sort(by_category.begin(), by_category.end());
   for (const auto& [category, amount] : by_category) {
-    const std::string name(categories_.Name(category));
+    const std::string_view name = categories_.Name(category);
     add(Key(4, name), total > 0 ? amount / total : 0, "basket share of ", name);
   }
 
@@ -283,37 +282,53 @@ FraudFeatures FraudView::Compute(const FraudOrder& o,
   return f;
 }
 
-double FraudView::Logit(const FraudFeatures& f,
-                        const std::vector<std::pair<uint64_t, std::string>>& names,
-                        std::vector<FraudReason>* reasons) const {
+double FraudView::Logit(const FraudFeatures& f, std::vector<Contribution>* reasons) const {
   const std::vector<double>& w = *weights_;
   double logit = 0;
+  const auto add = [&](double c, Contribution::Kind kind, size_t index, double value) {
+    logit += c;
+    if (reasons && c > 0) reasons->push_back({kind, index, value, c});
+  };
   for (int i = 0; i < kNumDenseFraudFeatures; ++i) {
     const double c = (kPrior[i] + w[i]) * f.dense[i];
-    logit += c;
-    if (reasons && i > 0 && c > 0) reasons->push_back({kFraudFeatureNames[i], f.dense[i], c});
+    if (i > 0) add(c, Contribution::kDense, i, f.dense[i]);
+    else logit += c;
   }
-  for (const NumericFraudFeature& n : f.numeric) {
-    const std::optional<uint32_t> slot = SlotOf(n.name);
+  for (size_t k = 0; k < f.numeric.size(); ++k) {
+    const std::optional<uint32_t> slot = SlotOf(f.numeric[k].name);
     if (!slot) continue;  // a name first seen now: the learner takes it in
-    const double c = w[SlotIndex(*slot)] * n.z;
-    logit += c;
-    if (reasons && c > 0) {
-      reasons->push_back({absl::StrCat("attributes.", n.name, " (z = ", Rounded(n.z, 1), ")"), n.z, c});
-    }
+    add(w[SlotIndex(*slot)] * f.numeric[k].z, Contribution::kNumeric, k, f.numeric[k].z);
   }
-  for (const HashedFraudFeature& h : f.hashed) {
-    const double c = w[HashedIndex(options_, h.key)] * h.value;
-    logit += c;
-    if (reasons && c > 0) {
-      auto it = std::find_if(names.begin(), names.end(),
-                             [&](const auto& n) { return n.first == h.key; });
-      reasons->push_back(
-          {it != names.end() ? it->second : std::string("a hashed feature of the order"), h.value,
-           c});
-    }
+  for (size_t k = 0; k < f.hashed.size(); ++k) {
+    const HashedFraudFeature& h = f.hashed[k];
+    add(w[HashedIndex(options_, h.key)] * h.value, Contribution::kHashed, k, h.value);
   }
   return logit;
+}
+
+FraudReason FraudView::Name(const Contribution& c, const FraudFeatures& f,
+                            const std::vector<FeatureName>& names) {
+  FraudReason r{"", c.value, c.contribution};
+  switch (c.kind) {
+    case Contribution::kDense:
+      r.feature = kFraudFeatureNames[c.index];
+      break;
+    case Contribution::kNumeric:
+      r.feature = absl::StrCat("attributes.", f.numeric[c.index].name, " (z = ", Rounded(c.value, 1), ")");
+      break;
+    case Contribution::kHashed: {
+      const uint64_t key = f.hashed[c.index].key;
+      auto it = std::find_if(names.begin(), names.end(),
+                             [&](const FeatureName& n) { return n.key == key; });
+      if (it == names.end()) {
+        r.feature = "a hashed feature of the order";
+      } else {
+        for (std::string_view part : it->parts) r.feature.append(part.data(), part.size());
+      }
+      break;
+    }
+  }
+  return r;
 }
 
 FraudDecision FraudView::Decide(double p, double amount, std::string* decided_by) const {
@@ -346,20 +361,21 @@ FraudDecision FraudView::Decide(double p, double amount, std::string* decided_by
 
 FraudScore FraudView::Score(const FraudOrder& order) const {
   FraudScore s;
-  std::vector<std::pair<uint64_t, std::string>> names;
-  const FraudFeatures fresh = Compute(order, &names);
+  std::vector<FeatureName> names;
+  s.features = Compute(order, &names);
   if (std::optional<FraudFeatures> stored = StoredFeatures(order.order_id)) {
     s.features = *std::move(stored);
     s.rescored = true;
-  } else {
-    s.features = fresh;
   }
-  s.probability = Sigmoid(Logit(s.features, names, &s.reasons));
+  std::vector<Contribution> contributions;
+  s.probability = Sigmoid(Logit(s.features, &contributions));
   s.decision = Decide(s.probability, order.amount, &s.decided_by);
-  std::sort(s.reasons.begin(), s.reasons.end(), [](const FraudReason& a, const FraudReason& b) {
-    return a.contribution > b.contribution;
-  });
-  if (s.reasons.size() > static_cast<size_t>(options_.reasons)) s.reasons.resize(options_.reasons);
+  const size_t n = std::min(contributions.size(), static_cast<size_t>(std::max(0, options_.reasons)));
+  std::partial_sort(contributions.begin(), contributions.begin() + n, contributions.end(),
+                    [](const Contribution& a, const Contribution& b) {
+                      return a.contribution > b.contribution;
+                    });
+  for (size_t i = 0; i < n; ++i) s.reasons.push_back(Name(contributions[i], s.features, names));
   return s;
 }
 

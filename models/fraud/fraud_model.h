@@ -185,14 +185,25 @@ class FraudView final : public ModelView {
 
  private:
   friend class FraudModel;
-  // The features of `order`; with `names`, the readable name of each hashed
-  // feature, keyed by its key.
-  FraudFeatures Compute(const FraudOrder& order,
-                        std::vector<std::pair<uint64_t, std::string>>* names) const;
-  // `f`'s log-odds; with `reasons`, the positive contributions named from
-  // `names` (for hashed features) and the attribute names.
-  double Logit(const FraudFeatures& f, const std::vector<std::pair<uint64_t, std::string>>& names,
-               std::vector<FraudReason>* reasons) const;
+  // A hashed feature's readable name, in parts that view strings outliving
+  // the call (static names, this view's dictionaries, the order).
+  struct FeatureName {
+    uint64_t key = 0;
+    std::array<std::string_view, 4> parts;
+  };
+  // A feature's share of the log-odds: f.dense[index], f.numeric[index] or
+  // f.hashed[index].
+  struct Contribution {
+    enum Kind { kDense, kNumeric, kHashed } kind;
+    size_t index;
+    double value, contribution;
+  };
+  // The features of `order`; with `names`, the name of each hashed feature.
+  FraudFeatures Compute(const FraudOrder& order, std::vector<FeatureName>* names) const;
+  // `f`'s log-odds; with `reasons`, its positive contributions.
+  double Logit(const FraudFeatures& f, std::vector<Contribution>* reasons) const;
+  static FraudReason Name(const Contribution& c, const FraudFeatures& f,
+                          const std::vector<FeatureName>& names);
   std::optional<uint32_t> SlotOf(std::string_view attribute) const;
   // How Score decides, and the rule's readable form.
   FraudDecision Decide(double probability, double amount, std::string* decided_by) const;

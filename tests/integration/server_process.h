@@ -52,6 +52,9 @@ class ServerProcess {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
+// GET http://127.0.0.1:port/path: the body, or "" on failure.
+std::string HttpGet(int port, const std::string& path);
+
 }  // namespace mercato::testing
 
 #endif  // MERCATO_TESTS_INTEGRATION_SERVER_PROCESS_H_

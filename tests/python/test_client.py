@@ -95,9 +95,13 @@ class ClientTest(unittest.TestCase):
     def test_fraud_score_says_why(self):
         risky = self.client.score(order_id="py-o1", user_id="mallory", amount=1900, currency="EUR",
                                   billing_country="DE", shipping_country="NG", ip_country="NG",
-                                  account_created_ms=NOW_MS - 60000, timestamp_ms=NOW_MS)
+                                  account_created_ms=NOW_MS - 60000, timestamp_ms=NOW_MS,
+                                  line_items=[{"item_id": "mug", "quantity": 2, "unit_price": 950}],
+                                  attributes={"payment_method": {"text": "crypto"},
+                                              "device_score": {"number": 88}})
         self.assertGreater(risky.probability, 0.5)
         self.assertTrue(risky.reasons)
+        self.assertTrue(risky.decided_by.startswith("probability "), risky.decided_by)
 
     def test_stream_reports_an_undecodable_message(self):
         c = self.client

@@ -131,20 +131,24 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   o.amount = in.amount();
   o.account_created_ms = in.account_created_ms();
   o.timestamp_ms = in.timestamp_ms() == 0 ? core::Clock::Real()->NowMs() : in.timestamp_ms();
-  for (const auto& [key, value] : in.attributes()) {
+  // Map order is unspecified; features are made in name order.
+  std::vector<const google::protobuf::Map<std::string, v1::AttributeValue>::value_type*> sorted;
+  sorted.reserve(in.attributes_size());
+  for (const auto& entry : in.attributes()) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+    return a->first < b->first;
+  });
+  o.attributes.reserve(sorted.size());
+  for (const auto* entry : sorted) {
     core::FraudAttribute& a = o.attributes.emplace_back();
-    a.name = key;
-    if (value.has_number()) {
-      a.number = value.number();
+    a.name = entry->first;
+    if (entry->second.has_number()) {
+      a.number = entry->second.number();
     } else {
-      a.text = value.text();
+      a.text = entry->second.text();
     }
   }
-  // Map order is unspecified; features are made in name order.
-  std::sort(o.attributes.begin(), o.attributes.end(),
-            [](const core::FraudAttribute& a, const core::FraudAttribute& b) {
-              return a.name < b.name;
-            });
+  o.lines.reserve(in.line_items_size());
   for (const v1::LineItem& line : in.line_items()) {
     o.lines.push_back({line.item_id(), line.quantity(), line.unit_price()});
   }
