@@ -1,0 +1,377 @@
+#include "models/forecast/demand_methods.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <numeric>
+
+namespace mercato::core {
+namespace {
+
+constexpr int kWeek = 7;
+
+int Weekday(int64_t day) { return static_cast<int>(((day % kWeek) + kWeek) % kWeek); }
+
+double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+double Logit(double p) { return std::log(p / (1 - p)); }
+
+// One method's state, stepped through a series a day at a time.
+class Filter {
+ public:
+  Filter(const DemandFit& fit, const DemandSeries& s) : fit_(fit), closed_(s.closed) {
+    const auto& y = s.y;
+    const size_t week = std::min<size_t>(kWeek, y.size());
+    double first = 0;
+    for (size_t i = 0; i < week; ++i) first += y[i];
+    first = week > 0 ? first / static_cast<double>(week) : 0;
+    level_ = first;
+    if (y.size() >= 2 * kWeek) {
+      double second = 0;
+      for (size_t i = kWeek; i < 2 * kWeek; ++i) second += y[i];
+      trend_ = (second / kWeek - first) / kWeek;
+    }
+    for (size_t i = 0; i < week; ++i) {
+      const int wd = Weekday(s.first_day + static_cast<int64_t>(i));
+      season_[wd] = closed_[wd] ? 0 : y[i] - first;
+    }
+    last_.fill(std::numeric_limits<double>::quiet_NaN());
+  }
+
+  // The one-step forecast of a day on weekday `wd`.
+  double Next(int wd) const { return Ahead(1, wd); }
+
+  // The forecast `h` days ahead when the next day falls on weekday `wd`.
+  double Ahead(int h, int next_wd) const {
+    const int wd = (next_wd + h - 1) % kWeek;
+    if (closed_[wd]) return 0;
+    const auto& p = fit_.params;
+    double f = 0;
+    switch (fit_.method) {
+      case DemandMethod::kSeasonalNaive:
+        f = std::isnan(last_[wd]) ? (seen_ > 0 ? sum_ / seen_ : 0) : last_[wd];
+        break;
+      case DemandMethod::kEtsAdditiveTrend:
+      case DemandMethod::kEtsDampedTrend: {
+        const double phi = fit_.method == DemandMethod::kEtsDampedTrend ? p[3] : 1.0;
+        double damp = 0, power = 1;
+        for (int i = 0; i < h; ++i) damp += (power *= phi);
+        f = level_ + damp * trend_ + season_[wd];
+        break;
+      }
+      case DemandMethod::kCrostonSba:
+        f = interval_ > 0 ? (1 - p[0] / 2) * size_ / interval_ : 0;
+        break;
+      case DemandMethod::kTsb:
+        f = probability_ * size_;
+        break;
+    }
+    return std::max(0.0, f);
+  }
+
+  // Takes in the actual `y` of a day on weekday `wd`.
+  void Step(double y, int wd) {
+    ++seen_;
+    sum_ += y;
+    last_[wd] = y;
+    if (closed_[wd]) return;
+    const auto& p = fit_.params;
+    switch (fit_.method) {
+      case DemandMethod::kSeasonalNaive:
+        break;
+      case DemandMethod::kEtsAdditiveTrend:
+      case DemandMethod::kEtsDampedTrend: {
+        const double phi = fit_.method == DemandMethod::kEtsDampedTrend ? p[3] : 1.0;
+        const double e = y - (level_ + phi * trend_ + season_[wd]);
+        level_ += phi * trend_ + p[0] * e;
+        trend_ = phi * trend_ + p[1] * e;
+        season_[wd] += p[2] * e;
+        break;
+      }
+      case DemandMethod::kCrostonSba:
+        ++since_;
+        if (y > 0) {
+          if (size_ == 0) {
+            size_ = y;
+            interval_ = since_;
+          } else {
+            size_ += p[0] * (y - size_);
+            interval_ += p[0] * (since_ - interval_);
+          }
+          since_ = 0;
+        }
+        break;
+      case DemandMethod::kTsb:
+        if (y > 0) size_ = size_ == 0 ? y : size_ + p[0] * (y - size_);
+        probability_ += p[1] * ((y > 0 ? 1.0 : 0.0) - probability_);
+        break;
+    }
+  }
+
+ private:
+  DemandFit fit_;
+  ClosedWeekdays closed_;
+  double level_ = 0, trend_ = 0;
+  std::array<double, kWeek> season_{}, last_{};
+  double size_ = 0, interval_ = 0, since_ = 0, probability_ = 0.5;
+  double sum_ = 0, seen_ = 0;
+};
+
+// Sum of squared one-step errors after the first week.
+double OneStepSse(const DemandFit& fit, const DemandSeries& s) {
+  Filter f(fit, s);
+  double sse = 0;
+  for (size_t t = 0; t < s.y.size(); ++t) {
+    const int wd = Weekday(s.first_day + static_cast<int64_t>(t));
+    if (t >= kWeek && !s.closed[wd]) {
+      const double e = s.y[t] - f.Next(wd);
+      sse += e * e;
+    }
+    f.Step(s.y[t], wd);
+  }
+  return sse;
+}
+
+// Nelder-Mead minimisation of `f` from `x0`.
+std::vector<double> NelderMead(const std::function<double(const std::vector<double>&)>& f,
+                               std::vector<double> x0, int iterations) {
+  const size_t n = x0.size();
+  std::vector<std::vector<double>> p(n + 1, x0);
+  for (size_t i = 0; i < n; ++i) p[i + 1][i] += 1.0;
+  std::vector<double> v(n + 1);
+  for (size_t i = 0; i <= n; ++i) v[i] = f(p[i]);
+  for (int it = 0; it < iterations; ++it) {
+    std::vector<size_t> order(n + 1);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+    const size_t best = order.front(), worst = order.back(), second = order[n - 1];
+    std::vector<double> centre(n, 0.0);
+    for (size_t i : order) {
+      if (i == worst) continue;
+      for (size_t k = 0; k < n; ++k) centre[k] += p[i][k] / static_cast<double>(n);
+    }
+    const auto along = [&](double t) {
+      std::vector<double> x(n);
+      for (size_t k = 0; k < n; ++k) x[k] = centre[k] + t * (p[worst][k] - centre[k]);
+      return x;
+    };
+    std::vector<double> r = along(-1);
+    const double fr = f(r);
+    if (fr < v[best]) {
+      std::vector<double> e = along(-2);
+      const double fe = f(e);
+      if (fe < fr) {
+        p[worst] = e, v[worst] = fe;
+      } else {
+        p[worst] = r, v[worst] = fr;
+      }
+    } else if (fr < v[second]) {
+      p[worst] = r, v[worst] = fr;
+    } else {
+      std::vector<double> c = along(0.5);
+      const double fc = f(c);
+      if (fc < v[worst]) {
+        p[worst] = c, v[worst] = fc;
+      } else {
+        for (size_t i = 0; i <= n; ++i) {
+          if (i == best) continue;
+          for (size_t k = 0; k < n; ++k) p[i][k] = p[best][k] + 0.5 * (p[i][k] - p[best][k]);
+          v[i] = f(p[i]);
+        }
+      }
+    }
+  }
+  return p[std::min_element(v.begin(), v.end()) - v.begin()];
+}
+
+// ETS parameters from unconstrained coordinates: 0.01 < alpha < 0.99,
+// beta < alpha / 4 (a slow trend), gamma < 1 - alpha, 0.8 < phi < 0.98.
+DemandFit EtsFrom(DemandMethod method, const std::vector<double>& u) {
+  DemandFit fit{method, {}};
+  const double alpha = 0.01 + 0.98 * Sigmoid(u[0]);
+  fit.params = {alpha, alpha / 4 * Sigmoid(u[1]), (1 - alpha) * Sigmoid(u[2]),
+                method == DemandMethod::kEtsDampedTrend ? 0.8 + 0.18 * Sigmoid(u[3]) : 1.0};
+  return fit;
+}
+
+}  // namespace
+
+std::string_view DemandMethodName(DemandMethod m) {
+  switch (m) {
+    case DemandMethod::kSeasonalNaive:
+      return "seasonal_naive";
+    case DemandMethod::kEtsAdditiveTrend:
+      return "ets_additive_trend";
+    case DemandMethod::kEtsDampedTrend:
+      return "ets_damped_trend";
+    case DemandMethod::kCrostonSba:
+      return "croston_sba";
+    case DemandMethod::kTsb:
+      return "tsb";
+  }
+  return "unknown";
+}
+
+double AverageDemandInterval(const DemandSeries& s) {
+  double open = 0, demand = 0;
+  for (size_t t = 0; t < s.y.size(); ++t) {
+    if (s.closed[Weekday(s.first_day + static_cast<int64_t>(t))]) continue;
+    ++open;
+    demand += s.y[t] > 0;
+  }
+  return demand > 0 ? open / demand : std::numeric_limits<double>::infinity();
+}
+
+DemandFit FitDemandMethod(DemandMethod method, const DemandSeries& s) {
+  switch (method) {
+    case DemandMethod::kSeasonalNaive:
+      return {method, {}};
+    case DemandMethod::kEtsAdditiveTrend:
+    case DemandMethod::kEtsDampedTrend: {
+      const auto sse = [&](const std::vector<double>& u) { return OneStepSse(EtsFrom(method, u), s); };
+      const std::vector<double> start = {Logit((0.2 - 0.01) / 0.98), Logit(0.2), Logit(0.1 / 0.8),
+                                         Logit((0.95 - 0.8) / 0.18)};
+      std::vector<double> u = NelderMead(
+          sse, method == DemandMethod::kEtsDampedTrend ? start : std::vector(start.begin(), start.end() - 1),
+          150);
+      u.resize(4, 0.0);
+      return EtsFrom(method, u);
+    }
+    case DemandMethod::kCrostonSba:
+    case DemandMethod::kTsb: {
+      DemandFit best{method, {0.1, 0.1, 0, 0}};
+      double best_sse = std::numeric_limits<double>::infinity();
+      for (double a : {0.05, 0.1, 0.2, 0.3}) {
+        for (double b : method == DemandMethod::kTsb ? std::vector<double>{0.02, 0.05, 0.1, 0.2}
+                                                     : std::vector<double>{0}) {
+          const DemandFit fit{method, {a, b, 0, 0}};
+          const double sse = OneStepSse(fit, s);
+          if (sse < best_sse) best_sse = sse, best = fit;
+        }
+      }
+      return best;
+    }
+  }
+  return {method, {}};
+}
+
+std::vector<double> ForecastDemand(const DemandFit& fit, const DemandSeries& s, int h) {
+  Filter f(fit, s);
+  for (size_t t = 0; t < s.y.size(); ++t) f.Step(s.y[t], Weekday(s.first_day + static_cast<int64_t>(t)));
+  const int next = Weekday(s.first_day + static_cast<int64_t>(s.y.size()));
+  std::vector<double> out(h);
+  for (int i = 0; i < h; ++i) out[i] = f.Ahead(i + 1, next);
+  return out;
+}
+
+DemandBacktest Backtest(const DemandFit& fit, const DemandSeries& s, int window, int horizon) {
+  DemandBacktest b;
+  b.errors.resize(horizon);
+  b.cumulative.resize(horizon);
+  const size_t n = s.y.size();
+  double scale = 0, square_scale = 0, scaled = 0;
+  for (size_t t = kWeek; t < n; ++t) {
+    const double d = s.y[t] - s.y[t - kWeek];
+    scale += std::abs(d), square_scale += d * d, ++scaled;
+  }
+  scale = scaled > 0 ? std::max(scale / scaled, 1e-9) : 1e-9;
+  square_scale = scaled > 0 ? std::max(square_scale / scaled, 1e-18) : 1e-18;
+  const size_t first_origin = n > static_cast<size_t>(window) ? n - window : std::min<size_t>(n, 2 * kWeek);
+  Filter f(fit, s);
+  double abs_error = 0, square_error = 0, count = 0;
+  for (size_t t = 0; t < n; ++t) {
+    const int wd = Weekday(s.first_day + static_cast<int64_t>(t));
+    if (t >= first_origin) {
+      double cum = 0;
+      for (int h = 1; h <= horizon && t + h - 1 < n; ++h) {
+        const double e = s.y[t + h - 1] - f.Ahead(h, wd);
+        b.errors[h - 1].push_back(e);
+        b.cumulative[h - 1].push_back(cum += e);
+        abs_error += std::abs(e);
+        square_error += e * e;
+        ++count;
+      }
+    }
+    f.Step(s.y[t], wd);
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  b.mase = count > 0 ? abs_error / count / scale : inf;
+  b.rmsse = count > 0 ? std::sqrt(square_error / count / square_scale) : inf;
+  return b;
+}
+
+DemandChoice ChooseDemandMethod(const DemandSeries& s, int window, int horizon) {
+  DemandChoice choice;
+  choice.intermittent = AverageDemandInterval(s) >= kIntermittentInterval;
+  choice.fit = {DemandMethod::kSeasonalNaive, {}};
+  choice.backtest = Backtest(choice.fit, s, window, horizon);
+  choice.naive_mase = choice.backtest.mase;
+  // Four weeks at least before a smoothing model is trusted over the last week.
+  if (s.y.size() < 4 * kWeek) return choice;
+  const std::vector<DemandMethod> candidates =
+      choice.intermittent
+          ? std::vector<DemandMethod>{DemandMethod::kCrostonSba, DemandMethod::kTsb}
+          : std::vector<DemandMethod>{DemandMethod::kEtsAdditiveTrend, DemandMethod::kEtsDampedTrend};
+  const auto score = [&](const DemandBacktest& b) { return choice.intermittent ? b.rmsse : b.mase; };
+  for (DemandMethod m : candidates) {
+    const DemandFit fit = FitDemandMethod(m, s);
+    DemandBacktest b = Backtest(fit, s, window, horizon);
+    if (score(b) < score(choice.backtest)) {
+      choice.fit = fit;
+      choice.backtest = std::move(b);
+    }
+  }
+  return choice;
+}
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = std::clamp(q, 0.0, 1.0) * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+std::vector<double> ErrorsNear(const std::vector<std::vector<double>>& errors, int h) {
+  std::vector<double> out;
+  if (errors.empty()) return out;
+  const int last = static_cast<int>(errors.size());
+  const int centre = std::min(h, last);
+  for (int k = std::max(1, centre - 3); k <= std::min(last, centre + 3); ++k) {
+    out.insert(out.end(), errors[k - 1].begin(), errors[k - 1].end());
+  }
+  // Past the backtest's horizon, errors grow as for a random walk.
+  if (h > last) {
+    const double grow = std::sqrt(static_cast<double>(h) / last);
+    for (double& e : out) e *= grow;
+  }
+  return out;
+}
+
+DemandForecast ForecastWithIntervals(const DemandChoice& choice, const DemandSeries& s, int h,
+                                     const std::vector<double>& levels) {
+  DemandForecast f;
+  f.mean = ForecastDemand(choice.fit, s, h);
+  f.total = std::accumulate(f.mean.begin(), f.mean.end(), 0.0);
+  const std::vector<double> total_errors = ErrorsNear(choice.backtest.cumulative, h);
+  for (double level : levels) {
+    DemandInterval in;
+    in.level = level;
+    const double lo = (1 - level) / 2, hi = (1 + level) / 2;
+    for (int d = 1; d <= h; ++d) {
+      const std::vector<double> e = ErrorsNear(choice.backtest.errors, d);
+      const double m = f.mean[d - 1];
+      // A closed day sells nothing, certainly.
+      const bool closed = s.closed[Weekday(s.first_day + static_cast<int64_t>(s.y.size()) + d - 1)];
+      in.lower.push_back(closed ? 0 : std::max(0.0, m + Quantile(e, lo)));
+      in.upper.push_back(closed ? 0 : std::max(0.0, m + Quantile(e, hi)));
+    }
+    in.total_lower = std::max(0.0, f.total + Quantile(total_errors, lo));
+    in.total_upper = std::max(0.0, f.total + Quantile(total_errors, hi));
+    f.intervals.push_back(std::move(in));
+  }
+  return f;
+}
+
+}  // namespace mercato::core
