@@ -10,6 +10,8 @@ namespace mercato::core {
 namespace {
 
 constexpr int kWeek = 7;
+// Errors a quantile is taken over, at least, when the neighbours allow.
+constexpr size_t kEnoughErrors = 50;
 
 int Weekday(int64_t day) { return static_cast<int>(((day % kWeek) + kWeek) % kWeek); }
 
@@ -338,8 +340,12 @@ std::vector<double> ErrorsNear(const std::vector<std::vector<double>>& errors, i
   if (errors.empty()) return out;
   const int last = static_cast<int>(errors.size());
   const int centre = std::min(h, last);
-  for (int k = std::max(1, centre - 3); k <= std::min(last, centre + 3); ++k) {
-    out.insert(out.end(), errors[k - 1].begin(), errors[k - 1].end());
+  // The horizon's own errors, widened to its neighbours while they are few.
+  for (int wide = 0; wide <= 3 && (wide == 0 || out.size() < kEnoughErrors); ++wide) {
+    out.clear();
+    for (int k = std::max(1, centre - wide); k <= std::min(last, centre + wide); ++k) {
+      out.insert(out.end(), errors[k - 1].begin(), errors[k - 1].end());
+    }
   }
   // Past the backtest's horizon, errors grow as for a random walk.
   if (h > last) {
