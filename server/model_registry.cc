@@ -13,7 +13,8 @@ namespace mercato::server {
   M(Recommend)                 \
   M(Segments)                  \
   M(Pricing, "segments")       \
-  M(Fraud)
+  M(Fraud)                     \
+  M(Forecast)
 
 #define MERCATO_DECLARE_MODULE(Name, ...) ModelModule Name##Module();
 MERCATO_MODEL_TABLE(MERCATO_DECLARE_MODULE)

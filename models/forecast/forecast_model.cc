@@ -1,0 +1,458 @@
+#include "models/forecast/forecast_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/bytes.h"
+
+namespace mercato::core {
+namespace {
+
+constexpr uint8_t kFormat = 1;
+constexpr int64_t kDayMs = 24LL * 3600 * 1000;
+constexpr int kWeek = 7;
+// Closed days a smoothing method needs; fewer than a week borrow the
+// category's profile.
+constexpr int kFitDays = 4 * kWeek;
+
+int Weekday(int64_t day) { return static_cast<int>(((day % kWeek) + kWeek) % kWeek); }
+
+// `slot`'s history to change: itself when nothing else holds it (only the
+// learner publishes, so no view can take it meanwhile), else a copy, so that
+// no reader sees a change.
+DemandHistory& Own(std::shared_ptr<const DemandHistory>& slot) {
+  if (!slot || slot.use_count() > 1) {
+    slot = std::make_shared<DemandHistory>(slot ? *slot : DemandHistory{});
+  }
+  return const_cast<DemandHistory&>(*slot);  // made non-const here
+}
+
+// The closed days of `h` up to `today` (exclusive), zeros where nothing sold
+// and no day below 0 (refunds of earlier days).
+std::vector<double> ClosedDays(const DemandHistory& h, int64_t today) {
+  std::vector<double> y;
+  if (h.y.empty() || h.first_day >= today) return y;
+  y.assign(static_cast<size_t>(today - h.first_day), 0.0);
+  for (size_t i = 0; i < h.y.size() && i < y.size(); ++i) y[i] = std::max(0.0, h.y[i]);
+  return y;
+}
+
+// Weekdays on which the shop sold nothing in each of its last four weeks,
+// while it sold on other days.
+ClosedWeekdays ClosedFrom(const DemandHistory* shop, int64_t today) {
+  ClosedWeekdays closed{};
+  if (!shop) return closed;
+  const std::vector<double> y = ClosedDays(*shop, today);
+  if (y.size() < static_cast<size_t>(kFitDays)) return closed;
+  std::array<double, kWeek> sold{};
+  double total = 0;
+  for (size_t i = y.size() - kFitDays; i < y.size(); ++i) {
+    sold[Weekday(shop->first_day + static_cast<int64_t>(i))] += y[i];
+    total += y[i];
+  }
+  for (int w = 0; w < kWeek; ++w) closed[w] = total > 0 && sold[w] == 0;
+  return closed;
+}
+
+void EncodeHistory(ByteWriter& w, const DemandHistory* h) {
+  w.U8(h != nullptr);
+  if (!h) return;
+  w.I64(h->first_day);
+  w.Varint(h->y.size());
+  for (double v : h->y) w.F64(v);
+}
+
+std::shared_ptr<const DemandHistory> DecodeHistory(ByteReader& r, int history_days) {
+  if (r.U8() == 0) return nullptr;
+  auto h = std::make_shared<DemandHistory>();
+  h->first_day = r.I64();
+  const uint64_t n = r.Varint();
+  if (n > static_cast<uint64_t>(history_days)) r.Invalidate();
+  for (uint64_t i = 0; i < n && r.status().ok(); ++i) h->y.push_back(r.F64());
+  return h;
+}
+
+void EncodeFit(ByteWriter& w, const SeriesFit& f) {
+  w.U8(static_cast<uint8_t>(f.fit.method));
+  for (double p : f.fit.params) w.F64(p);
+  w.U8(f.intermittent);
+}
+
+SeriesFit DecodeFit(ByteReader& r) {
+  SeriesFit f;
+  const uint8_t method = r.U8();
+  if (method >= kNumDemandMethods) r.Invalidate();
+  f.fit.method = static_cast<DemandMethod>(method);
+  for (double& p : f.fit.params) p = r.F64();
+  f.intermittent = r.U8() != 0;
+  return f;
+}
+
+}  // namespace
+
+int64_t ShopDay(int64_t timestamp_ms, int utc_offset_minutes) {
+  const int64_t local = timestamp_ms + int64_t{utc_offset_minutes} * 60000;
+  return local >= 0 ? local / kDayMs : -((-local + kDayMs - 1) / kDayMs);
+}
+
+ForecastModel::ForecastModel(ForecastOptions options)
+    : options_(options),
+      item_series_(1),
+      category_series_(1),
+      item_fits_(1),
+      category_fits_(1),
+      item_category_(1) {}
+
+bool ForecastModel::Apply(const Event& event) {
+  position_ = event.sequence;
+  bool changed = false;
+  const int64_t day = ShopDay(event.shop_time_ms, options_.utc_offset_minutes);
+  if (!started_ || day > today_) {
+    Advance(day);
+    changed = true;
+  }
+  switch (event.type) {
+    case EventType::kPurchase:
+    case EventType::kRefund: {
+      if (event.item_id.empty()) return changed;
+      const double quantity = event.quantity > 0 ? event.quantity : 1;
+      AddDemand(event, event.type == EventType::kPurchase ? quantity : -quantity);
+      return true;
+    }
+    case EventType::kItemUpdate: {
+      const std::vector<std::string> path = CategoryPath(event);
+      const uint32_t item = items_.FindOrAdd(event.item_id);
+      item_category_.Resize(items_.size());
+      item_series_.Resize(items_.size());
+      item_fits_.Resize(items_.size());
+      uint32_t category = 0;
+      if (!path.empty() && !path.back().empty()) {
+        category = categories_.FindOrAdd(path.back()) + 1;
+        category_series_.Resize(categories_.size());
+        category_fits_.Resize(categories_.size());
+      }
+      *item_category_.MutableRow(item) = category;
+      return true;
+    }
+    default:
+      return changed;
+  }
+}
+
+void ForecastModel::Advance(int64_t day) {
+  if (started_) days_since_fit_ += static_cast<uint64_t>(day - today_);
+  started_ = true;
+  today_ = day;
+  closed_ = ClosedFrom(shop_.get(), today_);
+  const bool enough = shop_ && today_ - shop_->first_day >= kFitDays;
+  if (!fit_.running() && FitDue(options_.fit_every_days, {days_since_fit_, fits_ > 0, enough})) {
+    StartFit();
+  }
+}
+
+DemandHistory& ForecastModel::Mutable(RowBlockMatrix<std::shared_ptr<const DemandHistory>>& rows,
+                                      uint32_t row) {
+  return Own(*rows.MutableRow(row));
+}
+
+void ForecastModel::AddTo(DemandHistory& h, int64_t day, double quantity) const {
+  if (h.y.empty()) h.first_day = day;
+  if (day < h.first_day) {
+    h.y.insert(h.y.begin(), static_cast<size_t>(h.first_day - day), 0.0);
+    h.first_day = day;
+  }
+  if (day - h.first_day >= static_cast<int64_t>(h.y.size())) {
+    h.y.resize(static_cast<size_t>(day - h.first_day) + 1, 0.0);
+  }
+  h.y[static_cast<size_t>(day - h.first_day)] += quantity;
+  const size_t keep = static_cast<size_t>(std::max(1, options_.history_days));
+  if (h.y.size() > keep) {
+    const size_t drop = h.y.size() - keep;
+    h.y.erase(h.y.begin(), h.y.begin() + static_cast<std::ptrdiff_t>(drop));
+    h.first_day += static_cast<int64_t>(drop);
+  }
+}
+
+void ForecastModel::AddDemand(const Event& event, double quantity) {
+  const int64_t day = ShopDay(event.timestamp_ms, options_.utc_offset_minutes);
+  if (day < today_ - options_.late_days) {
+    ++late_events_;  // past the window of days that may still change
+    return;
+  }
+  const uint32_t item = items_.FindOrAdd(event.item_id);
+  item_series_.Resize(items_.size());
+  item_fits_.Resize(items_.size());
+  item_category_.Resize(items_.size());
+  AddTo(Mutable(item_series_, item), day, quantity);
+  if (const uint32_t category = *item_category_.Row(item); category > 0) {
+    AddTo(Mutable(category_series_, category - 1), day, quantity);
+  }
+  AddTo(Own(shop_), day, quantity);
+}
+
+void ForecastModel::StartFit() {
+  days_since_fit_ = 0;
+  struct Input {
+    RowBlockView<std::shared_ptr<const DemandHistory>> items, categories;
+    int64_t today;
+    ClosedWeekdays closed;
+    ForecastOptions options;
+  };
+  Input in{item_series_.Freeze(), category_series_.Freeze(), today_, closed_, options_};
+  fit_.Start(position_, options_.adopt_after_events, options_.background,
+             [in = std::move(in)](const std::atomic<bool>& stop) -> std::optional<Fitted> {
+               const absl::Time start = absl::Now();
+               const auto fit_all = [&](const RowBlockView<std::shared_ptr<const DemandHistory>>& rows,
+                                        std::vector<std::optional<SeriesFit>>& out) {
+                 out.resize(rows.rows());
+                 for (size_t r = 0; r < rows.rows(); ++r) {
+                   if (stop.load(std::memory_order_relaxed)) return false;
+                   const std::shared_ptr<const DemandHistory>& h = *rows.Row(r);
+                   if (!h) continue;
+                   const std::vector<double> y = ClosedDays(*h, in.today);
+                   if (y.size() < static_cast<size_t>(kFitDays)) continue;
+                   const DemandChoice c =
+                       ChooseDemandMethod({y, h->first_day, in.closed},
+                                          in.options.backtest_window_days,
+                                          in.options.backtest_horizon_days);
+                   out[r] = SeriesFit{c.fit, c.intermittent};
+                 }
+                 return true;
+               };
+               Fitted fitted;
+               if (!fit_all(in.items, fitted.items) || !fit_all(in.categories, fitted.categories)) {
+                 return std::nullopt;
+               }
+               const absl::Time end = absl::Now();
+               fitted.run = {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)};
+               return fitted;
+             });
+}
+
+void ForecastModel::Adopt(Fitted fitted) {
+  fitted_series_ = 0;
+  const auto apply = [&](const std::vector<std::optional<SeriesFit>>& fits,
+                         RowBlockMatrix<SeriesFit>& rows) {
+    for (size_t r = 0; r < fits.size(); ++r) {
+      if (!fits[r]) continue;
+      *rows.MutableRow(r) = *fits[r];
+      ++fitted_series_;
+    }
+  };
+  apply(fitted.items, item_fits_);
+  apply(fitted.categories, category_fits_);
+  ++fits_;
+  last_fit_ = fitted.run;
+}
+
+FitGate ForecastModel::Gate(uint64_t sequence) {
+  return fit_.Gate(sequence, [this](Fitted fitted) { Adopt(std::move(fitted)); });
+}
+
+void ForecastModel::Retrain() {
+  if (!fit_.running()) StartFit();
+}
+
+std::shared_ptr<const ModelView> ForecastModel::Publish() {
+  auto view = std::make_shared<ForecastView>();
+  view->options_ = options_;
+  view->items_ = items_.Freeze();
+  view->categories_ = categories_.Freeze();
+  view->item_series_ = item_series_.Freeze();
+  view->category_series_ = category_series_.Freeze();
+  view->item_fits_ = item_fits_.Freeze();
+  view->category_fits_ = category_fits_.Freeze();
+  view->item_category_ = item_category_.Freeze();
+  view->shop_ = shop_;
+  view->closed_ = closed_;
+  view->today_ = today_;
+  view->late_events_ = late_events_;
+  view->fits_ = fits_;
+  view->days_since_fit_ = days_since_fit_;
+  view->fitted_series_ = fitted_series_;
+  view->last_fit_ = last_fit_;
+  view->running_ = fit_.status();
+  return view;
+}
+
+std::vector<std::pair<std::string, uint64_t>> ForecastView::Counts() const {
+  std::vector<std::pair<std::string, uint64_t>> out = {
+      {"items", items_.size()},       {"categories", categories_.size()},
+      {"fits", fits_},                {"fitted_series", fitted_series_},
+      {"late_events", late_events_},  {"days_since_fit", days_since_fit_}};
+  std::array<uint64_t, kNumDemandMethods> by_method{};
+  for (size_t r = 0; r < item_fits_.rows(); ++r) {
+    const std::shared_ptr<const DemandHistory>& h = *item_series_.Row(r);
+    if (h) ++by_method[static_cast<int>(item_fits_.Row(r)->fit.method)];
+  }
+  for (int m = 0; m < kNumDemandMethods; ++m) {
+    out.emplace_back(absl::StrCat("items_", std::string(DemandMethodName(static_cast<DemandMethod>(m)))),
+                     by_method[m]);
+  }
+  return out;
+}
+
+DemandChoice ForecastView::ChoiceFor(const DemandSeries& s, const SeriesFit* fit, int horizon) const {
+  DemandChoice c;
+  if (fit && s.y.size() >= static_cast<size_t>(kFitDays)) {
+    c.fit = fit->fit;
+    c.intermittent = fit->intermittent;
+  }
+  const int h = std::clamp(horizon, 1, options_.backtest_horizon_days);
+  c.backtest = Backtest(c.fit, s, options_.backtest_window_days, h);
+  c.naive_mase = c.fit.method == DemandMethod::kSeasonalNaive
+                     ? c.backtest.mase
+                     : Backtest({}, s, options_.backtest_window_days, h).mase;
+  return c;
+}
+
+absl::StatusOr<ForecastAnswer> ForecastView::ForecastSeries(const DemandHistory* history,
+                                                            const SeriesFit* fit, int horizon,
+                                                            const std::vector<double>& levels,
+                                                            std::string_view what) const {
+  const std::vector<double> y = history ? ClosedDays(*history, today_) : std::vector<double>{};
+  if (std::none_of(y.begin(), y.end(), [](double v) { return v > 0; })) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(std::string(what), ": no closed day of sales history yet"));
+  }
+  const DemandSeries s{y, history->first_day, closed_};
+  const DemandChoice c = ChoiceFor(s, fit, horizon);
+  ForecastAnswer a;
+  a.forecast = ForecastWithIntervals(c, s, horizon, levels);
+  a.method = std::string(DemandMethodName(c.fit.method));
+  a.mase = c.backtest.mase;
+  a.naive_mase = c.naive_mase;
+  a.history_days = static_cast<int>(y.size());
+  a.first_day = today_;
+  return a;
+}
+
+absl::StatusOr<ForecastAnswer> ForecastView::Forecast(const ForecastQuery& q) const {
+  if (!q.category.empty()) {
+    const std::optional<uint32_t> c = categories_.Find(q.category);
+    if (!c) return absl::NotFoundError(absl::StrCat("category: no category '", q.category, "'"));
+    return ForecastSeries(category_series_.Row(*c)->get(), category_fits_.Row(*c), q.horizon_days,
+                          q.levels, "category");
+  }
+  const std::optional<uint32_t> i = items_.Find(q.item_id);
+  if (!i) return absl::NotFoundError(absl::StrCat("item_id: no item '", q.item_id, "'"));
+  const DemandHistory* own = item_series_.Row(*i)->get();
+  absl::StatusOr<ForecastAnswer> a =
+      ForecastSeries(own, item_fits_.Row(*i), q.horizon_days, q.levels, "item_id");
+  // Under a week of its own: its category's forecast, scaled to its share.
+  const uint32_t category = *item_category_.Row(*i);
+  if (!a.ok() || a->history_days >= kWeek || category == 0) return a;
+  const DemandHistory* pool = category_series_.Row(category - 1)->get();
+  absl::StatusOr<ForecastAnswer> c =
+      ForecastSeries(pool, category_fits_.Row(category - 1), q.horizon_days, q.levels, "category");
+  if (!c.ok() || c->history_days < kFitDays) return a;
+  const std::vector<double> mine = ClosedDays(*own, today_);
+  const std::vector<double> theirs = ClosedDays(*pool, today_);
+  double item_total = std::accumulate(mine.begin(), mine.end(), 0.0), pool_total = 0;
+  for (size_t d = 0; d < mine.size(); ++d) pool_total += theirs[theirs.size() - mine.size() + d];
+  if (pool_total <= 0) return a;
+  const double share = item_total / pool_total;
+  const auto scale = [&](std::vector<double>& v) {
+    for (double& x : v) x *= share;
+  };
+  scale(c->forecast.mean);
+  c->forecast.total *= share;
+  for (DemandInterval& in : c->forecast.intervals) {
+    scale(in.lower);
+    scale(in.upper);
+    in.total_lower *= share;
+    in.total_upper *= share;
+  }
+  c->method = "category_profile";
+  c->history_days = a->history_days;
+  return c;
+}
+
+absl::StatusOr<InventoryAnswer> ForecastView::Plan(std::string_view item_id,
+                                                   const InventoryRequest& request) const {
+  const std::optional<uint32_t> i = items_.Find(item_id);
+  if (!i) return absl::NotFoundError(absl::StrCat("item_id: no item '", std::string(item_id), "'"));
+  const DemandHistory* h = item_series_.Row(*i)->get();
+  const std::vector<double> y = h ? ClosedDays(*h, today_) : std::vector<double>{};
+  if (std::none_of(y.begin(), y.end(), [](double v) { return v > 0; })) {
+    return absl::FailedPreconditionError("item_id: no closed day of sales history yet");
+  }
+  const DemandSeries s{y, h->first_day, closed_};
+  const int horizon = InventoryHorizon(request);
+  const DemandChoice c = ChoiceFor(s, item_fits_.Row(*i), horizon);
+  InventoryAnswer a;
+  a.plan = PlanInventory(ForecastDemand(c.fit, s, horizon), c.backtest.cumulative, request);
+  a.method = std::string(DemandMethodName(c.fit.method));
+  a.mase = c.backtest.mase;
+  return a;
+}
+
+std::string ForecastView::Encode() const {
+  std::string out;
+  ByteWriter w(&out);
+  w.U8(kFormat);
+  w.I64(today_);
+  for (uint64_t v : {late_events_, fits_, days_since_fit_, fitted_series_}) w.Varint(v);
+  for (bool c : closed_) w.U8(c);
+  w.Varint(items_.size());
+  for (uint32_t i = 0; i < items_.size(); ++i) {
+    w.Str(items_.Name(i));
+    EncodeHistory(w, item_series_.Row(i)->get());
+    EncodeFit(w, *item_fits_.Row(i));
+    w.Varint(*item_category_.Row(i));
+  }
+  w.Varint(categories_.size());
+  for (uint32_t c = 0; c < categories_.size(); ++c) {
+    w.Str(categories_.Name(c));
+    EncodeHistory(w, category_series_.Row(c)->get());
+    EncodeFit(w, *category_fits_.Row(c));
+  }
+  EncodeHistory(w, shop_.get());
+  return out;
+}
+
+absl::Status ForecastModel::Decode(std::string_view bytes) {
+  ByteReader r(bytes);
+  if (r.U8() != kFormat) return absl::DataLossError("forecast checkpoint: unknown format");
+  ForecastModel next(options_);
+  next.today_ = r.I64();
+  next.started_ = true;
+  for (uint64_t* v : {&next.late_events_, &next.fits_, &next.days_since_fit_, &next.fitted_series_}) {
+    *v = r.Varint();
+  }
+  for (bool& c : next.closed_) c = r.U8() != 0;
+  const uint64_t items = r.Varint();
+  std::vector<uint32_t> categories_of;
+  for (uint64_t i = 0; i < items && r.status().ok(); ++i) {
+    const uint32_t row = next.items_.FindOrAdd(r.Str());
+    next.item_series_.Resize(next.items_.size());
+    next.item_fits_.Resize(next.items_.size());
+    next.item_category_.Resize(next.items_.size());
+    *next.item_series_.MutableRow(row) = DecodeHistory(r, options_.history_days);
+    *next.item_fits_.MutableRow(row) = DecodeFit(r);
+    categories_of.push_back(static_cast<uint32_t>(r.Varint()));
+    *next.item_category_.MutableRow(row) = categories_of.back();
+  }
+  const uint64_t categories = r.Varint();
+  for (uint64_t c = 0; c < categories && r.status().ok(); ++c) {
+    const uint32_t row = next.categories_.FindOrAdd(r.Str());
+    next.category_series_.Resize(next.categories_.size());
+    next.category_fits_.Resize(next.categories_.size());
+    *next.category_series_.MutableRow(row) = DecodeHistory(r, options_.history_days);
+    *next.category_fits_.MutableRow(row) = DecodeFit(r);
+  }
+  for (uint32_t c : categories_of) {
+    if (c > next.categories_.size()) r.Invalidate();
+  }
+  next.shop_ = DecodeHistory(r, options_.history_days);
+  if (!r.status().ok()) return r.status();
+  if (!r.done()) return absl::DataLossError("forecast checkpoint: trailing bytes");
+  *this = std::move(next);
+  return absl::OkStatus();
+}
+
+}  // namespace mercato::core

@@ -1,0 +1,192 @@
+// Demand forecasting: daily demand per item and per category from the
+// purchase and refund events, with a method chosen per series by a
+// rolling-origin backtest (demand_methods.h) and inventory plans from the
+// forecast's own errors (inventory_plan.h).
+//
+// Days are shop days: event time in the shop's time zone (a fixed UTC
+// offset). The day of the latest shop time is open; a day closes when shop
+// time passes its end. An event up to `late_days` days late corrects its
+// day; later ones are counted (late_events) and ignored. Days without sales
+// are zeros; a series keeps its last `history_days` days. Weekdays on which
+// the whole shop sold nothing in each of the last four weeks, while it sold
+// on others, are closed days of the calendar: zeros that are not
+// intermittency, forecast as 0.
+//
+// Fits run in the background (core/background_fit.h): every `fit_every_days`
+// closed days (the first once a series has four weeks), from the series as
+// of the log position they start at, adopted where the log decides. A fit
+// chooses each series' method and parameters; a forecast runs that method
+// over the series as it is when asked, so every closed day counts at once,
+// and its intervals are the quantiles of the method's backtest errors on the
+// series itself. A series without a fit yet, or with under four weeks, is
+// forecast by seasonal naive; one with under a week, by its category's
+// forecast scaled to the item's share.
+//
+// Threads: ForecastModel belongs to the learner thread (core/model.h);
+// ForecastView is immutable and thread-safe, and shares its series with the
+// model and other views (copy on write).
+#ifndef MERCATO_MODELS_FORECAST_FORECAST_MODEL_H_
+#define MERCATO_MODELS_FORECAST_FORECAST_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/background_fit.h"
+#include "core/id_dictionary.h"
+#include "core/model.h"
+#include "core/row_block_matrix.h"
+#include "models/forecast/demand_methods.h"
+#include "models/forecast/inventory_plan.h"
+
+namespace mercato::core {
+
+inline constexpr char kForecastModelName[] = "forecast";
+
+struct ForecastOptions {
+  // The shop's time zone as minutes east of UTC.
+  int utc_offset_minutes = 0;
+  // Closed days an event may still correct.
+  int late_days = 7;
+  // Days kept per series.
+  int history_days = 730;
+  // A fit every this many closed days (0 = on request only).
+  int fit_every_days = 7;
+  // The backtest's window and longest horizon, in days.
+  int backtest_window_days = 112, backtest_horizon_days = 56;
+  bool background = true;
+  // A fit is adopted at its FIT_DONE record or this many events after its
+  // start (core/background_fit.h).
+  uint64_t adopt_after_events = 200000;
+};
+
+// Days since 1970-01-01 in a time zone `utc_offset_minutes` east of UTC.
+int64_t ShopDay(int64_t timestamp_ms, int utc_offset_minutes);
+
+// Daily totals from `first_day` on; the last is the open day.
+struct DemandHistory {
+  int64_t first_day = 0;
+  std::vector<double> y;
+};
+
+// A series' fitted method, as the last fit chose it.
+struct SeriesFit {
+  DemandFit fit;
+  bool intermittent = false;
+};
+
+struct ForecastQuery {
+  // One of the two.
+  std::string item_id, category;
+  int horizon_days = 28;
+  std::vector<double> levels = {0.8, 0.95};
+};
+
+struct ForecastAnswer {
+  DemandForecast forecast;
+  // The method that forecast ("category_profile" for an item forecast from
+  // its category), its backtest MASE and seasonal naive's on the same
+  // backtest, and the closed days of history behind it.
+  std::string method;
+  double mase = 0, naive_mase = 0;
+  int history_days = 0;
+  // The first forecast day.
+  int64_t first_day = 0;
+};
+
+struct InventoryAnswer {
+  InventoryPlan plan;
+  std::string method;
+  double mase = 0;
+};
+
+class ForecastView final : public ModelView {
+ public:
+  std::string Encode() const override;
+  std::vector<std::pair<std::string, uint64_t>> Counts() const override;
+  std::optional<RetrainInfo> LastRetrain() const override { return last_fit_; }
+  std::optional<RunningRetrain> Running() const override { return running_; }
+
+  // NOT_FOUND for an unknown item or category; FAILED_PRECONDITION when it
+  // has no closed day of sales history yet.
+  absl::StatusOr<ForecastAnswer> Forecast(const ForecastQuery& query) const;
+  // The same errors for the item.
+  absl::StatusOr<InventoryAnswer> Plan(std::string_view item_id,
+                                       const InventoryRequest& request) const;
+  const ClosedWeekdays& closed_weekdays() const { return closed_; }
+
+ private:
+  friend class ForecastModel;
+  // The closed days of `h` as a series (the open day left out).
+  DemandSeries Closed(const DemandHistory& h) const;
+  // The choice for a series: its fit, or seasonal naive without one.
+  DemandChoice ChoiceFor(const DemandSeries& s, const SeriesFit* fit, int horizon) const;
+  absl::StatusOr<ForecastAnswer> ForecastSeries(const DemandHistory* history, const SeriesFit* fit,
+                                                int horizon, const std::vector<double>& levels,
+                                                std::string_view what) const;
+
+  ForecastOptions options_;
+  IdDictionaryView items_, categories_;
+  RowBlockView<std::shared_ptr<const DemandHistory>> item_series_, category_series_;
+  RowBlockView<SeriesFit> item_fits_, category_fits_;
+  // Per item: its category's row + 1 (0 = none).
+  RowBlockView<uint32_t> item_category_;
+  std::shared_ptr<const DemandHistory> shop_;
+  ClosedWeekdays closed_{};
+  int64_t today_ = 0;
+  uint64_t late_events_ = 0, fits_ = 0, days_since_fit_ = 0, fitted_series_ = 0;
+  std::optional<RetrainInfo> last_fit_;
+  std::optional<RunningRetrain> running_;
+};
+
+class ForecastModel final : public Model {
+ public:
+  explicit ForecastModel(ForecastOptions options = {});
+  std::string_view name() const override { return kForecastModelName; }
+  bool Apply(const Event& event) override;
+  std::shared_ptr<const ModelView> Publish() override;
+  absl::Status Decode(std::string_view bytes) override;
+  FitGate Gate(uint64_t sequence) override;
+  std::optional<uint64_t> FinishedFit() const override { return fit_.Finished(); }
+  void FitDoneAt(uint64_t started, uint64_t sequence) override { fit_.DoneAt(started, sequence); }
+  bool CanRetrain() const override { return true; }
+  void Retrain() override;
+  void Abandon() override { fit_.Abandon(); }
+
+ private:
+  // What a fit gives: the choice per item and per category row.
+  struct Fitted {
+    std::vector<std::optional<SeriesFit>> items, categories;
+    RetrainInfo run;
+  };
+  void AddDemand(const Event& event, double quantity);
+  // Moves the open day to `day`, closing the days before it.
+  void Advance(int64_t day);
+  void StartFit();
+  void Adopt(Fitted fitted);
+  // The history of a row, copied first when a view shares it.
+  DemandHistory& Mutable(RowBlockMatrix<std::shared_ptr<const DemandHistory>>& rows, uint32_t row);
+  void AddTo(DemandHistory& h, int64_t day, double quantity) const;
+
+  ForecastOptions options_;
+  IdDictionary items_, categories_;
+  RowBlockMatrix<std::shared_ptr<const DemandHistory>> item_series_, category_series_;
+  RowBlockMatrix<SeriesFit> item_fits_, category_fits_;
+  RowBlockMatrix<uint32_t> item_category_;
+  std::shared_ptr<const DemandHistory> shop_;
+  ClosedWeekdays closed_{};
+  int64_t today_ = 0;
+  bool started_ = false;
+  uint64_t late_events_ = 0, fits_ = 0, days_since_fit_ = 0, fitted_series_ = 0;
+  uint64_t position_ = 0;
+  std::optional<RetrainInfo> last_fit_;
+  BackgroundFit<Fitted> fit_;
+};
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_MODELS_FORECAST_FORECAST_MODEL_H_
