@@ -10,6 +10,8 @@
 //   segment USER | segments
 //   elasticity ITEM|category=NAME [PRICE...]   (--unit_cost, --segment)
 //   score ORDER_JSON
+//   forecast ITEM|category=NAME [DAYS]   (--plot=FILE.svg)
+//   plan ITEM ON_HAND LEAD_DAYS [REVIEW_DAYS [SERVICE_LEVEL]]   (--on_order, --lead_sd_days)
 //   demo                    loads the seeded demo shop (catalogue + events)
 //   Any request may instead be given whole with --json='{...}'.
 #include <fstream>
@@ -30,6 +32,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
+#include "mercato/v1/forecasting.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
@@ -43,6 +46,11 @@ ABSL_FLAG(int, deadline_ms, 30000, "deadline of each call");
 ABSL_FLAG(bool, explain, false, "recommend: include explanations");
 ABSL_FLAG(double, unit_cost, 0, "elasticity: cost per unit (0 = the catalogue's)");
 ABSL_FLAG(int, segment, -1, "elasticity: estimate within this segment id (-1 = all customers)");
+ABSL_FLAG(std::string, plot, "",
+          "forecast: also write an SVG chart of the last 8 weeks, the forecast and its "
+          "intervals to this file");
+ABSL_FLAG(double, on_order, 0, "plan: units already on order");
+ABSL_FLAG(double, lead_sd_days, 0, "plan: standard deviation of the lead time, days");
 ABSL_FLAG(uint64_t, demo_seed, 42, "demo: seed of the synthetic shop");
 ABSL_FLAG(int, demo_users, 2000, "demo: customers");
 ABSL_FLAG(int, demo_items, 400, "demo: products");
@@ -108,10 +116,55 @@ std::string Arg(const std::vector<std::string>& args, size_t i, const char* what
   Die(absl::StrCat("missing ", what));
 }
 
-uint32_t CountArg(const std::vector<std::string>& args, size_t i) {
-  uint32_t n = 10;
+uint32_t CountArg(const std::vector<std::string>& args, size_t i, uint32_t fallback = 10) {
+  uint32_t n = fallback;
   if (i < args.size() && !absl::SimpleAtoi(args[i], &n)) Die("COUNT must be a number");
   return n;
+}
+
+// A chart a person can open: the history, the forecast and its intervals
+// (the widest palest), days on the x axis, units on the y axis.
+std::string ForecastSvg(const std::string& title, const v1::ForecastDemandResponse& f) {
+  constexpr double kW = 900, kH = 420, kLeft = 50, kBottom = 30, kTop = 30;
+  const int past = f.history_size(), n = past + f.mean_size();
+  double top = 1;
+  for (double v : f.history()) top = std::max(top, v);
+  for (const v1::DemandInterval& in : f.intervals()) {
+    for (double v : in.upper()) top = std::max(top, v);
+  }
+  top *= 1.1;
+  const auto x = [&](int d) { return kLeft + (kW - kLeft - 10) * d / std::max(1, n - 1); };
+  const auto y = [&](double v) { return kH - kBottom - (kH - kBottom - kTop) * v / top; };
+  std::ostringstream svg;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << kW << "' height='" << kH
+      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n"
+      << "<text x='" << kLeft << "' y='18' font-size='14'>" << title << ": " << f.method()
+      << ", backtest MASE " << f.backtest_mase() << " (seasonal naive " << f.seasonal_naive_mase()
+      << ")</text>\n";
+  for (int k = 0; k <= 4; ++k) {
+    const double v = top * k / 4;
+    svg << "<line x1='" << kLeft << "' x2='" << kW - 10 << "' y1='" << y(v) << "' y2='" << y(v)
+        << "' stroke='#eee'/><text x='4' y='" << y(v) + 4 << "'>" << std::lround(v) << "</text>\n";
+  }
+  for (int i = f.intervals_size() - 1; i >= 0; --i) {
+    const v1::DemandInterval& in = f.intervals(i);
+    svg << "<polygon fill='" << (i == f.intervals_size() - 1 ? "#cfe0f7" : "#9fc1ee") << "' points='";
+    for (int d = 0; d < in.upper_size(); ++d) svg << x(past + d) << "," << y(in.upper(d)) << " ";
+    for (int d = in.lower_size() - 1; d >= 0; --d) svg << x(past + d) << "," << y(in.lower(d)) << " ";
+    svg << "'/>\n";
+  }
+  const auto line = [&](const auto& values, int offset, const char* colour) {
+    svg << "<polyline fill='none' stroke='" << colour << "' stroke-width='2' points='";
+    for (int d = 0; d < values.size(); ++d) svg << x(offset + d) << "," << y(values[d]) << " ";
+    svg << "'/>\n";
+  };
+  line(f.history(), 0, "#333");
+  line(f.mean(), past, "#1f5fbf");
+  svg << "<line x1='" << x(past) << "' x2='" << x(past) << "' y1='" << kTop << "' y2='"
+      << kH - kBottom << "' stroke='#999' stroke-dasharray='4 3'/>\n"
+      << "<text x='" << x(past) + 4 << "' y='" << kH - 10 << "'>shop day " << f.first_day()
+      << " (forecast from here)</text>\n</svg>\n";
+  return svg.str();
 }
 
 bool ParseEventType(const std::string& text, v1::EventType* out) {
@@ -262,6 +315,7 @@ int Main(const std::vector<std::string>& args) {
   auto segmenter = v1::Segmenter::NewStub(channel);
   auto pricing = v1::Pricing::NewStub(channel);
   auto fraud = v1::Fraud::NewStub(channel);
+  auto forecasting = v1::Forecasting::NewStub(channel);
   using A = v1::Admin::Stub;
   if (cmd == "status") return Call(*admin, &A::ModelStatus, v1::ModelStatusRequest());
   if (cmd == "checkpoint") return Call(*admin, &A::Checkpoint, v1::CheckpointRequest());
@@ -346,6 +400,46 @@ int Main(const std::vector<std::string>& args) {
     }
     return Call(*pricing, &v1::Pricing::Stub::PriceElasticity, r);
   }
+  if (cmd == "forecast") {
+    v1::ForecastDemandRequest r;
+    const std::string what = Arg(args, 1, "ITEM");
+    if (absl::StartsWith(what, "category=")) {
+      r.set_category(what.substr(9));
+    } else {
+      r.set_item_id(what);
+    }
+    r.set_horizon_days(static_cast<int>(CountArg(args, 2, 28)));
+    const std::string plot = absl::GetFlag(FLAGS_plot);
+    if (!plot.empty()) r.set_history_days(56);
+    if (const std::string json = absl::GetFlag(FLAGS_json); !json.empty()) FromJson(json, &r);
+    v1::ForecastDemandResponse resp;
+    auto ctx = Context();
+    const grpc::Status s = forecasting->ForecastDemand(ctx.get(), r, &resp);
+    if (s.ok() && !plot.empty()) {
+      std::ofstream(plot) << ForecastSvg(what, resp);
+      std::cerr << "wrote " << plot << "\n";
+    }
+    return Report(s, resp);
+  }
+  if (cmd == "plan") {
+    v1::PlanInventoryRequest r;
+    r.set_item_id(Arg(args, 1, "ITEM"));
+    const auto number = [&](size_t i, const char* what, double fallback) {
+      double v = fallback;
+      if (i < args.size() && !absl::SimpleAtod(args[i], &v)) Die(absl::StrCat(what, " must be a number"));
+      if (i >= args.size() && fallback < 0 && absl::GetFlag(FLAGS_json).empty()) {
+        Die(absl::StrCat("missing ", what));
+      }
+      return v;
+    };
+    r.set_on_hand(number(2, "ON_HAND", -1));
+    r.set_lead_time_days(number(3, "LEAD_DAYS", -1));
+    r.set_review_period_days(static_cast<int>(number(4, "REVIEW_DAYS", 7)));
+    r.set_cycle_service_level(number(5, "SERVICE_LEVEL", 0.95));
+    r.set_on_order(absl::GetFlag(FLAGS_on_order));
+    r.set_lead_time_sd_days(absl::GetFlag(FLAGS_lead_sd_days));
+    return Call(*forecasting, &v1::Forecasting::Stub::PlanInventory, r);
+  }
   if (cmd == "score") {
     v1::Order r;
     const std::string json = Arg(args, 1, "ORDER_JSON");
@@ -367,6 +461,8 @@ int main(int argc, char** argv) {
       "  catalog upsert FILE | catalog get ITEM | catalog delete ITEM\n"
       "  recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]\n"
       "  segment USER | segments | elasticity ITEM|category=NAME [PRICE...] | score ORDER_JSON\n"
+      "  forecast ITEM|category=NAME [DAYS] (--plot=FILE.svg)\n"
+      "  plan ITEM ON_HAND LEAD_DAYS [REVIEW_DAYS [SERVICE_LEVEL]] (--on_order, --lead_sd_days)\n"
       "  demo (loads the seeded demo shop) | help (this list)\n"
       "Any request may be given whole with --json='{...}'.");
   std::vector<std::string> args(positional.begin() + 1, positional.end());

@@ -15,7 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 from mercato.v1 import (admin_pb2, admin_pb2_grpc, catalog_pb2, catalog_pb2_grpc, fraud_pb2,
-                        fraud_pb2_grpc, ingest_pb2, ingest_pb2_grpc, pricing_pb2,
+                        fraud_pb2_grpc, forecasting_pb2, forecasting_pb2_grpc, ingest_pb2, ingest_pb2_grpc, pricing_pb2,
                         pricing_pb2_grpc, recommender_pb2, recommender_pb2_grpc, segmenter_pb2,
                         segmenter_pb2_grpc)
 
@@ -55,6 +55,7 @@ class Mercato:
         self._segmenter = segmenter_pb2_grpc.SegmenterStub(self.channel)
         self._pricing = pricing_pb2_grpc.PricingStub(self.channel)
         self._fraud = fraud_pb2_grpc.FraudStub(self.channel)
+        self._forecasting = forecasting_pb2_grpc.ForecastingStub(self.channel)
         self._admin = admin_pb2_grpc.AdminStub(self.channel)
 
     def close(self):
@@ -179,3 +180,15 @@ class Mercato:
         {"text": ...} or {"number": ...}."""
         return self._call(self._fraud.Score,
                           json_format.ParseDict(order, fraud_pb2.Order()))
+
+    def forecast_demand(self, item_id="", category="", horizon_days=28, interval_levels=(),
+                        history_days=0):
+        """Forecasting.ForecastDemand: daily means, intervals, the method and its MASE."""
+        return self._call(self._forecasting.ForecastDemand, forecasting_pb2.ForecastDemandRequest(
+            item_id=item_id, category=category, horizon_days=horizon_days,
+            interval_levels=list(interval_levels), history_days=history_days))
+
+    def plan_inventory(self, item_id, **request):
+        """Forecasting.PlanInventory; the other fields of PlanInventoryRequest as keywords."""
+        return self._call(self._forecasting.PlanInventory,
+                          forecasting_pb2.PlanInventoryRequest(item_id=item_id, **request))

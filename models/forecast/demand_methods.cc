@@ -243,7 +243,7 @@ DemandFit FitDemandMethod(DemandMethod method, const DemandSeries& s) {
     case DemandMethod::kTsb: {
       DemandFit best{method, {0.1, 0.1, 0, 0}};
       double best_sse = std::numeric_limits<double>::infinity();
-      for (double a : {0.05, 0.1, 0.2, 0.3}) {
+      for (double a : {0.02, 0.05, 0.1, 0.2, 0.3}) {
         for (double b : method == DemandMethod::kTsb ? std::vector<double>{0.02, 0.05, 0.1, 0.2}
                                                      : std::vector<double>{0}) {
           const DemandFit fit{method, {a, b, 0, 0}};
@@ -337,19 +337,21 @@ double Quantile(std::vector<double> v, double q) {
 
 std::vector<double> ErrorsNear(const std::vector<std::vector<double>>& errors, int h) {
   std::vector<double> out;
-  if (errors.empty()) return out;
+  // The longest horizon up to h with errors (a short backtest has none far
+  // ahead), widened to its neighbours while they are few.
+  int centre = std::min<int>(h, static_cast<int>(errors.size()));
+  while (centre > 0 && errors[centre - 1].empty()) --centre;
+  if (centre == 0) return out;
   const int last = static_cast<int>(errors.size());
-  const int centre = std::min(h, last);
-  // The horizon's own errors, widened to its neighbours while they are few.
   for (int wide = 0; wide <= 3 && (wide == 0 || out.size() < kEnoughErrors); ++wide) {
     out.clear();
     for (int k = std::max(1, centre - wide); k <= std::min(last, centre + wide); ++k) {
       out.insert(out.end(), errors[k - 1].begin(), errors[k - 1].end());
     }
   }
-  // Past the backtest's horizon, errors grow as for a random walk.
-  if (h > last) {
-    const double grow = std::sqrt(static_cast<double>(h) / last);
+  // Further ahead than that, errors grow as for a random walk.
+  if (h > centre) {
+    const double grow = std::sqrt(static_cast<double>(h) / centre);
     for (double& e : out) e *= grow;
   }
   return out;

@@ -94,9 +94,9 @@ DemandChoice ChooseDemandMethod(const DemandSeries& s, int window, int horizon);
 double Quantile(std::vector<double> v, double q);
 
 // The errors of `errors` (per horizon, as DemandBacktest keeps them) at
-// horizon `h`, pooled with the horizons up to 3 days either side while
-// fewer than 50; past the last horizon kept, those of the last scaled by
-// sqrt(h / last).
+// horizon `h`, or at the longest horizon below it that has any, pooled with
+// the horizons up to 3 days either side while fewer than 50; for a horizon
+// beyond the one used, scaled by sqrt(h / that horizon).
 std::vector<double> ErrorsNear(const std::vector<std::vector<double>>& errors, int h);
 
 // A forecast with its bounds for each of `levels` (e.g. 0.8, 0.95): the

@@ -311,8 +311,8 @@ DemandChoice ForecastView::ChoiceFor(const DemandSeries& s, const SeriesFit* fit
 }
 
 absl::StatusOr<ForecastAnswer> ForecastView::ForecastSeries(const DemandHistory* history,
-                                                            const SeriesFit* fit, int horizon,
-                                                            const std::vector<double>& levels,
+                                                            const SeriesFit* fit,
+                                                            const ForecastQuery& q,
                                                             std::string_view what) const {
   const std::vector<double> y = history ? ClosedDays(*history, today_) : std::vector<double>{};
   if (std::none_of(y.begin(), y.end(), [](double v) { return v > 0; })) {
@@ -320,14 +320,16 @@ absl::StatusOr<ForecastAnswer> ForecastView::ForecastSeries(const DemandHistory*
         absl::StrCat(std::string(what), ": no closed day of sales history yet"));
   }
   const DemandSeries s{y, history->first_day, closed_};
-  const DemandChoice c = ChoiceFor(s, fit, horizon);
+  const DemandChoice c = ChoiceFor(s, fit, q.horizon_days);
   ForecastAnswer a;
-  a.forecast = ForecastWithIntervals(c, s, horizon, levels);
+  a.forecast = ForecastWithIntervals(c, s, q.horizon_days, q.levels);
   a.method = std::string(DemandMethodName(c.fit.method));
   a.mase = c.backtest.mase;
   a.naive_mase = c.naive_mase;
   a.history_days = static_cast<int>(y.size());
   a.first_day = today_;
+  a.history.assign(y.end() - std::min<ptrdiff_t>(q.history_days, static_cast<ptrdiff_t>(y.size())),
+                   y.end());
   return a;
 }
 
@@ -335,20 +337,17 @@ absl::StatusOr<ForecastAnswer> ForecastView::Forecast(const ForecastQuery& q) co
   if (!q.category.empty()) {
     const std::optional<uint32_t> c = categories_.Find(q.category);
     if (!c) return absl::NotFoundError(absl::StrCat("category: no category '", q.category, "'"));
-    return ForecastSeries(category_series_.Row(*c)->get(), category_fits_.Row(*c), q.horizon_days,
-                          q.levels, "category");
+    return ForecastSeries(category_series_.Row(*c)->get(), category_fits_.Row(*c), q, "category");
   }
   const std::optional<uint32_t> i = items_.Find(q.item_id);
   if (!i) return absl::NotFoundError(absl::StrCat("item_id: no item '", q.item_id, "'"));
   const DemandHistory* own = item_series_.Row(*i)->get();
-  absl::StatusOr<ForecastAnswer> a =
-      ForecastSeries(own, item_fits_.Row(*i), q.horizon_days, q.levels, "item_id");
+  absl::StatusOr<ForecastAnswer> a = ForecastSeries(own, item_fits_.Row(*i), q, "item_id");
   // Under a week of its own: its category's forecast, scaled to its share.
   const uint32_t category = *item_category_.Row(*i);
   if (!a.ok() || a->history_days >= kWeek || category == 0) return a;
   const DemandHistory* pool = category_series_.Row(category - 1)->get();
-  absl::StatusOr<ForecastAnswer> c =
-      ForecastSeries(pool, category_fits_.Row(category - 1), q.horizon_days, q.levels, "category");
+  absl::StatusOr<ForecastAnswer> c = ForecastSeries(pool, category_fits_.Row(category - 1), q, "category");
   if (!c.ok() || c->history_days < kFitDays) return a;
   const std::vector<double> mine = ClosedDays(*own, today_);
   const std::vector<double> theirs = ClosedDays(*pool, today_);
@@ -369,6 +368,7 @@ absl::StatusOr<ForecastAnswer> ForecastView::Forecast(const ForecastQuery& q) co
   }
   c->method = "category_profile";
   c->history_days = a->history_days;
+  c->history = a->history;
   return c;
 }
 

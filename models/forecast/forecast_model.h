@@ -84,6 +84,8 @@ struct ForecastQuery {
   std::string item_id, category;
   int horizon_days = 28;
   std::vector<double> levels = {0.8, 0.95};
+  // Closed days of history to return with the answer.
+  int history_days = 0;
 };
 
 struct ForecastAnswer {
@@ -96,6 +98,8 @@ struct ForecastAnswer {
   int history_days = 0;
   // The first forecast day.
   int64_t first_day = 0;
+  // The last query.history_days closed days, oldest first.
+  std::vector<double> history;
 };
 
 struct InventoryAnswer {
@@ -126,7 +130,7 @@ class ForecastView final : public ModelView {
   // The choice for a series: its fit, or seasonal naive without one.
   DemandChoice ChoiceFor(const DemandSeries& s, const SeriesFit* fit, int horizon) const;
   absl::StatusOr<ForecastAnswer> ForecastSeries(const DemandHistory* history, const SeriesFit* fit,
-                                                int horizon, const std::vector<double>& levels,
+                                                const ForecastQuery& query,
                                                 std::string_view what) const;
 
   ForecastOptions options_;

@@ -60,6 +60,26 @@ class ClientTest(unittest.TestCase):
         self.assertAlmostEqual(e.elasticity, -2.0, delta=0.1)
         self.assertEqual(len(e.candidates), 2)
 
+    # Named to run last: its sales would lead the popularity other tests read.
+    def test_weeks_of_sales_give_a_forecast_and_a_plan(self):
+        c = self.client
+        # Three weeks after the days the other tests sell on, so none is late.
+        events = [{"event_id": f"py-fc-{day}", "type": "PURCHASE", "user_id": "fc",
+                   "item_id": "teapot", "order_id": f"py-fc-{day}", "quantity": 1 + day * 7 % 5,
+                   "unit_price": 20, "timestamp_ms": NOW_MS + (30 + day) * 86400000} for day in range(21)]
+        c.wait_applied(c.publish(events).last_sequence)
+        f = c.forecast_demand(item_id="teapot", horizon_days=7, history_days=5)
+        self.assertEqual(len(f.mean), 7)
+        self.assertEqual(len(f.history), 5)
+        self.assertEqual([i.level for i in f.intervals], [0.8, 0.95])
+        self.assertTrue(f.method)
+        p = c.plan_inventory("teapot", on_hand=5, lead_time_days=3, review_period_days=7,
+                             cycle_service_level=0.9)
+        self.assertGreater(p.order_up_to, p.protection_demand_mean)
+        with self.assertRaises(MercatoError) as bad:
+            c.forecast_demand(item_id="teapot", horizon_days=400)
+        self.assertTrue(bad.exception.message.startswith("horizon_days:"), bad.exception.message)
+
     def test_recommendations_for_a_shopper_and_a_session(self):
         c = self.client
         c.upsert_items([{"item_id": f"book{i}", "category_path": ["books"], "price": 5 + i}

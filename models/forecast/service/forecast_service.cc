@@ -34,6 +34,7 @@ absl::StatusOr<core::ForecastQuery> ToQuery(const v1::ForecastDemandRequest& req
   if (s.ok()) s = CheckOptionalId("category", req.category());
   if (s.ok()) s = CheckCount("horizon_days", req.horizon_days(), 1, 365);
   if (s.ok()) s = CheckCount("interval_levels", req.interval_levels_size(), 0, kMaxLevels);
+  if (s.ok()) s = CheckCount("history_days", req.history_days(), 0, 730);
   for (int i = 0; s.ok() && i < req.interval_levels_size(); ++i) {
     const double level = req.interval_levels(i);
     if (!(level > 0 && level < 1)) {
@@ -46,6 +47,7 @@ absl::StatusOr<core::ForecastQuery> ToQuery(const v1::ForecastDemandRequest& req
   q.item_id = req.item_id();
   q.category = req.category();
   q.horizon_days = req.horizon_days();
+  q.history_days = req.history_days();
   if (req.interval_levels_size() > 0) {
     q.levels.assign(req.interval_levels().begin(), req.interval_levels().end());
   }
@@ -114,6 +116,7 @@ UnaryHandler<v1::ForecastDemandRequest, v1::ForecastDemandResponse> ForecastHand
     resp->set_seasonal_naive_mase(a->naive_mase);
     resp->set_history_days(a->history_days);
     resp->set_model_version(model->second);
+    resp->mutable_history()->Assign(a->history.begin(), a->history.end());
     return grpc::Status::OK;
   };
 }

@@ -77,6 +77,38 @@ TEST(InventoryPlanTest, OrderUpToMeetsItsCycleServiceLevel) {
   }
 }
 
+// Intermittent sellers (Poisson 0.3 a day, two years each): the order-up-to
+// level for 95% over lead time plus review period is, on average over 20
+// items, within 10% of the planted demand's own 95% quantile.
+TEST(InventoryPlanTest, IntermittentSafetyStockMatchesThePlantedQuantile) {
+  // The planted truth: Poisson(0.3 x 21 = 6.3), whose 95% quantile is 11.
+  double cdf = 0, term = std::exp(-6.3);
+  int truth = 0;
+  for (; (cdf += term) < 0.95; ++truth) term *= 6.3 / (truth + 1);
+  ASSERT_EQ(truth, 11);
+  InventoryRequest r;
+  r.lead_time_days = 14;
+  r.review_period_days = 7;
+  r.cycle_service_level = 0.95;
+  double mean = 0;
+  const int items = 20;
+  for (int i = 0; i < items; ++i) {
+    std::mt19937_64 rng(21 + i);
+    std::poisson_distribution<int> demand(0.3);
+    std::vector<double> history;
+    for (int t = 0; t < 728; ++t) history.push_back(demand(rng));
+    const DemandSeries s{history, 0, {}};
+    const DemandChoice choice = ChooseDemandMethod(s, 364, 30);
+    ASSERT_TRUE(choice.intermittent);
+    mean += PlanInventory(ForecastDemand(choice.fit, s, InventoryHorizon(r)),
+                          choice.backtest.cumulative, r)
+                .order_up_to /
+            items;
+  }
+  std::printf("intermittent: mean order-up-to %.2f against the planted quantile %d\n", mean, truth);
+  EXPECT_NEAR(mean, truth, 0.1 * truth);
+}
+
 TEST(InventoryPlanTest, OrdersWhatIsMissingAndReportsCoverAndCosts) {
   const std::vector<double> daily(30, 4.0);
   std::vector<std::vector<double>> cumulative(30);
