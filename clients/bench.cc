@@ -24,6 +24,7 @@
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/echo.grpc.pb.h"
+#include "mercato/v1/forecasting.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
@@ -36,6 +37,8 @@ ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "load-demo (publish the demo shop to --target and wait until it is applied), "
           "elasticity (PriceElasticity on the demo shop's items), "
           "segment (Segment on the demo shop's customers), "
+          "forecast (ForecastDemand, 28 days, of the demo shop's items), "
+          "plan (PlanInventory of the demo shop's items), "
           "score (Fraud.Score of fresh orders from 5,000 customers), "
           "load-catalog (publish --catalog_items items with planted tastes, retrain, wait for "
           "the retrain and its index), recommend (Recommend for the catalogue's users), "
@@ -245,6 +248,32 @@ LoadResult BenchElasticity(v1::Pricing::Stub& stub) {
         req.set_item_id(absl::StrCat("item", call * 7919 % items));
         for (double p : {5.0, 10.0, 20.0}) req.add_candidate_prices(p);
         return stub.AsyncPriceElasticity(ctx, req, cq);
+      });
+}
+
+LoadResult BenchForecast(v1::Forecasting::Stub& stub) {
+  const int items = absl::GetFlag(FLAGS_demo_items);
+  return Run<v1::ForecastDemandResponse>(
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::ForecastDemandRequest req;
+        req.set_item_id(absl::StrCat("item", call * 7919 % items));
+        req.set_horizon_days(28);
+        return stub.AsyncForecastDemand(ctx, req, cq);
+      });
+}
+
+LoadResult BenchPlan(v1::Forecasting::Stub& stub) {
+  const int items = absl::GetFlag(FLAGS_demo_items);
+  return Run<v1::PlanInventoryResponse>(
+      [&](uint64_t call, grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
+        v1::PlanInventoryRequest req;
+        req.set_item_id(absl::StrCat("item", call * 7919 % items));
+        req.set_on_hand(20);
+        req.set_lead_time_days(5);
+        req.set_lead_time_sd_days(1);
+        req.set_review_period_days(7);
+        req.set_cycle_service_level(0.95);
+        return stub.AsyncPlanInventory(ctx, req, cq);
       });
 }
 
@@ -566,6 +595,12 @@ int Main() {
     } else if (rpc == "elasticity") {
       auto stub = v1::Pricing::NewStub(channel);
       report("PriceElasticity", BenchElasticity(*stub), true);
+    } else if (rpc == "forecast") {
+      auto stub = v1::Forecasting::NewStub(channel);
+      report("ForecastDemand", BenchForecast(*stub), true);
+    } else if (rpc == "plan") {
+      auto stub = v1::Forecasting::NewStub(channel);
+      report("PlanInventory", BenchPlan(*stub), true);
     } else if (rpc == "similar") {
       auto stub = v1::Recommender::NewStub(channel);
       report("SimilarItems", BenchSimilar(*stub), true);

@@ -100,6 +100,10 @@ class Mercato:
     def status(self):
         return self._call(self._admin.ModelStatus, admin_pb2.ModelStatusRequest())
 
+    def retrain(self, model=""):
+        """Admin.Retrain: starts a fit of `model` (every model with fits when empty)."""
+        return self._call(self._admin.Retrain, admin_pb2.RetrainRequest(model=model))
+
     def wait_applied(self, sequence, seconds=30.0):
         """Waits until the served models include log position `sequence`."""
         deadline = time.time() + seconds

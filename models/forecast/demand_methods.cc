@@ -326,13 +326,17 @@ DemandChoice ChooseDemandMethod(const DemandSeries& s, int window, int horizon) 
   return choice;
 }
 
-double Quantile(std::vector<double> v, double q) {
+double SortedQuantile(const std::vector<double>& v, double q) {
   if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
   const double pos = std::clamp(q, 0.0, 1.0) * static_cast<double>(v.size() - 1);
   const size_t lo = static_cast<size_t>(pos);
   const size_t hi = std::min(lo + 1, v.size() - 1);
   return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+double Quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return SortedQuantile(v, q);
 }
 
 std::vector<double> ErrorsNear(const std::vector<std::vector<double>>& errors, int h) {
@@ -362,22 +366,26 @@ DemandForecast ForecastWithIntervals(const DemandChoice& choice, const DemandSer
   DemandForecast f;
   f.mean = ForecastDemand(choice.fit, s, h);
   f.total = std::accumulate(f.mean.begin(), f.mean.end(), 0.0);
-  const std::vector<double> total_errors = ErrorsNear(choice.backtest.cumulative, h);
-  for (double level : levels) {
-    DemandInterval in;
-    in.level = level;
-    const double lo = (1 - level) / 2, hi = (1 + level) / 2;
-    for (int d = 1; d <= h; ++d) {
-      const std::vector<double> e = ErrorsNear(choice.backtest.errors, d);
-      const double m = f.mean[d - 1];
-      // A closed day sells nothing, certainly.
-      const bool closed = s.closed[Weekday(s.first_day + static_cast<int64_t>(s.y.size()) + d - 1)];
-      in.lower.push_back(closed ? 0 : std::max(0.0, m + Quantile(e, lo)));
-      in.upper.push_back(closed ? 0 : std::max(0.0, m + Quantile(e, hi)));
+  f.intervals.resize(levels.size());
+  for (size_t l = 0; l < levels.size(); ++l) f.intervals[l].level = levels[l];
+  const auto bound = [](const std::vector<double>& sorted, double level, double m, bool upper) {
+    return std::max(0.0, m + SortedQuantile(sorted, upper ? (1 + level) / 2 : (1 - level) / 2));
+  };
+  for (int d = 1; d <= h; ++d) {
+    std::vector<double> e = ErrorsNear(choice.backtest.errors, d);
+    std::sort(e.begin(), e.end());
+    // A closed day sells nothing, certainly.
+    const bool closed = s.closed[Weekday(s.first_day + static_cast<int64_t>(s.y.size()) + d - 1)];
+    for (DemandInterval& in : f.intervals) {
+      in.lower.push_back(closed ? 0 : bound(e, in.level, f.mean[d - 1], false));
+      in.upper.push_back(closed ? 0 : bound(e, in.level, f.mean[d - 1], true));
     }
-    in.total_lower = std::max(0.0, f.total + Quantile(total_errors, lo));
-    in.total_upper = std::max(0.0, f.total + Quantile(total_errors, hi));
-    f.intervals.push_back(std::move(in));
+  }
+  std::vector<double> total_errors = ErrorsNear(choice.backtest.cumulative, h);
+  std::sort(total_errors.begin(), total_errors.end());
+  for (DemandInterval& in : f.intervals) {
+    in.total_lower = bound(total_errors, in.level, f.total, false);
+    in.total_upper = bound(total_errors, in.level, f.total, true);
   }
   return f;
 }

@@ -92,6 +92,8 @@ DemandChoice ChooseDemandMethod(const DemandSeries& s, int window, int horizon);
 
 // The q-quantile (0..1) of `v` by linear interpolation; 0 when empty.
 double Quantile(std::vector<double> v, double q);
+// The same of an already sorted `v`.
+double SortedQuantile(const std::vector<double>& v, double q);
 
 // The errors of `errors` (per horizon, as DemandBacktest keeps them) at
 // horizon `h`, or at the longest horizon below it that has any, pooled with

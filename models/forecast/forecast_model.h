@@ -57,7 +57,7 @@ struct ForecastOptions {
   // A fit every this many closed days (0 = on request only).
   int fit_every_days = 7;
   // The backtest's window and longest horizon, in days.
-  int backtest_window_days = 112, backtest_horizon_days = 56;
+  int backtest_window_days = 364, backtest_horizon_days = 56;
   bool background = true;
   // A fit is adopted at its FIT_DONE record or this many events after its
   // start (core/background_fit.h).
