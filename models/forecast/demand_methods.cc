@@ -43,6 +43,24 @@ class Filter {
   // The one-step forecast of a day on weekday `wd`.
   double Next(int wd) const { return Ahead(1, wd); }
 
+  // The forecasts 1..out.size() days ahead when the next day falls on
+  // weekday `next_wd`, in one pass.
+  void Path(int next_wd, std::span<double> out) const {
+    const bool ets = fit_.method == DemandMethod::kEtsAdditiveTrend ||
+                     fit_.method == DemandMethod::kEtsDampedTrend;
+    if (!ets) {
+      for (size_t i = 0; i < out.size(); ++i) out[i] = Ahead(static_cast<int>(i) + 1, next_wd);
+      return;
+    }
+    const double phi = fit_.method == DemandMethod::kEtsDampedTrend ? fit_.params[3] : 1.0;
+    double damp = 0, power = 1;
+    for (size_t i = 0; i < out.size(); ++i) {
+      damp += (power *= phi);
+      const int wd = (next_wd + static_cast<int>(i)) % kWeek;
+      out[i] = closed_[wd] ? 0 : std::max(0.0, level_ + damp * trend_ + season_[wd]);
+    }
+  }
+
   // The forecast `h` days ahead when the next day falls on weekday `wd`.
   double Ahead(int h, int next_wd) const {
     const int wd = (next_wd + h - 1) % kWeek;
@@ -260,16 +278,18 @@ DemandFit FitDemandMethod(DemandMethod method, const DemandSeries& s) {
 std::vector<double> ForecastDemand(const DemandFit& fit, const DemandSeries& s, int h) {
   Filter f(fit, s);
   for (size_t t = 0; t < s.y.size(); ++t) f.Step(s.y[t], Weekday(s.first_day + static_cast<int64_t>(t)));
-  const int next = Weekday(s.first_day + static_cast<int64_t>(s.y.size()));
   std::vector<double> out(h);
-  for (int i = 0; i < h; ++i) out[i] = f.Ahead(i + 1, next);
+  f.Path(Weekday(s.first_day + static_cast<int64_t>(s.y.size())), out);
   return out;
 }
 
-DemandBacktest Backtest(const DemandFit& fit, const DemandSeries& s, int window, int horizon) {
+DemandBacktest Backtest(const DemandFit& fit, const DemandSeries& s, int window, int horizon,
+                        bool keep_errors) {
   DemandBacktest b;
-  b.errors.resize(horizon);
-  b.cumulative.resize(horizon);
+  if (keep_errors) {
+    b.errors.resize(horizon);
+    b.cumulative.resize(horizon);
+  }
   const size_t n = s.y.size();
   double scale = 0, square_scale = 0, scaled = 0;
   for (size_t t = kWeek; t < n; ++t) {
@@ -281,14 +301,20 @@ DemandBacktest Backtest(const DemandFit& fit, const DemandSeries& s, int window,
   const size_t first_origin = n > static_cast<size_t>(window) ? n - window : std::min<size_t>(n, 2 * kWeek);
   Filter f(fit, s);
   double abs_error = 0, square_error = 0, count = 0;
+  std::vector<double> path(horizon);
   for (size_t t = 0; t < n; ++t) {
     const int wd = Weekday(s.first_day + static_cast<int64_t>(t));
     if (t >= first_origin) {
       double cum = 0;
-      for (int h = 1; h <= horizon && t + h - 1 < n; ++h) {
-        const double e = s.y[t + h - 1] - f.Ahead(h, wd);
-        b.errors[h - 1].push_back(e);
-        b.cumulative[h - 1].push_back(cum += e);
+      const int ahead = static_cast<int>(std::min<size_t>(horizon, n - t));
+      f.Path(wd, std::span(path).first(ahead));
+      for (int h = 1; h <= ahead; ++h) {
+        const double e = s.y[t + h - 1] - path[h - 1];
+        cum += e;
+        if (keep_errors) {
+          b.errors[h - 1].push_back(e);
+          b.cumulative[h - 1].push_back(cum);
+        }
         abs_error += std::abs(e);
         square_error += e * e;
         ++count;
@@ -326,18 +352,18 @@ DemandChoice ChooseDemandMethod(const DemandSeries& s, int window, int horizon) 
   return choice;
 }
 
-double SortedQuantile(const std::vector<double>& v, double q) {
+double QuantileInPlace(std::vector<double>& v, double q) {
   if (v.empty()) return 0;
   const double pos = std::clamp(q, 0.0, 1.0) * static_cast<double>(v.size() - 1);
   const size_t lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(lo), v.end());
+  const double at = v[lo];
+  if (lo + 1 >= v.size()) return at;
+  const double next = *std::min_element(v.begin() + static_cast<std::ptrdiff_t>(lo) + 1, v.end());
+  return at + (pos - static_cast<double>(lo)) * (next - at);
 }
 
-double Quantile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return SortedQuantile(v, q);
-}
+double Quantile(std::vector<double> v, double q) { return QuantileInPlace(v, q); }
 
 std::vector<double> ErrorsNear(const std::vector<std::vector<double>>& errors, int h) {
   std::vector<double> out;
@@ -347,7 +373,8 @@ std::vector<double> ErrorsNear(const std::vector<std::vector<double>>& errors, i
   while (centre > 0 && errors[centre - 1].empty()) --centre;
   if (centre == 0) return out;
   const int last = static_cast<int>(errors.size());
-  for (int wide = 0; wide <= 3 && (wide == 0 || out.size() < kEnoughErrors); ++wide) {
+  int wide = 0;
+  for (; wide <= 3 && (wide == 0 || out.size() < kEnoughErrors); ++wide) {
     out.clear();
     for (int k = std::max(1, centre - wide); k <= std::min(last, centre + wide); ++k) {
       out.insert(out.end(), errors[k - 1].begin(), errors[k - 1].end());
@@ -368,12 +395,11 @@ DemandForecast ForecastWithIntervals(const DemandChoice& choice, const DemandSer
   f.total = std::accumulate(f.mean.begin(), f.mean.end(), 0.0);
   f.intervals.resize(levels.size());
   for (size_t l = 0; l < levels.size(); ++l) f.intervals[l].level = levels[l];
-  const auto bound = [](const std::vector<double>& sorted, double level, double m, bool upper) {
-    return std::max(0.0, m + SortedQuantile(sorted, upper ? (1 + level) / 2 : (1 - level) / 2));
+  const auto bound = [](std::vector<double>& errors, double level, double m, bool upper) {
+    return std::max(0.0, m + QuantileInPlace(errors, upper ? (1 + level) / 2 : (1 - level) / 2));
   };
   for (int d = 1; d <= h; ++d) {
     std::vector<double> e = ErrorsNear(choice.backtest.errors, d);
-    std::sort(e.begin(), e.end());
     // A closed day sells nothing, certainly.
     const bool closed = s.closed[Weekday(s.first_day + static_cast<int64_t>(s.y.size()) + d - 1)];
     for (DemandInterval& in : f.intervals) {
@@ -382,7 +408,6 @@ DemandForecast ForecastWithIntervals(const DemandChoice& choice, const DemandSer
     }
   }
   std::vector<double> total_errors = ErrorsNear(choice.backtest.cumulative, h);
-  std::sort(total_errors.begin(), total_errors.end());
   for (DemandInterval& in : f.intervals) {
     in.total_lower = bound(total_errors, in.level, f.total, false);
     in.total_upper = bound(total_errors, in.level, f.total, true);

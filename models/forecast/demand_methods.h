@@ -75,7 +75,9 @@ struct DemandBacktest {
   // cumulative[h - 1]: the same for the total of days 1..h.
   std::vector<std::vector<double>> cumulative;
 };
-DemandBacktest Backtest(const DemandFit& fit, const DemandSeries& s, int window, int horizon);
+// Without `keep_errors`, only the MASE and RMSSE.
+DemandBacktest Backtest(const DemandFit& fit, const DemandSeries& s, int window, int horizon,
+                        bool keep_errors = true);
 
 // The method for `s`: too short a history gives seasonal naive; otherwise
 // the lowest backtest MASE among the smooth methods (seasonal naive and both
@@ -92,8 +94,8 @@ DemandChoice ChooseDemandMethod(const DemandSeries& s, int window, int horizon);
 
 // The q-quantile (0..1) of `v` by linear interpolation; 0 when empty.
 double Quantile(std::vector<double> v, double q);
-// The same of an already sorted `v`.
-double SortedQuantile(const std::vector<double>& v, double q);
+// The same, reordering `v` (O(size)).
+double QuantileInPlace(std::vector<double>& v, double q);
 
 // The errors of `errors` (per horizon, as DemandBacktest keeps them) at
 // horizon `h`, or at the longest horizon below it that has any, pooled with

@@ -306,7 +306,7 @@ DemandChoice ForecastView::ChoiceFor(const DemandSeries& s, const SeriesFit* fit
   c.backtest = Backtest(c.fit, s, options_.backtest_window_days, h);
   c.naive_mase = c.fit.method == DemandMethod::kSeasonalNaive
                      ? c.backtest.mase
-                     : Backtest({}, s, options_.backtest_window_days, h).mase;
+                     : Backtest({}, s, options_.backtest_window_days, h, false).mase;
   return c;
 }
 

@@ -56,12 +56,17 @@ struct Mixture {
     for (const auto& [v, w] : points) s += w * std::max(0.0, v - level);
     return s;
   }
-  // The lowest level whose expected shortage is at most `allowed`.
+  // The lowest level whose expected shortage is at most `allowed`: the
+  // shortage falls as the level rises, so a binary search finds it.
   double Covering(double allowed) const {
-    for (const auto& [v, w] : points) {
-      if (Shortage(v) <= allowed) return v;
+    if (points.empty()) return 0;
+    size_t lo = 0, hi = points.size() - 1;
+    while (lo < hi) {
+      const size_t mid = (lo + hi) / 2;
+      if (Shortage(points[mid].first) <= allowed) hi = mid;
+      else lo = mid + 1;
     }
-    return points.empty() ? 0 : points.back().first;
+    return points[lo].first;
   }
 };
 
