@@ -269,6 +269,7 @@ std::shared_ptr<const ModelView> ForecastModel::Publish() {
   view->item_category_ = item_category_.Freeze();
   view->shop_ = shop_;
   view->closed_ = closed_;
+  view->started_ = started_;
   view->today_ = today_;
   view->late_events_ = late_events_;
   view->fits_ = fits_;
@@ -395,6 +396,7 @@ std::string ForecastView::Encode() const {
   std::string out;
   ByteWriter w(&out);
   w.U8(kFormat);
+  w.U8(started_);
   w.I64(today_);
   for (uint64_t v : {late_events_, fits_, days_since_fit_, fitted_series_}) w.Varint(v);
   for (bool c : closed_) w.U8(c);
@@ -419,8 +421,8 @@ absl::Status ForecastModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
   if (r.U8() != kFormat) return absl::DataLossError("forecast checkpoint: unknown format");
   ForecastModel next(options_);
+  next.started_ = r.U8() != 0;
   next.today_ = r.I64();
-  next.started_ = true;
   for (uint64_t* v : {&next.late_events_, &next.fits_, &next.days_since_fit_, &next.fitted_series_}) {
     *v = r.Varint();
   }

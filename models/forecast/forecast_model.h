@@ -141,6 +141,7 @@ class ForecastView final : public ModelView {
   RowBlockView<uint32_t> item_category_;
   std::shared_ptr<const DemandHistory> shop_;
   ClosedWeekdays closed_{};
+  bool started_ = false;
   int64_t today_ = 0;
   uint64_t late_events_ = 0, fits_ = 0, days_since_fit_ = 0, fitted_series_ = 0;
   std::optional<RetrainInfo> last_fit_;

@@ -161,6 +161,12 @@ TEST(ForecastModelTest, CheckpointsRestoreTheSameAnswersAndLearning) {
   restored.Apply(stamped);
   EXPECT_EQ(ViewOf(restored)->Encode(), ViewOf(model)->Encode());
   EXPECT_FALSE(restored.Decode(bytes.substr(0, bytes.size() / 2)).ok());
+  // A checkpoint from before any event, too: the first day counts as a start.
+  ForecastModel empty(Inline()), from_empty(Inline());
+  ASSERT_TRUE(from_empty.Decode(ViewOf(empty)->Encode()).ok());
+  empty.Apply(stamped);
+  from_empty.Apply(stamped);
+  EXPECT_EQ(ViewOf(from_empty)->Encode(), ViewOf(empty)->Encode());
 }
 
 }  // namespace
