@@ -14,7 +14,7 @@ namespace mercato::server {
   M(Segments)                  \
   M(Pricing, "segments")       \
   M(Fraud)                     \
-  M(Forecast)
+  M(Forecast, "elasticity")
 
 #define MERCATO_DECLARE_MODULE(Name, ...) ModelModule Name##Module();
 MERCATO_MODEL_TABLE(MERCATO_DECLARE_MODULE)

@@ -105,7 +105,8 @@ ForecastModel::ForecastModel(ForecastOptions options)
       category_series_(1),
       item_fits_(1),
       category_fits_(1),
-      item_category_(1) {}
+      item_category_(1),
+      item_price_(1) {}
 
 bool ForecastModel::Apply(const Event& event) {
   position_ = event.sequence;
@@ -127,8 +128,10 @@ bool ForecastModel::Apply(const Event& event) {
       const std::vector<std::string> path = CategoryPath(event);
       const uint32_t item = items_.FindOrAdd(event.item_id);
       item_category_.Resize(items_.size());
+      item_price_.Resize(items_.size());
       item_series_.Resize(items_.size());
       item_fits_.Resize(items_.size());
+      if (event.unit_price > 0) *item_price_.MutableRow(item) = event.unit_price;
       uint32_t category = 0;
       if (!path.empty() && !path.back().empty()) {
         category = categories_.FindOrAdd(path.back()) + 1;
@@ -187,6 +190,10 @@ void ForecastModel::AddDemand(const Event& event, double quantity) {
   item_series_.Resize(items_.size());
   item_fits_.Resize(items_.size());
   item_category_.Resize(items_.size());
+  item_price_.Resize(items_.size());
+  if (event.type == EventType::kPurchase && event.unit_price > 0) {
+    *item_price_.MutableRow(item) = event.unit_price;
+  }
   AddTo(Mutable(item_series_, item), day, quantity);
   if (const uint32_t category = *item_category_.Row(item); category > 0) {
     AddTo(Mutable(category_series_, category - 1), day, quantity);
@@ -267,6 +274,7 @@ std::shared_ptr<const ModelView> ForecastModel::Publish() {
   view->item_fits_ = item_fits_.Freeze();
   view->category_fits_ = category_fits_.Freeze();
   view->item_category_ = item_category_.Freeze();
+  view->item_price_ = item_price_.Freeze();
   view->shop_ = shop_;
   view->closed_ = closed_;
   view->started_ = started_;
@@ -344,6 +352,7 @@ absl::StatusOr<ForecastAnswer> ForecastView::Forecast(const ForecastQuery& q) co
   if (!i) return absl::NotFoundError(absl::StrCat("item_id: no item '", q.item_id, "'"));
   const DemandHistory* own = item_series_.Row(*i)->get();
   absl::StatusOr<ForecastAnswer> a = ForecastSeries(own, item_fits_.Row(*i), q, "item_id");
+  if (a.ok()) AtPrice(q, *i, *a);
   // Under a week of its own: its category's forecast, scaled to its share.
   const uint32_t category = *item_category_.Row(*i);
   if (!a.ok() || a->history_days >= kWeek || category == 0) return a;
@@ -370,7 +379,38 @@ absl::StatusOr<ForecastAnswer> ForecastView::Forecast(const ForecastQuery& q) co
   c->method = "category_profile";
   c->history_days = a->history_days;
   c->history = a->history;
+  AtPrice(q, *i, *c);
   return c;
+}
+
+void ForecastView::AtPrice(const ForecastQuery& q, uint32_t item, ForecastAnswer& a) const {
+  if (!q.planned_price) return;
+  const double base = *item_price_.Row(item);
+  if (base <= 0) {
+    a.note = "no price seen for the item: the forecast is at its usual prices";
+    return;
+  }
+  if (!q.response) {
+    a.note = "no price elasticity for the item yet: the forecast is at its usual prices";
+    return;
+  }
+  const PriceResponse& r = *q.response;
+  const double ratio = *q.planned_price / base;
+  const double at = std::pow(ratio, r.elasticity), lo = std::pow(ratio, r.ci_low),
+               hi = std::pow(ratio, r.ci_high);
+  const double low = std::min({at, lo, hi}), high = std::max({at, lo, hi});
+  a.base_price = base;
+  a.price_factor = at;
+  a.price_outside_seen = *q.planned_price < r.min_price_seen || *q.planned_price > r.max_price_seen;
+  for (double& x : a.forecast.mean) x *= at;
+  a.forecast.total *= at;
+  // The elasticity's own uncertainty widens the bounds.
+  for (DemandInterval& in : a.forecast.intervals) {
+    for (double& x : in.lower) x *= low;
+    for (double& x : in.upper) x *= high;
+    in.total_lower *= low;
+    in.total_upper *= high;
+  }
 }
 
 absl::StatusOr<InventoryAnswer> ForecastView::Plan(std::string_view item_id,
@@ -406,6 +446,7 @@ std::string ForecastView::Encode() const {
     EncodeHistory(w, item_series_.Row(i)->get());
     EncodeFit(w, *item_fits_.Row(i));
     w.Varint(*item_category_.Row(i));
+    w.F64(*item_price_.Row(i));
   }
   w.Varint(categories_.size());
   for (uint32_t c = 0; c < categories_.size(); ++c) {
@@ -438,6 +479,8 @@ absl::Status ForecastModel::Decode(std::string_view bytes) {
     *next.item_fits_.MutableRow(row) = DecodeFit(r);
     categories_of.push_back(static_cast<uint32_t>(r.Varint()));
     *next.item_category_.MutableRow(row) = categories_of.back();
+    next.item_price_.Resize(next.items_.size());
+    *next.item_price_.MutableRow(row) = r.F64();
   }
   const uint64_t categories = r.Varint();
   for (uint64_t c = 0; c < categories && r.status().ok(); ++c) {

@@ -79,6 +79,13 @@ struct SeriesFit {
   bool intermittent = false;
 };
 
+// How demand responds to price, from the pricing model: a constant
+// elasticity with its interval, and the prices its estimate saw.
+struct PriceResponse {
+  double elasticity = 0, ci_low = 0, ci_high = 0;
+  double min_price_seen = 0, max_price_seen = 0;
+};
+
 struct ForecastQuery {
   // One of the two.
   std::string item_id, category;
@@ -86,6 +93,11 @@ struct ForecastQuery {
   std::vector<double> levels = {0.8, 0.95};
   // Closed days of history to return with the answer.
   int history_days = 0;
+  // An item's forecast at a planned price: the baseline (at the item's last
+  // price) times (planned / last)^elasticity, the bounds by the interval's
+  // ends of the elasticity; no response = no estimate, and no scaling.
+  std::optional<double> planned_price;
+  std::optional<PriceResponse> response;
 };
 
 struct ForecastAnswer {
@@ -100,6 +112,12 @@ struct ForecastAnswer {
   int64_t first_day = 0;
   // The last query.history_days closed days, oldest first.
   std::vector<double> history;
+  // With a planned price: the price the baseline is at, the factor applied,
+  // and whether the planned price lies outside the prices the elasticity
+  // saw; `note` says when the forecast could not be scaled.
+  double base_price = 0, price_factor = 1;
+  bool price_outside_seen = false;
+  std::string note;
 };
 
 struct InventoryAnswer {
@@ -118,6 +136,8 @@ class ForecastView final : public ModelView {
   // NOT_FOUND for an unknown item or category; FAILED_PRECONDITION when it
   // has no closed day of sales history yet.
   absl::StatusOr<ForecastAnswer> Forecast(const ForecastQuery& query) const;
+  // Scales `a` to the query's planned price.
+  void AtPrice(const ForecastQuery& q, uint32_t item, ForecastAnswer& a) const;
   // The same errors for the item.
   absl::StatusOr<InventoryAnswer> Plan(std::string_view item_id,
                                        const InventoryRequest& request) const;
@@ -137,8 +157,10 @@ class ForecastView final : public ModelView {
   IdDictionaryView items_, categories_;
   RowBlockView<std::shared_ptr<const DemandHistory>> item_series_, category_series_;
   RowBlockView<SeriesFit> item_fits_, category_fits_;
-  // Per item: its category's row + 1 (0 = none).
+  // Per item: its category's row + 1 (0 = none), and its last price (0 =
+  // none seen).
   RowBlockView<uint32_t> item_category_;
+  RowBlockView<double> item_price_;
   std::shared_ptr<const DemandHistory> shop_;
   ClosedWeekdays closed_{};
   bool started_ = false;
@@ -182,6 +204,7 @@ class ForecastModel final : public Model {
   RowBlockMatrix<std::shared_ptr<const DemandHistory>> item_series_, category_series_;
   RowBlockMatrix<SeriesFit> item_fits_, category_fits_;
   RowBlockMatrix<uint32_t> item_category_;
+  RowBlockMatrix<double> item_price_;
   std::shared_ptr<const DemandHistory> shop_;
   ClosedWeekdays closed_{};
   int64_t today_ = 0;

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "mercato/v1/forecasting.grpc.pb.h"
 #include "models/forecast/forecast_model.h"
+#include "models/pricing/elasticity_model.h"
 #include "server/model_module.h"
 #include "server/status_util.h"
 #include "server/validation.h"
@@ -35,6 +36,12 @@ absl::StatusOr<core::ForecastQuery> ToQuery(const v1::ForecastDemandRequest& req
   if (s.ok()) s = CheckCount("horizon_days", req.horizon_days(), 1, 365);
   if (s.ok()) s = CheckCount("interval_levels", req.interval_levels_size(), 0, kMaxLevels);
   if (s.ok()) s = CheckCount("history_days", req.history_days(), 0, 730);
+  if (s.ok() && req.has_planned_price()) {
+    s = CheckNumber("planned_price", req.planned_price(), 0, kMaxPrice);
+    if (s.ok() && (req.planned_price() == 0 || req.item_id().empty())) {
+      s = absl::InvalidArgumentError("planned_price: must be > 0, and for an item");
+    }
+  }
   for (int i = 0; s.ok() && i < req.interval_levels_size(); ++i) {
     const double level = req.interval_levels(i);
     if (!(level > 0 && level < 1)) {
@@ -48,6 +55,7 @@ absl::StatusOr<core::ForecastQuery> ToQuery(const v1::ForecastDemandRequest& req
   q.category = req.category();
   q.horizon_days = req.horizon_days();
   q.history_days = req.history_days();
+  if (req.has_planned_price()) q.planned_price = req.planned_price();
   if (req.interval_levels_size() > 0) {
     q.levels.assign(req.interval_levels().begin(), req.interval_levels().end());
   }
@@ -89,6 +97,20 @@ absl::StatusOr<core::InventoryRequest> ToInventory(const v1::PlanInventoryReques
   return r;
 }
 
+// The item's elasticity as the pricing model serves it; none without an
+// estimate.
+std::optional<core::PriceResponse> PriceResponseOf(const core::Snapshot& snap,
+                                                   const std::string& item_id) {
+  auto pricing = ServedModel<core::ElasticityView>(snap, core::kElasticityModelName);
+  if (!pricing.ok()) return std::nullopt;
+  core::ElasticityQuery q;
+  q.item_id = item_id;
+  const absl::StatusOr<core::ElasticityEstimate> e = pricing->first->Estimate(q);
+  if (!e.ok() || e->level == core::ElasticityLevel::kNone) return std::nullopt;
+  return core::PriceResponse{e->elasticity, e->ci_low, e->ci_high, e->min_price_seen,
+                             e->max_price_seen};
+}
+
 UnaryHandler<v1::ForecastDemandRequest, v1::ForecastDemandResponse> ForecastHandler(Runtime* rt) {
   return [rt](grpc::ServerContext&, const v1::ForecastDemandRequest& req,
               v1::ForecastDemandResponse* resp) {
@@ -98,6 +120,7 @@ UnaryHandler<v1::ForecastDemandRequest, v1::ForecastDemandResponse> ForecastHand
     const std::shared_ptr<const core::Snapshot> snap = rt->learner().snapshot();
     auto model = ServedModel<core::ForecastView>(*snap, core::kForecastModelName);
     if (!model.ok()) return ToGrpcStatus(model.status());
+    if (q->planned_price) q->response = PriceResponseOf(*snap, q->item_id);
     absl::StatusOr<core::ForecastAnswer> a = model->first->Forecast(*q);
     if (!a.ok()) return ToGrpcStatus(a.status());
     resp->mutable_mean()->Assign(a->forecast.mean.begin(), a->forecast.mean.end());
@@ -117,6 +140,13 @@ UnaryHandler<v1::ForecastDemandRequest, v1::ForecastDemandResponse> ForecastHand
     resp->set_history_days(a->history_days);
     resp->set_model_version(model->second);
     resp->mutable_history()->Assign(a->history.begin(), a->history.end());
+    if (q->planned_price) {
+      resp->set_base_price(a->base_price);
+      resp->set_price_factor(a->price_factor);
+      resp->set_price_outside_seen(a->price_outside_seen);
+      resp->set_price_elasticity(q->response ? q->response->elasticity : 0);
+      resp->set_note(a->note);
+    }
     return grpc::Status::OK;
   };
 }
@@ -180,6 +210,7 @@ void ServeForecast(ServiceRegistrar& r) {
 
 }  // namespace
 
+// Reads the pricing model's elasticities, when asked for a planned price.
 ModelModule ForecastModule() {
   return {.name = core::kForecastModelName,
           .from_flags = ForecastFromFlags,

@@ -3,7 +3,9 @@
 // after SIGKILL.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "mercato/v1/forecasting.grpc.pb.h"
@@ -17,12 +19,14 @@ namespace {
 constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 constexpr int64_t kStart = 1704067200000;  // 2024-01-01
 
-// 70 days of a steady seller ("mug", about 10 a day) and one sale of "pen".
+// 70 days of a steady seller ("mug", about 10 a day at 8, priced 7, 8 or 9
+// with an elasticity of -2) and one sale of "pen".
 void Publish(v1::Ingest::Stub& ingest) {
   std::mt19937_64 rng(5);
   v1::EventBatch batch;
   for (int d = 0; d < 70; ++d) {
-    const int n = std::poisson_distribution<int>(d % 7 == 5 ? 16 : 9)(rng);
+    const double price = 7 + d % 3;
+    const int n = std::poisson_distribution<int>((d % 7 == 5 ? 16 : 9) * std::pow(price / 8, -2))(rng);
     v1::Event* e = batch.add_events();
     e->set_event_id(absl::StrCat("mug-", d));
     e->set_type(v1::PURCHASE);
@@ -30,7 +34,7 @@ void Publish(v1::Ingest::Stub& ingest) {
     e->set_item_id("mug");
     e->set_order_id(absl::StrCat("o", d));
     e->set_quantity(std::max(1, n));
-    e->set_unit_price(8);
+    e->set_unit_price(price);
     e->set_timestamp_ms(kStart + d * kDayMs + 36000000);
   }
   v1::Event* pen = batch.add_events();
@@ -52,7 +56,15 @@ TEST(ForecastingTest, ForecastsPlansRefusesAndSurvivesKill) {
   auto ingest = v1::Ingest::NewStub(server->channel());
   auto admin = v1::Admin::NewStub(server->channel());
   Publish(*ingest);
-  WaitCaughtUp(*admin);
+  // Everything applied and the fits the log started adopted: the answers
+  // below are those of the whole log, also after a restart.
+  for (int i = 0; i < 500; ++i) {
+    const v1::ModelStatusResponse st = WaitCaughtUp(*admin);
+    bool fitting = false;
+    for (const v1::ModelInfo& m : st.models()) fitting |= m.retrain_running();
+    if (!fitting && ModelCount(st, "forecast", "fits") > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   auto forecasting = v1::Forecasting::NewStub(server->channel());
 
   v1::ForecastDemandRequest req;
@@ -62,7 +74,7 @@ TEST(ForecastingTest, ForecastsPlansRefusesAndSurvivesKill) {
   ASSERT_TRUE(forecasting->ForecastDemand(Ctx().get(), req, &f).ok());
   ASSERT_EQ(f.mean_size(), 28);
   EXPECT_EQ(f.history_days(), 69);
-  EXPECT_NEAR(f.total(), 28 * (9 * 6 + 16) / 7.0, 60);
+  EXPECT_NEAR(f.total(), 28 * (9 * 6 + 16) / 7.0, 80);
   ASSERT_EQ(f.intervals_size(), 2);
   EXPECT_DOUBLE_EQ(f.intervals(0).level(), 0.8);
   EXPECT_LT(f.intervals(1).total_lower(), f.total());
@@ -70,6 +82,23 @@ TEST(ForecastingTest, ForecastsPlansRefusesAndSurvivesKill) {
   EXPECT_FALSE(f.method().empty());
   EXPECT_GT(f.backtest_mase(), 0);
   EXPECT_GT(f.seasonal_naive_mase(), 0);
+
+  // At a planned price: scaled from the last price (7, on day 69) by the
+  // estimated elasticity, the bounds widened by its interval.
+  v1::ForecastDemandRequest priced = req;
+  priced.set_planned_price(12);
+  v1::ForecastDemandResponse at;
+  ASSERT_TRUE(forecasting->ForecastDemand(Ctx().get(), priced, &at).ok());
+  EXPECT_EQ(at.base_price(), 7);
+  EXPECT_NEAR(at.price_elasticity(), -2, 0.5) << at.note();
+  EXPECT_NEAR(at.price_factor(), std::pow(12.0 / 7, at.price_elasticity()), 1e-9);
+  EXPECT_NEAR(at.total(), f.total() * at.price_factor(), 1e-6);
+  EXPECT_TRUE(at.price_outside_seen());  // 7 to 9 seen
+  EXPECT_LT(at.intervals(1).total_lower(), at.total());
+  priced.set_planned_price(8);
+  ASSERT_TRUE(forecasting->ForecastDemand(Ctx().get(), priced, &at).ok());
+  EXPECT_FALSE(at.price_outside_seen());
+  EXPECT_LT(at.price_factor(), 1);
 
   v1::PlanInventoryRequest plan;
   plan.set_item_id("mug");
@@ -104,6 +133,9 @@ TEST(ForecastingTest, ForecastsPlansRefusesAndSurvivesKill) {
   bad = req;
   bad.set_category("kitchen");
   code_of(bad, "item_id", grpc::StatusCode::INVALID_ARGUMENT);
+  bad = req;
+  bad.set_planned_price(-1);
+  code_of(bad, "planned_price", grpc::StatusCode::INVALID_ARGUMENT);
   bad = req;
   bad.set_item_id("ghost");
   code_of(bad, "item_id", grpc::StatusCode::NOT_FOUND);
