@@ -12,7 +12,9 @@
 namespace mercato::core {
 namespace {
 
-constexpr uint8_t kFormat = 1;
+// 2: whether a day was seen, and each item's last price. Format 1 is
+// rebuilt from the log.
+constexpr uint8_t kFormat = 2;
 constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 constexpr int kWeek = 7;
 // Closed days a smoothing method needs; fewer than a week borrow the
@@ -460,7 +462,11 @@ std::string ForecastView::Encode() const {
 
 absl::Status ForecastModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
-  if (r.U8() != kFormat) return absl::DataLossError("forecast checkpoint: unknown format");
+  const uint8_t format = r.U8();
+  if (format == 1) {
+    return absl::FailedPreconditionError("checkpoint of format 1; rebuilt from the log");
+  }
+  if (format != kFormat) return absl::DataLossError("forecast checkpoint: unknown format");
   ForecastModel next(options_);
   next.started_ = r.U8() != 0;
   next.today_ = r.I64();
