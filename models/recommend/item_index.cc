@@ -93,15 +93,22 @@ void ItemIndex::StartRebuild(uint64_t position, RowBlockView<float> rows,
 FitGate ItemIndex::Gate(uint64_t sequence) {
   if (!rebuild_.running()) return FitGate::kOpen;
   const uint64_t started = rebuild_.status()->started_sequence;
-  return rebuild_.Gate(sequence, [&](Built index) {
-    rebuilt_at_ = sequence;
-    rebuild_span_ = sequence - started;
-    if (std::exchange(rebuild_superseded_, false)) return;
+  // A superseded rebuild may have finished before its cancel reached it, or
+  // not: either way it changes nothing but the counts, so that the state
+  // does not depend on when its thread looked.
+  const FitGate gate = rebuild_.Gate(sequence, [&](Built index) {
+    if (rebuild_superseded_) return;
     index_ = std::move(index);
     index_generation_ = rebuild_generation_;
     std::erase_if(stale_, [&](uint32_t item) { return changed_in_[item] < index_generation_; });
     stale_sorted_.reset();
   });
+  if (gate == FitGate::kAdopted) {
+    rebuilt_at_ = sequence;
+    rebuild_span_ = sequence - started;
+    rebuild_superseded_ = false;
+  }
+  return gate;
 }
 
 ItemIndexView ItemIndex::Freeze() {

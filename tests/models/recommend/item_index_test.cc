@@ -124,6 +124,26 @@ TEST(ItemIndexTest, AFinishedRebuildIsAdoptedAtItsRecordOrWaitedFor) {
   EXPECT_EQ(keeper.Freeze().rebuilt_at, 20u);
 }
 
+// Whether a superseded rebuild's thread saw its cancel in time or had
+// already finished, its adoption point leaves the same state.
+TEST(ItemIndexTest, ASupersededRebuildLeavesTheSameStateWhenItFinishedOrNot) {
+  Rows r(64);
+  std::string states[2];
+  for (bool finished_first : {true, false}) {
+    ItemIndex keeper(kDim, {}, 1);
+    keeper.AdoptRetrained(keeper.Build(64, r.RowOf(), kGo));
+    keeper.Changed({1, 2, 3});
+    if (!finished_first) SetFitDelayForTesting(absl::Milliseconds(200));
+    keeper.StartRebuild(10, r.rows.Freeze(), r.support.Freeze(), 10, finished_first ? false : true);
+    SetFitDelayForTesting(absl::ZeroDuration());
+    keeper.Supersede();  // a retrain starts: the delayed thread stops early, with nothing
+    keeper.AdoptRetrained(keeper.Build(64, r.RowOf(), kGo));
+    while (keeper.Gate(20) == FitGate::kWait) absl::SleepFor(absl::Milliseconds(1));
+    states[finished_first] = Encoded(keeper.Freeze());
+  }
+  EXPECT_EQ(states[0], states[1]);
+}
+
 TEST(ItemIndexTest, ARetrainStartingSupersedesARunningRebuild) {
   Rows r(64);
   ItemIndex keeper(kDim, {}, 1);
