@@ -128,19 +128,10 @@ bool ForecastModel::Apply(const Event& event) {
     }
     case EventType::kItemUpdate: {
       const std::vector<std::string> path = CategoryPath(event);
-      const uint32_t item = items_.FindOrAdd(event.item_id);
-      item_category_.Resize(items_.size());
-      item_price_.Resize(items_.size());
-      item_series_.Resize(items_.size());
-      item_fits_.Resize(items_.size());
+      const uint32_t item = ItemRow(event.item_id);
       if (event.unit_price > 0) *item_price_.MutableRow(item) = event.unit_price;
-      uint32_t category = 0;
-      if (!path.empty() && !path.back().empty()) {
-        category = categories_.FindOrAdd(path.back()) + 1;
-        category_series_.Resize(categories_.size());
-        category_fits_.Resize(categories_.size());
-      }
-      *item_category_.MutableRow(item) = category;
+      *item_category_.MutableRow(item) =
+          path.empty() || path.back().empty() ? 0 : CategoryRow(path.back()) + 1;
       return true;
     }
     default:
@@ -159,9 +150,20 @@ void ForecastModel::Advance(int64_t day) {
   }
 }
 
-DemandHistory& ForecastModel::Mutable(RowBlockMatrix<std::shared_ptr<const DemandHistory>>& rows,
-                                      uint32_t row) {
-  return Own(*rows.MutableRow(row));
+uint32_t ForecastModel::ItemRow(std::string_view item_id) {
+  const uint32_t item = items_.FindOrAdd(item_id);
+  item_series_.Resize(items_.size());
+  item_fits_.Resize(items_.size());
+  item_category_.Resize(items_.size());
+  item_price_.Resize(items_.size());
+  return item;
+}
+
+uint32_t ForecastModel::CategoryRow(std::string_view category) {
+  const uint32_t row = categories_.FindOrAdd(category);
+  category_series_.Resize(categories_.size());
+  category_fits_.Resize(categories_.size());
+  return row;
 }
 
 void ForecastModel::AddTo(DemandHistory& h, int64_t day, double quantity) const {
@@ -188,17 +190,13 @@ void ForecastModel::AddDemand(const Event& event, double quantity) {
     ++late_events_;  // past the window of days that may still change
     return;
   }
-  const uint32_t item = items_.FindOrAdd(event.item_id);
-  item_series_.Resize(items_.size());
-  item_fits_.Resize(items_.size());
-  item_category_.Resize(items_.size());
-  item_price_.Resize(items_.size());
+  const uint32_t item = ItemRow(event.item_id);
   if (event.type == EventType::kPurchase && event.unit_price > 0) {
     *item_price_.MutableRow(item) = event.unit_price;
   }
-  AddTo(Mutable(item_series_, item), day, quantity);
+  AddTo(Own(*item_series_.MutableRow(item)), day, quantity);
   if (const uint32_t category = *item_category_.Row(item); category > 0) {
-    AddTo(Mutable(category_series_, category - 1), day, quantity);
+    AddTo(Own(*category_series_.MutableRow(category - 1)), day, quantity);
   }
   AddTo(Own(shop_), day, quantity);
 }
@@ -321,15 +319,22 @@ DemandChoice ForecastView::ChoiceFor(const DemandSeries& s, const SeriesFit* fit
   return c;
 }
 
+absl::Status ForecastView::ClosedSales(const DemandHistory* h, std::string_view what,
+                                       std::vector<double>* y) const {
+  if (h) *y = ClosedDays(*h, today_);
+  if (std::none_of(y->begin(), y->end(), [](double v) { return v > 0; })) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(std::string(what), ": no closed day of sales history yet"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ForecastAnswer> ForecastView::ForecastSeries(const DemandHistory* history,
                                                             const SeriesFit* fit,
                                                             const ForecastQuery& q,
                                                             std::string_view what) const {
-  const std::vector<double> y = history ? ClosedDays(*history, today_) : std::vector<double>{};
-  if (std::none_of(y.begin(), y.end(), [](double v) { return v > 0; })) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(std::string(what), ": no closed day of sales history yet"));
-  }
+  std::vector<double> y;
+  if (absl::Status st = ClosedSales(history, what, &y); !st.ok()) return st;
   const DemandSeries s{y, history->first_day, closed_};
   const DemandChoice c = ChoiceFor(s, fit, q.horizon_days);
   ForecastAnswer a;
@@ -420,10 +425,8 @@ absl::StatusOr<InventoryAnswer> ForecastView::Plan(std::string_view item_id,
   const std::optional<uint32_t> i = items_.Find(item_id);
   if (!i) return absl::NotFoundError(absl::StrCat("item_id: no item '", std::string(item_id), "'"));
   const DemandHistory* h = item_series_.Row(*i)->get();
-  const std::vector<double> y = h ? ClosedDays(*h, today_) : std::vector<double>{};
-  if (std::none_of(y.begin(), y.end(), [](double v) { return v > 0; })) {
-    return absl::FailedPreconditionError("item_id: no closed day of sales history yet");
-  }
+  std::vector<double> y;
+  if (absl::Status st = ClosedSales(h, "item_id", &y); !st.ok()) return st;
   const DemandSeries s{y, h->first_day, closed_};
   const int horizon = InventoryHorizon(request);
   const DemandChoice c = ChoiceFor(s, item_fits_.Row(*i), horizon);
@@ -477,22 +480,16 @@ absl::Status ForecastModel::Decode(std::string_view bytes) {
   const uint64_t items = r.Varint();
   std::vector<uint32_t> categories_of;
   for (uint64_t i = 0; i < items && r.status().ok(); ++i) {
-    const uint32_t row = next.items_.FindOrAdd(r.Str());
-    next.item_series_.Resize(next.items_.size());
-    next.item_fits_.Resize(next.items_.size());
-    next.item_category_.Resize(next.items_.size());
+    const uint32_t row = next.ItemRow(r.Str());
     *next.item_series_.MutableRow(row) = DecodeHistory(r, options_.history_days);
     *next.item_fits_.MutableRow(row) = DecodeFit(r);
     categories_of.push_back(static_cast<uint32_t>(r.Varint()));
     *next.item_category_.MutableRow(row) = categories_of.back();
-    next.item_price_.Resize(next.items_.size());
     *next.item_price_.MutableRow(row) = r.F64();
   }
   const uint64_t categories = r.Varint();
   for (uint64_t c = 0; c < categories && r.status().ok(); ++c) {
-    const uint32_t row = next.categories_.FindOrAdd(r.Str());
-    next.category_series_.Resize(next.categories_.size());
-    next.category_fits_.Resize(next.categories_.size());
+    const uint32_t row = next.CategoryRow(r.Str());
     *next.category_series_.MutableRow(row) = DecodeHistory(r, options_.history_days);
     *next.category_fits_.MutableRow(row) = DecodeFit(r);
   }

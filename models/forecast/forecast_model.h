@@ -145,8 +145,10 @@ class ForecastView final : public ModelView {
 
  private:
   friend class ForecastModel;
-  // The closed days of `h` as a series (the open day left out).
-  DemandSeries Closed(const DemandHistory& h) const;
+  // The closed days of `h` (the open day left out) into `y`;
+  // FAILED_PRECONDITION naming `what` when none of them sold.
+  absl::Status ClosedSales(const DemandHistory* h, std::string_view what,
+                           std::vector<double>* y) const;
   // The choice for a series: its fit, or seasonal naive without one.
   DemandChoice ChoiceFor(const DemandSeries& s, const SeriesFit* fit, int horizon) const;
   absl::StatusOr<ForecastAnswer> ForecastSeries(const DemandHistory* history, const SeriesFit* fit,
@@ -195,8 +197,9 @@ class ForecastModel final : public Model {
   void Advance(int64_t day);
   void StartFit();
   void Adopt(Fitted fitted);
-  // The history of a row, copied first when a view shares it.
-  DemandHistory& Mutable(RowBlockMatrix<std::shared_ptr<const DemandHistory>>& rows, uint32_t row);
+  // The row of an item or a category, every per-row table grown to it.
+  uint32_t ItemRow(std::string_view item_id);
+  uint32_t CategoryRow(std::string_view category);
   void AddTo(DemandHistory& h, int64_t day, double quantity) const;
 
   ForecastOptions options_;
