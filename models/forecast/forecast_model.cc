@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <utility>
 
@@ -12,9 +13,9 @@
 namespace mercato::core {
 namespace {
 
-// 2: whether a day was seen, and each item's last price. Format 1 is
-// rebuilt from the log.
-constexpr uint8_t kFormat = 2;
+// 3: the fits' states, error profiles and served errors. Formats 1 and 2
+// are rebuilt from the log.
+constexpr uint8_t kFormat = 3;
 constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 constexpr int kWeek = 7;
 // Closed days a smoothing method needs; fewer than a week borrow the
@@ -41,6 +42,18 @@ std::vector<double> ClosedDays(const DemandHistory& h, int64_t today) {
   y.assign(static_cast<size_t>(today - h.first_day), 0.0);
   for (size_t i = 0; i < h.y.size() && i < y.size(); ++i) y[i] = std::max(0.0, h.y[i]);
   return y;
+}
+
+// The sales of `day` in `h`: 0 outside it, never below 0.
+double DayValue(const DemandHistory* h, int64_t day) {
+  if (!h || day < h->first_day || day - h->first_day >= static_cast<int64_t>(h->y.size())) return 0;
+  return std::max(0.0, h->y[static_cast<size_t>(day - h->first_day)]);
+}
+
+// Steps `state` through the days [from, to) of `h`.
+void StepDays(DemandState& state, const DemandHistory* h, int64_t from, int64_t to,
+              const ClosedWeekdays& closed) {
+  for (int64_t d = from; d < to; ++d) state.Step(DayValue(h, d), Weekday(d), closed);
 }
 
 // Weekdays on which the shop sold nothing in each of its last four weeks,
@@ -79,18 +92,56 @@ std::shared_ptr<const DemandHistory> DecodeHistory(ByteReader& r, int history_da
 }
 
 void EncodeFit(ByteWriter& w, const SeriesFit& f) {
-  w.U8(static_cast<uint8_t>(f.fit.method));
-  for (double p : f.fit.params) w.F64(p);
+  w.U8(f.errors != nullptr);
+  if (!f.errors) return;
+  f.state.Encode(w);
   w.U8(f.intermittent);
+  for (double v : {f.mase, f.naive_mase, f.scale}) w.F64(v);
+  f.errors->daily.Encode(w);
+  f.errors->cumulative.Encode(w);
+  for (double v : f.week_ahead) w.F64(v);
 }
 
 SeriesFit DecodeFit(ByteReader& r) {
   SeriesFit f;
-  const uint8_t method = r.U8();
-  if (method >= kNumDemandMethods) r.Invalidate();
-  f.fit.method = static_cast<DemandMethod>(method);
-  for (double& p : f.fit.params) p = r.F64();
+  if (r.U8() == 0) return f;
+  f.state = DemandState::Decode(r);
   f.intermittent = r.U8() != 0;
+  for (double* v : {&f.mase, &f.naive_mase, &f.scale}) *v = r.F64();
+  ErrorProfiles errors;
+  errors.daily = ErrorProfile::Decode(r);
+  errors.cumulative = ErrorProfile::Decode(r);
+  f.errors = std::make_shared<const ErrorProfiles>(std::move(errors));
+  for (double& v : f.week_ahead) v = r.F64();
+  return f;
+}
+
+void EncodeServed(ByteWriter& w, const ServedErrors& e) {
+  w.I64(e.day);
+  for (double v : {e.abs1, e.n1, e.abs7, e.n7}) w.F64(v);
+}
+
+ServedErrors DecodeServed(ByteReader& r) {
+  ServedErrors e;
+  e.day = r.I64();
+  for (double* v : {&e.abs1, &e.n1, &e.abs7, &e.n7}) *v = r.F64();
+  return e;
+}
+
+// A fit's state for `s` with its errors, stepped through the days before
+// `settled`.
+SeriesFit FitFrom(const DemandChoice& c, const DemandSeries& s, int64_t settled) {
+  SeriesFit f;
+  f.state = DemandState(c.fit, s);
+  const size_t days = static_cast<size_t>(std::clamp<int64_t>(settled - s.first_day, 0,
+                                                              static_cast<int64_t>(s.y.size())));
+  f.state.StepAll(s.y.first(days), Weekday(s.first_day), s.closed);
+  f.intermittent = c.intermittent;
+  f.mase = c.backtest.mase;
+  f.naive_mase = c.naive_mase;
+  f.scale = c.backtest.scale;
+  f.errors = std::make_shared<const ErrorProfiles>(ProfilesOf(c.backtest));
+  f.week_ahead.fill(std::numeric_limits<double>::quiet_NaN());
   return f;
 }
 
@@ -140,7 +191,11 @@ bool ForecastModel::Apply(const Event& event) {
 }
 
 void ForecastModel::Advance(int64_t day) {
-  if (started_) days_since_fit_ += static_cast<uint64_t>(day - today_);
+  if (started_) {
+    days_since_fit_ += static_cast<uint64_t>(day - today_);
+    Settle(day - options_.late_days);
+  }
+  settled_ = started_ ? std::max(settled_, day - options_.late_days) : day - options_.late_days;
   started_ = true;
   today_ = day;
   closed_ = ClosedFrom(shop_.get(), today_);
@@ -148,6 +203,32 @@ void ForecastModel::Advance(int64_t day) {
   if (!fit_.running() && FitDue(options_.fit_every_days, {days_since_fit_, fits_ > 0, enough})) {
     StartFit();
   }
+}
+
+void ForecastModel::Settle(int64_t to) {
+  const auto settle = [&](RowBlockMatrix<std::shared_ptr<const DemandHistory>>& series,
+                          RowBlockMatrix<SeriesFit>& fits, bool score) {
+    for (size_t r = 0; r < fits.rows(); ++r) {
+      if (!fits.Row(r)->errors) continue;
+      SeriesFit& f = *fits.MutableRow(r);
+      const DemandHistory* h = series.Row(r)->get();
+      for (int64_t d = settled_; d < to; ++d) {
+        const int wd = Weekday(d);
+        const double y = DayValue(h, d);
+        ServedErrors& e = served_[static_cast<size_t>(d % static_cast<int64_t>(served_.size()))];
+        if (e.day != d) e = {d};
+        if (score && !closed_[wd] && f.scale > 1e-6) {
+          e.abs1 += std::abs(y - f.state.Ahead(1, wd, closed_)) / f.scale, ++e.n1;
+          if (!std::isnan(f.week_ahead[wd])) e.abs7 += std::abs(y - f.week_ahead[wd]) / f.scale, ++e.n7;
+        }
+        f.week_ahead[(wd + 6) % kWeek] = f.state.Ahead(kWeek, wd, closed_);
+        f.state.Step(y, wd, closed_);
+      }
+    }
+  };
+  settle(item_series_, item_fits_, true);
+  settle(category_series_, category_fits_, false);
+  settled_ = std::max(settled_, to);
 }
 
 uint32_t ForecastModel::ItemRow(std::string_view item_id) {
@@ -205,11 +286,11 @@ void ForecastModel::StartFit() {
   days_since_fit_ = 0;
   struct Input {
     RowBlockView<std::shared_ptr<const DemandHistory>> items, categories;
-    int64_t today;
+    int64_t today, settled;
     ClosedWeekdays closed;
     ForecastOptions options;
   };
-  Input in{item_series_.Freeze(), category_series_.Freeze(), today_, closed_, options_};
+  Input in{item_series_.Freeze(), category_series_.Freeze(), today_, settled_, closed_, options_};
   fit_.Start(position_, options_.adopt_after_events, options_.background,
              [in = std::move(in)](const std::atomic<bool>& stop) -> std::optional<Fitted> {
                const absl::Time start = absl::Now();
@@ -222,15 +303,15 @@ void ForecastModel::StartFit() {
                    if (!h) continue;
                    const std::vector<double> y = ClosedDays(*h, in.today);
                    if (y.size() < static_cast<size_t>(kFitDays)) continue;
-                   const DemandChoice c =
-                       ChooseDemandMethod({y, h->first_day, in.closed},
-                                          in.options.backtest_window_days,
-                                          in.options.backtest_horizon_days);
-                   out[r] = SeriesFit{c.fit, c.intermittent};
+                   const DemandSeries s{y, h->first_day, in.closed};
+                   out[r] = FitFrom(ChooseDemandMethod(s, in.options.backtest_window_days,
+                                                       in.options.backtest_horizon_days),
+                                    s, in.settled);
                  }
                  return true;
                };
                Fitted fitted;
+               fitted.settled = in.settled;
                if (!fit_all(in.items, fitted.items) || !fit_all(in.categories, fitted.categories)) {
                  return std::nullopt;
                }
@@ -242,16 +323,22 @@ void ForecastModel::StartFit() {
 
 void ForecastModel::Adopt(Fitted fitted) {
   fitted_series_ = 0;
-  const auto apply = [&](const std::vector<std::optional<SeriesFit>>& fits,
+  // Each state caught up with the days settled since the fit started; the
+  // forecasts already made 7 days ahead stay to be scored.
+  const auto apply = [&](std::vector<std::optional<SeriesFit>>& fits,
+                         const RowBlockMatrix<std::shared_ptr<const DemandHistory>>& series,
                          RowBlockMatrix<SeriesFit>& rows) {
     for (size_t r = 0; r < fits.size(); ++r) {
       if (!fits[r]) continue;
-      *rows.MutableRow(r) = *fits[r];
+      StepDays(fits[r]->state, series.Row(r)->get(), fitted.settled, settled_, closed_);
+      SeriesFit& row = *rows.MutableRow(r);
+      if (row.errors) fits[r]->week_ahead = row.week_ahead;
+      row = std::move(*fits[r]);
       ++fitted_series_;
     }
   };
-  apply(fitted.items, item_fits_);
-  apply(fitted.categories, category_fits_);
+  apply(fitted.items, item_series_, item_fits_);
+  apply(fitted.categories, category_series_, category_fits_);
   ++fits_;
   last_fit_ = fitted.run;
 }
@@ -279,6 +366,8 @@ std::shared_ptr<const ModelView> ForecastModel::Publish() {
   view->closed_ = closed_;
   view->started_ = started_;
   view->today_ = today_;
+  view->settled_ = settled_;
+  view->served_ = served_;
   view->late_events_ = late_events_;
   view->fits_ = fits_;
   view->days_since_fit_ = days_since_fit_;
@@ -296,7 +385,7 @@ std::vector<std::pair<std::string, uint64_t>> ForecastView::Counts() const {
   std::array<uint64_t, kNumDemandMethods> by_method{};
   for (size_t r = 0; r < item_fits_.rows(); ++r) {
     const std::shared_ptr<const DemandHistory>& h = *item_series_.Row(r);
-    if (h) ++by_method[static_cast<int>(item_fits_.Row(r)->fit.method)];
+    if (h) ++by_method[static_cast<int>(item_fits_.Row(r)->state.fit().method)];
   }
   for (int m = 0; m < kNumDemandMethods; ++m) {
     out.emplace_back(absl::StrCat("items_", std::string(DemandMethodName(static_cast<DemandMethod>(m)))),
@@ -305,18 +394,37 @@ std::vector<std::pair<std::string, uint64_t>> ForecastView::Counts() const {
   return out;
 }
 
-DemandChoice ForecastView::ChoiceFor(const DemandSeries& s, const SeriesFit* fit, int horizon) const {
-  DemandChoice c;
-  if (fit && s.y.size() >= static_cast<size_t>(kFitDays)) {
-    c.fit = fit->fit;
-    c.intermittent = fit->intermittent;
+std::vector<std::pair<std::string, double>> ForecastView::Gauges() const {
+  ServedErrors sum;
+  for (const ServedErrors& e : served_) {
+    if (e.day < settled_ - static_cast<int64_t>(served_.size())) continue;  // older than the window
+    sum.abs1 += e.abs1, sum.n1 += e.n1, sum.abs7 += e.abs7, sum.n7 += e.n7;
   }
-  const int h = std::clamp(horizon, 1, options_.backtest_horizon_days);
-  c.backtest = Backtest(c.fit, s, options_.backtest_window_days, h);
-  c.naive_mase = c.fit.method == DemandMethod::kSeasonalNaive
-                     ? c.backtest.mase
-                     : Backtest({}, s, options_.backtest_window_days, h, false).mase;
-  return c;
+  std::vector<std::pair<std::string, double>> out;
+  if (sum.n1 > 0) out.emplace_back("served_mase_1d", sum.abs1 / sum.n1);
+  if (sum.n7 > 0) out.emplace_back("served_mase_7d", sum.abs7 / sum.n7);
+  return out;
+}
+
+ForecastView::Basis ForecastView::BasisFor(const DemandSeries& s, const SeriesFit* fit) const {
+  Basis b;
+  if (fit && fit->errors) {
+    b.state = fit->state;
+    const int64_t from = std::max(settled_, s.first_day);
+    for (int64_t d = from; d < today_; ++d) {
+      b.state.Step(s.y[static_cast<size_t>(d - s.first_day)], Weekday(d), closed_);
+    }
+    b.errors = fit->errors;
+    b.mase = fit->mase;
+    b.naive_mase = fit->naive_mase;
+    return b;
+  }
+  const DemandBacktest bt = Backtest({}, s, options_.backtest_window_days, options_.backtest_horizon_days);
+  b.state = DemandState({}, s);
+  b.state.StepAll(s.y, Weekday(s.first_day), s.closed);
+  b.errors = std::make_shared<const ErrorProfiles>(ProfilesOf(bt));
+  b.mase = b.naive_mase = bt.mase;
+  return b;
 }
 
 absl::Status ForecastView::ClosedSales(const DemandHistory* h, std::string_view what,
@@ -336,12 +444,14 @@ absl::StatusOr<ForecastAnswer> ForecastView::ForecastSeries(const DemandHistory*
   std::vector<double> y;
   if (absl::Status st = ClosedSales(history, what, &y); !st.ok()) return st;
   const DemandSeries s{y, history->first_day, closed_};
-  const DemandChoice c = ChoiceFor(s, fit, q.horizon_days);
+  const Basis b = BasisFor(s, fit);
+  std::vector<double> mean(static_cast<size_t>(q.horizon_days));
+  b.state.Path(Weekday(today_), closed_, mean);
   ForecastAnswer a;
-  a.forecast = ForecastWithIntervals(c, s, q.horizon_days, q.levels);
-  a.method = std::string(DemandMethodName(c.fit.method));
-  a.mase = c.backtest.mase;
-  a.naive_mase = c.naive_mase;
+  a.forecast = WithIntervals(std::move(mean), *b.errors, closed_, Weekday(today_), q.levels);
+  a.method = std::string(DemandMethodName(b.state.fit().method));
+  a.mase = b.mase;
+  a.naive_mase = b.naive_mase;
   a.history_days = static_cast<int>(y.size());
   a.first_day = today_;
   a.history.assign(y.end() - std::min<ptrdiff_t>(q.history_days, static_cast<ptrdiff_t>(y.size())),
@@ -427,13 +537,13 @@ absl::StatusOr<InventoryAnswer> ForecastView::Plan(std::string_view item_id,
   const DemandHistory* h = item_series_.Row(*i)->get();
   std::vector<double> y;
   if (absl::Status st = ClosedSales(h, "item_id", &y); !st.ok()) return st;
-  const DemandSeries s{y, h->first_day, closed_};
-  const int horizon = InventoryHorizon(request);
-  const DemandChoice c = ChoiceFor(s, item_fits_.Row(*i), horizon);
+  const Basis b = BasisFor({y, h->first_day, closed_}, item_fits_.Row(*i));
+  std::vector<double> daily(static_cast<size_t>(InventoryHorizon(request)));
+  b.state.Path(Weekday(today_), closed_, daily);
   InventoryAnswer a;
-  a.plan = PlanInventory(ForecastDemand(c.fit, s, horizon), c.backtest.cumulative, request);
-  a.method = std::string(DemandMethodName(c.fit.method));
-  a.mase = c.backtest.mase;
+  a.plan = PlanInventory(daily, b.errors->cumulative, request);
+  a.method = std::string(DemandMethodName(b.state.fit().method));
+  a.mase = b.mase;
   return a;
 }
 
@@ -443,7 +553,9 @@ std::string ForecastView::Encode() const {
   w.U8(kFormat);
   w.U8(started_);
   w.I64(today_);
+  w.I64(settled_);
   for (uint64_t v : {late_events_, fits_, days_since_fit_, fitted_series_}) w.Varint(v);
+  for (const ServedErrors& e : served_) EncodeServed(w, e);
   for (bool c : closed_) w.U8(c);
   w.Varint(items_.size());
   for (uint32_t i = 0; i < items_.size(); ++i) {
@@ -466,16 +578,19 @@ std::string ForecastView::Encode() const {
 absl::Status ForecastModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
   const uint8_t format = r.U8();
-  if (format == 1) {
-    return absl::FailedPreconditionError("checkpoint of format 1; rebuilt from the log");
+  if (format == 1 || format == 2) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint of format ", format, "; rebuilt from the log"));
   }
   if (format != kFormat) return absl::DataLossError("forecast checkpoint: unknown format");
   ForecastModel next(options_);
   next.started_ = r.U8() != 0;
   next.today_ = r.I64();
+  next.settled_ = r.I64();
   for (uint64_t* v : {&next.late_events_, &next.fits_, &next.days_since_fit_, &next.fitted_series_}) {
     *v = r.Varint();
   }
+  for (ServedErrors& e : next.served_) e = DecodeServed(r);
   for (bool& c : next.closed_) c = r.U8() != 0;
   const uint64_t items = r.Varint();
   std::vector<uint32_t> categories_of;

@@ -15,12 +15,21 @@
 // Fits run in the background (core/background_fit.h): every `fit_every_days`
 // closed days (the first once a series has four weeks), from the series as
 // of the log position they start at, adopted where the log decides. A fit
-// chooses each series' method and parameters; a forecast runs that method
-// over the series as it is when asked, so every closed day counts at once,
-// and its intervals are the quantiles of the method's backtest errors on the
-// series itself. A series without a fit yet, or with under four weeks, is
-// forecast by seasonal naive; one with under a week, by its category's
-// forecast scaled to the item's share.
+// chooses each series' method and parameters and keeps its backtest errors
+// as quantiles per horizon (ErrorProfiles). The method's state is stepped
+// online through each day as it settles (leaves the late window, so that no
+// event can change it again); a forecast steps a copy through the closed
+// days still open to correction, so every closed day counts at once, at a
+// cost independent of the history's length. A series without a fit yet, or
+// with under four weeks, is forecast by seasonal naive with its own
+// backtest; one with under a week, by its category's forecast scaled to the
+// item's share.
+//
+// As each day settles, the model also scores the forecasts it gave for it
+// one and seven days before (the ones every call got then, late
+// corrections aside) against what sold: the rolling MASE over the last 28
+// settled days, pooled over fitted series, is the gauge served_mase_1d and
+// served_mase_7d.
 //
 // Threads: ForecastModel belongs to the learner thread (core/model.h);
 // ForecastView is immutable and thread-safe, and shares its series with the
@@ -28,6 +37,7 @@
 #ifndef MERCATO_MODELS_FORECAST_FORECAST_MODEL_H_
 #define MERCATO_MODELS_FORECAST_FORECAST_MODEL_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -73,10 +83,25 @@ struct DemandHistory {
   std::vector<double> y;
 };
 
-// A series' fitted method, as the last fit chose it.
+// A series' fitted method, as the last fit chose it, with its state stepped
+// through every settled day.
 struct SeriesFit {
-  DemandFit fit;
+  DemandState state;
   bool intermittent = false;
+  // The fit's backtest MASE, seasonal naive's, and the in-sample
+  // seasonal-naive error they are scaled by.
+  double mase = 0, naive_mase = 0, scale = 0;
+  // Null until a fit.
+  std::shared_ptr<const ErrorProfiles> errors;
+  // The forecast made 7 days ahead, by the weekday it is for (NaN = none).
+  std::array<double, 7> week_ahead{};
+};
+
+// Forecast errors of the days settled on one day, scaled by their series'
+// in-sample error, 1 and 7 days ahead.
+struct ServedErrors {
+  int64_t day = 0;
+  double abs1 = 0, n1 = 0, abs7 = 0, n7 = 0;
 };
 
 // How demand responds to price, from the pricing model: a constant
@@ -132,6 +157,7 @@ class ForecastView final : public ModelView {
   std::vector<std::pair<std::string, uint64_t>> Counts() const override;
   std::optional<RetrainInfo> LastRetrain() const override { return last_fit_; }
   std::optional<RunningRetrain> Running() const override { return running_; }
+  std::vector<std::pair<std::string, double>> Gauges() const override;
 
   // NOT_FOUND for an unknown item or category; FAILED_PRECONDITION when it
   // has no closed day of sales history yet.
@@ -149,8 +175,15 @@ class ForecastView final : public ModelView {
   // FAILED_PRECONDITION naming `what` when none of them sold.
   absl::Status ClosedSales(const DemandHistory* h, std::string_view what,
                            std::vector<double>* y) const;
-  // The choice for a series: its fit, or seasonal naive without one.
-  DemandChoice ChoiceFor(const DemandSeries& s, const SeriesFit* fit, int horizon) const;
+  // What a series' closed days `s` are forecast from: its fit's state
+  // stepped through the days since the settled ones, or without a fit
+  // seasonal naive over the whole series with its own backtest.
+  struct Basis {
+    DemandState state;
+    std::shared_ptr<const ErrorProfiles> errors;
+    double mase = 0, naive_mase = 0;
+  };
+  Basis BasisFor(const DemandSeries& s, const SeriesFit* fit) const;
   absl::StatusOr<ForecastAnswer> ForecastSeries(const DemandHistory* history, const SeriesFit* fit,
                                                 const ForecastQuery& query,
                                                 std::string_view what) const;
@@ -166,8 +199,9 @@ class ForecastView final : public ModelView {
   std::shared_ptr<const DemandHistory> shop_;
   ClosedWeekdays closed_{};
   bool started_ = false;
-  int64_t today_ = 0;
+  int64_t today_ = 0, settled_ = 0;
   uint64_t late_events_ = 0, fits_ = 0, days_since_fit_ = 0, fitted_series_ = 0;
+  std::array<ServedErrors, 28> served_{};
   std::optional<RetrainInfo> last_fit_;
   std::optional<RunningRetrain> running_;
 };
@@ -190,11 +224,15 @@ class ForecastModel final : public Model {
   // What a fit gives: the choice per item and per category row.
   struct Fitted {
     std::vector<std::optional<SeriesFit>> items, categories;
+    // The first day the fits' states have not stepped.
+    int64_t settled = 0;
     RetrainInfo run;
   };
   void AddDemand(const Event& event, double quantity);
   // Moves the open day to `day`, closing the days before it.
   void Advance(int64_t day);
+  // Steps every fitted series through the days from settled_ to `to`.
+  void Settle(int64_t to);
   void StartFit();
   void Adopt(Fitted fitted);
   // The row of an item or a category, every per-row table grown to it.
@@ -210,9 +248,11 @@ class ForecastModel final : public Model {
   RowBlockMatrix<double> item_price_;
   std::shared_ptr<const DemandHistory> shop_;
   ClosedWeekdays closed_{};
-  int64_t today_ = 0;
+  // The open day, and the first day an event may still change.
+  int64_t today_ = 0, settled_ = 0;
   bool started_ = false;
   uint64_t late_events_ = 0, fits_ = 0, days_since_fit_ = 0, fitted_series_ = 0;
+  std::array<ServedErrors, 28> served_{};
   uint64_t position_ = 0;
   std::optional<RetrainInfo> last_fit_;
   BackgroundFit<Fitted> fit_;

@@ -24,63 +24,84 @@ std::vector<std::pair<int, double>> LeadTimes(const InventoryRequest& r) {
   return out;
 }
 
-// Demand over the first `days` days: samples (forecast total plus each
-// backtest error of that horizon, never below 0).
-std::vector<double> DemandSamples(const std::vector<double>& daily,
-                                  const std::vector<std::vector<double>>& cumulative, int days) {
-  const double total = std::accumulate(daily.begin(), daily.begin() + days, 0.0);
-  if (days == 0) return {0.0};
-  std::vector<double> out;
-  for (double e : ErrorsNear(cumulative, days)) out.push_back(std::max(0.0, total + e));
-  if (out.empty()) out.push_back(total);
-  return out;
-}
-
-// A mixture of sample sets, each with a weight.
+// Demand as a mixture over lead times: a run of (value, probability) points
+// per lead time, each sorted by value, the probabilities summing to 1.
 struct Mixture {
-  std::vector<std::pair<double, double>> points;  // value, weight; sorted by value
+  std::vector<std::vector<std::pair<double, double>>> runs;
+
+  // The lowest value whose cumulative probability reaches q. Walks down
+  // from the top, so a high q visits only the points above the answer.
   double Quantile(double q) const {
-    double seen = 0;
-    for (const auto& [v, w] : points) {
-      if ((seen += w) >= q) return v;
+    std::vector<size_t> left(runs.size());
+    for (size_t r = 0; r < runs.size(); ++r) left[r] = runs[r].size();
+    double above = 0, answer = 0;
+    for (;;) {
+      size_t top = runs.size();
+      for (size_t r = 0; r < runs.size(); ++r) {
+        if (left[r] > 0 && (top == runs.size() || runs[r][left[r] - 1].first > runs[top][left[top] - 1].first)) {
+          top = r;
+        }
+      }
+      if (top == runs.size()) return answer;
+      const auto& [v, p] = runs[top][--left[top]];
+      if (1 - above < q) return answer;  // v's cumulative probability is below q
+      answer = v;
+      above += p;
     }
-    return points.empty() ? 0 : points.back().first;
   }
   double Exceeds(double level) const {
     double p = 0;
-    for (const auto& [v, w] : points) p += v > level ? w : 0;
+    for (const auto& run : runs) {
+      for (const auto& [v, w] : run) p += v > level ? w : 0;
+    }
     return p;
   }
   double Shortage(double level) const {
     double s = 0;
-    for (const auto& [v, w] : points) s += w * std::max(0.0, v - level);
+    for (const auto& run : runs) {
+      for (const auto& [v, w] : run) s += w * std::max(0.0, v - level);
+    }
     return s;
   }
-  // The lowest level whose expected shortage is at most `allowed`: the
+  // The lowest value whose expected shortage is at most `allowed`: the
   // shortage falls as the level rises, so a binary search finds it.
   double Covering(double allowed) const {
-    if (points.empty()) return 0;
-    size_t lo = 0, hi = points.size() - 1;
+    std::vector<double> values;
+    for (const auto& run : runs) {
+      for (const auto& [v, w] : run) values.push_back(v);
+    }
+    if (values.empty()) return 0;
+    std::sort(values.begin(), values.end());
+    size_t lo = 0, hi = values.size() - 1;
     while (lo < hi) {
       const size_t mid = (lo + hi) / 2;
-      if (Shortage(points[mid].first) <= allowed) hi = mid;
+      if (Shortage(values[mid]) <= allowed) hi = mid;
       else lo = mid + 1;
     }
-    return points[lo].first;
+    return values[lo];
   }
 };
 
-Mixture Mix(const std::vector<double>& daily, const std::vector<std::vector<double>>& cumulative,
+// Demand over lead time plus `review` days, mixed over the lead times: for
+// each, the forecast total (prefix[days]) plus the error distribution of
+// that horizon, never below 0.
+Mixture Mix(const std::vector<double>& prefix, const ErrorProfile& cumulative,
             const std::vector<std::pair<int, double>>& leads, int review, double* mean) {
   Mixture m;
   *mean = 0;
+  const int longest = static_cast<int>(prefix.size()) - 1;
   for (const auto& [l, w] : leads) {
-    const int days = std::min<int>(l + review, static_cast<int>(daily.size()));
-    *mean += w * std::accumulate(daily.begin(), daily.begin() + days, 0.0);
-    const std::vector<double> samples = DemandSamples(daily, cumulative, days);
-    for (double v : samples) m.points.emplace_back(v, w / static_cast<double>(samples.size()));
+    const int days = std::min(l + review, longest);
+    const double total = prefix[days];
+    *mean += w * total;
+    std::vector<std::pair<double, double>>& run = m.runs.emplace_back();
+    if (days == 0 || cumulative.empty()) {
+      run.emplace_back(total, w);
+      continue;
+    }
+    run = cumulative.Points(days);
+    for (auto& [v, p] : run) v = std::max(0.0, total + v), p *= w;
   }
-  std::sort(m.points.begin(), m.points.end());
   return m;
 }
 
@@ -92,15 +113,16 @@ int InventoryHorizon(const InventoryRequest& r) {
          std::max(1, r.review_period_days) + 1;
 }
 
-InventoryPlan PlanInventory(const std::vector<double>& daily,
-                            const std::vector<std::vector<double>>& cumulative,
+InventoryPlan PlanInventory(const std::vector<double>& daily, const ErrorProfile& cumulative,
                             const InventoryRequest& r) {
   InventoryPlan plan;
   const std::vector<std::pair<int, double>> leads = LeadTimes(r);
   const int review = std::max(1, r.review_period_days);
+  std::vector<double> prefix(daily.size() + 1, 0.0);
+  std::partial_sum(daily.begin(), daily.end(), prefix.begin() + 1);
   double lead_mean = 0;
-  const Mixture protection = Mix(daily, cumulative, leads, review, &plan.protection_mean);
-  const Mixture lead = Mix(daily, cumulative, leads, 0, &lead_mean);
+  const Mixture protection = Mix(prefix, cumulative, leads, review, &plan.protection_mean);
+  const Mixture lead = Mix(prefix, cumulative, leads, 0, &lead_mean);
   if (r.fill_rate) {
     // The lowest level whose expected shortage per review period is within
     // (1 - fill rate) of the period's demand.

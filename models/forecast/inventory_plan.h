@@ -41,9 +41,8 @@ struct InventoryPlan {
 };
 
 // `daily` is the point forecast from tomorrow on (at least lead time + 4 sd
-// + review period days); `cumulative_errors` as DemandBacktest keeps them.
-InventoryPlan PlanInventory(const std::vector<double>& daily,
-                            const std::vector<std::vector<double>>& cumulative_errors,
+// + review period days); `cumulative_errors` the errors of its running total.
+InventoryPlan PlanInventory(const std::vector<double>& daily, const ErrorProfile& cumulative_errors,
                             const InventoryRequest& request);
 
 // Days of forecast PlanInventory needs for `request`.
