@@ -474,7 +474,7 @@ ErrorProfiles ProfilesOf(const DemandBacktest& b) {
   return {ErrorProfile::From(b.errors), ErrorProfile::From(b.cumulative)};
 }
 
-DemandForecast WithIntervals(std::vector<double> mean, const ErrorProfiles& errors,
+DemandForecast WithIntervals(std::vector<double> mean, const ErrorProfiles& errors, double spread,
                              const ClosedWeekdays& closed, int first_wd,
                              const std::vector<double>& levels) {
   DemandForecast f;
@@ -490,18 +490,18 @@ DemandForecast WithIntervals(std::vector<double> mean, const ErrorProfiles& erro
       // A closed day sells nothing, certainly.
       const bool shut = closed[(first_wd + d - 1) % kWeek];
       const double m = f.mean[d - 1];
-      in.lower.push_back(shut ? 0 : std::max(0.0, m + errors.daily.Quantile(d, low)));
-      in.upper.push_back(shut ? 0 : std::max(0.0, m + errors.daily.Quantile(d, high)));
+      in.lower.push_back(shut ? 0 : std::max(0.0, m + spread * errors.daily.Quantile(d, low)));
+      in.upper.push_back(shut ? 0 : std::max(0.0, m + spread * errors.daily.Quantile(d, high)));
     }
-    in.total_lower = std::max(0.0, f.total + errors.cumulative.Quantile(h, low));
-    in.total_upper = std::max(0.0, f.total + errors.cumulative.Quantile(h, high));
+    in.total_lower = std::max(0.0, f.total + spread * errors.cumulative.Quantile(h, low));
+    in.total_upper = std::max(0.0, f.total + spread * errors.cumulative.Quantile(h, high));
   }
   return f;
 }
 
 DemandForecast ForecastWithIntervals(const DemandChoice& choice, const DemandSeries& s, int h,
                                      const std::vector<double>& levels) {
-  return WithIntervals(ForecastDemand(choice.fit, s, h), ProfilesOf(choice.backtest), s.closed,
+  return WithIntervals(ForecastDemand(choice.fit, s, h), ProfilesOf(choice.backtest), 1, s.closed,
                        Weekday(s.first_day + static_cast<int64_t>(s.y.size())), levels);
 }
 

@@ -184,8 +184,9 @@ struct DemandForecast {
   double total = 0;
   std::vector<DemandInterval> intervals;
 };
-// `mean` (from the day on weekday `first_wd` on) with its bounds.
-DemandForecast WithIntervals(std::vector<double> mean, const ErrorProfiles& errors,
+// `mean` (from the day on weekday `first_wd` on) with its bounds, the
+// errors multiplied by `spread`.
+DemandForecast WithIntervals(std::vector<double> mean, const ErrorProfiles& errors, double spread,
                              const ClosedWeekdays& closed, int first_wd,
                              const std::vector<double>& levels);
 // The choice's forecast of the `h` days after `s`, with its bounds.

@@ -50,11 +50,6 @@ double DayValue(const DemandHistory* h, int64_t day) {
   return std::max(0.0, h->y[static_cast<size_t>(day - h->first_day)]);
 }
 
-// Steps `state` through the days [from, to) of `h`.
-void StepDays(DemandState& state, const DemandHistory* h, int64_t from, int64_t to,
-              const ClosedWeekdays& closed) {
-  for (int64_t d = from; d < to; ++d) state.Step(DayValue(h, d), Weekday(d), closed);
-}
 
 // Weekdays on which the shop sold nothing in each of its last four weeks,
 // while it sold on other days.
@@ -96,7 +91,7 @@ void EncodeFit(ByteWriter& w, const SeriesFit& f) {
   if (!f.errors) return;
   f.state.Encode(w);
   w.U8(f.intermittent);
-  for (double v : {f.mase, f.naive_mase, f.scale}) w.F64(v);
+  for (double v : {f.mase, f.naive_mase, f.scale, f.typical_error, f.recent_error}) w.F64(v);
   f.errors->daily.Encode(w);
   f.errors->cumulative.Encode(w);
   for (double v : f.week_ahead) w.F64(v);
@@ -107,7 +102,7 @@ SeriesFit DecodeFit(ByteReader& r) {
   if (r.U8() == 0) return f;
   f.state = DemandState::Decode(r);
   f.intermittent = r.U8() != 0;
-  for (double* v : {&f.mase, &f.naive_mase, &f.scale}) *v = r.F64();
+  for (double* v : {&f.mase, &f.naive_mase, &f.scale, &f.typical_error, &f.recent_error}) *v = r.F64();
   ErrorProfiles errors;
   errors.daily = ErrorProfile::Decode(r);
   errors.cumulative = ErrorProfile::Decode(r);
@@ -128,14 +123,33 @@ ServedErrors DecodeServed(ByteReader& r) {
   return e;
 }
 
+// Weight of a day in SeriesFit::recent_error: a half-life of 28 days.
+const double kRecentWeight = 1 - std::pow(0.5, 1.0 / 28);
+
+// Steps `f` through a day's sales `y`.
+void StepFit(SeriesFit& f, double y, int wd, const ClosedWeekdays& closed) {
+  if (!closed[wd]) f.recent_error += kRecentWeight * (std::abs(y - f.state.Ahead(1, wd, closed)) - f.recent_error);
+  f.state.Step(y, wd, closed);
+}
+
+// Steps `f` through the days [from, to) of `h`.
+void StepFitDays(SeriesFit& f, const DemandHistory* h, int64_t from, int64_t to,
+                 const ClosedWeekdays& closed) {
+  for (int64_t d = from; d < to; ++d) StepFit(f, DayValue(h, d), Weekday(d), closed);
+}
+
 // A fit's state for `s` with its errors, stepped through the days before
 // `settled`.
 SeriesFit FitFrom(const DemandChoice& c, const DemandSeries& s, int64_t settled) {
   SeriesFit f;
   f.state = DemandState(c.fit, s);
-  const size_t days = static_cast<size_t>(std::clamp<int64_t>(settled - s.first_day, 0,
-                                                              static_cast<int64_t>(s.y.size())));
-  f.state.StepAll(s.y.first(days), Weekday(s.first_day), s.closed);
+  const std::vector<double>& one_day = c.backtest.errors.front();
+  for (double e : one_day) f.typical_error += std::abs(e) / static_cast<double>(one_day.size());
+  f.recent_error = f.typical_error;
+  const int64_t days = std::clamp<int64_t>(settled - s.first_day, 0, static_cast<int64_t>(s.y.size()));
+  for (int64_t t = 0; t < days; ++t) {
+    StepFit(f, s.y[static_cast<size_t>(t)], Weekday(s.first_day + t), s.closed);
+  }
   f.intermittent = c.intermittent;
   f.mase = c.backtest.mase;
   f.naive_mase = c.naive_mase;
@@ -222,7 +236,7 @@ void ForecastModel::Settle(int64_t to) {
           if (!std::isnan(f.week_ahead[wd])) e.abs7 += std::abs(y - f.week_ahead[wd]) / f.scale, ++e.n7;
         }
         f.week_ahead[(wd + 6) % kWeek] = f.state.Ahead(kWeek, wd, closed_);
-        f.state.Step(y, wd, closed_);
+        StepFit(f, y, wd, closed_);
       }
     }
   };
@@ -330,7 +344,7 @@ void ForecastModel::Adopt(Fitted fitted) {
                          RowBlockMatrix<SeriesFit>& rows) {
     for (size_t r = 0; r < fits.size(); ++r) {
       if (!fits[r]) continue;
-      StepDays(fits[r]->state, series.Row(r)->get(), fitted.settled, settled_, closed_);
+      StepFitDays(*fits[r], series.Row(r)->get(), fitted.settled, settled_, closed_);
       SeriesFit& row = *rows.MutableRow(r);
       if (row.errors) fits[r]->week_ahead = row.week_ahead;
       row = std::move(*fits[r]);
@@ -415,6 +429,7 @@ ForecastView::Basis ForecastView::BasisFor(const DemandSeries& s, const SeriesFi
       b.state.Step(s.y[static_cast<size_t>(d - s.first_day)], Weekday(d), closed_);
     }
     b.errors = fit->errors;
+    if (fit->typical_error > 0) b.spread = std::clamp(fit->recent_error / fit->typical_error, 0.5, 3.0);
     b.mase = fit->mase;
     b.naive_mase = fit->naive_mase;
     return b;
@@ -448,7 +463,7 @@ absl::StatusOr<ForecastAnswer> ForecastView::ForecastSeries(const DemandHistory*
   std::vector<double> mean(static_cast<size_t>(q.horizon_days));
   b.state.Path(Weekday(today_), closed_, mean);
   ForecastAnswer a;
-  a.forecast = WithIntervals(std::move(mean), *b.errors, closed_, Weekday(today_), q.levels);
+  a.forecast = WithIntervals(std::move(mean), *b.errors, b.spread, closed_, Weekday(today_), q.levels);
   a.method = std::string(DemandMethodName(b.state.fit().method));
   a.mase = b.mase;
   a.naive_mase = b.naive_mase;
@@ -541,7 +556,7 @@ absl::StatusOr<InventoryAnswer> ForecastView::Plan(std::string_view item_id,
   std::vector<double> daily(static_cast<size_t>(InventoryHorizon(request)));
   b.state.Path(Weekday(today_), closed_, daily);
   InventoryAnswer a;
-  a.plan = PlanInventory(daily, b.errors->cumulative, request);
+  a.plan = PlanInventory(daily, b.errors->cumulative, b.spread, request);
   a.method = std::string(DemandMethodName(b.state.fit().method));
   a.mase = b.mase;
   return a;

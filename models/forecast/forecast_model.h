@@ -93,6 +93,11 @@ struct SeriesFit {
   double mase = 0, naive_mase = 0, scale = 0;
   // Null until a fit.
   std::shared_ptr<const ErrorProfiles> errors;
+  // The mean absolute one-day-ahead error over the backtest, and the same
+  // over recent days (exponentially weighted, a 28-day half-life): their
+  // ratio widens or narrows the intervals when the series has become more
+  // or less volatile than the backtest saw.
+  double typical_error = 0, recent_error = 0;
   // The forecast made 7 days ahead, by the weekday it is for (NaN = none).
   std::array<double, 7> week_ahead{};
 };
@@ -181,6 +186,9 @@ class ForecastView final : public ModelView {
   struct Basis {
     DemandState state;
     std::shared_ptr<const ErrorProfiles> errors;
+    // The errors' multiplier (SeriesFit::recent_error / typical_error,
+    // within 0.5..3).
+    double spread = 1;
     double mase = 0, naive_mase = 0;
   };
   Basis BasisFor(const DemandSeries& s, const SeriesFit* fit) const;

@@ -85,7 +85,7 @@ struct Mixture {
 // Demand over lead time plus `review` days, mixed over the lead times: for
 // each, the forecast total (prefix[days]) plus the error distribution of
 // that horizon, never below 0.
-Mixture Mix(const std::vector<double>& prefix, const ErrorProfile& cumulative,
+Mixture Mix(const std::vector<double>& prefix, const ErrorProfile& cumulative, double spread,
             const std::vector<std::pair<int, double>>& leads, int review, double* mean) {
   Mixture m;
   *mean = 0;
@@ -100,7 +100,7 @@ Mixture Mix(const std::vector<double>& prefix, const ErrorProfile& cumulative,
       continue;
     }
     run = cumulative.Points(days);
-    for (auto& [v, p] : run) v = std::max(0.0, total + v), p *= w;
+    for (auto& [v, p] : run) v = std::max(0.0, total + spread * v), p *= w;
   }
   return m;
 }
@@ -114,15 +114,15 @@ int InventoryHorizon(const InventoryRequest& r) {
 }
 
 InventoryPlan PlanInventory(const std::vector<double>& daily, const ErrorProfile& cumulative,
-                            const InventoryRequest& r) {
+                            double spread, const InventoryRequest& r) {
   InventoryPlan plan;
   const std::vector<std::pair<int, double>> leads = LeadTimes(r);
   const int review = std::max(1, r.review_period_days);
   std::vector<double> prefix(daily.size() + 1, 0.0);
   std::partial_sum(daily.begin(), daily.end(), prefix.begin() + 1);
   double lead_mean = 0;
-  const Mixture protection = Mix(prefix, cumulative, leads, review, &plan.protection_mean);
-  const Mixture lead = Mix(prefix, cumulative, leads, 0, &lead_mean);
+  const Mixture protection = Mix(prefix, cumulative, spread, leads, review, &plan.protection_mean);
+  const Mixture lead = Mix(prefix, cumulative, spread, leads, 0, &lead_mean);
   if (r.fill_rate) {
     // The lowest level whose expected shortage per review period is within
     // (1 - fill rate) of the period's demand.

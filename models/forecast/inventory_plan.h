@@ -41,9 +41,10 @@ struct InventoryPlan {
 };
 
 // `daily` is the point forecast from tomorrow on (at least lead time + 4 sd
-// + review period days); `cumulative_errors` the errors of its running total.
+// + review period days); `cumulative_errors` the errors of its running
+// total, to be multiplied by `spread`.
 InventoryPlan PlanInventory(const std::vector<double>& daily, const ErrorProfile& cumulative_errors,
-                            const InventoryRequest& request);
+                            double spread, const InventoryRequest& request);
 
 // Days of forecast PlanInventory needs for `request`.
 int InventoryHorizon(const InventoryRequest& request);

@@ -35,7 +35,7 @@ Simulated Simulate(double level, int years, uint64_t seed) {
   r.review_period_days = 7;
   r.cycle_service_level = level;
   const InventoryPlan plan =
-      PlanInventory(ForecastDemand(choice.fit, s, InventoryHorizon(r)), ErrorProfile::From(choice.backtest.cumulative), r);
+      PlanInventory(ForecastDemand(choice.fit, s, InventoryHorizon(r)), ErrorProfile::From(choice.backtest.cumulative), 1, r);
 
   const int days = years * 364;
   std::vector<double> arriving(days + 20, 0), net_end(days);
@@ -101,7 +101,7 @@ TEST(InventoryPlanTest, IntermittentSafetyStockMatchesThePlantedQuantile) {
     const DemandChoice choice = ChooseDemandMethod(s, 364, 30);
     ASSERT_TRUE(choice.intermittent);
     mean += PlanInventory(ForecastDemand(choice.fit, s, InventoryHorizon(r)),
-                          ErrorProfile::From(choice.backtest.cumulative), r)
+                          ErrorProfile::From(choice.backtest.cumulative), 1, r)
                 .order_up_to /
             items;
   }
@@ -123,7 +123,7 @@ TEST(InventoryPlanTest, OrdersWhatIsMissingAndReportsCoverAndCosts) {
   r.cycle_service_level = 0.9;
   r.holding_cost_per_unit_year = 2;
   r.order_cost = 50;
-  const InventoryPlan p = PlanInventory(daily, ErrorProfile::From(cumulative), r);
+  const InventoryPlan p = PlanInventory(daily, ErrorProfile::From(cumulative), 1, r);
   EXPECT_DOUBLE_EQ(p.protection_mean, 40);  // 10 days at 4
   EXPECT_NEAR(p.order_up_to, 40 + 0.8 * 2 * std::sqrt(10.0), 0.2);  // the 90% error quantile
   EXPECT_NEAR(p.order_now, p.order_up_to - 30, 1e-9);
@@ -133,7 +133,7 @@ TEST(InventoryPlanTest, OrdersWhatIsMissingAndReportsCoverAndCosts) {
   EXPECT_NEAR(p.stockout_probability, 1, 1e-9);  // 30 on hand and on order for 40 expected
   r.fill_rate = 0.99;
   r.cycle_service_level.reset();
-  const InventoryPlan f = PlanInventory(daily, ErrorProfile::From(cumulative), r);
+  const InventoryPlan f = PlanInventory(daily, ErrorProfile::From(cumulative), 1, r);
   EXPECT_GT(f.order_up_to, 40);
   EXPECT_LT(f.order_up_to, p.order_up_to);  // 1% of a week's demand short allows less stock
 }
