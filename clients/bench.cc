@@ -51,6 +51,8 @@ ABSL_FLAG(int, catalog_tastes, 64, "load-catalog: taste clusters of items and us
 ABSL_FLAG(int, trials, 1000, "freshness: purchases measured");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
 ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
+ABSL_FLAG(int, demo_days, 120, "demo: days of history of the generated shop");
+ABSL_FLAG(int, demo_demand_items, 0, "demo: products with planted daily demand");
 ABSL_FLAG(int, score_attributes, 0,
           "score: attributes per order (half numbers, half texts; 0..64)");
 ABSL_FLAG(int, score_line_items, 0, "score: line items per order (0..1000)");
@@ -225,19 +227,35 @@ core::DemoShopOptions DemoOptions() {
   core::DemoShopOptions o;
   o.users = absl::GetFlag(FLAGS_demo_users);
   o.items = absl::GetFlag(FLAGS_demo_items);
+  o.days = absl::GetFlag(FLAGS_demo_days);
+  o.demand_items = absl::GetFlag(FLAGS_demo_demand_items);
   return o;
 }
 
 // Publishes the demo shop and waits until the learner has applied it.
-void LoadDemo(grpc::Channel& channel) {
+void LoadDemo(const std::shared_ptr<grpc::Channel>& channel) {
   const auto start = std::chrono::steady_clock::now();
   v1::PublishSummary summary;
-  CheckOrExit(LoadDemoShop(channel, core::GenerateDemoShop(DemoOptions()), 5000, &summary),
+  CheckOrExit(LoadDemoShop(*channel, core::GenerateDemoShop(DemoOptions()), 5000, &summary),
               "load-demo");
-  CheckOrExit(WaitApplied(channel), "load-demo");
+  CheckOrExit(WaitApplied(*channel), "load-demo");
   std::printf("demo shop loaded: %lu new events, %lu duplicates, applied in %.1f s\n",
               summary.accepted(), summary.duplicates(),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  // The learner's time per event in each model since the server started.
+  v1::ModelStatusResponse st;
+  grpc::ClientContext ctx;
+  const grpc::Status status = v1::Admin::NewStub(channel)->ModelStatus(&ctx, v1::ModelStatusRequest(), &st);
+  if (!status.ok()) return;
+  for (const v1::ModelInfo& m : st.models()) {
+    const auto count = [&](const char* name) {
+      return m.counts().contains(name) ? static_cast<double>(m.counts().at(name)) : 0.0;
+    };
+    if (count("applied_events") > 0) {
+      std::printf("  %-10s learner %.2f us an event (%.0f events)\n", m.name().c_str(),
+                  count("apply_ns") / count("applied_events") / 1000, count("applied_events"));
+    }
+  }
 }
 
 LoadResult BenchElasticity(v1::Pricing::Stub& stub) {
@@ -578,7 +596,7 @@ int Main() {
       report(absl::StrCat("PublishBatch x", absl::GetFlag(FLAGS_batch)), r, false);
       std::printf("  durable ingest: %.0f events/s\n", r.qps * absl::GetFlag(FLAGS_batch));
     } else if (rpc == "load-demo") {
-      LoadDemo(*channel);
+      LoadDemo(channel);
     } else if (rpc == "load-catalog") {
       LoadCatalog(channel);
     } else if (rpc == "recommend") {

@@ -55,6 +55,9 @@ ABSL_FLAG(uint64_t, demo_seed, 42, "demo: seed of the synthetic shop");
 ABSL_FLAG(int, demo_users, 2000, "demo: customers");
 ABSL_FLAG(int, demo_items, 400, "demo: products");
 ABSL_FLAG(int, demo_days, 120, "demo: days of history");
+ABSL_FLAG(int, demo_demand_items, 40,
+          "demo: products with planted daily demand (demand0, demand1, ...: smooth, "
+          "intermittent, stopping and priced in turn) for forecasting");
 
 namespace mercato::clients {
 namespace {
@@ -277,6 +280,7 @@ int LoadDemo(grpc::Channel& channel) {
   o.users = absl::GetFlag(FLAGS_demo_users);
   o.items = absl::GetFlag(FLAGS_demo_items);
   o.days = absl::GetFlag(FLAGS_demo_days);
+  o.demand_items = absl::GetFlag(FLAGS_demo_demand_items);
   v1::PublishSummary total;
   if (absl::Status s = clients::LoadDemoShop(channel, core::GenerateDemoShop(o), 5000, &total);
       !s.ok()) {

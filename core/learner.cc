@@ -18,6 +18,11 @@ namespace {
 
 constexpr uint8_t kLearnerFormat = 1;
 
+uint64_t ElapsedNs(std::chrono::steady_clock::time_point since) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since).count());
+}
+
 std::string EncodeLearnerState(const Snapshot& snap) {
   std::string out;
   ByteWriter w(&out);
@@ -215,7 +220,13 @@ FitGate Learner::GateFor(size_t i, const Event& event) {
 bool Learner::ApplyTo(size_t i, const Event& event) {
   Model& m = *models_[i];
   if (event.type == EventType::kFitDone) return false;  // its gate did the work
-  if (event.type != EventType::kRetrain) return m.Apply(event);
+  if (event.type != EventType::kRetrain) {
+    const auto start = std::chrono::steady_clock::now();
+    const bool changed = m.Apply(event);
+    published_[i].apply_ns += ElapsedNs(start);
+    ++published_[i].applied_events;
+    return changed;
+  }
   if (!m.CanRetrain() || !(event.payload.empty() || event.payload == m.name())) return false;
   m.Retrain();
   MERCATO_LOG(kInfo) << "retrain of " << m.name() << " requested at sequence " << event.sequence;
@@ -230,7 +241,9 @@ void Learner::Publish() {
   for (size_t i = 0; i < models_.size(); ++i) {
     PublishedModel& p = published_[i];
     if (changed_[i]) {
+      const auto begin = std::chrono::steady_clock::now();
       p.view = models_[i]->Publish();
+      p.apply_ns += ElapsedNs(begin);
       ++p.version;
       p.published_at_ms = now;
       changed_[i] = false;
@@ -253,9 +266,7 @@ void Learner::Publish() {
   holder_.Publish(std::move(next));
   since_publish_ = 0;
   publishes_.fetch_add(1);
-  publish_ns_.fetch_add(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
-          .count()));
+  publish_ns_.fetch_add(ElapsedNs(start));
 }
 
 absl::Status Learner::CheckRetrain(std::string_view name) const {

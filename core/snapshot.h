@@ -27,6 +27,9 @@ struct PublishedModel {
   // a background fit's adoption (Learner).
   uint64_t applied_sequence = 0;
   uint64_t waiting_events = 0;
+  // Events the model applied since the learner started, and the learner
+  // thread's time in its Apply and Publish, in nanoseconds.
+  uint64_t applied_events = 0, apply_ns = 0;
 };
 
 struct Snapshot {

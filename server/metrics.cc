@@ -68,8 +68,11 @@ class RuntimeCollector final : public prometheus::Collectable {
       for (const auto& [name, value] : m.view->Counts()) {
         counts.push_back(Gauge(static_cast<double>(value), {{"model", m.name}, {"count", name}}));
       }
-      counts.push_back(Gauge(static_cast<double>(m.waiting_events),
-                             {{"model", m.name}, {"count", "waiting_events"}}));
+      for (const auto& [name, value] : {std::pair<const char*, uint64_t>{"waiting_events", m.waiting_events},
+                                        {"applied_events", m.applied_events},
+                                        {"apply_ns", m.apply_ns}}) {
+        counts.push_back(Gauge(static_cast<double>(value), {{"model", m.name}, {"count", name}}));
+      }
       for (const auto& [name, value] : m.view->Gauges()) {
         gauges.push_back(Gauge(value, {{"model", m.name}, {"gauge", name}}));
       }

@@ -207,6 +207,8 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
       info->set_published_at_ms(m.published_at_ms);
       for (const auto& [name, n] : m.view->Counts()) (*info->mutable_counts())[name] = n;
       (*info->mutable_counts())["waiting_events"] = m.waiting_events;
+      (*info->mutable_counts())["applied_events"] = m.applied_events;
+      (*info->mutable_counts())["apply_ns"] = m.apply_ns;
       for (const auto& [name, x] : m.view->Gauges()) (*info->mutable_gauges())[name] = x;
       if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
         info->set_last_retrain_ms(r->finished_ms);

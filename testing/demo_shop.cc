@@ -31,7 +31,27 @@ constexpr SegmentProfile kProfiles[kNumDemoSegments] = {
     {0.06, 0.00, 0.50, 4, 0.6},  // hibernating: rare and long gone
 };
 
+// The weekly pattern of demand items, Monday first.
+constexpr double kDemandWeekly[7] = {1.0, 0.9, 0.8, 1.0, 1.3, 1.6, 1.4};
+
 }  // namespace
+
+double DemoPlantedDemand(const DemoItem& item, int day, double price_factor) {
+  const double smooth = std::max(0.0, item.level + item.trend * day) * kDemandWeekly[day % 7];
+  switch (item.demand) {
+    case DemoDemand::kNone:
+      return 0;
+    case DemoDemand::kSmooth:
+      return smooth;
+    case DemoDemand::kIntermittent:
+      return item.level;
+    case DemoDemand::kStops:
+      return day < item.stop_day ? smooth : 0;
+    case DemoDemand::kPriced:
+      return smooth * std::pow(price_factor, item.elasticity);
+  }
+  return 0;
+}
 
 const char* DemoSegmentName(DemoSegment s) {
   static const char* const kNames[] = {"champions", "loyal", "new", "at_risk", "hibernating"};
@@ -63,6 +83,31 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
     it.item.in_stock = (i % 17) != 0;
     it.item.created_at_ms = o.start_ms;
     items_of[it.category].push_back(i);
+    shop.items.push_back(std::move(it));
+  }
+  // Demand items, from a stream of their own.
+  std::mt19937_64 demand_rng(o.seed ^ 0xde3a9d5eedULL);
+  const auto demand_uniform = [&](double a, double b) {
+    return std::uniform_real_distribution<double>(a, b)(demand_rng);
+  };
+  std::vector<int> demand_items;
+  if (o.demand_items > 0) shop.categories.push_back("demand");
+  for (int d = 0; d < o.demand_items; ++d) {
+    DemoItem it;
+    it.category = o.categories;
+    it.demand = static_cast<DemoDemand>(1 + d % 4);
+    it.level = it.demand == DemoDemand::kIntermittent ? demand_uniform(0.15, 0.5) : demand_uniform(4, 20);
+    if (it.demand != DemoDemand::kIntermittent) it.trend = it.level * demand_uniform(-0.5, 1.0) / o.days;
+    it.stop_day = static_cast<int>(o.days * demand_uniform(0.6, 0.8));
+    it.elasticity = demand_uniform(-2.5, -1.0);
+    it.base_price = std::round(demand_uniform(5, 50) * 100) / 100;
+    it.item.item_id = absl::StrCat("demand", d);
+    it.item.category_path = {"shop", "demand"};
+    it.item.price = it.base_price;
+    it.item.unit_cost = std::round(it.base_price * 0.5 * 100) / 100;
+    it.item.in_stock = true;
+    it.item.created_at_ms = o.start_ms;
+    demand_items.push_back(static_cast<int>(shop.items.size()));
     shop.items.push_back(std::move(it));
   }
   // Users.
@@ -251,6 +296,21 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
         shop.orders.push_back(std::move(order));
         ts += 20000 + static_cast<int64_t>(pick(60000));
       }
+    }
+    // Planted demand: a day's units as one purchase by a random user.
+    for (int i : demand_items) {
+      const DemoItem& it = shop.items[i];
+      static constexpr double kPriceLevels[] = {0.8, 1.0, 1.2};
+      const double factor = it.demand == DemoDemand::kPriced ? kPriceLevels[(day / 7) % 3] : 1.0;
+      const double mean = DemoPlantedDemand(it, day, factor);
+      const int units = mean > 0 ? std::poisson_distribution<int>(mean)(demand_rng) : 0;
+      if (units == 0) continue;
+      const DemoUser& user = shop.users[static_cast<size_t>(demand_uniform(0, 1) * shop.users.size())];
+      const int64_t ts = day_ms + 8 * 3600000 + static_cast<int64_t>(demand_uniform(0, 12 * 3600000));
+      Event& e = add_event(EventType::kPurchase, user.user_id, it.item.item_id, ts);
+      e.order_id = absl::StrCat("dorder", o.seed, "-", day, "-", i);
+      e.quantity = units;
+      e.unit_price = std::round(it.base_price * factor * 100) / 100;
     }
     // Labels whose time has come join this day's events.
     auto due = std::stable_partition(labels.begin(), labels.end(), [&](const Event& e) {

@@ -30,7 +30,16 @@ struct DemoShopOptions {
   // nothing the built-in features see tells it. The
   // rest of the shop stays as without.
   bool fraud_in_attributes = false;
+  // Items with planted daily demand, bought by random users besides the
+  // shop's own sales, in a category of their own ("demand"): in turn smooth
+  // (a weekly pattern times a level with a linear trend), intermittent
+  // (Poisson at under one a day), stopping (smooth until a day, then none)
+  // and priced (smooth times the weekly price factor^elasticity). From a
+  // random stream of their own: the rest of the shop stays as without.
+  int demand_items = 0;
 };
+
+enum class DemoDemand : int { kNone = 0, kSmooth, kIntermittent, kStops, kPriced };
 
 // With fraud_in_attributes: the log-odds of fraud of an order.
 double DemoAttributeFraudLogit(bool crypto, double device_score, double risky_share);
@@ -55,7 +64,16 @@ struct DemoItem {
   // Planted constant price elasticity of demand (< 0).
   double elasticity = 0;
   double base_price = 0;
+  // A demand item's planted demand: units a day at day 0 (at the base
+  // price), their change a day, and the day a stopping item stops.
+  DemoDemand demand = DemoDemand::kNone;
+  double level = 0, trend = 0;
+  int stop_day = 0;
 };
+
+// The expected units of a demand item on `day` at `price_factor` times its
+// base price; the weekday pattern is Monday first, day 0 a Monday.
+double DemoPlantedDemand(const DemoItem& item, int day, double price_factor);
 
 enum class DemoFraud : int { kNone = 0, kNewAccountMismatch, kCardTesting, kAttributes };
 

@@ -38,16 +38,16 @@ DemandHistory& Own(std::shared_ptr<const DemandHistory>& slot) {
 // and no day below 0 (refunds of earlier days).
 std::vector<double> ClosedDays(const DemandHistory& h, int64_t today) {
   std::vector<double> y;
-  if (h.y.empty() || h.first_day >= today) return y;
+  if (h.size() == 0 || h.first_day >= today) return y;
   y.assign(static_cast<size_t>(today - h.first_day), 0.0);
-  for (size_t i = 0; i < h.y.size() && i < y.size(); ++i) y[i] = std::max(0.0, h.y[i]);
+  for (size_t i = 0; i < h.size() && i < y.size(); ++i) y[i] = std::max(0.0, h[i]);
   return y;
 }
 
 // The sales of `day` in `h`: 0 outside it, never below 0.
 double DayValue(const DemandHistory* h, int64_t day) {
-  if (!h || day < h->first_day || day - h->first_day >= static_cast<int64_t>(h->y.size())) return 0;
-  return std::max(0.0, h->y[static_cast<size_t>(day - h->first_day)]);
+  if (!h || day < h->first_day || day - h->first_day >= static_cast<int64_t>(h->size())) return 0;
+  return std::max(0.0, (*h)[static_cast<size_t>(day - h->first_day)]);
 }
 
 
@@ -72,17 +72,24 @@ void EncodeHistory(ByteWriter& w, const DemandHistory* h) {
   w.U8(h != nullptr);
   if (!h) return;
   w.I64(h->first_day);
-  w.Varint(h->y.size());
-  for (double v : h->y) w.F64(v);
+  w.Varint(h->settled_days());
+  w.Varint(h->recent.size());
+  for (size_t i = 0; i < h->size(); ++i) w.F64((*h)[i]);
 }
 
 std::shared_ptr<const DemandHistory> DecodeHistory(ByteReader& r, int history_days) {
   if (r.U8() == 0) return nullptr;
   auto h = std::make_shared<DemandHistory>();
   h->first_day = r.I64();
-  const uint64_t n = r.Varint();
-  if (n > static_cast<uint64_t>(history_days)) r.Invalidate();
-  for (uint64_t i = 0; i < n && r.status().ok(); ++i) h->y.push_back(r.F64());
+  const uint64_t settled = r.Varint(), recent = r.Varint();
+  if (settled > static_cast<uint64_t>(history_days) || recent > static_cast<uint64_t>(history_days)) {
+    r.Invalidate();
+    return h;
+  }
+  std::vector<double> days;
+  for (uint64_t i = 0; i < settled && r.status().ok(); ++i) days.push_back(r.F64());
+  if (settled > 0) h->settled = std::make_shared<const std::vector<double>>(std::move(days));
+  for (uint64_t i = 0; i < recent && r.status().ok(); ++i) h->recent.push_back(r.F64());
   return h;
 }
 
@@ -242,6 +249,15 @@ void ForecastModel::Settle(int64_t to) {
   };
   settle(item_series_, item_fits_, true);
   settle(category_series_, category_fits_, false);
+  for (RowBlockMatrix<std::shared_ptr<const DemandHistory>>* series : {&item_series_, &category_series_}) {
+    for (size_t r = 0; r < series->rows(); ++r) {
+      const DemandHistory* h = series->Row(r)->get();
+      if (h && !h->recent.empty() && h->first_day + static_cast<int64_t>(h->settled_days()) < to) {
+        SettleHistory(*series->MutableRow(r), to);
+      }
+    }
+  }
+  SettleHistory(shop_, to);
   settled_ = std::max(settled_, to);
 }
 
@@ -262,21 +278,35 @@ uint32_t ForecastModel::CategoryRow(std::string_view category) {
 }
 
 void ForecastModel::AddTo(DemandHistory& h, int64_t day, double quantity) const {
-  if (h.y.empty()) h.first_day = day;
-  if (day < h.first_day) {
-    h.y.insert(h.y.begin(), static_cast<size_t>(h.first_day - day), 0.0);
+  if (h.size() == 0) h.first_day = day;
+  if (day < h.first_day) {  // only while nothing is settled: settled days precede every open one
+    h.recent.insert(h.recent.begin(), static_cast<size_t>(h.first_day - day), 0.0);
     h.first_day = day;
   }
-  if (day - h.first_day >= static_cast<int64_t>(h.y.size())) {
-    h.y.resize(static_cast<size_t>(day - h.first_day) + 1, 0.0);
-  }
-  h.y[static_cast<size_t>(day - h.first_day)] += quantity;
+  const int64_t at = day - h.first_day - static_cast<int64_t>(h.settled_days());
+  if (at < 0) return;  // a settled day: AddDemand let no such event through
+  if (at >= static_cast<int64_t>(h.recent.size())) h.recent.resize(static_cast<size_t>(at) + 1, 0.0);
+  h.recent[static_cast<size_t>(at)] += quantity;
+}
+
+void ForecastModel::SettleHistory(std::shared_ptr<const DemandHistory>& slot, int64_t to) const {
+  if (!slot) return;
+  const int64_t settled_end = slot->first_day + static_cast<int64_t>(slot->settled_days());
+  if (slot->size() == 0 || to <= settled_end) return;
+  DemandHistory& h = Own(slot);
+  // The recent days before `to`, then zeros for the days after them.
+  const size_t move = std::min(static_cast<size_t>(to - settled_end), h.recent.size());
+  std::vector<double> settled = h.settled ? *h.settled : std::vector<double>{};
+  settled.insert(settled.end(), h.recent.begin(), h.recent.begin() + static_cast<std::ptrdiff_t>(move));
+  settled.resize(static_cast<size_t>(to - h.first_day), 0.0);
+  h.recent.erase(h.recent.begin(), h.recent.begin() + static_cast<std::ptrdiff_t>(move));
   const size_t keep = static_cast<size_t>(std::max(1, options_.history_days));
-  if (h.y.size() > keep) {
-    const size_t drop = h.y.size() - keep;
-    h.y.erase(h.y.begin(), h.y.begin() + static_cast<std::ptrdiff_t>(drop));
+  if (settled.size() + h.recent.size() > keep) {
+    const size_t drop = std::min(settled.size(), settled.size() + h.recent.size() - keep);
+    settled.erase(settled.begin(), settled.begin() + static_cast<std::ptrdiff_t>(drop));
     h.first_day += static_cast<int64_t>(drop);
   }
+  h.settled = std::make_shared<const std::vector<double>>(std::move(settled));
 }
 
 void ForecastModel::AddDemand(const Event& event, double quantity) {
@@ -289,11 +319,17 @@ void ForecastModel::AddDemand(const Event& event, double quantity) {
   if (event.type == EventType::kPurchase && event.unit_price > 0) {
     *item_price_.MutableRow(item) = event.unit_price;
   }
-  AddTo(Own(*item_series_.MutableRow(item)), day, quantity);
+  // A series that sold nothing since its last settled day settles now, so
+  // that its recent days stay within the late window.
+  const auto add = [&](std::shared_ptr<const DemandHistory>& slot) {
+    SettleHistory(slot, settled_);
+    AddTo(Own(slot), day, quantity);
+  };
+  add(*item_series_.MutableRow(item));
   if (const uint32_t category = *item_category_.Row(item); category > 0) {
-    AddTo(Own(*category_series_.MutableRow(category - 1)), day, quantity);
+    add(*category_series_.MutableRow(category - 1));
   }
-  AddTo(Own(shop_), day, quantity);
+  add(shop_);
 }
 
 void ForecastModel::StartFit() {

@@ -77,10 +77,21 @@ struct ForecastOptions {
 // Days since 1970-01-01 in a time zone `utc_offset_minutes` east of UTC.
 int64_t ShopDay(int64_t timestamp_ms, int utc_offset_minutes);
 
-// Daily totals from `first_day` on; the last is the open day.
+// Daily totals from `first_day` on, the last the open day: first the days
+// settled (no event may change them any more), shared by every copy, then
+// the recent ones, which events still change. An event copies only the
+// recent days; a settled day is added once, when it settles.
 struct DemandHistory {
   int64_t first_day = 0;
-  std::vector<double> y;
+  std::shared_ptr<const std::vector<double>> settled;
+  std::vector<double> recent;
+
+  size_t settled_days() const { return settled ? settled->size() : 0; }
+  size_t size() const { return settled_days() + recent.size(); }
+  double operator[](size_t i) const {
+    const size_t s = settled_days();
+    return i < s ? (*settled)[i] : recent[i - s];
+  }
 };
 
 // A series' fitted method, as the last fit chose it, with its state stepped
@@ -237,6 +248,9 @@ class ForecastModel final : public Model {
     RetrainInfo run;
   };
   void AddDemand(const Event& event, double quantity);
+  // Moves the days of `slot` before `to` to its settled days, keeping the
+  // last history_days.
+  void SettleHistory(std::shared_ptr<const DemandHistory>& slot, int64_t to) const;
   // Moves the open day to `day`, closing the days before it.
   void Advance(int64_t day);
   // Steps every fitted series through the days from settled_ to `to`.
