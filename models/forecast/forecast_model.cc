@@ -173,8 +173,28 @@ int64_t ShopDay(int64_t timestamp_ms, int utc_offset_minutes) {
   return local >= 0 ? local / kDayMs : -((-local + kDayMs - 1) / kDayMs);
 }
 
+absl::StatusOr<ShopCalendar> ShopCalendar::Of(const ForecastOptions& options) {
+  ShopCalendar c;
+  c.utc_offset_minutes_ = options.utc_offset_minutes;
+  if (options.time_zone.empty()) return c;
+  absl::TimeZone zone;
+  if (!absl::LoadTimeZone(options.time_zone, &zone)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("time_zone: no time zone '", options.time_zone, "' in the system's zoneinfo"));
+  }
+  c.zone_ = zone;
+  return c;
+}
+
+int64_t ShopCalendar::Day(int64_t timestamp_ms) const {
+  if (!zone_) return ShopDay(timestamp_ms, utc_offset_minutes_);
+  return absl::ToCivilDay(absl::FromUnixMillis(timestamp_ms), *zone_) - absl::CivilDay(1970, 1, 1);
+}
+
 ForecastModel::ForecastModel(ForecastOptions options)
     : options_(options),
+      // An unknown zone, which the flags refuse, counts as UTC.
+      calendar_(ShopCalendar::Of(options).value_or(ShopCalendar())),
       item_series_(1),
       category_series_(1),
       item_fits_(1),
@@ -185,7 +205,7 @@ ForecastModel::ForecastModel(ForecastOptions options)
 bool ForecastModel::Apply(const Event& event) {
   position_ = event.sequence;
   bool changed = false;
-  const int64_t day = ShopDay(event.shop_time_ms, options_.utc_offset_minutes);
+  const int64_t day = calendar_.Day(event.shop_time_ms);
   if (!started_ || day > today_) {
     Advance(day);
     changed = true;
@@ -310,7 +330,7 @@ void ForecastModel::SettleHistory(std::shared_ptr<const DemandHistory>& slot, in
 }
 
 void ForecastModel::AddDemand(const Event& event, double quantity) {
-  const int64_t day = ShopDay(event.timestamp_ms, options_.utc_offset_minutes);
+  const int64_t day = calendar_.Day(event.timestamp_ms);
   if (day < today_ - options_.late_days) {
     ++late_events_;  // past the window of days that may still change
     return;

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "core/background_fit.h"
 #include "core/id_dictionary.h"
 #include "core/model.h"
@@ -58,7 +59,10 @@ namespace mercato::core {
 inline constexpr char kForecastModelName[] = "forecast";
 
 struct ForecastOptions {
-  // The shop's time zone as minutes east of UTC.
+  // The shop's time zone: an IANA name ("Europe/Berlin", with its daylight
+  // saving rules, from the system's zoneinfo), or when empty a fixed offset
+  // in minutes east of UTC.
+  std::string time_zone;
   int utc_offset_minutes = 0;
   // Closed days an event may still correct.
   int late_days = 7;
@@ -76,6 +80,19 @@ struct ForecastOptions {
 
 // Days since 1970-01-01 in a time zone `utc_offset_minutes` east of UTC.
 int64_t ShopDay(int64_t timestamp_ms, int utc_offset_minutes);
+
+// The shop's days in the options' time zone.
+class ShopCalendar {
+ public:
+  ShopCalendar() = default;  // UTC
+  // INVALID_ARGUMENT naming `time_zone` for an unknown zone name.
+  static absl::StatusOr<ShopCalendar> Of(const ForecastOptions& options);
+  int64_t Day(int64_t timestamp_ms) const;
+
+ private:
+  std::optional<absl::TimeZone> zone_;
+  int utc_offset_minutes_ = 0;
+};
 
 // Daily totals from `first_day` on, the last the open day: first the days
 // settled (no event may change them any more), shared by every copy, then
@@ -263,6 +280,7 @@ class ForecastModel final : public Model {
   void AddTo(DemandHistory& h, int64_t day, double quantity) const;
 
   ForecastOptions options_;
+  ShopCalendar calendar_;
   IdDictionary items_, categories_;
   RowBlockMatrix<std::shared_ptr<const DemandHistory>> item_series_, category_series_;
   RowBlockMatrix<SeriesFit> item_fits_, category_fits_;

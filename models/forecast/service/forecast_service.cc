@@ -9,9 +9,12 @@
 #include "server/status_util.h"
 #include "server/validation.h"
 
+ABSL_FLAG(std::string, shop_time_zone, "",
+          "forecasting: the shop's IANA time zone (e.g. Europe/Berlin, with its daylight saving "
+          "rules); empty = --shop_utc_offset_minutes. Its days are the forecast's days");
 ABSL_FLAG(int, shop_utc_offset_minutes, 0,
-          "forecasting: the shop's time zone as minutes east of UTC (-840..840); its days are "
-          "the forecast's days");
+          "forecasting: the shop's time zone as minutes east of UTC (-840..840), when "
+          "--shop_time_zone is empty");
 ABSL_FLAG(int, forecast_late_days, mercato::core::ForecastOptions{}.late_days,
           "forecasting: closed days a late purchase or refund still corrects (0..60); later "
           "ones are counted and ignored");
@@ -182,12 +185,17 @@ UnaryHandler<v1::PlanInventoryRequest, v1::PlanInventoryResponse> PlanHandler(Ru
 
 absl::Status ForecastFromFlags(ModuleOptions& options) {
   core::ForecastOptions& f = options.Mutable<core::ForecastOptions>();
+  f.time_zone = absl::GetFlag(FLAGS_shop_time_zone);
   f.utc_offset_minutes = absl::GetFlag(FLAGS_shop_utc_offset_minutes);
   f.late_days = absl::GetFlag(FLAGS_forecast_late_days);
   f.history_days = absl::GetFlag(FLAGS_forecast_history_days);
   f.fit_every_days = absl::GetFlag(FLAGS_forecast_fit_every_days);
   absl::Status s = CheckFlag(-840 <= f.utc_offset_minutes && f.utc_offset_minutes <= 840,
                              "shop_utc_offset_minutes", "must be in -840..840");
+  if (s.ok()) {
+    const absl::StatusOr<core::ShopCalendar> calendar = core::ShopCalendar::Of(f);
+    s = CheckFlag(calendar.ok(), "shop_time_zone", "must name a zone of the system's zoneinfo (tzdata)");
+  }
   if (s.ok()) s = CheckFlag(0 <= f.late_days && f.late_days <= 60, "forecast_late_days", "must be in 0..60");
   if (s.ok()) {
     s = CheckFlag(56 <= f.history_days && f.history_days <= 3650, "forecast_history_days",

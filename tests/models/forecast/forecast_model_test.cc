@@ -162,6 +162,23 @@ TEST(ForecastModelTest, ScoresItsOwnForecastsOfEachSettledDay) {
   EXPECT_TRUE(ViewOf(fresh)->Gauges().empty());
 }
 
+TEST(ForecastModelTest, ShopDaysFollowTheTimeZoneAndItsDaylightSavingRules) {
+  ForecastOptions o;
+  o.time_zone = "Europe/Berlin";
+  const absl::StatusOr<ShopCalendar> berlin = ShopCalendar::Of(o);
+  ASSERT_TRUE(berlin.ok()) << berlin.status();
+  const int64_t july1 = 1719792000000, jan10 = 1704844800000;  // 00:00 UTC
+  const int64_t late_evening = 22 * 3600000 + 30 * 60000;      // 22:30 UTC
+  // Summer time (UTC+2): 22:30 UTC is already the next day; winter (UTC+1): not yet.
+  EXPECT_EQ(berlin->Day(july1 + late_evening), ShopDay(july1, 0) + 1);
+  EXPECT_EQ(berlin->Day(jan10 + late_evening), ShopDay(jan10, 0));
+  o.time_zone = "";
+  o.utc_offset_minutes = 120;
+  EXPECT_EQ(ShopCalendar::Of(o)->Day(jan10 + late_evening), ShopDay(jan10, 0) + 1);
+  o.time_zone = "Mars/Olympus";
+  EXPECT_TRUE(absl::IsInvalidArgument(ShopCalendar::Of(o).status()));
+}
+
 TEST(ForecastModelTest, LateEventsCorrectTheirDayWithinTheWindowOnly) {
   ForecastModel model(Inline());
   testkit::ModelFeed feed(model);
