@@ -432,9 +432,8 @@ double ErrorProfile::Quantile(int h, double q) const {
   return at[above - 1] + t * (at[above] - at[above - 1]);
 }
 
-std::vector<std::pair<double, double>> ErrorProfile::Points(int h) const {
-  std::vector<std::pair<double, double>> out;
-  if (empty()) return out;
+void ErrorProfile::Points(int h, std::vector<std::pair<double, double>>* out) const {
+  if (empty()) return;
   std::array<double, kErrorLevels.size()> at;
   At(h, at);
   // Each level stands for the probability between its midpoints with its
@@ -442,9 +441,8 @@ std::vector<std::pair<double, double>> ErrorProfile::Points(int h) const {
   for (size_t k = 0; k < at.size(); ++k) {
     const double from = k == 0 ? 0 : (kErrorLevels[k - 1] + kErrorLevels[k]) / 2;
     const double to = k + 1 == at.size() ? 1 : (kErrorLevels[k] + kErrorLevels[k + 1]) / 2;
-    out.emplace_back(at[k], to - from);
+    out->emplace_back(at[k], to - from);
   }
-  return out;
 }
 
 void ErrorProfile::Encode(ByteWriter& w) const {

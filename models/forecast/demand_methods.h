@@ -148,8 +148,9 @@ class ErrorProfile {
   bool empty() const { return horizons_.empty(); }
   // The q-quantile (0..1) of the error `h` (>= 1) days ahead; 0 when empty.
   double Quantile(int h, double q) const;
-  // The distribution `h` days ahead as (error, probability) points, sorted.
-  std::vector<std::pair<double, double>> Points(int h) const;
+  // The distribution `h` days ahead as (error, probability) points, sorted,
+  // appended to `out`.
+  void Points(int h, std::vector<std::pair<double, double>>* out) const;
 
   void Encode(ByteWriter& w) const;
   static ErrorProfile Decode(ByteReader& r);

@@ -27,23 +27,24 @@ std::vector<std::pair<int, double>> LeadTimes(const InventoryRequest& r) {
 // Demand as a mixture over lead times: a run of (value, probability) points
 // per lead time, each sorted by value, the probabilities summing to 1.
 struct Mixture {
-  std::vector<std::vector<std::pair<double, double>>> runs;
+  std::vector<std::pair<double, double>> points;  // the runs one after another
+  std::vector<size_t> ends;                       // where each run ends
 
   // The lowest value whose cumulative probability reaches q. Walks down
   // from the top, so a high q visits only the points above the answer.
   double Quantile(double q) const {
-    std::vector<size_t> left(runs.size());
-    for (size_t r = 0; r < runs.size(); ++r) left[r] = runs[r].size();
+    std::vector<size_t> left = ends;  // one past each run's next point from the top
     double above = 0, answer = 0;
     for (;;) {
-      size_t top = runs.size();
-      for (size_t r = 0; r < runs.size(); ++r) {
-        if (left[r] > 0 && (top == runs.size() || runs[r][left[r] - 1].first > runs[top][left[top] - 1].first)) {
+      size_t top = ends.size();
+      for (size_t r = 0; r < ends.size(); ++r) {
+        const size_t begin = r == 0 ? 0 : ends[r - 1];
+        if (left[r] > begin && (top == ends.size() || points[left[r] - 1].first > points[left[top] - 1].first)) {
           top = r;
         }
       }
-      if (top == runs.size()) return answer;
-      const auto& [v, p] = runs[top][--left[top]];
+      if (top == ends.size()) return answer;
+      const auto& [v, p] = points[--left[top]];
       if (1 - above < q) return answer;  // v's cumulative probability is below q
       answer = v;
       above += p;
@@ -51,25 +52,19 @@ struct Mixture {
   }
   double Exceeds(double level) const {
     double p = 0;
-    for (const auto& run : runs) {
-      for (const auto& [v, w] : run) p += v > level ? w : 0;
-    }
+    for (const auto& [v, w] : points) p += v > level ? w : 0;
     return p;
   }
   double Shortage(double level) const {
     double s = 0;
-    for (const auto& run : runs) {
-      for (const auto& [v, w] : run) s += w * std::max(0.0, v - level);
-    }
+    for (const auto& [v, w] : points) s += w * std::max(0.0, v - level);
     return s;
   }
   // The lowest value whose expected shortage is at most `allowed`: the
   // shortage falls as the level rises, so a binary search finds it.
   double Covering(double allowed) const {
     std::vector<double> values;
-    for (const auto& run : runs) {
-      for (const auto& [v, w] : run) values.push_back(v);
-    }
+    for (const auto& [v, w] : points) values.push_back(v);
     if (values.empty()) return 0;
     std::sort(values.begin(), values.end());
     size_t lo = 0, hi = values.size() - 1;
@@ -88,19 +83,24 @@ struct Mixture {
 Mixture Mix(const std::vector<double>& prefix, const ErrorProfile& cumulative, double spread,
             const std::vector<std::pair<int, double>>& leads, int review, double* mean) {
   Mixture m;
+  m.points.reserve(leads.size() * kErrorLevels.size());
   *mean = 0;
   const int longest = static_cast<int>(prefix.size()) - 1;
   for (const auto& [l, w] : leads) {
     const int days = std::min(l + review, longest);
     const double total = prefix[days];
     *mean += w * total;
-    std::vector<std::pair<double, double>>& run = m.runs.emplace_back();
+    const size_t begin = m.points.size();
     if (days == 0 || cumulative.empty()) {
-      run.emplace_back(total, w);
-      continue;
+      m.points.emplace_back(total, w);
+    } else {
+      cumulative.Points(days, &m.points);
+      for (size_t i = begin; i < m.points.size(); ++i) {
+        auto& [v, p] = m.points[i];
+        v = std::max(0.0, total + spread * v), p *= w;
+      }
     }
-    run = cumulative.Points(days);
-    for (auto& [v, p] : run) v = std::max(0.0, total + spread * v), p *= w;
+    m.ends.push_back(m.points.size());
   }
   return m;
 }
