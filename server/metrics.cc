@@ -61,7 +61,7 @@ class RuntimeCollector final : public prometheus::Collectable {
     const uint64_t served = snap->served_sequence();
     const uint64_t lag = log_seq > served ? log_seq - served : 0;
     const int64_t now = core::Clock::Real()->NowMs();
-    std::vector<prometheus::ClientMetric> versions, ages, counts, gauges, retrains;
+    std::vector<prometheus::ClientMetric> versions, ages, counts, gauges, retrains, retrain_ages;
     for (const core::PublishedModel& m : snap->models) {
       versions.push_back(Gauge(static_cast<double>(m.version), {{"model", m.name}}));
       ages.push_back(Gauge((now - m.published_at_ms) / 1000.0, {{"model", m.name}}));
@@ -78,6 +78,7 @@ class RuntimeCollector final : public prometheus::Collectable {
       }
       if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
         retrains.push_back(Gauge(r->seconds, {{"model", m.name}}));
+        retrain_ages.push_back(Gauge((now - r->finished_ms) / 1000.0, {{"model", m.name}}));
       }
     }
     const core::CheckpointInfo cp = rt_->checkpointer().last();
@@ -118,6 +119,9 @@ class RuntimeCollector final : public prometheus::Collectable {
                          {Gauge(cp.written_at_ms == 0 ? 0 : (now - cp.written_at_ms) / 1000.0)}));
     out.push_back(Family("mercato_retrain_duration_seconds", "Duration of each model's last retrain",
                          MetricType::Gauge, retrains));
+    out.push_back(Family("mercato_retrain_age_seconds",
+                         "Time since each model's last retrain (or background fit) finished",
+                         MetricType::Gauge, retrain_ages));
     out.push_back(Family("mercato_rocksdb_live_bytes", "Estimated live data in RocksDB",
                          MetricType::Gauge, {Gauge(static_cast<double>(stats.live_data_bytes))}));
     out.push_back(Family("mercato_rocksdb_pending_compaction_bytes",

@@ -49,6 +49,10 @@ TEST(LearnerTest, AppliesTheLogInOrderAndPublishes) {
   int views_of_user0 = 0;
   for (const Event& e : events) views_of_user0 += e.user_id == "user0" && e.type == EventType::kView;
   EXPECT_EQ((*view->UserCounts("user0"))[static_cast<int>(EventType::kView)], views_of_user0);
+  for (const PublishedModel& m : snap->models) {  // the learner's cost per model
+    EXPECT_EQ(m.applied_events, events.size()) << m.name;
+    EXPECT_GT(m.apply_ns, 0u) << m.name;
+  }
 }
 
 TEST(LearnerTest, ReadersKeepTheirSnapshotWhileTheLearnerRuns) {

@@ -167,6 +167,9 @@ TEST(PrometheusTest, ScrapesExactCallCountsByMethodAndCode) {
   EXPECT_EQ(Query(prometheus.port(),
                   R"(count(mercato_retrain_duration_seconds{model="recommend"} >= 0))"),
             "1");
+  EXPECT_EQ(Query(prometheus.port(), R"(count(mercato_retrain_age_seconds{model="recommend"} >= 0))"),
+            "1");
+
   const v1::ModelStatusResponse st = Status(*admin);
   for (const v1::ModelInfo& m : st.models()) {
     if (m.name() == "recommend") {
