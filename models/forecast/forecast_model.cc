@@ -256,7 +256,8 @@ void ForecastModel::Settle(int64_t to) {
       for (int64_t d = settled_; d < to; ++d) {
         const int wd = Weekday(d);
         const double y = DayValue(h, d);
-        ServedErrors& e = served_[static_cast<size_t>(d % static_cast<int64_t>(served_.size()))];
+        const int64_t slots = static_cast<int64_t>(served_.size());
+        ServedErrors& e = served_[static_cast<size_t>(((d % slots) + slots) % slots)];
         if (e.day != d) e = {d};
         if (score && !closed_[wd] && f.scale > 1e-6) {
           e.abs1 += std::abs(y - f.state.Ahead(1, wd, closed_)) / f.scale, ++e.n1;
