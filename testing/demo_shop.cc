@@ -307,10 +307,17 @@ DemoShop GenerateDemoShop(const DemoShopOptions& o) {
       if (units == 0) continue;
       const DemoUser& user = shop.users[static_cast<size_t>(demand_uniform(0, 1) * shop.users.size())];
       const int64_t ts = day_ms + 8 * 3600000 + static_cast<int64_t>(demand_uniform(0, 12 * 3600000));
-      Event& e = add_event(EventType::kPurchase, user.user_id, it.item.item_id, ts);
+      // Ids of their own, so that the shop's other events keep theirs.
+      Event e;
+      e.event_id = absl::StrCat("demo", o.seed, "-demand-", day, "-", i);
+      e.type = EventType::kPurchase;
+      e.user_id = user.user_id;
+      e.item_id = it.item.item_id;
+      e.timestamp_ms = ts;
       e.order_id = absl::StrCat("dorder", o.seed, "-", day, "-", i);
       e.quantity = units;
       e.unit_price = std::round(it.base_price * factor * 100) / 100;
+      shop.events.push_back(std::move(e));
     }
     // Labels whose time has come join this day's events.
     auto due = std::stable_partition(labels.begin(), labels.end(), [&](const Event& e) {

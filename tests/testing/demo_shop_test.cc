@@ -18,6 +18,34 @@ TEST(DemoShopTest, SameSeedSameShop) {
   EXPECT_NE(GenerateDemoShop(o).events, a.events);
 }
 
+// Demand items add their own purchases, in time order with ids of their
+// own, and leave every other event as it was.
+TEST(DemoShopTest, DemandItemsLeaveTheRestOfTheShopAsItWas) {
+  DemoShopOptions o;
+  o.users = 300;
+  o.days = 30;
+  const DemoShop plain = GenerateDemoShop(o);
+  o.demand_items = 8;
+  const DemoShop with = GenerateDemoShop(o);
+  std::vector<Event> others;
+  absl::flat_hash_set<std::string> ids;
+  int demand_purchases = 0;
+  for (size_t i = 0; i < with.events.size(); ++i) {
+    const Event& e = with.events[i];
+    ASSERT_TRUE(ids.insert(e.event_id).second) << e.event_id;
+    if (i > 0) ASSERT_LE(with.events[i - 1].timestamp_ms, e.timestamp_ms);
+    if (e.item_id.rfind("demand", 0) == 0) {
+      ++demand_purchases;
+    } else {
+      others.push_back(e);
+    }
+  }
+  EXPECT_EQ(others, plain.events);
+  EXPECT_GT(demand_purchases, 30 * 4);  // the smooth ones sell daily
+  EXPECT_EQ(with.items.size(), plain.items.size() + 8);
+  EXPECT_EQ(with.items.back().item.category_path.back(), "demand");
+}
+
 TEST(DemoShopTest, EventsAreOrderedUniqueAndCarryThePlantedTruth) {
   const DemoShop shop = GenerateDemoShop(DemoShopOptions());
   absl::flat_hash_set<std::string> ids;
