@@ -616,6 +616,7 @@ absl::StatusOr<InventoryAnswer> ForecastView::Plan(std::string_view item_id,
   a.plan = PlanInventory(daily, b.errors->cumulative, b.spread, request);
   a.method = std::string(DemandMethodName(b.state.fit().method));
   a.mase = b.mase;
+  a.naive_mase = b.naive_mase;
   return a;
 }
 

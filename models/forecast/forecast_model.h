@@ -180,8 +180,9 @@ struct ForecastAnswer {
 
 struct InventoryAnswer {
   InventoryPlan plan;
+  // As in ForecastAnswer.
   std::string method;
-  double mase = 0;
+  double mase = 0, naive_mase = 0;
 };
 
 class ForecastView final : public ModelView {

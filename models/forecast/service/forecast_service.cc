@@ -178,6 +178,7 @@ UnaryHandler<v1::PlanInventoryRequest, v1::PlanInventoryResponse> PlanHandler(Ru
     resp->set_days_of_cover(p.days_of_cover);
     resp->set_method(a->method);
     resp->set_backtest_mase(a->mase);
+    resp->set_seasonal_naive_mase(a->naive_mase);
     resp->set_model_version(model->second);
     return grpc::Status::OK;
   };

@@ -118,6 +118,9 @@ TEST(ForecastingTest, ForecastsPlansRefusesAndSurvivesKill) {
   EXPECT_NEAR(p.order_now(), p.order_up_to() - 30, 1e-9);
   EXPECT_TRUE(p.has_eoq());
   EXPECT_GT(p.stockout_probability(), 0.5);  // 30 on hand for about 110 over 11 days
+  EXPECT_EQ(p.method(), f.method());  // the same series' method and backtest
+  EXPECT_EQ(p.backtest_mase(), f.backtest_mase());
+  EXPECT_EQ(p.seasonal_naive_mase(), f.seasonal_naive_mase());
 
   // Errors name their field.
   const auto code_of = [&](v1::ForecastDemandRequest r, const std::string& field,
