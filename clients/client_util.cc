@@ -2,22 +2,53 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: verify the server's certificate against this CA (PEM); empty = plaintext");
+ABSL_FLAG(std::string, tls_cert_file, "", "mutual TLS: this client's certificate chain (PEM)");
+ABSL_FLAG(std::string, tls_key_file, "", "mutual TLS: this client's private key (PEM)");
+
 namespace mercato::clients {
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+TlsFiles TlsFilesFromFlags() {
+  return {absl::GetFlag(FLAGS_tls_ca_file), absl::GetFlag(FLAGS_tls_cert_file),
+          absl::GetFlag(FLAGS_tls_key_file)};
+}
+
+namespace {
+
+std::string ReadOrExit(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::cerr << "cannot read " << path << "\n";
+    std::exit(2);
+  }
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const TlsFiles& tls) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  if (tls.ca_file.empty()) return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadOrExit(tls.ca_file);
+  if (!tls.cert_file.empty()) ssl.pem_cert_chain = ReadOrExit(tls.cert_file);
+  if (!tls.key_file.empty()) ssl.pem_private_key = ReadOrExit(tls.key_file);
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), args);
 }
 
 bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout) {

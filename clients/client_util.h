@@ -23,8 +23,19 @@
 
 namespace mercato::clients {
 
-// An insecure channel with message limits matching the server's.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+// What a channel's TLS needs: the CA (PEM) the server's certificate must
+// chain to, and for mutual TLS the client's certificate chain and key. No
+// CA = plaintext.
+struct TlsFiles {
+  std::string ca_file, cert_file, key_file;
+};
+
+// From the clients' --tls_ca_file, --tls_cert_file and --tls_key_file.
+TlsFiles TlsFilesFromFlags();
+
+// A channel with message limits matching the server's; exits naming the
+// file when one of `tls` cannot be read.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const TlsFiles& tls = {});
 
 // Waits until the channel is connected; false after `timeout`.
 bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout);

@@ -310,7 +310,7 @@ int Main(const std::vector<std::string>& args) {
     std::printf("%s\n", absl::ProgramUsageMessage().data());
     return 0;
   }
-  auto channel = MakeChannel(absl::GetFlag(FLAGS_target));
+  auto channel = MakeChannel(absl::GetFlag(FLAGS_target), TlsFilesFromFlags());
   const std::string& cmd = args[0];
   auto admin = v1::Admin::NewStub(channel);
   auto ingest = v1::Ingest::NewStub(channel);

@@ -14,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/command_line.h"
 #include "core/log.h"
@@ -54,6 +55,14 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "host:port of the Prometheus /metrics endpoint (port 0 = any free port); empty = none");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "if set, the metrics port is written here once listening");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "TLS: the server's certificate chain (PEM); with --tls_key_file turns TLS on");
+ABSL_FLAG(std::string, tls_key_file, "", "TLS: the server's private key (PEM)");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "mutual TLS: clients must present a certificate this CA (PEM) signed");
+ABSL_FLAG(int, tls_reload_s, 60,
+          "TLS: how often the certificate, key and client CA files are read again, so renewed "
+          "ones take effect without a restart");
 namespace {
 
 // libprotobuf's own messages (for example about a request it could not
@@ -66,6 +75,30 @@ void LogFromProtobuf(google::protobuf::LogLevel level, const char* file, int lin
                                                                : L::kError;
   if (ours < mercato::core::MinLogLevel()) return;
   mercato::core::LogRecord(ours, file, line).stream() << "protobuf: " << message;
+}
+
+// The TLS flags into `options`: certificate and key together, a client CA
+// only with them, every file readable.
+absl::Status TlsFromFlags(mercato::server::ServerOptions& options) {
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.tls_reload_seconds = absl::GetFlag(FLAGS_tls_reload_s);
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file: give both or neither");
+  }
+  if (!options.tls_client_ca_file.empty() && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("--tls_client_ca_file: needs --tls_cert_file and --tls_key_file");
+  }
+  if (options.tls_reload_seconds < 1) return absl::InvalidArgumentError("--tls_reload_s: must be >= 1");
+  for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"tls_cert_file", options.tls_cert_file},
+                                   {"tls_key_file", options.tls_key_file},
+                                   {"tls_client_ca_file", options.tls_client_ca_file}}) {
+    if (!path.empty() && !std::ifstream(path).good()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read ", path));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Writes `port` to `path` atomically (nothing when `path` is empty).
@@ -98,9 +131,12 @@ int Run() {
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.checkpoint_every_events =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_checkpoint_every_events)));
-  if (absl::Status s = mercato::server::ModuleOptionsFromFlags(rt_options.models); !s.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
-    return 2;
+  mercato::server::ServerOptions options;
+  for (absl::Status s : {mercato::server::ModuleOptionsFromFlags(rt_options.models), TlsFromFlags(options)}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+      return 2;
+    }
   }
   auto runtime = mercato::server::Runtime::Open(rt_options);
   if (!runtime.ok()) {
@@ -120,7 +156,6 @@ int Run() {
     WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics->port());
   }
 
-  mercato::server::ServerOptions options;
   options.metrics = metrics.get();
   options.listen = absl::GetFlag(FLAGS_listen);
   options.cq_threads = absl::GetFlag(FLAGS_cq_threads);

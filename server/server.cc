@@ -2,6 +2,9 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <mutex>
 
@@ -332,6 +335,29 @@ struct MercatoServer::Impl {
   }
 };
 
+namespace {
+
+// Plaintext without a certificate; TLS from files the provider re-reads
+// (renewals take effect without a restart); client certificates required
+// and verified with a client CA.
+std::shared_ptr<grpc::ServerCredentials> Credentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  auto files = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      o.tls_key_file, o.tls_cert_file, o.tls_client_ca_file,
+      static_cast<unsigned int>(std::max(1, o.tls_reload_seconds)));
+  grpc::experimental::TlsServerCredentialsOptions tls(files);
+  tls.watch_identity_key_cert_pairs();
+  if (o.tls_client_ca_file.empty()) {
+    tls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    tls.watch_root_certs();
+    tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(tls);
+}
+
+}  // namespace
+
 MercatoServer::MercatoServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 MercatoServer::~MercatoServer() { Shutdown(); }
@@ -343,7 +369,7 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
   Impl& d = *impl;
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &d.port);
+  builder.AddListeningPort(options.listen, Credentials(options), &d.port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(64 << 20);
   if (options.metrics != nullptr) {

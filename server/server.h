@@ -27,6 +27,12 @@ struct ServerOptions {
   // Where RPCs and events are counted; null = nowhere. Not owned; must
   // outlive the server.
   Metrics* metrics = nullptr;
+  // TLS: the server's certificate chain and key (PEM files; both or
+  // neither), and for mutual TLS the CA that client certificates must chain
+  // to. The files are read again every `tls_reload_seconds`, so renewed
+  // certificates take effect without a restart.
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
+  int tls_reload_seconds = 60;
 };
 
 // Thread-safe.

@@ -44,11 +44,24 @@ class PublishRejected(MercatoError):
 class Mercato:
     """One channel to a Mercato server and a typed helper per RPC."""
 
-    def __init__(self, target="127.0.0.1:50051", timeout=5.0, retries=5, backoff=0.2):
+    def __init__(self, target="127.0.0.1:50051", timeout=5.0, retries=5, backoff=0.2,
+                 tls_ca_file=None, tls_cert_file=None, tls_key_file=None):
+        """With tls_ca_file, TLS verifying the server against that CA (PEM);
+        with tls_cert_file and tls_key_file too, mutual TLS."""
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.channel = grpc.insecure_channel(target)
+        if tls_ca_file:
+            def read(path):
+                with open(path, "rb") as f:
+                    return f.read()
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read(tls_ca_file),
+                private_key=read(tls_key_file) if tls_key_file else None,
+                certificate_chain=read(tls_cert_file) if tls_cert_file else None)
+            self.channel = grpc.secure_channel(target, credentials)
+        else:
+            self.channel = grpc.insecure_channel(target)
         self._ingest = ingest_pb2_grpc.IngestStub(self.channel)
         self._catalog = catalog_pb2_grpc.CatalogStub(self.channel)
         self._recommender = recommender_pb2_grpc.RecommenderStub(self.channel)

@@ -28,11 +28,13 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::string> flags) {
-  Start(data_dir, std::move(flags));
+ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::string> flags,
+                             clients::TlsFiles tls) {
+  Start(data_dir, std::move(flags), tls);
 }
 
-void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> flags) {
+void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> flags,
+                          const clients::TlsFiles& tls) {
   const std::string port_file = data_dir + ".port";
   const std::string metrics_port_file = data_dir + ".metrics-port";
   std::filesystem::remove(port_file);
@@ -60,7 +62,7 @@ void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> 
   }
   ASSERT_NE(port_, 0) << "server did not start";
   std::ifstream(metrics_port_file) >> metrics_port_;  // written before the gRPC port
-  channel_ = clients::MakeChannel(target());
+  channel_ = clients::MakeChannel(target(), tls);
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckResponse resp;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -12,6 +12,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "clients/client_util.h"
+
 namespace mercato::testing {
 
 // A fresh empty folder under $TMPDIR, removed by the destructor.
@@ -28,8 +30,10 @@ class TempDir {
 class ServerProcess {
  public:
   // Starts the server on `data_dir` with extra flags and waits until its
-  // health check says SERVING (fails the test after 30 s).
-  ServerProcess(const std::string& data_dir, std::vector<std::string> flags = {});
+  // health check, over a channel with `tls`, says SERVING (fails the test
+  // after 30 s).
+  ServerProcess(const std::string& data_dir, std::vector<std::string> flags = {},
+                clients::TlsFiles tls = {});
   ~ServerProcess();  // SIGKILL if still running
 
   int port() const { return port_; }
@@ -45,7 +49,7 @@ class ServerProcess {
   int Terminate() { return Signal(SIGTERM); }
 
  private:
-  void Start(const std::string& data_dir, std::vector<std::string> flags);
+  void Start(const std::string& data_dir, std::vector<std::string> flags, const clients::TlsFiles& tls);
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;

@@ -1,0 +1,123 @@
+// TLS and mutual TLS end to end, with certificates made by openssl at test
+// time: a server with TLS refuses plaintext clients and clients that do not
+// trust its CA; with a client CA it refuses clients without a certificate
+// that CA signed; renewed certificate files take effect without a restart.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "clients/client_util.h"
+#include "mercato/v1/admin.grpc.pb.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_client.h"
+
+namespace mercato::testing {
+namespace {
+
+// Runs a shell command; fails the test when it fails.
+void Sh(const std::string& command) {
+  ASSERT_EQ(std::system((command + " 2>/dev/null >/dev/null").c_str()), 0) << command;
+}
+
+// A CA `name` in `dir`: name.key, name.pem.
+void MakeCa(const std::string& dir, const std::string& name) {
+  Sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" +
+     name + " -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name + ".pem");
+}
+
+// A certificate `name` (name.key, name.pem) for 127.0.0.1, signed by `ca`.
+void MakeCert(const std::string& dir, const std::string& name, const std::string& ca) {
+  const std::string base = dir + "/" + name;
+  std::ofstream(base + ".ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+  Sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=" + name +
+     " -keyout " + base + ".key -out " + base + ".csr");
+  Sh("openssl x509 -req -days 2 -in " + base + ".csr -CA " + dir + "/" + ca + ".pem -CAkey " + dir +
+     "/" + ca + ".key -CAcreateserial -extfile " + base + ".ext -out " + base + ".pem");
+}
+
+// Whether a channel with `tls` reaches the server and ModelStatus answers.
+bool Reaches(const ServerProcess& server, const clients::TlsFiles& tls) {
+  auto channel = clients::MakeChannel(server.target(), tls);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(2))) {
+    return false;
+  }
+  v1::ModelStatusResponse st;
+  return v1::Admin::NewStub(channel)->ModelStatus(Ctx(5).get(), v1::ModelStatusRequest(), &st).ok();
+}
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = certs_.path();
+    MakeCa(pki_, "ca");
+    MakeCa(pki_, "other-ca");
+    MakeCert(pki_, "server", "ca");
+    MakeCert(pki_, "checkout", "ca");
+    MakeCert(pki_, "stranger", "other-ca");
+  }
+  std::string File(const std::string& name) const { return pki_ + "/" + name; }
+  std::vector<std::string> ServerFlags() const {
+    return {"--tls_cert_file=" + File("server.pem"), "--tls_key_file=" + File("server.key")};
+  }
+
+  TempDir certs_, data_;
+  std::string pki_;
+};
+
+TEST_F(TlsTest, ServesOnlyClientsThatTrustItsCertificate) {
+  ServerProcess server(data_.path(), ServerFlags(), {File("ca.pem")});
+  EXPECT_TRUE(Reaches(server, {File("ca.pem")}));
+  EXPECT_FALSE(Reaches(server, {}));                      // plaintext
+  EXPECT_FALSE(Reaches(server, {File("other-ca.pem")}));  // does not trust its CA
+}
+
+TEST_F(TlsTest, MutualTlsRequiresAClientCertificateTheClientCaSigned) {
+  std::vector<std::string> flags = ServerFlags();
+  flags.push_back("--tls_client_ca_file=" + File("ca.pem"));
+  ServerProcess server(data_.path(), flags,
+                       {File("ca.pem"), File("checkout.pem"), File("checkout.key")});
+  EXPECT_TRUE(Reaches(server, {File("ca.pem"), File("checkout.pem"), File("checkout.key")}));
+  EXPECT_FALSE(Reaches(server, {File("ca.pem")}));  // no client certificate
+  EXPECT_FALSE(Reaches(server, {File("ca.pem"), File("stranger.pem"), File("stranger.key")}));
+}
+
+TEST_F(TlsTest, RenewedCertificateFilesTakeEffectWithoutARestart) {
+  std::vector<std::string> flags = ServerFlags();
+  flags.push_back("--tls_reload_s=1");
+  ServerProcess server(data_.path(), flags, {File("ca.pem")});
+  ASSERT_FALSE(Reaches(server, {File("other-ca.pem")}));
+  // The renewal is signed by the other CA: clients trusting it get in.
+  MakeCert(pki_, "renewed", "other-ca");
+  std::filesystem::copy_file(File("renewed.key"), File("server.key"),
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(File("renewed.pem"), File("server.pem"),
+                             std::filesystem::copy_options::overwrite_existing);
+  bool renewed = false;
+  for (int i = 0; i < 20 && !renewed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    renewed = Reaches(server, {File("other-ca.pem")});
+  }
+  EXPECT_TRUE(renewed) << "the renewed certificate was not served within 10 s";
+  EXPECT_FALSE(Reaches(server, {File("ca.pem")}));
+}
+
+TEST_F(TlsTest, RefusesToStartWithHalfATlsConfiguration) {
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--tls_cert_file=" + File("server.pem")},
+        std::vector<std::string>{"--tls_client_ca_file=" + File("ca.pem")},
+        std::vector<std::string>{"--tls_cert_file=" + File("missing.pem"),
+                                 "--tls_key_file=" + File("server.key")}}) {
+    std::string command = std::string(MERCATO_SERVER_BINARY) + " --listen=127.0.0.1:0 --metrics_listen= --data_dir=" +
+                          data_.path();
+    for (const std::string& f : flags) command += " " + f;
+    EXPECT_EQ(WEXITSTATUS(std::system((command + " 2>/dev/null").c_str())), 2) << command;
+  }
+}
+
+}  // namespace
+}  // namespace mercato::testing
