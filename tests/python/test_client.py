@@ -156,5 +156,58 @@ class ClientTest(unittest.TestCase):
         c.close()
 
 
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+class TlsClientTest(unittest.TestCase):
+    """Mutual TLS with certificates made by openssl here."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mercato-py-tls-")
+        self.file = lambda name: os.path.join(self.dir, name)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=py-ca",
+                "-keyout", self.file("ca.key"), "-out", self.file("ca.pem"))
+        with open(self.file("san.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        for name in ("server", "client"):
+            openssl("req", *ec, "-subj", f"/CN={name}", "-keyout", self.file(f"{name}.key"),
+                    "-out", self.file(f"{name}.csr"))
+            openssl("x509", "-req", "-days", "2", "-in", self.file(f"{name}.csr"),
+                    "-CA", self.file("ca.pem"), "-CAkey", self.file("ca.key"), "-CAcreateserial",
+                    "-extfile", self.file("san.ext"), "-out", self.file(f"{name}.pem"))
+        port_file = self.file("port")
+        self.server = subprocess.Popen([
+            os.environ["MERCATO_SERVER_BINARY"], "--listen=127.0.0.1:0",
+            "--data_dir=" + self.file("data"), "--port_file=" + port_file,
+            "--metrics_listen=", "--log_level=error", "--drain_timeout_s=2",
+            "--tls_cert_file=" + self.file("server.pem"), "--tls_key_file=" + self.file("server.key"),
+            "--tls_client_ca_file=" + self.file("ca.pem")])
+        deadline = time.time() + 30
+        while not os.path.exists(port_file) and time.time() < deadline:
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.target = f"127.0.0.1:{int(f.read())}"
+
+    def tearDown(self):
+        self.server.terminate()
+        self.server.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_mutual_tls_needs_the_client_certificate(self):
+        c = Mercato(self.target, retries=20, backoff=0.05, tls_ca_file=self.file("ca.pem"),
+                    tls_cert_file=self.file("client.pem"), tls_key_file=self.file("client.key"))
+        c.wait_ready()
+        self.assertTrue(c.status().models)
+        c.close()
+        for anonymous in (Mercato(self.target, timeout=1, retries=1, tls_ca_file=self.file("ca.pem")),
+                          Mercato(self.target, timeout=1, retries=1)):
+            with self.assertRaises(MercatoError) as refused:
+                anonymous.status()
+            self.assertEqual(refused.exception.code, grpc.StatusCode.UNAVAILABLE)
+            anonymous.close()
+
+
 if __name__ == "__main__":
     unittest.main()
