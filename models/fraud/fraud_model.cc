@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <limits>
 
-#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "core/bytes.h"
 #include "core/log.h"
+#include "core/stable_hash.h"
 #include "core/table_codec.h"
 
 namespace mercato::core {
@@ -41,9 +41,10 @@ const char* const kFraudFeatureNames[kNumDenseFraudFeatures] = {
 namespace {
 
 // 3: hashed and numeric attribute features, the basket, the catalogue's
-// top-level categories and the calibration window. Earlier formats are
-// rebuilt from the log.
-constexpr uint8_t kFormatVersion = 3;
+// top-level categories and the calibration window; 4: the same with stable
+// hashes (core/stable_hash.h; earlier ones were seeded per process).
+// Earlier formats are rebuilt from the log.
+constexpr uint8_t kFormatVersion = 4;
 // ORDER_SCORED payloads: 1 (18 dense features, 4 cross buckets), 2 (this
 // layout: dense, probability, hashed and numeric features).
 constexpr uint8_t kPayloadVersion = 2;
@@ -110,12 +111,12 @@ int HashedIndex(const FraudOptions& o, uint64_t key) {
 int SlotIndex(uint32_t slot) { return kNumDenseFraudFeatures + static_cast<int>(slot); }
 
 // A 48-bit hash, exact in a double; never 0 (0 marks an empty slot).
-double Hash48(std::string_view s) { return static_cast<double>((absl::HashOf(s) >> 16) | 1); }
+double Hash48(std::string_view s) { return static_cast<double>((StableHash(s) >> 16) | 1); }
 
 // A hashed feature's key; never 0.
 template <class... T>
 uint64_t Key(const T&... values) {
-  return absl::HashOf(values...) | 1;
+  return StableHash(values...) | 1;
 }
 
 int CountSince(const double* times, double since) {
@@ -856,7 +857,7 @@ absl::Status FraudModel::Decode(std::string_view bytes) {
   const uint8_t version = r.U8();
   if (version >= 1 && version < kFormatVersion) {
     return absl::FailedPreconditionError(
-        "checkpoint of an earlier format (without attributes); rebuilt from the log");
+        absl::StrCat("checkpoint of format ", version, " (hashes of its process); rebuilt from the log"));
   }
   if (version != kFormatVersion) {
     return absl::DataLossError("fraud: unknown checkpoint format version");

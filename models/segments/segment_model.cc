@@ -6,10 +6,10 @@
 #include <limits>
 #include <numeric>
 
-#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "core/bytes.h"
 #include "core/learner.h"
+#include "core/stable_hash.h"
 #include "core/table_codec.h"
 
 namespace mercato::core {
@@ -20,7 +20,9 @@ const char* const kSegmentFeatureNames[kNumSegmentFeatures] = {
 
 namespace {
 
-constexpr uint8_t kFormatVersion = 1;
+// 2: order keys and the reservoir by stable hashes (core/stable_hash.h);
+// format 1's were seeded per process and is rebuilt from the log.
+constexpr uint8_t kFormatVersion = 2;
 constexpr double kDayMs = 24.0 * 3600 * 1000;
 using Features = std::array<double, kNumSegmentFeatures>;
 
@@ -45,8 +47,8 @@ enum UserCol : int {
 // minute it happened in. A 48-bit value, exact in a double.
 double OrderKey(const Event& e) {
   const uint64_t h = e.order_id.empty()
-                         ? absl::HashOf(e.timestamp_ms / 60000)
-                         : absl::HashOf(std::string_view(e.order_id));
+                         ? StableHash(e.timestamp_ms / 60000)
+                         : StableHash(std::string_view(e.order_id));
   return static_cast<double>((h >> 16) | 1);
 }
 
@@ -466,7 +468,7 @@ bool SegmentModel::ApplyEvent(const Event& event) {
     if (reservoir_.size() < static_cast<size_t>(options_.reservoir_size)) {
       reservoir_.push_back(row);
     } else {
-      const uint64_t j = absl::HashOf(options_.seed, users_seen_) % users_seen_;
+      const uint64_t j = StableHash(options_.seed, users_seen_) % users_seen_;
       if (j < reservoir_.size()) reservoir_[j] = row;
     }
   }
@@ -600,7 +602,11 @@ std::string SegmentView::Encode() const {
 
 absl::Status SegmentModel::Decode(std::string_view bytes) {
   ByteReader r(bytes);
-  if (r.U8() != kFormatVersion) {
+  const uint8_t version = r.U8();
+  if (version == 1) {
+    return absl::FailedPreconditionError("checkpoint of format 1 (hashes of its process); rebuilt from the log");
+  }
+  if (version != kFormatVersion) {
     return absl::DataLossError("segments: unknown checkpoint format version");
   }
   if (r.Varint() != kUserCols) return absl::DataLossError("segments: another row layout");
