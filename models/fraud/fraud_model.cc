@@ -42,9 +42,12 @@ namespace {
 
 // 3: hashed and numeric attribute features, the basket, the catalogue's
 // top-level categories and the calibration window; 4: the same with stable
-// hashes (core/stable_hash.h; earlier ones were seeded per process).
+// hashes (core/stable_hash.h; earlier ones were seeded per process) and the
+// labels that came before their order's record.
 // Earlier formats are rebuilt from the log.
 constexpr uint8_t kFormatVersion = 4;
+// Labels held for orders whose record has not come yet.
+constexpr size_t kMaxEarlyLabels = 10000;
 // ORDER_SCORED payloads: 1 (18 dense features, 4 cross buckets), 2 (this
 // layout: dense, probability, hashed and numeric features).
 constexpr uint8_t kPayloadVersion = 2;
@@ -619,34 +622,54 @@ void FraudModel::ApplyOrder(const Event& e) {
     double* k = rows->MutableRow(row);
     Push(k + kKeyTimes, &k[kKeyRingPos], t);
   }
+  if (auto early = early_labels_.find(e.order_id); early != early_labels_.end()) {
+    const double label = early->second;
+    early_labels_.erase(early);
+    early_stale_ = true;
+    Label(order, label);
+  }
 }
 
 void FraudModel::ApplyLabel(const Event& e) {
-  const std::optional<uint32_t> order = orders_.Find(e.order_id);
-  if (!order) {
-    // A label for an order never scored: counted, logged now and then.
-    if (unknown_labels_++ % 1000 == 0) {
-      MERCATO_LOG(kWarning) << "fraud label for an order never scored: " << e.order_id << " ("
-                            << unknown_labels_ << " so far)";
-    }
+  if (const std::optional<uint32_t> order = orders_.Find(e.order_id)) {
+    Label(*order, e.value);
     return;
   }
-  double* o = order_rows_.MutableRow(*order);
-  const double state = e.value == 1 ? kLabelledFraud : kLabelledLegitimate;
+  // Its record may still come: held until then, within a bound.
+  early_stale_ = true;
+  if (auto [it, added] = early_labels_.try_emplace(e.order_id, e.value); !added) {
+    it->second = e.value;
+    return;
+  }
+  early_order_.push_back(e.order_id);
+  if (early_order_.size() <= kMaxEarlyLabels) return;
+  const std::string dropped = std::move(early_order_.front());
+  early_order_.pop_front();
+  if (early_labels_.erase(dropped) == 0) return;  // its record came meanwhile
+  // A label for an order never scored: counted, logged now and then.
+  if (unknown_labels_++ % 1000 == 0) {
+    MERCATO_LOG(kWarning) << "fraud label for an order never scored: " << dropped << " ("
+                          << unknown_labels_ << " so far)";
+  }
+}
+
+void FraudModel::Label(uint32_t order, double label) {
+  double* o = order_rows_.MutableRow(order);
+  const double state = label == 1 ? kLabelledFraud : kLabelledLegitimate;
   if (o[kOrderState] == state) {
     ++repeated_labels_;  // the same label again: nothing to learn
     return;
   }
   if (o[kOrderState] == kAwaiting) {
     ++labels_;
-    Calibrate(o[kScoredProbability], e.value);
+    Calibrate(o[kScoredProbability], label);
   } else if (o[kOrderState] == kMatured) {
     ++labels_;
   } else {
     ++changed_labels_;  // a correction: one step toward the new label
   }
   o[kOrderState] = state;
-  Train(*order, e.value);
+  Train(order, label);
 }
 
 void FraudModel::Mature(int64_t now_ms) {
@@ -730,6 +753,14 @@ std::shared_ptr<const ModelView> FraudModel::Publish() {
         std::make_shared<const std::vector<std::pair<float, uint8_t>>>(calibration_);
     calibration_stale_ = false;
   }
+  if (early_stale_ || !published_early_labels_) {
+    auto early = std::make_shared<std::vector<std::pair<std::string, double>>>();
+    for (const std::string& id : early_order_) {
+      if (auto it = early_labels_.find(id); it != early_labels_.end()) early->emplace_back(id, it->second);
+    }
+    published_early_labels_ = std::move(early);
+    early_stale_ = false;
+  }
   auto view = std::make_shared<FraudView>();
   view->options_ = options_;
   view->users_ = users_.Freeze();
@@ -751,6 +782,7 @@ std::shared_ptr<const ModelView> FraudModel::Publish() {
   view->n_ = published_n_;
   view->bucket_keys_ = published_bucket_keys_;
   view->calibration_ = published_calibration_;
+  view->early_labels_ = published_early_labels_;
   view->calibration_next_ = calibration_next_;
   double brier = 0, log_loss = 0;
   for (const auto& [p, y] : calibration_) {
@@ -781,6 +813,7 @@ std::vector<std::pair<std::string, uint64_t>> FraudView::Counts() const {
           {"changed_labels", changed_labels_},
           {"matured_legitimate", matured_},
           {"unknown_order_labels", unknown_labels_},
+          {"early_labels", early_labels_->size()},
           {"attribute_names", attribute_names_.size()},
           {"attribute_names_over_limit", names_over_limit_},
           {"hash_collisions", hash_collisions_},
@@ -848,6 +881,11 @@ std::string FraudView::Encode() const {
       w.F64(n.raw);
       w.F32(n.z);
     }
+  }
+  w.Varint(early_labels_->size());
+  for (const auto& [id, label] : *early_labels_) {
+    w.Str(id);
+    w.F64(label);
   }
   return out;
 }
@@ -920,6 +958,14 @@ absl::Status FraudModel::Decode(std::string_view bytes) {
     if (!sparse->hashed.empty() || !sparse->numeric.empty()) {
       *fresh.order_sparse_.MutableRow(o) = std::move(sparse);
     }
+  }
+  const uint64_t early = r.Varint();
+  if (early > kMaxEarlyLabels) r.Invalidate();
+  for (uint64_t i = 0; i < early && r.status().ok(); ++i) {
+    std::string id = r.Str();
+    const double label = r.F64();
+    if (!fresh.early_labels_.try_emplace(id, label).second) r.Invalidate();
+    fresh.early_order_.push_back(std::move(id));
   }
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("fraud: trailing bytes in checkpoint");

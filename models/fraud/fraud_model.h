@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "core/id_dictionary.h"
 #include "core/model.h"
@@ -221,6 +222,8 @@ class FraudView final : public ModelView {
   std::shared_ptr<const std::vector<uint64_t>> bucket_keys_;
   std::shared_ptr<const std::vector<std::pair<float, uint8_t>>> calibration_;
   uint64_t calibration_next_ = 0;
+  // Labels waiting for their order's record, in log order (FraudModel).
+  std::shared_ptr<const std::vector<std::pair<std::string, double>>> early_labels_;
   double brier_ = 0, log_loss_ = 0;
   int64_t now_ms_ = 0;
   uint64_t labels_ = 0, unknown_labels_ = 0, matured_ = 0;
@@ -239,6 +242,8 @@ class FraudModel final : public Model {
  private:
   void ApplyOrder(const Event& event);
   void ApplyLabel(const Event& event);
+  // A label of the order in row `order`.
+  void Label(uint32_t order, double label);
   void ApplyItemUpdate(const Event& event);
   void ApplyPurchase(const Event& event);
   void Train(uint32_t order_row, double label);
@@ -267,6 +272,15 @@ class FraudModel final : public Model {
   // Orders awaiting a label or maturity, oldest first (rebuilt from the
   // order rows on Decode).
   std::deque<uint32_t> pending_;
+  // Labels that came before their order's ORDER_SCORED record (Score
+  // records an order in the background, a moment after it answers): the
+  // order ids in log order, at most kMaxEarlyLabels, and each one's label;
+  // an order's record, when it comes, takes its label. Older ones are
+  // dropped and counted as unknown.
+  std::deque<std::string> early_order_;
+  absl::flat_hash_map<std::string, double> early_labels_;
+  std::shared_ptr<const std::vector<std::pair<std::string, double>>> published_early_labels_;
+  bool early_stale_ = true;
   int64_t now_ms_ = 0;
   uint64_t labels_ = 0, unknown_labels_ = 0, matured_ = 0;
   uint64_t repeated_labels_ = 0, changed_labels_ = 0;

@@ -133,12 +133,11 @@ TEST(FraudModelTest, LabelsTrainOnScoringTimeFeatures) {
   const double after = ViewOf(model)->Score(first).probability;
   EXPECT_GT(after, scored.probability);  // learned from o1's own features
 
-  // A label for an order never scored is counted and harms nothing.
+  // A label for an order not scored (yet) is held and harms nothing.
   label.order_id = "ghost";
   feed.Apply(label);
   auto counts = ViewOf(model)->Counts();
-  EXPECT_NE(std::find(counts.begin(), counts.end(),
-                      std::pair<std::string, uint64_t>("unknown_order_labels", 1)),
+  EXPECT_NE(std::find(counts.begin(), counts.end(), std::pair<std::string, uint64_t>("early_labels", 1)),
             counts.end());
   EXPECT_EQ(ViewOf(model)->Score(first).probability, after);
 }
@@ -148,6 +147,38 @@ uint64_t CountOf(const FraudView& view, const std::string& name) {
     if (n == name) return v;
   }
   return 0;
+}
+
+// Score answers at once and records the order in the background, so a
+// label sent right after the answer can reach the log before the record:
+// it waits for the record and trains on it then. Labels whose record never
+// comes are dropped beyond a bound and counted as unknown.
+TEST(FraudModelTest, ALabelBeforeItsOrdersRecordTrainsWhenTheRecordComes) {
+  const int64_t t0 = 1704067200000;
+  const FraudOrder order = Order("o1", t0, 700);
+  FraudModel in_order, label_first;
+  testkit::ModelFeed a(in_order), b(label_first);
+  const FraudScore scored = ViewOf(in_order)->Score(order);
+  a.Apply(FraudView::RecordEvent(order, scored));
+  a.Apply(Label("o1", 1, t0 + 1000));
+  b.Apply(Label("o1", 1, t0 + 1000));
+  EXPECT_EQ(CountOf(*ViewOf(label_first), "early_labels"), 1u);
+  const std::string held = ViewOf(label_first)->Encode();
+  FraudModel restored;
+  ASSERT_TRUE(restored.Decode(held).ok());
+  EXPECT_EQ(ViewOf(restored)->Encode(), held);  // held labels survive a checkpoint
+  b.Apply(FraudView::RecordEvent(order, scored));
+  const auto view = ViewOf(label_first);
+  EXPECT_EQ(CountOf(*view, "early_labels"), 0u);
+  EXPECT_EQ(CountOf(*view, "labels"), 1u);
+  EXPECT_EQ(view->Score(Order("o2", t0 + 2000, 700)).probability,
+            ViewOf(in_order)->Score(Order("o2", t0 + 2000, 700)).probability);
+
+  FraudModel flooded;
+  testkit::ModelFeed c(flooded);
+  for (int i = 0; i < 10005; ++i) c.Apply(Label(absl::StrCat("ghost", i), 0, t0));
+  EXPECT_EQ(CountOf(*ViewOf(flooded), "early_labels"), 10000u);
+  EXPECT_EQ(CountOf(*ViewOf(flooded), "unknown_order_labels"), 5u);
 }
 
 // The first label trains; the same label again is counted and changes
