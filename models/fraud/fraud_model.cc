@@ -623,7 +623,8 @@ void FraudModel::ApplyOrder(const Event& e) {
     Push(k + kKeyTimes, &k[kKeyRingPos], t);
   }
   if (auto early = early_labels_.find(e.order_id); early != early_labels_.end()) {
-    const double label = early->second;
+    const auto [label, place] = early->second;
+    early_order_.erase(place);
     early_labels_.erase(early);
     early_stale_ = true;
     Label(order, label);
@@ -637,15 +638,15 @@ void FraudModel::ApplyLabel(const Event& e) {
   }
   // Its record may still come: held until then, within a bound.
   early_stale_ = true;
-  if (auto [it, added] = early_labels_.try_emplace(e.order_id, e.value); !added) {
-    it->second = e.value;
+  if (auto [it, added] = early_labels_.try_emplace(e.order_id, e.value, early_next_); !added) {
+    it->second.first = e.value;
     return;
   }
-  early_order_.push_back(e.order_id);
+  early_order_.emplace(early_next_++, e.order_id);
   if (early_order_.size() <= kMaxEarlyLabels) return;
-  const std::string dropped = std::move(early_order_.front());
-  early_order_.pop_front();
-  if (early_labels_.erase(dropped) == 0) return;  // its record came meanwhile
+  const std::string dropped = std::move(early_order_.begin()->second);
+  early_order_.erase(early_order_.begin());
+  early_labels_.erase(dropped);
   // A label for an order never scored: counted, logged now and then.
   if (unknown_labels_++ % 1000 == 0) {
     MERCATO_LOG(kWarning) << "fraud label for an order never scored: " << dropped << " ("
@@ -755,9 +756,7 @@ std::shared_ptr<const ModelView> FraudModel::Publish() {
   }
   if (early_stale_ || !published_early_labels_) {
     auto early = std::make_shared<std::vector<std::pair<std::string, double>>>();
-    for (const std::string& id : early_order_) {
-      if (auto it = early_labels_.find(id); it != early_labels_.end()) early->emplace_back(id, it->second);
-    }
+    for (const auto& [place, id] : early_order_) early->emplace_back(id, early_labels_.at(id).first);
     published_early_labels_ = std::move(early);
     early_stale_ = false;
   }
@@ -964,8 +963,8 @@ absl::Status FraudModel::Decode(std::string_view bytes) {
   for (uint64_t i = 0; i < early && r.status().ok(); ++i) {
     std::string id = r.Str();
     const double label = r.F64();
-    if (!fresh.early_labels_.try_emplace(id, label).second) r.Invalidate();
-    fresh.early_order_.push_back(std::move(id));
+    if (!fresh.early_labels_.try_emplace(id, label, fresh.early_next_).second) r.Invalidate();
+    fresh.early_order_.emplace(fresh.early_next_++, std::move(id));
   }
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("fraud: trailing bytes in checkpoint");

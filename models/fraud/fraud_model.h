@@ -40,6 +40,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -273,12 +274,14 @@ class FraudModel final : public Model {
   // order rows on Decode).
   std::deque<uint32_t> pending_;
   // Labels that came before their order's ORDER_SCORED record (Score
-  // records an order in the background, a moment after it answers): the
-  // order ids in log order, at most kMaxEarlyLabels, and each one's label;
-  // an order's record, when it comes, takes its label. Older ones are
-  // dropped and counted as unknown.
-  std::deque<std::string> early_order_;
-  absl::flat_hash_map<std::string, double> early_labels_;
+  // records an order in the background, a moment after it answers), at
+  // most kMaxEarlyLabels: each order id's label and its place in arrival
+  // order, and the ids by that place; an order's record, when it comes,
+  // takes its label. The oldest beyond the bound are dropped and counted as
+  // unknown.
+  absl::flat_hash_map<std::string, std::pair<double, uint64_t>> early_labels_;
+  std::map<uint64_t, std::string> early_order_;
+  uint64_t early_next_ = 0;
   std::shared_ptr<const std::vector<std::pair<std::string, double>>> published_early_labels_;
   bool early_stale_ = true;
   int64_t now_ms_ = 0;
