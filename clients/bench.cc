@@ -584,7 +584,7 @@ int Main() {
       continue;
     }
     if (!channel) {
-      channel = MakeChannel(absl::GetFlag(FLAGS_target), TlsFilesFromFlags());
+      channel = MakeChannel(absl::GetFlag(FLAGS_target), ClientAuthFromFlags());
       if (!WaitForReady(*channel, std::chrono::seconds(10))) {
         std::cerr << "cannot reach " << absl::GetFlag(FLAGS_target) << "\n";
         return 1;

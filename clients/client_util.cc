@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "mercato/v1/admin.grpc.pb.h"
@@ -18,14 +19,10 @@ ABSL_FLAG(std::string, tls_ca_file, "",
           "TLS: verify the server's certificate against this CA (PEM); empty = plaintext");
 ABSL_FLAG(std::string, tls_cert_file, "", "mutual TLS: this client's certificate chain (PEM)");
 ABSL_FLAG(std::string, tls_key_file, "", "mutual TLS: this client's private key (PEM)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file holding the bearer token sent with every call; default: $MERCATO_TOKEN");
 
 namespace mercato::clients {
-
-TlsFiles TlsFilesFromFlags() {
-  return {absl::GetFlag(FLAGS_tls_ca_file), absl::GetFlag(FLAGS_tls_cert_file),
-          absl::GetFlag(FLAGS_tls_key_file)};
-}
-
 namespace {
 
 std::string ReadOrExit(const std::string& path) {
@@ -37,18 +34,66 @@ std::string ReadOrExit(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// Adds `authorization: Bearer <token>` to every call of a channel. Works on
+// plaintext channels too, where gRPC's call credentials are refused.
+class BearerToken final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerToken(const std::string* header) : header_(header) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->emplace("authorization", *header_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* header_;
+};
+
+class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerTokenFactory(const std::string& token) : header_("Bearer " + token) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new BearerToken(&header_);
+  }
+
+ private:
+  const std::string header_;
+};
+
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const TlsFiles& tls) {
+ClientAuth ClientAuthFromFlags() {
+  ClientAuth auth{absl::GetFlag(FLAGS_tls_ca_file), absl::GetFlag(FLAGS_tls_cert_file),
+                  absl::GetFlag(FLAGS_tls_key_file)};
+  if (const std::string file = absl::GetFlag(FLAGS_auth_token_file); !file.empty()) {
+    auth.token = ReadOrExit(file);
+  } else if (const char* env = std::getenv("MERCATO_TOKEN")) {
+    auth.token = env;
+  }
+  auth.token = std::string(absl::StripAsciiWhitespace(auth.token));
+  return auth;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const ClientAuth& auth) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
-  if (tls.ca_file.empty()) return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ReadOrExit(tls.ca_file);
-  if (!tls.cert_file.empty()) ssl.pem_cert_chain = ReadOrExit(tls.cert_file);
-  if (!tls.key_file.empty()) ssl.pem_private_key = ReadOrExit(tls.key_file);
-  return grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (!auth.ca_file.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ReadOrExit(auth.ca_file);
+    if (!auth.cert_file.empty()) ssl.pem_cert_chain = ReadOrExit(auth.cert_file);
+    if (!auth.key_file.empty()) ssl.pem_private_key = ReadOrExit(auth.key_file);
+    creds = grpc::SslCredentials(ssl);
+  }
+  if (auth.token.empty()) return grpc::CreateCustomChannel(target, creds, args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<BearerTokenFactory>(auth.token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, creds, args,
+                                                                 std::move(interceptors));
 }
 
 bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout) {

@@ -23,19 +23,22 @@
 
 namespace mercato::clients {
 
-// What a channel's TLS needs: the CA (PEM) the server's certificate must
-// chain to, and for mutual TLS the client's certificate chain and key. No
-// CA = plaintext.
-struct TlsFiles {
+// How a channel proves itself: TLS with the CA (PEM) the server's
+// certificate must chain to (no CA = plaintext), for mutual TLS the client's
+// certificate chain and key, and a bearer token sent with every call
+// (empty = none).
+struct ClientAuth {
   std::string ca_file, cert_file, key_file;
+  std::string token;
 };
 
-// From the clients' --tls_ca_file, --tls_cert_file and --tls_key_file.
-TlsFiles TlsFilesFromFlags();
+// From the clients' --tls_ca_file, --tls_cert_file, --tls_key_file and
+// --auth_token_file, or the token in $MERCATO_TOKEN.
+ClientAuth ClientAuthFromFlags();
 
 // A channel with message limits matching the server's; exits naming the
-// file when one of `tls` cannot be read.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const TlsFiles& tls = {});
+// file when one of `auth` cannot be read.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const ClientAuth& auth = {});
 
 // Waits until the channel is connected; false after `timeout`.
 bool WaitForReady(grpc::Channel& channel, std::chrono::milliseconds timeout);

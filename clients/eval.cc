@@ -216,7 +216,7 @@ std::vector<Row> ReplayDemo(grpc::Channel& channel) {
 int Main() {
   const int k = absl::GetFlag(FLAGS_k);
   uint64_t skipped = 0;
-  auto channel = MakeChannel(absl::GetFlag(FLAGS_target), TlsFilesFromFlags());
+  auto channel = MakeChannel(absl::GetFlag(FLAGS_target), ClientAuthFromFlags());
   if (!WaitForReady(*channel, std::chrono::seconds(10))) {
     std::cerr << "cannot reach " << absl::GetFlag(FLAGS_target) << "\n";
     return 1;

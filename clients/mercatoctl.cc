@@ -4,7 +4,8 @@
 //   mercatoctl [--target=host:port] COMMAND [args]
 //   status | checkpoint | retrain [MODEL] | delete-user USER
 //   publish FILE            events as CSV (header row) or JSON lines ('-' = stdin)
-//   read-events [FROM [LIMIT]]
+//   read-events [FROM [LIMIT]] | audit [FROM [LIMIT]]
+//   token new NAME SCOPE...  prints a fresh token and its access-file line
 //   catalog upsert FILE | catalog get ITEM | catalog delete ITEM
 //   recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]
 //   segment USER | segments
@@ -28,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "clients/client_util.h"
 #include "core/command_line.h"
+#include "server/access.h"
 #include "testing/demo_shop.h"
 #include "google/protobuf/util/json_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
@@ -304,14 +306,34 @@ std::vector<v1::Item> ReadItems(const std::string& path) {
   return items;
 }
 
+// token new NAME SCOPE...: the token on the first line (give it to the
+// client), the access-file line on the second (add it to the server's
+// --auth_tokens_file). Makes no call.
+int NewToken(const std::vector<std::string>& args) {
+  if (Arg(args, 1, "token subcommand (new)") != "new") Die("unknown token subcommand; use 'token new NAME SCOPE...'");
+  const std::string name = Arg(args, 2, "NAME");
+  if (args.size() < 4) Die("token new: give at least one SCOPE (recommend segment pricing score forecast ingest catalog admin)");
+  std::vector<server::Scope> scopes;
+  for (size_t i = 3; i < args.size(); ++i) {
+    const std::optional<server::Scope> s = server::ParseScope(args[i]);
+    if (!s) Die(absl::StrCat("unknown scope '", args[i], "'; scopes are recommend segment pricing score forecast ingest catalog admin"));
+    scopes.push_back(*s);
+  }
+  if (name.find_first_of(" \t#") != std::string::npos) Die("NAME: no spaces or '#'");
+  const std::string token = server::NewToken();
+  std::printf("%s\n%s\n", token.c_str(), server::TokenLine(name, token, scopes).c_str());
+  return 0;
+}
+
 int Main(const std::vector<std::string>& args) {
   if (args.empty()) Die("a command is required; see 'mercatoctl help'");
   if (args[0] == "help") {
     std::printf("%s\n", absl::ProgramUsageMessage().data());
     return 0;
   }
-  auto channel = MakeChannel(absl::GetFlag(FLAGS_target), TlsFilesFromFlags());
   const std::string& cmd = args[0];
+  if (cmd == "token") return NewToken(args);
+  auto channel = MakeChannel(absl::GetFlag(FLAGS_target), ClientAuthFromFlags());
   auto admin = v1::Admin::NewStub(channel);
   auto ingest = v1::Ingest::NewStub(channel);
   auto catalog = v1::Catalog::NewStub(channel);
@@ -333,12 +355,18 @@ int Main(const std::vector<std::string>& args) {
     r.set_user_id(Arg(args, 1, "USER"));
     return Call(*admin, &A::DeleteUser, r);
   }
-  if (cmd == "read-events") {
-    v1::ReadEventsRequest r;
+  if (cmd == "read-events" || cmd == "audit") {
     uint64_t from = 1;
     uint32_t limit = 100;
     if (args.size() > 1 && !absl::SimpleAtoi(args[1], &from)) Die("FROM must be a number");
     if (args.size() > 2 && !absl::SimpleAtoi(args[2], &limit)) Die("LIMIT must be a number");
+    if (cmd == "audit") {
+      v1::ReadAuditRequest r;
+      r.set_from_number(from);
+      r.set_limit(limit);
+      return Call(*admin, &A::ReadAudit, r);
+    }
+    v1::ReadEventsRequest r;
     r.set_from_sequence(from);
     r.set_limit(limit);
     return Call(*admin, &A::ReadEvents, r);

@@ -204,7 +204,7 @@ int Main() {
   const std::vector<Row> rows =
       ReadTransactions(absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_format), &skipped);
   std::printf("read %zu rows (%lu unreadable)\n", rows.size(), skipped);
-  auto channel = MakeChannel(absl::GetFlag(FLAGS_target), TlsFilesFromFlags());
+  auto channel = MakeChannel(absl::GetFlag(FLAGS_target), ClientAuthFromFlags());
   if (!WaitForReady(*channel, std::chrono::seconds(10))) {
     std::cerr << "cannot reach " << absl::GetFlag(FLAGS_target) << "\n";
     return 1;

@@ -10,7 +10,7 @@ PACKAGES=(
   libabsl-dev libeigen3-dev librocksdb-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libhnswlib-dev zlib1g-dev
   python3 python3-grpcio python3-numpy python3-pip python3-setuptools python3-wheel
-  prometheus tzdata openssl
+  prometheus tzdata openssl libssl-dev
 )
 
 missing=()

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/gate.h"
 #include "server/own_parsing.h"
 
 namespace mercato::server {
@@ -50,9 +51,9 @@ class UnaryCall final : public CallTag {
  public:
   // Registers a pending call; it deletes itself when done.
   static void Listen(Service* service, RequestMethod<Service> method,
-                     const UnaryHandler<Req, Resp>* handler, CallObserver* observer,
-                     grpc::ServerCompletionQueue* cq) {
-    new UnaryCall(service, method, handler, observer, cq);
+                     const UnaryHandler<Req, Resp>* handler, const MethodGate* gate,
+                     CallObserver* observer, grpc::ServerCompletionQueue* cq) {
+    new UnaryCall(service, method, handler, gate, observer, cq);
   }
 
   void Proceed(bool ok) override {
@@ -69,7 +70,7 @@ class UnaryCall final : public CallTag {
       start_ = std::chrono::steady_clock::now();
       observer_->Started();
     }
-    Listen(service_, method_, handler_, observer_, cq_);
+    Listen(service_, method_, handler_, gate_, observer_, cq_);
     const grpc::Status status = Handle();
     code_ = status.error_code();
     replied_ = true;
@@ -83,6 +84,8 @@ class UnaryCall final : public CallTag {
  private:
   // Parses the request, runs the handler and serializes its response.
   grpc::Status Handle() {
+    std::string who;
+    if (grpc::Status s = gate_->Admit(ctx_, &who); !s.ok()) return s;
     Req request;
     if (absl::Status s = ParseRequest(bytes_, "request", &request); !s.ok()) {
       return ToGrpcStatus(s);
@@ -96,10 +99,11 @@ class UnaryCall final : public CallTag {
   }
 
   UnaryCall(Service* service, RequestMethod<Service> method, const UnaryHandler<Req, Resp>* handler,
-            CallObserver* observer, grpc::ServerCompletionQueue* cq)
+            const MethodGate* gate, CallObserver* observer, grpc::ServerCompletionQueue* cq)
       : service_(service),
         method_(method),
         handler_(handler),
+        gate_(gate),
         observer_(observer),
         cq_(cq),
         writer_(&ctx_) {
@@ -109,6 +113,7 @@ class UnaryCall final : public CallTag {
   Service* service_;
   RequestMethod<Service> method_;
   const UnaryHandler<Req, Resp>* handler_;
+  const MethodGate* gate_;
   CallObserver* observer_;
   grpc::ServerCompletionQueue* cq_;
   grpc::ServerContext ctx_;
@@ -129,14 +134,15 @@ class AsyncDispatcher {
 
   // `owner` is the generated service with the method raw
   // (WithRawMethod_X); `method` may belong to one of its bases. `observer`
-  // (may be null) is told of every call.
+  // (may be null) is told of every call; `gate` admits each.
   template <class Owner, class Service, class Req, class Resp>
   void Add(Owner* owner, RequestMethod<Service> method, UnaryHandler<Req, Resp> handler,
-           CallObserver* observer) {
+           std::unique_ptr<MethodGate> gate, CallObserver* observer) {
     Service* service = owner;
     auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));
-    listeners_.push_back([service, method, owned, observer](grpc::ServerCompletionQueue* cq) {
-      UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), observer, cq);
+    std::shared_ptr<const MethodGate> admit = std::move(gate);
+    listeners_.push_back([service, method, owned, admit, observer](grpc::ServerCompletionQueue* cq) {
+      UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), admit.get(), observer, cq);
     });
     handlers_.push_back(owned);
   }

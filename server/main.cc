@@ -14,11 +14,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/command_line.h"
 #include "core/log.h"
 #include "server/model_registry.h"
+#include "server/gate.h"
 #include "server/runtime.h"
 #include "server/server.h"
 
@@ -63,6 +65,11 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
 ABSL_FLAG(int, tls_reload_s, 60,
           "TLS: how often the certificate, key and client CA files are read again, so renewed "
           "ones take effect without a restart");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "access file granting scopes to tokens (by SHA-256) and client certificates; see "
+          "`mercatoctl token new`. Read again on SIGHUP and when it changes");
+ABSL_FLAG(bool, insecure_allow_unauthenticated, false,
+          "serve every caller on a non-loopback --listen address without tokens or mutual TLS");
 namespace {
 
 // libprotobuf's own messages (for example about a request it could not
@@ -101,6 +108,35 @@ absl::Status TlsFromFlags(mercato::server::ServerOptions& options) {
   return absl::OkStatus();
 }
 
+// Whether `listen` (host:port) is reachable from this machine only.
+bool IsLoopback(absl::string_view listen) {
+  absl::string_view host = listen.substr(0, listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+// Refuses to serve the network unauthenticated unless told to.
+absl::Status CheckSecureListen(const std::string& listen, const std::string& metrics_listen,
+                               const mercato::server::GateOptions& gate) {
+  if (absl::GetFlag(FLAGS_insecure_allow_unauthenticated)) return absl::OkStatus();
+  if (!IsLoopback(listen) && gate.access_file.empty() && !gate.mutual_tls) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--listen=", listen,
+        " is reachable from other machines, and no caller would be authenticated: give "
+        "--auth_tokens_file (tokens from `mercatoctl token new`), or mutual TLS "
+        "(--tls_cert_file, --tls_key_file, --tls_client_ca_file), or, on a network you trust "
+        "entirely, --insecure_allow_unauthenticated"));
+  }
+  if (!metrics_listen.empty() && !IsLoopback(metrics_listen) && gate.access_file.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--metrics_listen=", metrics_listen,
+        " is reachable from other machines without authentication: give --auth_tokens_file "
+        "(scrapes then need basic auth with a token of the metrics scope as password), keep it "
+        "on 127.0.0.1, or, on a network you trust entirely, --insecure_allow_unauthenticated"));
+  }
+  return absl::OkStatus();
+}
+
 // Writes `port` to `path` atomically (nothing when `path` is empty).
 void WritePortFile(const std::string& path, int port) {
   if (path.empty()) return;
@@ -115,6 +151,7 @@ int Run() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   mercato::server::RuntimeOptions rt_options;
@@ -132,12 +169,22 @@ int Run() {
   rt_options.checkpoint_every_events =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_checkpoint_every_events)));
   mercato::server::ServerOptions options;
-  for (absl::Status s : {mercato::server::ModuleOptionsFromFlags(rt_options.models), TlsFromFlags(options)}) {
-    if (!s.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
-      return 2;
-    }
+  options.listen = absl::GetFlag(FLAGS_listen);
+  absl::Status flags = mercato::server::ModuleOptionsFromFlags(rt_options.models);
+  if (flags.ok()) flags = TlsFromFlags(options);
+  mercato::server::GateOptions gate_options;
+  gate_options.access_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  gate_options.mutual_tls = !options.tls_client_ca_file.empty();
+  if (flags.ok()) {
+    flags = CheckSecureListen(options.listen, absl::GetFlag(FLAGS_metrics_listen), gate_options);
   }
+  absl::StatusOr<std::unique_ptr<mercato::server::Gate>> gate =
+      flags.ok() ? mercato::server::Gate::Open(gate_options) : flags;
+  if (!gate.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(gate.status().message()).c_str());
+    return 2;
+  }
+  options.gate = gate->get();
   auto runtime = mercato::server::Runtime::Open(rt_options);
   if (!runtime.ok()) {
     MERCATO_LOG(kError) << runtime.status();
@@ -146,7 +193,7 @@ int Run() {
 
   std::unique_ptr<mercato::server::Metrics> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
-    auto started = mercato::server::Metrics::Start(listen, runtime->get());
+    auto started = mercato::server::Metrics::Start(listen, runtime->get(), gate->get());
     if (!started.ok()) {
       MERCATO_LOG(kError) << started.status();
       return 1;
@@ -157,7 +204,6 @@ int Run() {
   }
 
   options.metrics = metrics.get();
-  options.listen = absl::GetFlag(FLAGS_listen);
   options.cq_threads = absl::GetFlag(FLAGS_cq_threads);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.drain_timeout = absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
@@ -172,7 +218,12 @@ int Run() {
 
   std::thread signal_waiter([&] {
     int sig = 0;
-    sigwait(&signals, &sig);
+    while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+      if (gate_options.access_file.empty()) continue;
+      if (absl::Status s = (*gate)->Reload(); !s.ok()) {
+        MERCATO_LOG(kError) << "SIGHUP: access file not used, the previous grants stay: " << s;
+      }
+    }
     MERCATO_LOG(kInfo) << "signal " << sig << ": draining";
     (*server)->Shutdown();
   });

@@ -259,7 +259,8 @@ class MetricsInterceptorFactory final
 Metrics::Metrics(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Metrics::~Metrics() = default;
 
-absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& listen, Runtime* rt) {
+absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& listen, Runtime* rt,
+                                                        const Gate* gate) {
   auto impl = std::make_unique<Impl>();
   impl->runtime = std::make_shared<RuntimeCollector>(rt);
   try {
@@ -267,6 +268,13 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(const std::string& liste
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("--metrics_listen: cannot serve metrics on ", listen, ": ", e.what()));
+  }
+  if (gate != nullptr && gate->has_access_file()) {
+    impl->exposer->RegisterAuth(
+        [gate](const std::string&, const std::string& password) {
+          return gate->Grants(password, Scope::kMetrics);
+        },
+        "Mercato metrics: a token with the metrics scope as password");
   }
   impl->exposer->RegisterCollectable(impl->registry);
   impl->exposer->RegisterCollectable(impl->runtime);

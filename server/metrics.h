@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/async_unary.h"
+#include "server/gate.h"
 #include "server/runtime.h"
 
 namespace prometheus {
@@ -31,8 +32,11 @@ namespace mercato::server {
 
 class Metrics {
  public:
-  // Serves /metrics on `listen` (host:port; port 0 = any free port).
-  static absl::StatusOr<std::unique_ptr<Metrics>> Start(const std::string& listen, Runtime* rt);
+  // Serves /metrics on `listen` (host:port; port 0 = any free port). With
+  // an access file in `gate` (may be null), scrapes need basic auth whose
+  // password is a token with the metrics scope. `gate` must outlive this.
+  static absl::StatusOr<std::unique_ptr<Metrics>> Start(const std::string& listen, Runtime* rt,
+                                                        const Gate* gate);
   ~Metrics();
 
   int port() const;

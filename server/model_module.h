@@ -13,8 +13,11 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <functional>
+#include <google/protobuf/descriptor.h>
+
 #include <cstdlib>
+#include <functional>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,7 +28,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/model.h"
 #include "core/snapshot.h"
+#include "server/access.h"
 #include "server/async_unary.h"
+#include "server/gate.h"
 #include "server/metrics.h"
 #include "server/module_options.h"
 #include "server/runtime.h"
@@ -60,8 +65,10 @@ inline absl::Status CheckFlag(bool ok, std::string_view flag, std::string_view r
 // thread-safe; used only by MercatoServer::Start.
 class ServiceRegistrar {
  public:
-  ServiceRegistrar(Runtime* runtime, Metrics* metrics, AsyncDispatcher* dispatcher)
-      : runtime_(runtime), metrics_(metrics), dispatcher_(dispatcher) {}
+  // `gate` (may be null: every call admitted) must outlive the server.
+  ServiceRegistrar(Runtime* runtime, Metrics* metrics, AsyncDispatcher* dispatcher,
+                   const Gate* gate)
+      : runtime_(runtime), metrics_(metrics), dispatcher_(dispatcher), gate_(gate) {}
 
   Runtime* runtime() const { return runtime_; }
   // Null when the server runs without metrics.
@@ -69,11 +76,19 @@ class ServiceRegistrar {
   const ModuleOptions& options() const { return runtime_->options().models; }
 
   // Keeps `service` (fully qualified name `full_name`) for the server's
-  // life; it is registered with gRPC and answered by health.
+  // life; it is registered with gRPC and answered by health. Each of its
+  // methods needs `scope`; those with Scope::kAdmin are audited.
   template <class S>
-  S* Serve(std::unique_ptr<S> service, std::string full_name) {
+  S* Serve(std::unique_ptr<S> service, std::string full_name, Scope scope) {
     S* raw = service.get();
-    services_.push_back({std::move(service), std::move(full_name)});
+    if constexpr (std::is_base_of_v<GatedMethods, S>) {
+      const google::protobuf::ServiceDescriptor* d =
+          google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(full_name);
+      std::vector<std::unique_ptr<MethodGate>> gates;
+      for (int i = 0; i < d->method_count(); ++i) gates.push_back(GateFor(full_name, d->method(i)->name(), scope));
+      raw->SetGates(std::move(gates));
+    }
+    services_.push_back({std::move(service), std::move(full_name), scope});
     return raw;
   }
 
@@ -83,31 +98,41 @@ class ServiceRegistrar {
   template <class Owner, class Service, class Req, class Resp>
   void Unary(Owner* owner, RequestMethod<Service> method, std::string_view method_name,
              UnaryHandler<Req, Resp> handler) {
+    const Served& served = Find(owner);
     CallObserver* observer =
         metrics_ ? metrics_->ObserverFor(
-                       absl::StrCat("/", NameOf(owner), "/", std::string(method_name)))
+                       absl::StrCat("/", served.name, "/", std::string(method_name)))
                  : nullptr;
-    dispatcher_->Add(owner, method, std::move(handler), observer);
+    dispatcher_->Add(owner, method, std::move(handler),
+                     GateFor(served.name, method_name, served.scope), observer);
   }
 
   struct Served {
     std::unique_ptr<grpc::Service> service;
     std::string name;
+    Scope scope;
   };
   std::vector<Served>& services() { return services_; }
 
  private:
-  // The name `service` was given to Serve with.
-  const std::string& NameOf(const grpc::Service* service) const {
+  // What `service` was given to Serve with.
+  const Served& Find(const grpc::Service* service) const {
     for (const Served& s : services_) {
-      if (s.service.get() == service) return s.name;
+      if (s.service.get() == service) return s;
     }
     std::abort();  // REQUIRES: served
+  }
+
+  std::unique_ptr<MethodGate> GateFor(std::string_view service, std::string_view method,
+                                      Scope scope) const {
+    return std::make_unique<MethodGate>(gate_, scope, absl::StrCat("/", std::string(service), "/", std::string(method)),
+                                        &runtime_->store());
   }
 
   Runtime* runtime_;
   Metrics* metrics_;
   AsyncDispatcher* dispatcher_;
+  const Gate* gate_;
   std::vector<Served> services_;
 };
 

@@ -19,11 +19,15 @@
 #include <grpcpp/support/async_unary_call.h>
 #include <grpcpp/support/method_handler.h>
 
+#include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "server/gate.h"
 #include "server/status_util.h"
 
 namespace mercato::server {
@@ -50,10 +54,43 @@ inline bool SerializeResponse(const google::protobuf::Message& response, grpc::B
       .ok();
 }
 
+// The admission of each method of a synchronous service, by the method's
+// index; none = every call admitted (health).
+class GatedMethods {
+ public:
+  virtual ~GatedMethods() = default;
+  // Called once, by ServiceRegistrar::Serve, before the server starts.
+  void SetGates(std::vector<std::unique_ptr<MethodGate>> gates) { gates_ = std::move(gates); }
+
+ protected:
+  // Null when every call is admitted.
+  const MethodGate* GateOf(int index) const {
+    return static_cast<size_t>(index) < gates_.size() ? gates_[index].get() : nullptr;
+  }
+  // OK when the call may run; a refusal of an audited method is recorded.
+  grpc::Status Admit(int index, const grpc::ServerContext& ctx, std::string* who) const {
+    const MethodGate* gate = GateOf(index);
+    if (gate == nullptr) return grpc::Status::OK;
+    grpc::Status s = gate->Admit(ctx, who);
+    if (!s.ok() && gate->audited()) gate->Record(*who, nullptr, s);
+    return s;
+  }
+  // Records an admitted call's outcome when its method is audited.
+  void Audit(int index, absl::string_view who, const google::protobuf::Message* request,
+             const grpc::Status& outcome) const {
+    if (const MethodGate* gate = GateOf(index); gate != nullptr && gate->audited()) {
+      gate->Record(who, request, outcome);
+    }
+  }
+
+ private:
+  std::vector<std::unique_ptr<MethodGate>> gates_;
+};
+
 // A generated synchronous service whose methods can be taken over.
 // REQUIRES: Base is a generated `Service` class, `service` its full name.
 template <class Base>
-class OwnParsing : public Base {
+class OwnParsing : public Base, public GatedMethods {
  protected:
   // Method `method` (unary) is served by `fn` on requests parsed here.
   template <class Self, class Req, class Resp>
@@ -61,10 +98,12 @@ class OwnParsing : public Base {
                   grpc::Status (Self::*fn)(grpc::ServerContext*, const Req*, Resp*)) {
     using Streamer = grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>;
     Self* self = static_cast<Self*>(this);
+    const int index = Index(service, method);
     this->MarkMethodStreamed(
-        Index(service, method),
-        new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
-            [self, fn](grpc::ServerContext* ctx, Streamer* stream) {
+        index, new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
+                   [self, fn, index](grpc::ServerContext* ctx, Streamer* stream) {
+              std::string who;
+              if (grpc::Status s = self->Admit(index, *ctx, &who); !s.ok()) return s;
               grpc::ByteBuffer bytes;
               if (!stream->Read(&bytes)) {
                 return grpc::Status(grpc::StatusCode::CANCELLED, "request: none arrived");
@@ -75,6 +114,7 @@ class OwnParsing : public Base {
               }
               Resp resp;
               grpc::Status status = (self->*fn)(ctx, &req, &resp);
+              self->Audit(index, who, &req, status);
               if (!status.ok()) return status;
               grpc::ByteBuffer out;
               if (!SerializeResponse(resp, &out)) {
@@ -92,10 +132,16 @@ class OwnParsing : public Base {
   void ParseClientStream(const char* service, const char* method,
                          grpc::Status (Self::*fn)(grpc::ServerContext*,
                                                   grpc::ServerReader<grpc::ByteBuffer>*, Resp*)) {
+    const int index = Index(service, method);
     this->MarkMethodStreamed(
-        Index(service, method),
-        new grpc::internal::ClientStreamingHandler<Self, grpc::ByteBuffer, Resp>(
-            std::mem_fn(fn), static_cast<Self*>(this)));
+        index, new grpc::internal::ClientStreamingHandler<Self, grpc::ByteBuffer, Resp>(
+                   [fn, index](Self* self, grpc::ServerContext* ctx,
+                               grpc::ServerReader<grpc::ByteBuffer>* reader, Resp* resp) {
+                     std::string who;
+                     if (grpc::Status s = self->Admit(index, *ctx, &who); !s.ok()) return s;
+                     return (self->*fn)(ctx, reader, resp);
+                   },
+                   static_cast<Self*>(this)));
   }
 
  private:

@@ -1,6 +1,5 @@
 #include "server/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -17,6 +16,7 @@
 #include "server/model_module.h"
 #include "server/model_registry.h"
 #include "server/own_parsing.h"
+#include "server/reflection_service.h"
 #include "server/status_util.h"
 #include "server/validation.h"
 
@@ -186,6 +186,7 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     ParseUnary(v1::Admin::service_full_name(), "Retrain", &AdminService::Retrain);
     ParseUnary(v1::Admin::service_full_name(), "DeleteUser", &AdminService::DeleteUser);
     ParseUnary(v1::Admin::service_full_name(), "ReadEvents", &AdminService::ReadEvents);
+    ParseUnary(v1::Admin::service_full_name(), "ReadAudit", &AdminService::ReadAudit);
   }
 
   grpc::Status ModelStatus(grpc::ServerContext*, const v1::ModelStatusRequest*,
@@ -300,6 +301,34 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     return grpc::Status::OK;
   }
 
+  grpc::Status ReadAudit(grpc::ServerContext*, const v1::ReadAuditRequest* req,
+                         v1::ReadAuditResponse* resp) override {
+    if (absl::Status s = CheckCount("limit", req->limit(), 1, kMaxReadEvents); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    std::vector<storage::AuditRecord> records;
+    // One past the limit tells whether more follow.
+    if (absl::Status s = rt_->store().ReadAudit(req->from_number(), req->limit() + 1, &records);
+        !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (i == req->limit()) {
+        resp->set_next_number(records[i].number);
+        break;
+      }
+      v1::AuditRecord* out = resp->add_records();
+      out->set_number(records[i].number);
+      out->set_time_ms(records[i].time_ms);
+      out->set_who(std::move(records[i].who));
+      out->set_method(std::move(records[i].method));
+      out->set_request(std::move(records[i].request));
+      out->set_code(records[i].code);
+      out->set_message(std::move(records[i].message));
+    }
+    return grpc::Status::OK;
+  }
+
  private:
   Runtime* rt_;
 };
@@ -321,17 +350,26 @@ struct MercatoServer::Impl {
   absl::Duration drain_timeout;
   std::once_flag shutdown_once;
 
-  Impl(Runtime* runtime, Metrics* metrics) : services(runtime, metrics, &dispatcher) {
+  Impl(Runtime* runtime, Metrics* metrics, const Gate* gate)
+      : services(runtime, metrics, &dispatcher, gate) {
     services.Serve(std::make_unique<IngestService>(runtime, metrics),
-                   v1::Ingest::service_full_name());
-    services.Serve(std::make_unique<CatalogService>(runtime), v1::Catalog::service_full_name());
-    services.Serve(std::make_unique<AdminService>(runtime), v1::Admin::service_full_name());
+                   v1::Ingest::service_full_name(), Scope::kIngest);
+    services.Serve(std::make_unique<CatalogService>(runtime), v1::Catalog::service_full_name(),
+                   Scope::kCatalog);
+    services.Serve(std::make_unique<AdminService>(runtime), v1::Admin::service_full_name(),
+                   Scope::kAdmin);
     for (const ModelModule& m : ModelModules()) {
       if (m.serve) m.serve(services);
     }
     std::vector<std::string> names;
     for (const ServiceRegistrar::Served& s : services.services()) names.push_back(s.name);
-    health = std::make_unique<HealthService>(std::move(names));
+    // Health is open to every caller: load balancers carry no token.
+    health = std::make_unique<HealthService>(names);
+    const std::string reflection = grpc::reflection::v1alpha::ServerReflection::service_full_name();
+    names.push_back(grpc::health::v1::Health::service_full_name());
+    names.push_back(reflection);
+    services.Serve(std::make_unique<ReflectionService>(std::move(names)), reflection,
+                   Scope::kAdmin);
   }
 };
 
@@ -364,10 +402,9 @@ MercatoServer::~MercatoServer() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const ServerOptions& options,
                                                                     Runtime* runtime) {
-  auto impl = std::make_unique<Impl>(runtime, options.metrics);
+  auto impl = std::make_unique<Impl>(runtime, options.metrics, options.gate);
   impl->drain_timeout = options.drain_timeout;
   Impl& d = *impl;
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, Credentials(options), &d.port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);

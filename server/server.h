@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/gate.h"
 #include "server/metrics.h"
 #include "server/runtime.h"
 
@@ -33,6 +34,9 @@ struct ServerOptions {
   // certificates take effect without a restart.
   std::string tls_cert_file, tls_key_file, tls_client_ca_file;
   int tls_reload_seconds = 60;
+  // Admits each call (null = every call). Not owned; must outlive the
+  // server.
+  const Gate* gate = nullptr;
 };
 
 // Thread-safe.

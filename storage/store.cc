@@ -23,9 +23,12 @@ namespace mercato::storage {
 namespace {
 
 // Column families, in the order they are opened.
-enum Cf { kDefault = 0, kEvents, kEventIds, kCatalog, kCheckpoints, kMeta, kNumCfs };
-const char* const kCfNames[kNumCfs] = {"default", "events", "event_ids", "catalog",
-                                        "checkpoints", "meta"};
+enum Cf { kDefault = 0, kEvents, kEventIds, kCatalog, kCheckpoints, kMeta, kAudit, kNumCfs };
+const char* const kCfNames[kNumCfs] = {"default", "events",      "event_ids", "catalog",
+                                        "checkpoints", "meta", "audit"};
+
+// An audit record's value: format, time, who, method, request, code, message.
+constexpr uint8_t kAuditFormat = 1;
 
 // The checkpoint record: format, sequence, time written, then each state's
 // model name and size. Format 1 (still read) kept each state whole under its
@@ -97,6 +100,8 @@ struct Store::Impl {
   // Queues `self` and waits until a leader (maybe itself) has committed it.
   absl::StatusOr<AppendResult> Commit(Writer& self);
   std::atomic<uint64_t> item_updates{0};
+  absl::Mutex audit_mu;
+  uint64_t last_audit ABSL_GUARDED_BY(audit_mu) = 0;
 };
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -158,6 +163,14 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
     impl->last_sequence = last;
   }
   impl->last_sequence_atomic = last;
+
+  std::unique_ptr<rocksdb::Iterator> audit(impl->db->NewIterator({}, impl->cf(kAudit)));
+  audit->SeekToLast();
+  if (audit->Valid()) {
+    absl::MutexLock lock(&impl->audit_mu);
+    impl->last_audit = DecodeSequenceKey(audit->key().ToStringView());
+  }
+  if (absl::Status st = ToStatus(audit->status(), "reading the audit end"); !st.ok()) return st;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -493,6 +506,50 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> Store::ReadCheckpoint() const {
                                             " is ahead of the log end ", LastSequence()));
   }
   return cp;
+}
+
+absl::StatusOr<uint64_t> Store::AppendAudit(AuditRecord record) {
+  std::string value;
+  core::ByteWriter w(&value);
+  w.U8(kAuditFormat);
+  w.I64(record.time_ms);
+  w.Str(record.who);
+  w.Str(record.method);
+  w.Str(record.request);
+  w.Varint(static_cast<uint64_t>(record.code));
+  w.Str(record.message);
+  absl::MutexLock lock(&impl_->audit_mu);
+  const uint64_t number = impl_->last_audit + 1;
+  rocksdb::WriteBatch batch;
+  batch.Put(impl_->cf(kAudit), SequenceKey(number), value);
+  if (number > kMaxAuditRecords) batch.Delete(impl_->cf(kAudit), SequenceKey(number - kMaxAuditRecords));
+  if (absl::Status s = ToStatus(impl_->db->Write({}, &batch), "writing an audit record"); !s.ok()) {
+    return s;
+  }
+  impl_->last_audit = number;
+  return number;
+}
+
+absl::Status Store::ReadAudit(uint64_t from, size_t max, std::vector<AuditRecord>* out) const {
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator({}, impl_->cf(kAudit)));
+  for (it->Seek(SequenceKey(std::max<uint64_t>(from, 1))); it->Valid() && out->size() < max;
+       it->Next()) {
+    core::ByteReader r(it->value().ToStringView());
+    AuditRecord rec;
+    rec.number = DecodeSequenceKey(it->key().ToStringView());
+    if (r.U8() != kAuditFormat) r.Invalidate();
+    rec.time_ms = r.I64();
+    rec.who = r.Str();
+    rec.method = r.Str();
+    rec.request = r.Str();
+    rec.code = static_cast<int>(r.Varint());
+    rec.message = r.Str();
+    if (!r.status().ok()) {
+      return absl::DataLossError(absl::StrCat("audit record ", rec.number, ": ", r.status().message()));
+    }
+    out->push_back(std::move(rec));
+  }
+  return ToStatus(it->status(), "reading the audit records");
 }
 
 StoreStats Store::Stats() const {

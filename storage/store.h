@@ -49,6 +49,23 @@ struct LoadedCheckpoint {
   std::map<std::string, std::string> states;
 };
 
+// One audited call (server/gate.h). Kept apart from the event log: it is a
+// record of who called this server, not an input of any model.
+struct AuditRecord {
+  // Position among this store's records, from 1; set by AppendAudit.
+  uint64_t number = 0;
+  int64_t time_ms = 0;
+  // The token's or certificate's name in the access file.
+  std::string who;
+  // "/package.Service/Method".
+  std::string method;
+  // The request, as text, without anything identifying a customer.
+  std::string request;
+  // gRPC status code and message of the answer.
+  int code = 0;
+  std::string message;
+};
+
 struct StoreStats {
   uint64_t live_data_bytes = 0;
   uint64_t pending_compaction_bytes = 0;
@@ -96,6 +113,13 @@ class Store final : public core::EventSource, public core::CheckpointSink {
       const std::vector<std::pair<std::string, std::string>>& states) override;
   // The newest checkpoint, or nullopt when none was ever written.
   absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint() const;
+
+  // Keeps `record` (numbered next) in the write-ahead log, not fsynced;
+  // the oldest beyond the newest kMaxAuditRecords are dropped.
+  absl::StatusOr<uint64_t> AppendAudit(AuditRecord record);
+  // Records numbered `from` on, at most `max`, oldest first.
+  absl::Status ReadAudit(uint64_t from, size_t max, std::vector<AuditRecord>* out) const;
+  static constexpr uint64_t kMaxAuditRecords = 1000000;
 
   StoreStats Stats() const;
 

@@ -9,6 +9,8 @@ MercatoError with the gRPC code and the server's message, which names the
 field at fault.
 """
 
+import collections
+import os
 import time
 
 import grpc
@@ -41,13 +43,38 @@ class PublishRejected(MercatoError):
         self.summary = summary
 
 
+class _CallDetails(collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready",
+                         "compression")), grpc.ClientCallDetails):
+    pass
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call; works on plaintext
+    channels too, where gRPC refuses call credentials."""
+
+    def __init__(self, token):
+        self._header = ("authorization", "Bearer " + token)
+
+    def _with_token(self, d):
+        return _CallDetails(d.method, d.timeout, list(d.metadata or []) + [self._header],
+                            d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._with_token(details), request_iterator)
+
+
 class Mercato:
     """One channel to a Mercato server and a typed helper per RPC."""
 
     def __init__(self, target="127.0.0.1:50051", timeout=5.0, retries=5, backoff=0.2,
-                 tls_ca_file=None, tls_cert_file=None, tls_key_file=None):
+                 tls_ca_file=None, tls_cert_file=None, tls_key_file=None, token=None):
         """With tls_ca_file, TLS verifying the server against that CA (PEM);
-        with tls_cert_file and tls_key_file too, mutual TLS."""
+        with tls_cert_file and tls_key_file too, mutual TLS. `token` (default:
+        $MERCATO_TOKEN) is sent with every call as `authorization: Bearer`."""
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -62,6 +89,9 @@ class Mercato:
             self.channel = grpc.secure_channel(target, credentials)
         else:
             self.channel = grpc.insecure_channel(target)
+        token = token if token is not None else os.environ.get("MERCATO_TOKEN", "")
+        if token.strip():
+            self.channel = grpc.intercept_channel(self.channel, _BearerToken(token.strip()))
         self._ingest = ingest_pb2_grpc.IngestStub(self.channel)
         self._catalog = catalog_pb2_grpc.CatalogStub(self.channel)
         self._recommender = recommender_pb2_grpc.RecommenderStub(self.channel)
@@ -95,12 +125,15 @@ class Mercato:
 
     # Operations.
     def ready(self):
-        """True once the server has recovered and serves (ModelStatus.ready)."""
+        """True once the server has recovered and serves: grpc.health.v1,
+        which needs no token, answers SERVING."""
+        check = self.channel.unary_unary("/grpc.health.v1.Health/Check",
+                                         request_serializer=bytes, response_deserializer=bytes)
         try:
-            resp = self._admin.ModelStatus(admin_pb2.ModelStatusRequest(), timeout=self.timeout)
+            # HealthCheckRequest{} is empty; HealthCheckResponse{status: SERVING} is 08 01.
+            return check(b"", timeout=self.timeout) == b"\x08\x01"
         except grpc.RpcError:
             return False
-        return resp.ready
 
     def wait_ready(self, seconds=30.0):
         deadline = time.time() + seconds

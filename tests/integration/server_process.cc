@@ -29,12 +29,12 @@ TempDir::~TempDir() {
 }
 
 ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::string> flags,
-                             clients::TlsFiles tls) {
+                             clients::ClientAuth tls) {
   Start(data_dir, std::move(flags), tls);
 }
 
 void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> flags,
-                          const clients::TlsFiles& tls) {
+                          const clients::ClientAuth& tls) {
   const std::string port_file = data_dir + ".port";
   const std::string metrics_port_file = data_dir + ".metrics-port";
   std::filesystem::remove(port_file);
@@ -94,7 +94,7 @@ int ServerProcess::Signal(int sig) {
   return status;
 }
 
-std::string HttpGet(int port, const std::string& path) {
+std::string HttpGet(int port, const std::string& path, const std::string& headers) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -102,7 +102,7 @@ std::string HttpGet(int port, const std::string& path) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string response;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + headers + "\r\n";
     if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buf[8192];
       for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) response.append(buf, n);

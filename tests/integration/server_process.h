@@ -33,7 +33,7 @@ class ServerProcess {
   // health check, over a channel with `tls`, says SERVING (fails the test
   // after 30 s).
   ServerProcess(const std::string& data_dir, std::vector<std::string> flags = {},
-                clients::TlsFiles tls = {});
+                clients::ClientAuth tls = {});
   ~ServerProcess();  // SIGKILL if still running
 
   int port() const { return port_; }
@@ -49,15 +49,16 @@ class ServerProcess {
   int Terminate() { return Signal(SIGTERM); }
 
  private:
-  void Start(const std::string& data_dir, std::vector<std::string> flags, const clients::TlsFiles& tls);
+  void Start(const std::string& data_dir, std::vector<std::string> flags, const clients::ClientAuth& tls);
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
 };
 
-// GET http://127.0.0.1:port/path: the body, or "" on failure.
-std::string HttpGet(int port, const std::string& path);
+// GET http://127.0.0.1:port/path with `headers` (each ending in \r\n): the
+// body, or "" on failure.
+std::string HttpGet(int port, const std::string& path, const std::string& headers = "");
 
 }  // namespace mercato::testing
 

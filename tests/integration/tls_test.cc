@@ -13,6 +13,8 @@
 
 #include "clients/client_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
+#include "mercato/v1/recommender.grpc.pb.h"
+#include "server/access.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_client.h"
 
@@ -41,7 +43,7 @@ void MakeCert(const std::string& dir, const std::string& name, const std::string
 }
 
 // Whether a channel with `tls` reaches the server and ModelStatus answers.
-bool Reaches(const ServerProcess& server, const clients::TlsFiles& tls) {
+bool Reaches(const ServerProcess& server, const clients::ClientAuth& tls) {
   auto channel = clients::MakeChannel(server.target(), tls);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(2))) {
     return false;
@@ -84,6 +86,40 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificateTheClientCaSigned) {
   EXPECT_TRUE(Reaches(server, {File("ca.pem"), File("checkout.pem"), File("checkout.key")}));
   EXPECT_FALSE(Reaches(server, {File("ca.pem")}));  // no client certificate
   EXPECT_FALSE(Reaches(server, {File("ca.pem"), File("stranger.pem"), File("stranger.key")}));
+}
+
+TEST_F(TlsTest, ACertificateNamedInTheAccessFileGetsItsScopesOnly) {
+  const std::string access = File("access");
+  const std::string ops = server::NewToken();
+  std::ofstream(access) << "cert storefront-pods checkout recommend\n"
+                        << server::TokenLine("ops", ops, {server::Scope::kAdmin}) << "\n";
+  std::vector<std::string> flags = ServerFlags();
+  flags.push_back("--tls_client_ca_file=" + File("ca.pem"));
+  flags.push_back("--auth_tokens_file=" + access);
+  const clients::ClientAuth checkout{File("ca.pem"), File("checkout.pem"), File("checkout.key")};
+  ServerProcess server(data_.path(), flags, checkout);
+  auto channel = clients::MakeChannel(server.target(), checkout);
+  v1::RecommendRequest req;
+  req.set_user_id("u1");
+  req.set_count(3);
+  v1::RecommendResponse rec;
+  grpc::Status s = v1::Recommender::NewStub(channel)->Recommend(Ctx(5).get(), req, &rec);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  v1::ModelStatusResponse st;
+  s = v1::Admin::NewStub(channel)->ModelStatus(Ctx(5).get(), {}, &st);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_NE(s.error_message().find("'storefront-pods' lacks scope 'admin'"), std::string::npos)
+      << s.error_message();
+  // A token sent over the same certificate's channel speaks for the caller.
+  clients::ClientAuth with_token = checkout;
+  with_token.token = ops;
+  EXPECT_TRUE(Reaches(server, with_token));
+  // A certificate the CA signed but the file does not name.
+  MakeCert(pki_, "intern", "ca");
+  s = v1::Admin::NewStub(clients::MakeChannel(
+                             server.target(), {File("ca.pem"), File("intern.pem"), File("intern.key")}))
+          ->ModelStatus(Ctx(5).get(), {}, &st);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
 }
 
 TEST_F(TlsTest, RenewedCertificateFilesTakeEffectWithoutARestart) {

@@ -2,6 +2,7 @@
 stubs), against the real mercato-server (started here on a free port with its
 data in a temporary folder)."""
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -207,6 +208,58 @@ class TlsClientTest(unittest.TestCase):
                 anonymous.status()
             self.assertEqual(refused.exception.code, grpc.StatusCode.UNAVAILABLE)
             anonymous.close()
+
+
+class TokenClientTest(unittest.TestCase):
+    """Bearer tokens against a server with an access file."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mercato-py-auth-")
+        self.storefront, self.ops = "mct_py-storefront-token", "mct_py-ops-token"
+        access = os.path.join(self.dir, "access")
+        with open(access, "w") as f:
+            for name, token, scopes in (("storefront", self.storefront, "recommend"),
+                                        ("ops", self.ops, "admin ingest catalog")):
+                f.write(f"token {name} {hashlib.sha256(token.encode()).hexdigest()} {scopes}\n")
+        port_file = os.path.join(self.dir, "port")
+        self.server = subprocess.Popen([
+            os.environ["MERCATO_SERVER_BINARY"], "--listen=127.0.0.1:0",
+            "--data_dir=" + os.path.join(self.dir, "data"), "--port_file=" + port_file,
+            "--metrics_listen=", "--log_level=error", "--drain_timeout_s=2",
+            "--auth_tokens_file=" + access])
+        deadline = time.time() + 30
+        while not os.path.exists(port_file) and time.time() < deadline:
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.target = f"127.0.0.1:{int(f.read())}"
+
+    def tearDown(self):
+        self.server.terminate()
+        self.server.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_tokens_grant_their_scopes(self):
+        storefront = Mercato(self.target, retries=20, backoff=0.05, token=self.storefront)
+        storefront.wait_ready()  # health needs no token
+        storefront.recommend("nobody", count=3)  # raises MercatoError when refused
+        with self.assertRaises(MercatoError) as denied:
+            storefront.status()
+        self.assertEqual(denied.exception.code, grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("'admin'", str(denied.exception))
+        storefront.close()
+        os.environ["MERCATO_TOKEN"] = self.ops
+        try:
+            ops = Mercato(self.target, retries=20, backoff=0.05)
+            self.assertTrue(ops.status().ready)
+            self.assertEqual(ops.publish_stream([]).accepted, 0)  # a stream carries it too
+            ops.close()
+        finally:
+            del os.environ["MERCATO_TOKEN"]
+        anonymous = Mercato(self.target, retries=1)
+        with self.assertRaises(MercatoError) as refused:
+            anonymous.recommend("nobody", count=3)
+        self.assertEqual(refused.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+        anonymous.close()
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ absl::Status FraudFromFlags(ModuleOptions& options) {
 
 void ServeFraud(ServiceRegistrar& r) {
   using Raw = v1::Fraud::WithRawMethod_Score<v1::Fraud::Service>;
-  Raw* fraud = r.Serve(std::make_unique<Raw>(), v1::Fraud::service_full_name());
+  Raw* fraud = r.Serve(std::make_unique<Raw>(), v1::Fraud::service_full_name(), Scope::kScore);
   DecisionCounters counters;
   if (Metrics* m = r.metrics()) {
     const std::string name = "mercato_fraud_decisions_total";
