@@ -2,6 +2,7 @@
 
 #include "core/bytes.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
@@ -23,6 +24,7 @@ const char* EventTypeName(EventType type) {
     case EventType::kItemDelete: return "item_delete";
     case EventType::kRetrain: return "retrain";
     case EventType::kFitDone: return "fit_done";
+    case EventType::kEraseKeys: return "erase_keys";
     case EventType::kUnspecified: break;
   }
   return "unspecified";
@@ -95,6 +97,27 @@ absl::StatusOr<Event> DecodeEvent(std::string_view bytes) {
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("event: trailing bytes");
   return e;
+}
+
+std::string ErasedName(uint64_t delete_sequence, size_t n) {
+  return n == 0 ? absl::StrCat("erased-", delete_sequence)
+                : absl::StrCat("erased-", delete_sequence, "-", n);
+}
+
+std::string EncodeErasedKeys(const std::vector<std::string>& keys) {
+  std::string out;
+  ByteWriter w(&out);
+  w.Varint(keys.size());
+  for (const std::string& k : keys) w.Str(k);
+  return out;
+}
+
+std::vector<std::string> DecodeErasedKeys(std::string_view payload) {
+  ByteReader r(payload);
+  std::vector<std::string> keys;
+  for (uint64_t n = r.Varint(); n > 0 && r.status().ok(); --n) keys.push_back(r.Str());
+  if (!r.status().ok()) keys.clear();
+  return keys;
 }
 
 }  // namespace mercato::core

@@ -42,6 +42,11 @@ enum class EventType : uint8_t {
   // fit of the model named in `payload` that started at sequence `value` is
   // adopted at this position (core/background_fit.h).
   kFitDone = 14,
+  // Written by the server's eraser (server/erasure.h) to complete the
+  // USER_DELETE at sequence `value`: the identifiers in `payload`
+  // (EncodeErasedKeys), which that customer's events carried, are renamed
+  // to their placeholders in every model.
+  kEraseKeys = 15,
 };
 // The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;
@@ -103,6 +108,15 @@ std::vector<std::string> CategoryPath(const Event& event);
 // The ITEM_UPDATE event for `item`: list price in unit_price, unit cost in
 // value, quantity 1 when in stock (0 when not), the leaf category, the path.
 Event ItemUpdateEvent(const Item& item, int64_t timestamp_ms, std::string event_id);
+
+// What an erasure leaves in place of a customer's id, and of the n-th
+// (from 1) other identifier their events carried: "erased-<delete
+// sequence>" and "erased-<delete sequence>-<n>".
+std::string ErasedName(uint64_t delete_sequence, size_t n = 0);
+// ERASE_KEYS payload: the identifiers, in order (the n-th is renamed to
+// ErasedName(value, n)).
+std::string EncodeErasedKeys(const std::vector<std::string>& keys);
+std::vector<std::string> DecodeErasedKeys(std::string_view payload);
 
 // An event as bytes, as the log stores it (format version byte, then
 // core/bytes.h fields):

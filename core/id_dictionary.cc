@@ -88,6 +88,32 @@ uint32_t IdDictionary::FindOrAdd(std::string_view id) {
   return index;
 }
 
+void IdDictionary::Rename(uint32_t index, std::string_view id) {
+  // The chunk is copied, not changed, since views share it; the table is
+  // built again, so that the old name's slot goes.
+  auto chunks = std::make_shared<internal::IdChunks>(*chunks_);
+  std::shared_ptr<std::string[]>& chunk = (*chunks)[index / internal::kIdChunk];
+  auto copy = std::shared_ptr<std::string[]>(new std::string[internal::kIdChunk]);
+  std::copy(chunk.get(), chunk.get() + internal::kIdChunk, copy.get());
+  copy[index % internal::kIdChunk].assign(id.data(), id.size());
+  chunk = std::move(copy);
+  chunks_ = std::move(chunks);
+  auto table = std::make_shared<internal::IdTable>(table_->mask + 1);
+  for (uint32_t i = 0; i < size_; ++i) Insert(*table, absl::HashOf(std::string_view(Name(i))), i);
+  table_ = std::move(table);
+}
+
+std::optional<uint32_t> RenameErased(IdDictionary& dictionary, std::string_view name,
+                                     std::string_view placeholder) {
+  if (name != placeholder) {
+    if (const std::optional<uint32_t> row = dictionary.Find(name)) {
+      dictionary.Rename(*row, placeholder);
+      return row;
+    }
+  }
+  return dictionary.Find(placeholder);
+}
+
 IdDictionaryView IdDictionary::Freeze() const {
   IdDictionaryView view;
   view.chunks_ = chunks_;

@@ -1,6 +1,7 @@
 // Versioned dictionary from external string ids (users, items, categories,
 // orders) to dense row numbers 0, 1, 2, ... in order of first appearance. Ids
-// are never removed, so a row number stays valid for the life of the model.
+// are never removed, so a row number stays valid for the life of the model;
+// an erasure renames one (Rename).
 //
 // The learner owns an IdDictionary; Freeze() returns an immutable
 // IdDictionaryView for readers in O(1). Names live in fixed-size chunks that
@@ -74,6 +75,10 @@ class IdDictionary {
   }
   // Returns the index of `id`, adding it at the end when new.
   uint32_t FindOrAdd(std::string_view id);
+  // Row `index` is called `id` from now on; its old name is unknown. Views
+  // frozen before keep the old name. O(size()).
+  // REQUIRES: index < size(), `id` not present.
+  void Rename(uint32_t index, std::string_view id);
   const std::string& Name(uint32_t index) const {
     return (*chunks_)[index / internal::kIdChunk][index % internal::kIdChunk];
   }
@@ -88,6 +93,13 @@ class IdDictionary {
   std::shared_ptr<internal::IdTable> table_;
   size_t size_ = 0;
 };
+
+// An erasure's rename (core::ErasedName gives `placeholder`): the row of
+// `name`, renamed to `placeholder`, or the row already called
+// `placeholder` (a log whose erasure completed names only the placeholder);
+// nullopt when neither is present.
+std::optional<uint32_t> RenameErased(IdDictionary& dictionary, std::string_view name,
+                                     std::string_view placeholder);
 
 }  // namespace mercato::core
 

@@ -151,6 +151,10 @@ struct ModelModule {
   std::function<void(ServiceRegistrar&)> serve;
   // The models this one reads, from the table.
   std::vector<std::string_view> depends_on;
+  // Calls its argument on each identifier of a customer that the model's
+  // own records carry in their payload, which may change it (an erasure
+  // replaces them; server/erasure.h). Empty: its records carry none.
+  std::function<void(core::Event&, const std::function<void(std::string&)>&)> identifiers;
 };
 
 }  // namespace mercato::server

@@ -32,6 +32,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   rt->checkpointer_ = std::make_unique<core::Checkpointer>(
       rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval,
       options.checkpoint_every_events);
+  rt->eraser_ = std::make_unique<Eraser>(rt->store_.get(), rt->learner_.get(), rt->checkpointer_.get());
   return rt;
 }
 
@@ -61,6 +62,7 @@ absl::Status Runtime::Recover() {
   MERCATO_LOG(kInfo) << "replayed the log to sequence " << learner_->applied_sequence();
   learner_->Start();
   checkpointer_->Start();
+  eraser_->Start();
   appender_ = std::thread([this] {
     core::SetThreadNice(options_.learner.nice);
     RunBackgroundAppends();
@@ -79,6 +81,7 @@ absl::Status Runtime::Shutdown() {
     }
     appender_.join();  // appends what is queued first
   }
+  eraser_->Stop();
   checkpointer_->Stop();
   learner_->Stop();
   if (!was_ready) return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/learner.h"
+#include "server/erasure.h"
 #include "server/module_options.h"
 #include "storage/store.h"
 
@@ -59,6 +60,8 @@ class Runtime {
   void AppendInBackground(core::Event event);
   core::Learner& learner() { return *learner_; }
   core::Checkpointer& checkpointer() { return *checkpointer_; }
+  // Completes erasures in the background (server/erasure.h).
+  Eraser& eraser() { return *eraser_; }
 
  private:
   Runtime() = default;
@@ -66,6 +69,7 @@ class Runtime {
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<core::Learner> learner_;
   std::unique_ptr<core::Checkpointer> checkpointer_;
+  std::unique_ptr<Eraser> eraser_;
   void RunBackgroundAppends();
   absl::Mutex append_mu_;
   std::vector<core::Event> to_append_ ABSL_GUARDED_BY(append_mu_);

@@ -226,6 +226,10 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     const core::CheckpointInfo cp = rt_->checkpointer().last();
     resp->set_last_checkpoint_sequence(cp.sequence);
     resp->set_last_checkpoint_ms(cp.written_at_ms);
+    absl::StatusOr<std::vector<uint64_t>> erasures = rt_->store().PendingErasures();
+    if (!erasures.ok()) return ToGrpcStatus(erasures.status());
+    resp->set_erasures_pending(erasures->size());
+    resp->set_erasure_compaction_due(rt_->store().CompactionDue());
     return grpc::Status::OK;
   }
 
@@ -272,10 +276,12 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     erase.type = core::EventType::kUserDelete;
     erase.user_id = req->user_id();
     erase.timestamp_ms = core::Clock::Real()->NowMs();
-    erase.event_id = absl::StrCat("delete/", req->user_id(), "/", absl::ToUnixMicros(absl::Now()));
+    // The id names no customer: it stays in the store after the erasure.
+    erase.event_id = absl::StrCat("delete/", absl::ToUnixMicros(absl::Now()));
     absl::StatusOr<storage::AppendResult> r = rt_->store().Append({erase});
     if (!r.ok()) return ToGrpcStatus(r.status());
     resp->set_sequence(r->sequences[0]);
+    rt_->eraser().Notify();
     return grpc::Status::OK;
   }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace mercato::server {
@@ -52,6 +53,13 @@ std::string Field(absl::string_view prefix, absl::string_view name) {
 }
 
 }  // namespace
+
+absl::Status CheckNotErasedName(absl::string_view field, absl::string_view value) {
+  if (absl::StartsWith(value, "erased-")) {
+    return Invalid(field, "must not start with 'erased-', which names erased customers");
+  }
+  return absl::OkStatus();
+}
 
 absl::Status CheckOptionalId(absl::string_view field, absl::string_view value) {
   if (value.size() > kMaxIdBytes) {
@@ -112,6 +120,8 @@ absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view p
   if (s.ok()) s = needs_item ? CheckId(Field(prefix, "item_id"), in.item_id())
                              : CheckOptionalId(Field(prefix, "item_id"), in.item_id());
   if (s.ok()) s = CheckOptionalId(Field(prefix, "session_id"), in.session_id());
+  if (s.ok()) s = CheckNotErasedName(Field(prefix, "user_id"), in.user_id());
+  if (s.ok()) s = CheckNotErasedName(Field(prefix, "session_id"), in.session_id());
   if (s.ok()) s = type == core::EventType::kFraudLabel
                       ? CheckId(Field(prefix, "order_id"), in.order_id())
                       : CheckOptionalId(Field(prefix, "order_id"), in.order_id());

@@ -29,6 +29,9 @@ inline constexpr int kMaxReadEvents = 10000;
 absl::Status CheckId(absl::string_view field, absl::string_view value);
 // As CheckId, but empty is allowed.
 absl::Status CheckOptionalId(absl::string_view field, absl::string_view value);
+// INVALID_ARGUMENT when `value` is a name an erasure leaves ("erased-...",
+// core::ErasedName), which no customer, session, card or device may take.
+absl::Status CheckNotErasedName(absl::string_view field, absl::string_view value);
 // A finite number in [lo, hi].
 absl::Status CheckNumber(absl::string_view field, double value, double lo, double hi);
 // An integer count in [lo, hi].

@@ -27,6 +27,14 @@ enum Cf { kDefault = 0, kEvents, kEventIds, kCatalog, kCheckpoints, kMeta, kAudi
 const char* const kCfNames[kNumCfs] = {"default", "events",      "event_ids", "catalog",
                                         "checkpoints", "meta", "audit"};
 
+// Meta keys of erasures: one per pending erasure (the prefix and the
+// USER_DELETE's sequence key), and one while a full compaction is due.
+constexpr char kErasurePrefix[] = "erasure/";
+constexpr char kCompactionDueKey[] = "compaction-due";
+constexpr char kLastCompactionKey[] = "last-compaction";
+
+std::string ErasureKey(uint64_t sequence) { return kErasurePrefix + SequenceKey(sequence); }
+
 // An audit record's value: format, time, who, method, request, code, message.
 constexpr uint8_t kAuditFormat = 1;
 
@@ -133,6 +141,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   db_options.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH);
   db_options.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW);
   db_options.max_total_wal_size = 256 << 20;
+  // A new MANIFEST, holding only the live files, at every change of the
+  // file set, and the old one deleted: the file boundaries (keys) of files
+  // an erasure compacted away stay in no MANIFEST (CompactEverything).
+  db_options.max_manifest_file_size = 1;
 
   rocksdb::ColumnFamilyOptions base;
   base.OptimizeLevelStyleCompaction(128 << 20);
@@ -211,6 +223,7 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
       const std::string key = SequenceKey(seq);
       rocksdb::Status s = batch.Put(cf(kEvents), key, core::EncodeEvent(e));
       if (s.ok() && keyed) s = batch.Put(cf(kEventIds), e.event_id, key);
+      if (s.ok() && e.type == core::EventType::kUserDelete) s = batch.Put(cf(kMeta), ErasureKey(seq), "");
       if (!s.ok()) return ToStatus(s, "building the log batch");
       w->result.sequences[i] = seq++;
       ++w->result.accepted;
@@ -550,6 +563,72 @@ absl::Status Store::ReadAudit(uint64_t from, size_t max, std::vector<AuditRecord
     out->push_back(std::move(rec));
   }
   return ToStatus(it->status(), "reading the audit records");
+}
+
+absl::StatusOr<std::vector<uint64_t>> Store::PendingErasures() const {
+  std::vector<uint64_t> pending;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator({}, impl_->cf(kMeta)));
+  const std::string_view prefix = kErasurePrefix;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    pending.push_back(DecodeSequenceKey(it->key().ToStringView().substr(prefix.size())));
+  }
+  if (absl::Status s = ToStatus(it->status(), "reading the pending erasures"); !s.ok()) return s;
+  return pending;
+}
+
+absl::Status Store::CompleteErasures(const std::vector<core::Event>& rewritten,
+                                     const std::vector<std::string>& dropped_event_ids,
+                                     const std::vector<uint64_t>& completed) {
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s;
+  for (const core::Event& e : rewritten) {
+    if (s.ok()) s = batch.Put(impl_->cf(kEvents), SequenceKey(e.sequence), core::EncodeEvent(e));
+  }
+  for (const std::string& id : dropped_event_ids) {
+    if (s.ok()) s = batch.Delete(impl_->cf(kEventIds), id);
+  }
+  for (uint64_t d : completed) {
+    if (s.ok()) s = batch.Delete(impl_->cf(kMeta), ErasureKey(d));
+  }
+  if (s.ok()) s = batch.Put(impl_->cf(kMeta), kCompactionDueKey, "");
+  if (!s.ok()) return ToStatus(s, "building the erasure batch");
+  return ToStatus(impl_->db->Write(impl_->SyncedWrite(), &batch), "writing the erasure");
+}
+
+absl::Status Store::ClearCompactionDue() {
+  return ToStatus(impl_->db->Delete(impl_->SyncedWrite(), impl_->cf(kMeta), kCompactionDueKey),
+                  "clearing the compaction mark");
+}
+
+bool Store::CompactionDue() const {
+  std::string value;
+  return impl_->db->Get({}, impl_->cf(kMeta), kCompactionDueKey, &value).ok();
+}
+
+absl::StatusOr<double> Store::CompactEverything(std::atomic<bool>* cancel) {
+  const absl::Time start = absl::Now();
+  if (absl::Status s = ToStatus(impl_->db->Flush(rocksdb::FlushOptions(), impl_->cfs), "flushing");
+      !s.ok()) {
+    return s;
+  }
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  options.exclusive_manual_compaction = false;
+  options.canceled = cancel;
+  for (rocksdb::ColumnFamilyHandle* cf : impl_->cfs) {
+    if (absl::Status s = ToStatus(impl_->db->CompactRange(options, cf, nullptr, nullptr),
+                                  absl::StrCat("compacting ", cf->GetName()));
+        !s.ok()) {
+      return s;
+    }
+  }
+  // One more change of the file set, a table file of this record: the
+  // MANIFEST is written afresh with the compacted files only.
+  rocksdb::Status s = impl_->db->Put(impl_->SyncedWrite(), impl_->cf(kMeta), kLastCompactionKey,
+                                     absl::StrCat(absl::ToUnixMillis(absl::Now())));
+  if (s.ok()) s = impl_->db->Flush(rocksdb::FlushOptions(), impl_->cf(kMeta));
+  if (!s.ok()) return ToStatus(s, "flushing after the compaction");
+  return absl::ToDoubleSeconds(absl::Now() - start);
 }
 
 StoreStats Store::Stats() const {

@@ -7,6 +7,7 @@
 #ifndef MERCATO_STORAGE_STORE_H_
 #define MERCATO_STORAGE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -120,6 +121,27 @@ class Store final : public core::EventSource, public core::CheckpointSink {
   // Records numbered `from` on, at most `max`, oldest first.
   absl::Status ReadAudit(uint64_t from, size_t max, std::vector<AuditRecord>* out) const;
   static constexpr uint64_t kMaxAuditRecords = 1000000;
+
+  // Erasures (server/erasure.h). Every USER_DELETE appended leaves a
+  // marker, written with it, until CompleteErasures: the sequences of those
+  // still pending, oldest first.
+  absl::StatusOr<std::vector<uint64_t>> PendingErasures() const;
+  // In one synced write: each of `rewritten` replaces the log entry at its
+  // sequence, the idempotency keys `dropped_event_ids` go, the markers of
+  // the erasures `completed` go, and a full compaction is due.
+  absl::Status CompleteErasures(const std::vector<core::Event>& rewritten,
+                                const std::vector<std::string>& dropped_event_ids,
+                                const std::vector<uint64_t>& completed);
+  // Whether a compaction CompleteErasures made due has not finished.
+  bool CompactionDue() const;
+  // Flushes the memtables (so that no write-ahead log file keeps the old
+  // entries) and compacts every column family down to its last level, so
+  // that no table file keeps a replaced or deleted value. Blocks; returns
+  // its duration in seconds. The compaction stays due until
+  // ClearCompactionDue.
+  // CANCELLED when `*cancel` turns true (null: never).
+  absl::StatusOr<double> CompactEverything(std::atomic<bool>* cancel = nullptr);
+  absl::Status ClearCompactionDue();
 
   StoreStats Stats() const;
 

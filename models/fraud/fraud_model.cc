@@ -490,14 +490,60 @@ bool FraudModel::Apply(const Event& event) {
       ApplyPurchase(event);
       return true;
     case EventType::kUserDelete:
-      if (std::optional<uint32_t> r = users_.Find(event.user_id)) {
+      if (std::optional<uint32_t> r =
+              RenameErased(users_, event.user_id, ErasedName(event.sequence))) {
         double* u = user_rows_.MutableRow(*r);
         std::fill(u, u + kUserCols, 0.0);
         return true;
       }
       return matured;
+    case EventType::kEraseKeys:
+      ApplyEraseKeys(event);
+      return true;
     default:
       return matured;
+  }
+}
+
+void FraudView::VisitIdentifiers(Event& event, const std::function<void(std::string&)>& visit) {
+  if (event.type != EventType::kOrderScored || event.payload.empty()) return;
+  ByteReader r(event.payload);
+  const uint8_t version = r.U8();
+  std::string ids[3] = {r.Str(), r.Str(), r.Str()};
+  if (!r.status().ok()) return;
+  const std::string_view rest = std::string_view(event.payload).substr(event.payload.size() - r.remaining());
+  for (std::string& id : ids) {
+    if (!id.empty()) visit(id);
+  }
+  std::string payload;
+  ByteWriter w(&payload);
+  w.U8(version);
+  for (const std::string& id : ids) w.Str(id);
+  w.Raw(rest.data(), rest.size());
+  event.payload = std::move(payload);
+}
+
+void FraudModel::ApplyEraseKeys(const Event& e) {
+  // Cards and devices are renamed, and so are the hashes of cards, devices
+  // and addresses every customer's row remembers, as if the log had named
+  // the placeholders all along (which it does once the erasure completes).
+  const std::vector<std::string> keys = DecodeErasedKeys(e.payload);
+  absl::flat_hash_map<double, double> hashes;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::string placeholder = ErasedName(static_cast<uint64_t>(e.value), i + 1);
+    RenameErased(cards_, keys[i], placeholder);
+    RenameErased(devices_, keys[i], placeholder);
+    hashes[Hash48(keys[i])] = Hash48(placeholder);
+  }
+  for (uint32_t user = 0; user < users_.size(); ++user) {
+    for (int col : {kUserCards, kDevices, kAddresses}) {
+      for (int i = 0; i < (col == kUserCards ? kRing : kKnown); ++i) {
+        // Read first: a row written is a row copied.
+        if (auto it = hashes.find(user_rows_.Row(user)[col + i]); it != hashes.end()) {
+          user_rows_.MutableRow(user)[col + i] = it->second;
+        }
+      }
+    }
   }
 }
 

@@ -40,6 +40,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -184,6 +185,11 @@ class FraudView final : public ModelView {
   std::optional<FraudFeatures> StoredFeatures(std::string_view order_id) const;
   // The ORDER_SCORED event that records `order` scored with `score`.
   static Event RecordEvent(const FraudOrder& order, const FraudScore& score);
+  // Calls `visit` on each identifier an ORDER_SCORED record carries (its
+  // payment fingerprint, device id and address hash), which may change it;
+  // the record is written again with the changed ones. Nothing for other
+  // events.
+  static void VisitIdentifiers(Event& event, const std::function<void(std::string&)>& visit);
 
  private:
   friend class FraudModel;
@@ -245,6 +251,7 @@ class FraudModel final : public Model {
   void ApplyLabel(const Event& event);
   // A label of the order in row `order`.
   void Label(uint32_t order, double label);
+  void ApplyEraseKeys(const Event& e);
   void ApplyItemUpdate(const Event& event);
   void ApplyPurchase(const Event& event);
   void Train(uint32_t order_row, double label);

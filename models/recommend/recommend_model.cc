@@ -34,14 +34,14 @@ bool RecommendModel::Preview(const Event& event) {
   if (!Uses(event)) return false;
   if (!serving_) serving_ = factors_;
   if (event.type == EventType::kUserDelete) {
-    if (const std::optional<uint32_t> user = users_.Find(event.user_id)) serving_->ForgetUser(*user);
+    if (const std::optional<uint32_t> user = EraseUser(event)) serving_->ForgetUser(*user);
     return true;
   }
   if (event.type == EventType::kItemDelete) return false;  // catalogue facts wait with the events
   const uint32_t item = items_.FindOrAdd(event.item_id);
   GrowItems();
   if (event.type == EventType::kItemUpdate) return false;
-  const uint32_t user = users_.FindOrAdd(event.user_id);
+  const uint32_t user = UserRow(event);
   const auto [delta, flags] = Effect(event);
   serving_->Observe(user, item, delta, flags, event.timestamp_ms);
   return true;
@@ -64,7 +64,9 @@ bool RecommendModel::Apply(const Event& event) {
     if (!item) return false;
     info_.MutableRow(*item)->deleted = true;
   } else if (event.type == EventType::kUserDelete) {
-    const std::optional<uint32_t> user = users_.Find(event.user_id);
+    const std::optional<uint32_t> user = EraseUser(event);
+    // Every event before it is applied now.
+    std::erase_if(erasing_, [&](const Erasing& e) { return e.delete_sequence <= event.sequence; });
     if (!user) return false;
     for (uint32_t item : factors_.ForgetUser(*user)) SetSupport(item);
     retrain_.Forget(*user);
@@ -99,8 +101,29 @@ void RecommendModel::ApplyItemUpdate(const Event& event) {
   slot = info;
 }
 
+std::optional<uint32_t> RecommendModel::EraseUser(const Event& event) {
+  for (const Erasing& e : erasing_) {
+    if (e.delete_sequence == event.sequence) return e.row;  // previewed already
+  }
+  const std::optional<uint32_t> row =
+      RenameErased(users_, event.user_id, ErasedName(event.sequence));
+  if (row) erasing_.push_back({event.user_id, event.sequence, *row});
+  return row;
+}
+
+uint32_t RecommendModel::UserRow(const Event& event) {
+  const Erasing* first = nullptr;
+  for (const Erasing& e : erasing_) {
+    if (e.user_id == event.user_id && event.sequence < e.delete_sequence &&
+        (first == nullptr || e.delete_sequence < first->delete_sequence)) {
+      first = &e;
+    }
+  }
+  return first ? first->row : users_.FindOrAdd(event.user_id);
+}
+
 void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
-  const uint32_t user = users_.FindOrAdd(event.user_id);
+  const uint32_t user = UserRow(event);
   GrowItems();
   const auto [weight, flags] = Effect(event);
   factors_.Observe(user, item, weight, flags, event.timestamp_ms);

@@ -215,6 +215,10 @@ class RecommendModel final : public Model {
   // The confidence change and flags of an interaction.
   std::pair<float, uint8_t> Effect(const Event& event) const;
   void ApplyItemUpdate(const Event& event);
+  // At a USER_DELETE: the customer's row, renamed (core::RenameErased).
+  std::optional<uint32_t> EraseUser(const Event& event);
+  // The row of `event`'s customer as of the event's position.
+  uint32_t UserRow(const Event& event);
   void ApplyInteraction(const Event& event, uint32_t item);
   // support_[item] from the factors, and items_with_factors_ with it.
   void SetSupport(uint32_t item);
@@ -238,6 +242,16 @@ class RecommendModel final : public Model {
   // adoption (Preview), factors_ with them folded in, so that
   // recommendations stay fresh; never encoded.
   std::optional<IalsState> serving_;
+  // Erasures renamed (by Preview, which runs ahead) but not yet applied:
+  // the customer renamed at `delete_sequence` and their row, which that
+  // customer's events before it still reach. Empty when every event is
+  // applied; never encoded.
+  struct Erasing {
+    std::string user_id;
+    uint64_t delete_sequence;
+    uint32_t row;
+  };
+  std::vector<Erasing> erasing_;
   ItemIndex index_;
   // Last: destroyed first, waiting for a running retrain.
   RetrainRun retrain_;

@@ -452,7 +452,8 @@ bool SegmentModel::ApplyEvent(const Event& event) {
     return false;  // a customer is what they do in the shop, not how checkout saw them
   }
   if (event.type == EventType::kUserDelete) {
-    const std::optional<uint32_t> row = users_.Find(event.user_id);
+    const std::optional<uint32_t> row =
+        RenameErased(users_, event.user_id, ErasedName(event.sequence));
     if (!row) return false;
     double* u = user_rows_.MutableRow(*row);
     if (u[kOrders] > 0) --customers_;

@@ -41,6 +41,23 @@ TEST(IdDictionaryTest, ViewsSeeExactlyWhatWasThereWhenFrozen) {
   }
 }
 
+TEST(IdDictionaryTest, ARenamedRowKeepsItsIndexAndEarlierViewsTheOldName) {
+  IdDictionary d;
+  for (int i = 0; i < 5000; ++i) d.FindOrAdd("u" + std::to_string(i));
+  const IdDictionaryView before = d.Freeze();
+  d.Rename(4097, "erased-7");
+  EXPECT_FALSE(d.Find("u4097").has_value());
+  EXPECT_EQ(d.Find("erased-7"), 4097u);
+  EXPECT_EQ(d.Name(4097), "erased-7");
+  EXPECT_EQ(d.Find("u4098"), 4098u);
+  EXPECT_EQ(before.Find("u4097"), 4097u);
+  EXPECT_EQ(before.Name(4097), "u4097");
+  EXPECT_FALSE(before.Find("erased-7").has_value());
+  // The old name comes back as a new row.
+  EXPECT_EQ(d.FindOrAdd("u4097"), 5000u);
+  EXPECT_EQ(d.Freeze().Find("erased-7"), 4097u);
+}
+
 TEST(IdDictionaryTest, ACopyAddsWithoutDisturbingTheOriginal) {
   IdDictionary original;
   for (int i = 0; i < 5000; ++i) original.FindOrAdd(absl::StrCat("item-", i));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/background_fit.h"
 #include "core/learner.h"
+#include "server/erasure.h"
 #include "server/model_registry.h"
 #include "server/runtime.h"
 #include "models/recommend/recommend_model.h"
@@ -238,6 +239,67 @@ TEST(DeterminismTest, EveryRegisteredModelIsAFunctionOfTheLog) {
     EXPECT_LT(restarted.checkpoint_sequence, at);
     ExpectSameStates(reference, restarted, absl::StrCat("after a restart at ", at, " during a fit"));
   }
+}
+
+// An erasure completed (server/erasure.h) rewrites the log before its
+// ERASE_KEYS record; the rewritten log gives the state the original one
+// gave, with fits quick or slow (slow ones make the recommendation model
+// preview the erasures before it applies them).
+TEST(DeterminismTest, ALogRewrittenByErasuresGivesTheSameState) {
+  core::FakeEventLog written;
+  Live(ShopLog(), written);
+  std::vector<Event> log;
+  ASSERT_TRUE(written.Read(1, written.LastSequence(), &log).ok());
+  // Each erasure's ERASE_KEYS record, as the eraser appends it.
+  std::vector<ErasurePlan> plans;
+  for (const Event& e : std::vector<Event>(log)) {
+    if (e.type != EventType::kUserDelete) continue;
+    core::FakeEventLog source;
+    source.Append(log);
+    absl::StatusOr<ErasurePlan> plan = PlanErasure(source, e.sequence);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    log.push_back(EraseKeysEvent(*plan));
+    log.back().sequence = log.size();
+    plans.push_back(*std::move(plan));
+  }
+  ASSERT_GE(plans.size(), 2u);
+  size_t keys = 0;
+  for (const ErasurePlan& p : plans) keys += p.keys.size();
+  EXPECT_GT(keys, plans.size()) << "the customers' cards and devices were found";
+  const Outcome reference = Replay(log, absl::ZeroDuration(), 100000);
+
+  std::vector<Event> rewritten = log;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    core::FakeEventLog source;
+    source.Append(rewritten);
+    uint64_t keys_at = 0;
+    for (const Event& e : rewritten) {
+      if (e.type == EventType::kEraseKeys && e.value == static_cast<double>(plans[i].delete_sequence)) {
+        keys_at = e.sequence;
+      }
+    }
+    absl::StatusOr<ErasureRewrite> r = RewriteForErasure(source, plans[i], keys_at);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->events.empty());
+    for (Event& e : r->events) rewritten[e.sequence - 1] = std::move(e);
+  }
+  for (const ErasurePlan& p : plans) {
+    for (const Event& e : rewritten) {
+      if (e.sequence <= p.delete_sequence) {
+        EXPECT_NE(e.user_id, p.user_id) << "at " << e.sequence;
+      }
+      for (const std::string& key : p.keys) {
+        EXPECT_NE(e.session_id, key);
+        EXPECT_EQ(e.payload.find(key), std::string::npos) << "at " << e.sequence;
+      }
+    }
+  }
+  ExpectSameStates(reference, Replay(rewritten, absl::ZeroDuration(), 100000),
+                   "on the rewritten log");
+  ExpectSameStates(reference, Replay(rewritten, absl::Milliseconds(40), 50),
+                   "on the rewritten log with slow fits");
+  ExpectSameStates(reference, Replay(log, absl::Milliseconds(40), 50),
+                   "with slow fits, before the rewrite");
 }
 
 }  // namespace

@@ -88,6 +88,13 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   if (s.ok()) s = CheckOptionalId("payment_fingerprint", in.payment_fingerprint());
   if (s.ok()) s = CheckOptionalId("device_id", in.device_id());
   if (s.ok()) s = CheckOptionalId("shipping_address_hash", in.shipping_address_hash());
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string&>{"user_id", in.user_id()},
+        {"payment_fingerprint", in.payment_fingerprint()},
+        {"device_id", in.device_id()},
+        {"shipping_address_hash", in.shipping_address_hash()}}) {
+    if (s.ok()) s = CheckNotErasedName(field, value);
+  }
   if (s.ok()) s = CheckCountry("billing_country", in.billing_country());
   if (s.ok()) s = CheckCountry("shipping_country", in.shipping_country());
   if (s.ok()) s = CheckCountry("ip_country", in.ip_country());
@@ -260,7 +267,8 @@ ModelModule FraudModule() {
           .make = [](const ModuleOptions& o, const ModelDependencies&) -> std::unique_ptr<core::Model> {
             return std::make_unique<core::FraudModel>(o.Get<core::FraudOptions>());
           },
-          .serve = ServeFraud};
+          .serve = ServeFraud,
+          .identifiers = core::FraudView::VisitIdentifiers};
 }
 
 }  // namespace mercato::server
