@@ -206,9 +206,12 @@ absl::StatusOr<bool> Eraser::Complete(uint64_t d) {
     if (e == 0) return absl::DataLossError("its ERASE_KEYS record is acknowledged but not in the log");
   }
   if (!WaitFor(served(e))) return false;
-  // No restart may replay the log before E once it is rewritten.
+  // No restart may replay the log before E once it is rewritten. A
+  // checkpoint writes the settled snapshot, so one is asked for once that
+  // is past E.
   const bool checkpointed = WaitFor([&] {
     if (checkpointer_->last().sequence >= e) return true;
+    if (learner_->settled_snapshot()->applied_sequence < e) return false;
     const absl::StatusOr<core::CheckpointInfo> cp = checkpointer_->CheckpointNow();
     return cp.ok() && cp->sequence >= e;
   });

@@ -102,10 +102,11 @@ void Gate::Watch() {
   absl::MutexLock lock(&stop_mu_);
   auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stop_mu_) { return stop_; };
   while (!stop_mu_.AwaitWithTimeout(absl::Condition(&stopped), options_.poll)) {
+    const std::string stamp = StampOf(options_.access_file);
     bool changed;
     {
-      absl::MutexLock l(&mu_);
-      changed = StampOf(options_.access_file) != file_stamp_;
+      absl::ReaderMutexLock l(&mu_);
+      changed = stamp != file_stamp_;
     }
     if (!changed) continue;
     if (absl::Status s = Reload(); !s.ok()) {

@@ -276,8 +276,8 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     erase.type = core::EventType::kUserDelete;
     erase.user_id = req->user_id();
     erase.timestamp_ms = core::Clock::Real()->NowMs();
-    // The id names no customer: it stays in the store after the erasure.
-    erase.event_id = absl::StrCat("delete/", absl::ToUnixMicros(absl::Now()));
+    // No event id: it would stay in the store after the erasure, and every
+    // call is an erasure of its own.
     absl::StatusOr<storage::AppendResult> r = rt_->store().Append({erase});
     if (!r.ok()) return ToGrpcStatus(r.status());
     resp->set_sequence(r->sequences[0]);

@@ -18,21 +18,37 @@ from mercato_client import Mercato, MercatoError, PublishRejected
 NOW_MS = 1732280000000
 
 
+def start_server(folder, *flags):
+    """A mercato-server with its data in `folder`, on a free loopback port:
+    the process and its target."""
+    port_file = os.path.join(folder, "port")
+    server = subprocess.Popen([
+        os.environ["MERCATO_SERVER_BINARY"], "--listen=127.0.0.1:0",
+        "--data_dir=" + os.path.join(folder, "data"), "--port_file=" + port_file,
+        "--metrics_listen=", "--log_level=error", "--drain_timeout_s=2", *flags])
+    deadline = time.time() + 30
+    while not os.path.exists(port_file) and time.time() < deadline:
+        time.sleep(0.02)
+    with open(port_file) as f:
+        return server, f"127.0.0.1:{int(f.read())}"
+
+
+class ServerTest(unittest.TestCase):
+    """A server per test, in a temporary folder (self.dir)."""
+
+    def tearDown(self):
+        self.server.terminate()
+        self.server.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class ClientTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="mercato-py-")
-        port_file = os.path.join(cls.dir, "port")
-        cls.server = subprocess.Popen([
-            os.environ["MERCATO_SERVER_BINARY"], "--listen=127.0.0.1:0",
-            "--data_dir=" + os.path.join(cls.dir, "data"), "--port_file=" + port_file,
-            "--metrics_listen=", "--log_level=warning", "--drain_timeout_s=2"])
-        deadline = time.time() + 30
-        while not os.path.exists(port_file) and time.time() < deadline:
-            time.sleep(0.02)
-        with open(port_file) as f:
-            cls.client = Mercato(f"127.0.0.1:{int(f.read())}", retries=20, backoff=0.05)
+        cls.server, target = start_server(cls.dir)
+        cls.client = Mercato(target, retries=20, backoff=0.05)
         cls.client.wait_ready()
 
     @classmethod
@@ -161,7 +177,7 @@ def openssl(*args):
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-class TlsClientTest(unittest.TestCase):
+class TlsClientTest(ServerTest):
     """Mutual TLS with certificates made by openssl here."""
 
     def setUp(self):
@@ -178,23 +194,9 @@ class TlsClientTest(unittest.TestCase):
             openssl("x509", "-req", "-days", "2", "-in", self.file(f"{name}.csr"),
                     "-CA", self.file("ca.pem"), "-CAkey", self.file("ca.key"), "-CAcreateserial",
                     "-extfile", self.file("san.ext"), "-out", self.file(f"{name}.pem"))
-        port_file = self.file("port")
-        self.server = subprocess.Popen([
-            os.environ["MERCATO_SERVER_BINARY"], "--listen=127.0.0.1:0",
-            "--data_dir=" + self.file("data"), "--port_file=" + port_file,
-            "--metrics_listen=", "--log_level=error", "--drain_timeout_s=2",
-            "--tls_cert_file=" + self.file("server.pem"), "--tls_key_file=" + self.file("server.key"),
-            "--tls_client_ca_file=" + self.file("ca.pem")])
-        deadline = time.time() + 30
-        while not os.path.exists(port_file) and time.time() < deadline:
-            time.sleep(0.02)
-        with open(port_file) as f:
-            self.target = f"127.0.0.1:{int(f.read())}"
-
-    def tearDown(self):
-        self.server.terminate()
-        self.server.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.server, self.target = start_server(
+            self.dir, "--tls_cert_file=" + self.file("server.pem"),
+            "--tls_key_file=" + self.file("server.key"), "--tls_client_ca_file=" + self.file("ca.pem"))
 
     def test_mutual_tls_needs_the_client_certificate(self):
         c = Mercato(self.target, retries=20, backoff=0.05, tls_ca_file=self.file("ca.pem"),
@@ -210,7 +212,7 @@ class TlsClientTest(unittest.TestCase):
             anonymous.close()
 
 
-class TokenClientTest(unittest.TestCase):
+class TokenClientTest(ServerTest):
     """Bearer tokens against a server with an access file."""
 
     def setUp(self):
@@ -221,22 +223,7 @@ class TokenClientTest(unittest.TestCase):
             for name, token, scopes in (("storefront", self.storefront, "recommend"),
                                         ("ops", self.ops, "admin ingest catalog")):
                 f.write(f"token {name} {hashlib.sha256(token.encode()).hexdigest()} {scopes}\n")
-        port_file = os.path.join(self.dir, "port")
-        self.server = subprocess.Popen([
-            os.environ["MERCATO_SERVER_BINARY"], "--listen=127.0.0.1:0",
-            "--data_dir=" + os.path.join(self.dir, "data"), "--port_file=" + port_file,
-            "--metrics_listen=", "--log_level=error", "--drain_timeout_s=2",
-            "--auth_tokens_file=" + access])
-        deadline = time.time() + 30
-        while not os.path.exists(port_file) and time.time() < deadline:
-            time.sleep(0.02)
-        with open(port_file) as f:
-            self.target = f"127.0.0.1:{int(f.read())}"
-
-    def tearDown(self):
-        self.server.terminate()
-        self.server.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.server, self.target = start_server(self.dir, "--auth_tokens_file=" + access)
 
     def test_tokens_grant_their_scopes(self):
         storefront = Mercato(self.target, retries=20, backoff=0.05, token=self.storefront)
