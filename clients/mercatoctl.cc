@@ -29,8 +29,6 @@
 #include "absl/strings/str_split.h"
 #include "clients/client_util.h"
 #include "core/command_line.h"
-#include "server/access.h"
-#include "testing/demo_shop.h"
 #include "google/protobuf/util/json_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
@@ -40,6 +38,8 @@
 #include "mercato/v1/pricing.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
+#include "server/access.h"
+#include "testing/demo_shop.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "server address");
 ABSL_FLAG(std::string, json, "", "the whole request as JSON (overrides positional arguments)");
@@ -310,13 +310,19 @@ std::vector<v1::Item> ReadItems(const std::string& path) {
 // client), the access-file line on the second (add it to the server's
 // --auth_tokens_file). Makes no call.
 int NewToken(const std::vector<std::string>& args) {
-  if (Arg(args, 1, "token subcommand (new)") != "new") Die("unknown token subcommand; use 'token new NAME SCOPE...'");
+  if (Arg(args, 1, "token subcommand (new)") != "new")
+    Die("unknown token subcommand; use 'token new NAME SCOPE...'");
   const std::string name = Arg(args, 2, "NAME");
-  if (args.size() < 4) Die("token new: give at least one SCOPE (recommend segment pricing score forecast ingest catalog admin)");
+  if (args.size() < 4)
+    Die("token new: give at least one SCOPE (recommend segment pricing score forecast ingest "
+        "catalog admin)");
   std::vector<server::Scope> scopes;
   for (size_t i = 3; i < args.size(); ++i) {
     const std::optional<server::Scope> s = server::ParseScope(args[i]);
-    if (!s) Die(absl::StrCat("unknown scope '", args[i], "'; scopes are recommend segment pricing score forecast ingest catalog admin"));
+    if (!s)
+      Die(absl::StrCat(
+          "unknown scope '", args[i],
+          "'; scopes are recommend segment pricing score forecast ingest catalog admin"));
     scopes.push_back(*s);
   }
   if (name.find_first_of(" \t#") != std::string::npos) Die("NAME: no spaces or '#'");

@@ -1,10 +1,9 @@
 #include "core/event.h"
 
-#include "core/bytes.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/bytes.h"
 
 namespace mercato::core {
 
@@ -24,7 +23,8 @@ const char* EventTypeName(EventType type) {
     case EventType::kItemDelete: return "item_delete";
     case EventType::kRetrain: return "retrain";
     case EventType::kFitDone: return "fit_done";
-    case EventType::kEraseKeys: return "erase_keys";
+    case EventType::kEraseKeys:
+      return "erase_keys";
     case EventType::kUnspecified: break;
   }
   return "unspecified";

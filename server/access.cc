@@ -16,8 +16,9 @@
 namespace mercato::server {
 namespace {
 
-constexpr absl::string_view kScopeNames[kScopeCount] = {
-    "recommend", "segment", "pricing", "score", "forecast", "ingest", "catalog", "admin", "metrics"};
+constexpr absl::string_view kScopeNames[kScopeCount] = {"recommend", "segment",  "pricing",
+                                                        "score",     "forecast", "ingest",
+                                                        "catalog",   "admin",    "metrics"};
 
 std::optional<Sha256> ParseHex(absl::string_view hex) {
   if (hex.size() != 64) return std::nullopt;
@@ -25,7 +26,7 @@ std::optional<Sha256> ParseHex(absl::string_view hex) {
   for (size_t i = 0; i < out.size(); ++i) {
     int v = 0;
     for (char c : hex.substr(2 * i, 2)) {
-      const int d = absl::ascii_isdigit(c) ? c - '0'
+      const int d = absl::ascii_isdigit(c)   ? c - '0'
                     : (c >= 'a' && c <= 'f') ? c - 'a' + 10
                     : (c >= 'A' && c <= 'F') ? c - 'A' + 10
                                              : -1;
@@ -61,7 +62,8 @@ std::string HexOf(const Sha256& hash) {
 
 std::string NewToken() {
   unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();  // no entropy: never hand out a weak token
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1)
+    std::abort();  // no entropy: never hand out a weak token
   std::string encoded;
   absl::WebSafeBase64Escape(absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)),
                             &encoded);
@@ -88,7 +90,9 @@ absl::StatusOr<AccessTable> AccessTable::Parse(absl::string_view text, absl::str
       return absl::InvalidArgumentError(absl::StrCat(path, ":", line_number, ": ", why));
     };
     if (words[0] != "token" && words[0] != "cert") {
-      return error(absl::StrCat("starts with '", words[0], "'; a line is 'token NAME SHA256HEX SCOPE...' or 'cert NAME IDENTITY SCOPE...'"));
+      return error(absl::StrCat(
+          "starts with '", words[0],
+          "'; a line is 'token NAME SHA256HEX SCOPE...' or 'cert NAME IDENTITY SCOPE...'"));
     }
     if (words.size() < 4) return error("needs a name, a hash or identity, and at least one scope");
     Grant grant{std::string(words[1])};
@@ -102,7 +106,8 @@ absl::StatusOr<AccessTable> AccessTable::Parse(absl::string_view text, absl::str
     }
     if (words[0] == "token") {
       const std::optional<Sha256> hash = ParseHex(words[2]);
-      if (!hash) return error("the token's hash must be 64 hex digits (SHA-256; see mercatoctl token new)");
+      if (!hash)
+        return error("the token's hash must be 64 hex digits (SHA-256; see mercatoctl token new)");
       table.tokens_.emplace_back(*hash, std::move(grant));
     } else {
       table.certs_.emplace_back(std::string(words[2]), std::move(grant));

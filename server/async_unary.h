@@ -141,9 +141,11 @@ class AsyncDispatcher {
     Service* service = owner;
     auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));
     std::shared_ptr<const MethodGate> admit = std::move(gate);
-    listeners_.push_back([service, method, owned, admit, observer](grpc::ServerCompletionQueue* cq) {
-      UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), admit.get(), observer, cq);
-    });
+    listeners_.push_back(
+        [service, method, owned, admit, observer](grpc::ServerCompletionQueue* cq) {
+          UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), admit.get(), observer,
+                                                cq);
+        });
     handlers_.push_back(owned);
   }
 

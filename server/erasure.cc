@@ -203,7 +203,8 @@ absl::StatusOr<bool> Eraser::Complete(uint64_t d) {
       }
     });
     if (!s.ok()) return s;
-    if (e == 0) return absl::DataLossError("its ERASE_KEYS record is acknowledged but not in the log");
+    if (e == 0)
+      return absl::DataLossError("its ERASE_KEYS record is acknowledged but not in the log");
   }
   if (!WaitFor(served(e))) return false;
   // No restart may replay the log before E once it is rewritten. A

@@ -40,8 +40,8 @@ absl::StatusOr<AccessTable> ReadTable(const std::string& path) {
 std::vector<std::string> CertificateIdentities(const grpc::ServerContext& ctx) {
   std::vector<std::string> ids;
   const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  for (const char* property : {GRPC_X509_SUBJECT_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME,
-                               GRPC_X509_SAN_PROPERTY_NAME}) {
+  for (const char* property :
+       {GRPC_X509_SUBJECT_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME, GRPC_X509_SAN_PROPERTY_NAME}) {
     for (const grpc::string_ref& v : auth->FindPropertyValues(property)) {
       ids.emplace_back(v.data(), v.size());
     }
@@ -59,7 +59,8 @@ void ForgetCustomers(google::protobuf::Message* m) {
       r->ClearField(m, f);
     } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
       if (f->is_repeated()) {
-        for (int i = 0; i < r->FieldSize(*m, f); ++i) ForgetCustomers(r->MutableRepeatedMessage(m, f, i));
+        for (int i = 0; i < r->FieldSize(*m, f); ++i)
+          ForgetCustomers(r->MutableRepeatedMessage(m, f, i));
       } else {
         ForgetCustomers(r->MutableMessage(m, f));
       }
@@ -149,10 +150,10 @@ grpc::Status Gate::Admit(const grpc::ServerContext& ctx, Scope scope, std::strin
     }
     grant = table->ForCertificate(ids);
     if (grant == nullptr) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          absl::StrCat("authorization: no token, and the client certificate (",
-                                       ids.empty() ? "no subject" : ids.front(),
-                                       ") is not in the access file"));
+      return grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          absl::StrCat("authorization: no token, and the client certificate (",
+                       ids.empty() ? "no subject" : ids.front(), ") is not in the access file"));
     }
   } else {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
@@ -181,7 +182,8 @@ void MethodGate::Record(absl::string_view who, const google::protobuf::Message* 
     printer.SetSingleLineMode(true);
     printer.SetTruncateStringFieldLongerThan(64);
     printer.PrintToString(*copy, &record.request);
-    if (record.request.size() > kMaxRecordedRequestBytes) record.request.resize(kMaxRecordedRequestBytes);
+    if (record.request.size() > kMaxRecordedRequestBytes)
+      record.request.resize(kMaxRecordedRequestBytes);
   }
   record.code = outcome.error_code();
   record.message = outcome.error_message();

@@ -36,7 +36,7 @@ struct GateOptions {
   bool mutual_tls = false;
   // How often the file is checked for a change (it is also read again on
   // Reload, which mercato-server calls on SIGHUP).
-  absl::Duration poll = absl::Seconds(2);
+  absl::Duration poll = absl::Seconds(1);
 };
 
 class Gate {

@@ -19,8 +19,8 @@
 #include "absl/synchronization/mutex.h"
 #include "core/command_line.h"
 #include "core/log.h"
-#include "server/model_registry.h"
 #include "server/gate.h"
+#include "server/model_registry.h"
 #include "server/runtime.h"
 #include "server/server.h"
 
@@ -111,7 +111,8 @@ absl::Status TlsFromFlags(mercato::server::ServerOptions& options) {
 // Whether `listen` (host:port) is reachable from this machine only.
 bool IsLoopback(absl::string_view listen) {
   absl::string_view host = listen.substr(0, listen.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 

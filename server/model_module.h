@@ -11,16 +11,15 @@
 #ifndef MERCATO_SERVER_MODEL_MODULE_H_
 #define MERCATO_SERVER_MODEL_MODULE_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <google/protobuf/descriptor.h>
+#include <grpcpp/grpcpp.h>
 
 #include <cstdlib>
 #include <functional>
-#include <type_traits>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -85,7 +84,9 @@ class ServiceRegistrar {
       const google::protobuf::ServiceDescriptor* d =
           google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(full_name);
       std::vector<std::unique_ptr<MethodGate>> gates;
-      for (int i = 0; i < d->method_count(); ++i) gates.push_back(GateFor(full_name, d->method(i)->name(), scope));
+      for (int i = 0; i < d->method_count(); ++i) {
+        gates.push_back(GateFor(full_name, d->method(i)->name(), scope));
+      }
       raw->SetGates(std::move(gates));
     }
     services_.push_back({std::move(service), std::move(full_name), scope});
@@ -100,9 +101,9 @@ class ServiceRegistrar {
              UnaryHandler<Req, Resp> handler) {
     const Served& served = Find(owner);
     CallObserver* observer =
-        metrics_ ? metrics_->ObserverFor(
-                       absl::StrCat("/", served.name, "/", std::string(method_name)))
-                 : nullptr;
+        metrics_
+            ? metrics_->ObserverFor(absl::StrCat("/", served.name, "/", std::string(method_name)))
+            : nullptr;
     dispatcher_->Add(owner, method, std::move(handler),
                      GateFor(served.name, method_name, served.scope), observer);
   }
@@ -125,8 +126,9 @@ class ServiceRegistrar {
 
   std::unique_ptr<MethodGate> GateFor(std::string_view service, std::string_view method,
                                       Scope scope) const {
-    return std::make_unique<MethodGate>(gate_, scope, absl::StrCat("/", std::string(service), "/", std::string(method)),
-                                        &runtime_->store());
+    return std::make_unique<MethodGate>(
+        gate_, scope, absl::StrCat("/", std::string(service), "/", std::string(method)),
+        &runtime_->store());
   }
 
   Runtime* runtime_;

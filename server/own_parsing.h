@@ -102,28 +102,28 @@ class OwnParsing : public Base, public GatedMethods {
     this->MarkMethodStreamed(
         index, new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
                    [self, fn, index](grpc::ServerContext* ctx, Streamer* stream) {
-              std::string who;
-              if (grpc::Status s = self->Admit(index, *ctx, &who); !s.ok()) return s;
-              grpc::ByteBuffer bytes;
-              if (!stream->Read(&bytes)) {
-                return grpc::Status(grpc::StatusCode::CANCELLED, "request: none arrived");
-              }
-              Req req;
-              if (absl::Status s = ParseRequest(bytes, "request", &req); !s.ok()) {
-                return ToGrpcStatus(s);
-              }
-              Resp resp;
-              grpc::Status status = (self->*fn)(ctx, &req, &resp);
-              self->Audit(index, who, &req, status);
-              if (!status.ok()) return status;
-              grpc::ByteBuffer out;
-              if (!SerializeResponse(resp, &out)) {
-                return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                    "response: too large to serialize");
-              }
-              stream->Write(out);
-              return grpc::Status::OK;
-            }));
+                     std::string who;
+                     if (grpc::Status s = self->Admit(index, *ctx, &who); !s.ok()) return s;
+                     grpc::ByteBuffer bytes;
+                     if (!stream->Read(&bytes)) {
+                       return grpc::Status(grpc::StatusCode::CANCELLED, "request: none arrived");
+                     }
+                     Req req;
+                     if (absl::Status s = ParseRequest(bytes, "request", &req); !s.ok()) {
+                       return ToGrpcStatus(s);
+                     }
+                     Resp resp;
+                     grpc::Status status = (self->*fn)(ctx, &req, &resp);
+                     self->Audit(index, who, &req, status);
+                     if (!status.ok()) return status;
+                     grpc::ByteBuffer out;
+                     if (!SerializeResponse(resp, &out)) {
+                       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                           "response: too large to serialize");
+                     }
+                     stream->Write(out);
+                     return grpc::Status::OK;
+                   }));
   }
 
   // Method `method` (client streaming) is served by `fn`, which reads the

@@ -77,9 +77,10 @@ void ReflectionService::Answer(const rv::ServerReflectionRequest& req,
       const google::protobuf::Descriptor* type = pool->FindMessageTypeByName(x.containing_type());
       const google::protobuf::FieldDescriptor* ext =
           type ? pool->FindExtensionByNumber(type, x.extension_number()) : nullptr;
-      if (ext != nullptr) return AddFiles(ext->file(), &sent, resp->mutable_file_descriptor_response());
-      return NotFound(absl::StrCat("file_containing_extension: no extension ",
-                                   x.extension_number(), " of ", x.containing_type()),
+      if (ext != nullptr)
+        return AddFiles(ext->file(), &sent, resp->mutable_file_descriptor_response());
+      return NotFound(absl::StrCat("file_containing_extension: no extension ", x.extension_number(),
+                                   " of ", x.containing_type()),
                       resp);
     }
     case rv::ServerReflectionRequest::kAllExtensionNumbersOfType: {

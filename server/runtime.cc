@@ -32,7 +32,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   rt->checkpointer_ = std::make_unique<core::Checkpointer>(
       rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval,
       options.checkpoint_every_events);
-  rt->eraser_ = std::make_unique<Eraser>(rt->store_.get(), rt->learner_.get(), rt->checkpointer_.get());
+  rt->eraser_ =
+      std::make_unique<Eraser>(rt->store_.get(), rt->learner_.get(), rt->checkpointer_.get());
   return rt;
 }
 

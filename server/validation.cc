@@ -1,7 +1,6 @@
 #include "server/validation.h"
 
 #include <algorithm>
-
 #include <cmath>
 
 #include "absl/strings/match.h"

@@ -24,8 +24,8 @@ namespace {
 
 // Column families, in the order they are opened.
 enum Cf { kDefault = 0, kEvents, kEventIds, kCatalog, kCheckpoints, kMeta, kAudit, kNumCfs };
-const char* const kCfNames[kNumCfs] = {"default", "events",      "event_ids", "catalog",
-                                        "checkpoints", "meta", "audit"};
+const char* const kCfNames[kNumCfs] = {"default",     "events", "event_ids", "catalog",
+                                       "checkpoints", "meta",   "audit"};
 
 // Meta keys of erasures: one per pending erasure (the prefix and the
 // USER_DELETE's sequence key), and one while a full compaction is due.
@@ -223,7 +223,8 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
       const std::string key = SequenceKey(seq);
       rocksdb::Status s = batch.Put(cf(kEvents), key, core::EncodeEvent(e));
       if (s.ok() && keyed) s = batch.Put(cf(kEventIds), e.event_id, key);
-      if (s.ok() && e.type == core::EventType::kUserDelete) s = batch.Put(cf(kMeta), ErasureKey(seq), "");
+      if (s.ok() && e.type == core::EventType::kUserDelete)
+        s = batch.Put(cf(kMeta), ErasureKey(seq), "");
       if (!s.ok()) return ToStatus(s, "building the log batch");
       w->result.sequences[i] = seq++;
       ++w->result.accepted;
@@ -535,7 +536,8 @@ absl::StatusOr<uint64_t> Store::AppendAudit(AuditRecord record) {
   const uint64_t number = impl_->last_audit + 1;
   rocksdb::WriteBatch batch;
   batch.Put(impl_->cf(kAudit), SequenceKey(number), value);
-  if (number > kMaxAuditRecords) batch.Delete(impl_->cf(kAudit), SequenceKey(number - kMaxAuditRecords));
+  if (number > kMaxAuditRecords)
+    batch.Delete(impl_->cf(kAudit), SequenceKey(number - kMaxAuditRecords));
   if (absl::Status s = ToStatus(impl_->db->Write({}, &batch), "writing an audit record"); !s.ok()) {
     return s;
   }
@@ -558,7 +560,8 @@ absl::Status Store::ReadAudit(uint64_t from, size_t max, std::vector<AuditRecord
     rec.code = static_cast<int>(r.Varint());
     rec.message = r.Str();
     if (!r.status().ok()) {
-      return absl::DataLossError(absl::StrCat("audit record ", rec.number, ": ", r.status().message()));
+      return absl::DataLossError(
+          absl::StrCat("audit record ", rec.number, ": ", r.status().message()));
     }
     out->push_back(std::move(rec));
   }

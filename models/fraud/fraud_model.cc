@@ -511,7 +511,8 @@ void FraudView::VisitIdentifiers(Event& event, const std::function<void(std::str
   const uint8_t version = r.U8();
   std::string ids[3] = {r.Str(), r.Str(), r.Str()};
   if (!r.status().ok()) return;
-  const std::string_view rest = std::string_view(event.payload).substr(event.payload.size() - r.remaining());
+  const std::string_view rest =
+      std::string_view(event.payload).substr(event.payload.size() - r.remaining());
   for (std::string& id : ids) {
     if (!id.empty()) visit(id);
   }

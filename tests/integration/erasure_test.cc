@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -20,6 +21,8 @@
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
+#include "testing/demo_shop.h"
+#include "mercato/v1/recommender.grpc.pb.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_client.h"
 
@@ -193,6 +196,84 @@ TEST(ErasureTest, NothingInTheDataFolderIdentifiesAnErasedCustomerAfterKillMinus
   grpc::Status again = ingest->PublishBatch(Ctx().get(), batch, &published);
   ASSERT_TRUE(again.ok()) << again.error_message();
   EXPECT_EQ(published.accepted(), 1u);
+}
+
+std::vector<std::string> Recommended(v1::Recommender::Stub& stub, const std::string& user,
+                                     bool* personal = nullptr) {
+  v1::RecommendRequest req;
+  req.set_user_id(user);
+  req.set_count(10);
+  v1::RecommendResponse resp;
+  const grpc::Status s = stub.Recommend(Ctx().get(), req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  std::vector<std::string> items;
+  if (personal) *personal = false;
+  for (const v1::ScoredItem& item : resp.items()) {
+    items.push_back(absl::StrCat(item.item_id(), "/", item.source()));
+    if (personal && item.source() == v1::PERSONAL) *personal = true;
+  }
+  return items;
+}
+
+// As the check has it: the demo shop loaded, the erasure finished,
+// the server stopped; then no byte of the folder names the customer, and
+// after a restart the models have forgotten them while every other
+// customer's answers are those from before the restart.
+TEST(ErasureTest, ADemoShopCustomerLeavesNoTraceAndOthersAnswerAsBefore) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  core::DemoShopOptions options;
+  options.users = 300;
+  options.items = 60;
+  options.days = 40;
+  const core::DemoShop shop = core::GenerateDemoShop(options);
+  const std::string target = "user299";  // no other id contains it
+  std::vector<std::string> others;
+  for (int i = 0; i < 8; ++i) others.push_back(absl::StrCat("user", 10 + i));
+  auto server = std::make_unique<ServerProcess>(data);
+  v1::PublishSummary summary;
+  ASSERT_TRUE(clients::LoadDemoShop(*server->channel(), shop, 2000, &summary).ok());
+  auto fraud = v1::Fraud::NewStub(server->channel());
+  for (const auto& [order, user, device] :
+       {std::tuple{"demo-o-1", target.c_str(), kDevice}, std::tuple{"demo-o-2", "user10", "dev-ten"}}) {
+    v1::ScoreResponse scored;
+    ASSERT_TRUE(fraud->Score(Ctx().get(), Order(order, user, device), &scored).ok());
+  }
+  auto admin = v1::Admin::NewStub(server->channel());
+  auto recommender = v1::Recommender::NewStub(server->channel());
+  WaitCaughtUp(*admin, 60);
+  bool personal = false;
+  Recommended(*recommender, target, &personal);
+  ASSERT_TRUE(personal) << "the customer had personal recommendations";
+  ASSERT_FALSE(FilesHolding(data, target).empty());
+
+  v1::DeleteUserRequest del;
+  del.set_user_id(target);
+  v1::DeleteUserResponse deleted;
+  ASSERT_TRUE(admin->DeleteUser(Ctx().get(), del, &deleted).ok());
+  const v1::ModelStatusResponse st = WaitErased(*admin);
+  ASSERT_EQ(st.erasures_pending(), 0u);
+  ASSERT_FALSE(st.erasure_compaction_due());
+  std::map<std::string, std::vector<std::string>> before;
+  for (const std::string& u : others) before[u] = Recommended(*recommender, u);
+  ASSERT_EQ(server->Terminate(), 0);
+
+  for (const std::string& secret : {target, std::string(kCard), std::string(kDevice)}) {
+    EXPECT_EQ(FilesHolding(data, secret), std::vector<std::string>{}) << secret;
+  }
+  server = std::make_unique<ServerProcess>(data);
+  admin = v1::Admin::NewStub(server->channel());
+  recommender = v1::Recommender::NewStub(server->channel());
+  WaitCaughtUp(*admin, 60);
+  auto segmenter = v1::Segmenter::NewStub(server->channel());
+  v1::SegmentRequest seg;
+  seg.set_user_id(target);
+  v1::SegmentResponse segment;
+  EXPECT_EQ(segmenter->Segment(Ctx().get(), seg, &segment).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  Recommended(*recommender, target, &personal);
+  EXPECT_FALSE(personal);
+  for (const std::string& u : others) EXPECT_EQ(Recommended(*recommender, u), before[u]) << u;
 }
 
 }  // namespace

@@ -22,6 +22,8 @@
 #include "absl/synchronization/notification.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
+#include "server/access.h"
+#include "tests/integration/api_seeds.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_client.h"
 
@@ -197,102 +199,27 @@ class RandomRequests {
   std::mt19937_64 rng_;
 };
 
-grpc::Status CallRaw(grpc::GenericStub& stub, const std::string& method, const std::string& bytes,
-                     std::string* reply) {
-  grpc::Slice slice(bytes);
-  grpc::ByteBuffer request(&slice, 1), response;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  grpc::Status status;
-  absl::Notification done;
-  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-    status = std::move(s);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  std::vector<grpc::Slice> slices;
-  if (status.ok() && response.Dump(&slices).ok()) {
-    for (const auto& s : slices) reply->append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  return status;
-}
-
-// A valid request of every unary method, in text format, from the seed
-// files beside the services (server/fuzz_seeds.txt gives the format); "$i"
-// becomes the call's number, so events, items and orders are new ones.
-const std::map<std::string, std::string>& Seeds() {
-  static const auto* seeds = [] {
-    auto* out = new std::map<std::string, std::string>;
-    std::vector<std::filesystem::path> files = {std::filesystem::path(MERCATO_SOURCE_DIR) /
-                                                "server" / "fuzz_seeds.txt"};
-    for (const auto& model :
-         std::filesystem::directory_iterator(std::filesystem::path(MERCATO_SOURCE_DIR) / "models")) {
-      const std::filesystem::path f = model.path() / "service" / "fuzz_seeds.txt";
-      if (std::filesystem::exists(f)) files.push_back(f);
-    }
-    for (const std::filesystem::path& file : files) {
-      std::ifstream in(file);
-      std::string line, method;
-      while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') {
-          method.clear();
-        } else if (method.empty()) {
-          method = line;
-          (*out)[method];
-        } else {
-          absl::StrAppend(&(*out)[method], line, "\n");
-        }
-      }
-    }
-    return out;
-  }();
-  return *seeds;
-}
-
-// The services the server answers: those of the API's proto files that its
-// health service knows, and health itself.
-std::vector<std::string> ServedServices(const std::shared_ptr<grpc::Channel>& channel) {
-  auto health = grpc::health::v1::Health::NewStub(channel);
-  std::vector<std::string> out = {grpc::health::v1::Health::service_full_name()};
-  for (const auto& proto : std::filesystem::directory_iterator(
-           std::filesystem::path(MERCATO_SOURCE_DIR) / "proto" / "mercato" / "v1")) {
-    const auto* file = google::protobuf::DescriptorPool::generated_pool()->FindFileByName(
-        absl::StrCat("mercato/v1/", proto.path().filename().string()));
-    if (file == nullptr) continue;
-    for (int i = 0; i < file->service_count(); ++i) {
-      grpc::health::v1::HealthCheckRequest req;
-      req.set_service(file->service(i)->full_name());
-      grpc::health::v1::HealthCheckResponse resp;
-      const grpc::Status s = health->Check(Ctx().get(), req, &resp);
-      EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) << s.error_message();
-      if (s.ok()) out.push_back(file->service(i)->full_name());
-    }
-  }
-  return out;
-}
-
 TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
   google::protobuf::LogSilencer quiet;  // the damaged strings' parse errors
-  TempDir dir;
+  TempDir dir, files;
+  // With tokens checked, by a token with every scope.
+  const std::string token = server::NewToken();
+  std::vector<server::Scope> every;
+  for (int i = 0; i < server::kScopeCount; ++i) every.push_back(static_cast<server::Scope>(i));
+  std::ofstream(files.path() + "/access") << server::TokenLine("fuzz", token, every) << "\n";
+  const std::vector<std::string> flags = {"--auth_tokens_file=" + files.path() + "/access"};
+  const clients::ClientAuth auth{"", "", "", token};
   uint64_t log_end = 0;
   {
-    ServerProcess server(dir.path());
+    ServerProcess server(dir.path(), flags, auth);
     grpc::GenericStub stub(server.channel());
     const std::vector<std::string> services = ServedServices(server.channel());
     // Every seed once as it is first, so that the data the models' methods
     // read (ingested events, catalogue items) is there whatever the order
     // the services are fuzzed in.
     for (const auto& [path, text] : Seeds()) {
-      const auto* method = google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
-          absl::StrReplaceAll(path.substr(1), {{"/", "."}}));
-      ASSERT_NE(method, nullptr) << path;
-      std::unique_ptr<Message> request(
-          google::protobuf::MessageFactory::generated_factory()->GetPrototype(method->input_type())->New());
-      ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
-          absl::StrReplaceAll(text, {{"$i", "0"}}), request.get()))
-          << path;
       std::string reply;
-      CallRaw(stub, path, request->SerializeAsString(), &reply);
+      CallRaw(stub, path, SeedRequest(path, 0), &reply);
     }
     size_t fuzzed = 0;
     const char* seed = std::getenv("MERCATO_FUZZ_SEED");
@@ -375,7 +302,7 @@ TEST(FuzzTest, RandomAndDamagedRequestsNeitherCrashNorCorrupt) {
   // What was stored loads again, with every acknowledged event; the server
   // adds only the FIT_DONE record of a fit the kill cut short and that ran
   // again.
-  ServerProcess again(dir.path());
+  ServerProcess again(dir.path(), flags, auth);
   auto admin = v1::Admin::NewStub(again.channel());
   const v1::ModelStatusResponse st = WaitCaughtUp(*admin, 60);
   EXPECT_TRUE(st.ready());

@@ -49,7 +49,8 @@ class ServerProcess {
   int Terminate() { return Signal(SIGTERM); }
 
  private:
-  void Start(const std::string& data_dir, std::vector<std::string> flags, const clients::ClientAuth& tls);
+  void Start(const std::string& data_dir, std::vector<std::string> flags,
+             const clients::ClientAuth& tls);
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;

@@ -15,32 +15,12 @@
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "server/access.h"
+#include "tests/integration/pki.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_client.h"
 
 namespace mercato::testing {
 namespace {
-
-// Runs a shell command; fails the test when it fails.
-void Sh(const std::string& command) {
-  ASSERT_EQ(std::system((command + " 2>/dev/null >/dev/null").c_str()), 0) << command;
-}
-
-// A CA `name` in `dir`: name.key, name.pem.
-void MakeCa(const std::string& dir, const std::string& name) {
-  Sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" +
-     name + " -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name + ".pem");
-}
-
-// A certificate `name` (name.key, name.pem) for 127.0.0.1, signed by `ca`.
-void MakeCert(const std::string& dir, const std::string& name, const std::string& ca) {
-  const std::string base = dir + "/" + name;
-  std::ofstream(base + ".ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-  Sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=" + name +
-     " -keyout " + base + ".key -out " + base + ".csr");
-  Sh("openssl x509 -req -days 2 -in " + base + ".csr -CA " + dir + "/" + ca + ".pem -CAkey " + dir +
-     "/" + ca + ".key -CAcreateserial -extfile " + base + ".ext -out " + base + ".pem");
-}
 
 // Whether a channel with `tls` reaches the server and ModelStatus answers.
 bool Reaches(const ServerProcess& server, const clients::ClientAuth& tls) {
@@ -116,8 +96,8 @@ TEST_F(TlsTest, ACertificateNamedInTheAccessFileGetsItsScopesOnly) {
   EXPECT_TRUE(Reaches(server, with_token));
   // A certificate the CA signed but the file does not name.
   MakeCert(pki_, "intern", "ca");
-  s = v1::Admin::NewStub(clients::MakeChannel(
-                             server.target(), {File("ca.pem"), File("intern.pem"), File("intern.key")}))
+  s = v1::Admin::NewStub(clients::MakeChannel(server.target(), {File("ca.pem"), File("intern.pem"),
+                                                                File("intern.key")}))
           ->ModelStatus(Ctx(5).get(), {}, &st);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
 }

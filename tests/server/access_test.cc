@@ -10,10 +10,10 @@ namespace {
 TEST(AccessTest, ALineFromTokenLineAdmitsItsTokenWithItsScopesOnly) {
   const std::string token = NewToken();
   const std::string other = NewToken();
-  absl::StatusOr<AccessTable> table = AccessTable::Parse(
-      TokenLine("storefront", token, {Scope::kRecommend, Scope::kSegment}) + "\n" +
-          TokenLine("ops", other, {Scope::kAdmin}) + "  # on-call\n",
-      "access");
+  absl::StatusOr<AccessTable> table =
+      AccessTable::Parse(TokenLine("storefront", token, {Scope::kRecommend, Scope::kSegment}) +
+                             "\n" + TokenLine("ops", other, {Scope::kAdmin}) + "  # on-call\n",
+                         "access");
   ASSERT_TRUE(table.ok()) << table.status();
   const Grant* g = table->ForToken(token);
   ASSERT_NE(g, nullptr);

@@ -13,11 +13,11 @@
 #include "absl/strings/str_cat.h"
 #include "core/background_fit.h"
 #include "core/learner.h"
+#include "models/recommend/recommend_model.h"
+#include "models/segments/segment_model.h"
 #include "server/erasure.h"
 #include "server/model_registry.h"
 #include "server/runtime.h"
-#include "models/recommend/recommend_model.h"
-#include "models/segments/segment_model.h"
 #include "testing/demo_shop.h"
 #include "testing/fake_event_log.h"
 
@@ -274,7 +274,8 @@ TEST(DeterminismTest, ALogRewrittenByErasuresGivesTheSameState) {
     source.Append(rewritten);
     uint64_t keys_at = 0;
     for (const Event& e : rewritten) {
-      if (e.type == EventType::kEraseKeys && e.value == static_cast<double>(plans[i].delete_sequence)) {
+      if (e.type == EventType::kEraseKeys &&
+          e.value == static_cast<double>(plans[i].delete_sequence)) {
         keys_at = e.sequence;
       }
     }

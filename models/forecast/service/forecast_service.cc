@@ -212,7 +212,8 @@ absl::Status ForecastFromFlags(ModuleOptions& options) {
 void ServeForecast(ServiceRegistrar& r) {
   using Raw = v1::Forecasting::WithRawMethod_ForecastDemand<
       v1::Forecasting::WithRawMethod_PlanInventory<v1::Forecasting::Service>>;
-  Raw* forecasting = r.Serve(std::make_unique<Raw>(), v1::Forecasting::service_full_name(), Scope::kForecast);
+  Raw* forecasting =
+      r.Serve(std::make_unique<Raw>(), v1::Forecasting::service_full_name(), Scope::kForecast);
   r.Unary(forecasting, &Raw::RequestForecastDemand, "ForecastDemand", ForecastHandler(r.runtime()));
   r.Unary(forecasting, &Raw::RequestPlanInventory, "PlanInventory", PlanHandler(r.runtime()));
 }

@@ -262,13 +262,14 @@ void ServeFraud(ServiceRegistrar& r) {
 }  // namespace
 
 ModelModule FraudModule() {
-  return {.name = core::kFraudModelName,
-          .from_flags = FraudFromFlags,
-          .make = [](const ModuleOptions& o, const ModelDependencies&) -> std::unique_ptr<core::Model> {
-            return std::make_unique<core::FraudModel>(o.Get<core::FraudOptions>());
-          },
-          .serve = ServeFraud,
-          .identifiers = core::FraudView::VisitIdentifiers};
+  return {
+      .name = core::kFraudModelName,
+      .from_flags = FraudFromFlags,
+      .make = [](const ModuleOptions& o, const ModelDependencies&) -> std::unique_ptr<core::Model> {
+        return std::make_unique<core::FraudModel>(o.Get<core::FraudOptions>());
+      },
+      .serve = ServeFraud,
+      .identifiers = core::FraudView::VisitIdentifiers};
 }
 
 }  // namespace mercato::server

@@ -98,7 +98,8 @@ absl::Status PricingFromFlags(ModuleOptions& options) {
 
 void ServePricing(ServiceRegistrar& r) {
   using Raw = v1::Pricing::WithRawMethod_PriceElasticity<v1::Pricing::Service>;
-  Raw* pricing = r.Serve(std::make_unique<Raw>(), v1::Pricing::service_full_name(), Scope::kPricing);
+  Raw* pricing =
+      r.Serve(std::make_unique<Raw>(), v1::Pricing::service_full_name(), Scope::kPricing);
   r.Unary(pricing, &Raw::RequestPriceElasticity, "PriceElasticity",
           PriceElasticityHandler(r.runtime()));
 }

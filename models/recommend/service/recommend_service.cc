@@ -235,7 +235,8 @@ absl::Status RecommendFromFlags(ModuleOptions& options) {
 void ServeRecommend(ServiceRegistrar& r) {
   using Raw = v1::Recommender::WithRawMethod_Recommend<v1::Recommender::WithRawMethod_SimilarItems<
       v1::Recommender::WithRawMethod_BoughtTogether<v1::Recommender::Service>>>;
-  Raw* rec = r.Serve(std::make_unique<Raw>(), v1::Recommender::service_full_name(), Scope::kRecommend);
+  Raw* rec =
+      r.Serve(std::make_unique<Raw>(), v1::Recommender::service_full_name(), Scope::kRecommend);
   r.Unary(rec, &Raw::RequestRecommend, "Recommend", RecommendHandler(r.runtime()));
   r.Unary(rec, &Raw::RequestSimilarItems, "SimilarItems", SimilarItemsHandler(r.runtime()));
   r.Unary(rec, &Raw::RequestBoughtTogether, "BoughtTogether", BoughtTogetherHandler(r.runtime()));

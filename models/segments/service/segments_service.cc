@@ -117,7 +117,8 @@ absl::Status SegmentsFromFlags(ModuleOptions& options) {
 void ServeSegments(ServiceRegistrar& r) {
   using Raw = v1::Segmenter::WithRawMethod_Segment<
       v1::Segmenter::WithRawMethod_ListSegments<v1::Segmenter::Service>>;
-  Raw* segmenter = r.Serve(std::make_unique<Raw>(), v1::Segmenter::service_full_name(), Scope::kSegment);
+  Raw* segmenter =
+      r.Serve(std::make_unique<Raw>(), v1::Segmenter::service_full_name(), Scope::kSegment);
   r.Unary(segmenter, &Raw::RequestSegment, "Segment",
           SegmentHandler(r.runtime(), r.options().Get<SegmentServing>()));
   r.Unary(segmenter, &Raw::RequestListSegments, "ListSegments", ListSegmentsHandler(r.runtime()));
