@@ -339,8 +339,11 @@ TEST_F(AuthTest, MalformedAuthorizationIsRefusedAndTheServerCarriesOn) {
     EXPECT_FALSE(s.ok()) << key << ": " << value.substr(0, 40);
     EXPECT_NE(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << key;
   }
-  EXPECT_TRUE(call("authorization", "Bearer " + storefront_).ok());
-  EXPECT_TRUE(CallRecommend(server->target(), storefront_).ok());
+  // The server serves on (the oversized header may end the connection it
+  // came on, which channels to the same address share: a reconnect).
+  const grpc::Status after = Eventually([&] { return CallRecommend(server->target(), storefront_); },
+                                        [](const grpc::Status& s) { return s.ok(); });
+  EXPECT_TRUE(after.ok()) << after.error_code() << " " << after.error_message();
 }
 
 // Runs mercato-server with `flags` until it exits or 10 s pass; its exit
