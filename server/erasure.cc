@@ -223,7 +223,6 @@ absl::StatusOr<bool> Eraser::Complete(uint64_t d) {
       !s.ok()) {
     return s;
   }
-  ++completed_;
   const std::string outcome =
       absl::StrCat(rewrite->events.size(), " log entries rewritten, ", plan->keys.size(),
                    " identifiers replaced, in ", absl::ToDoubleSeconds(absl::Now() - start),

@@ -67,8 +67,6 @@ class Eraser {
   void Stop();
   // An erasure was appended: look at once rather than at the next poll.
   void Notify();
-  // Erasures completed since the start.
-  uint64_t completed() const { return completed_.load(); }
 
  private:
   void Run();
@@ -86,7 +84,6 @@ class Eraser {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool notified_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> cancel_compaction_{false};
-  std::atomic<uint64_t> completed_{0};
   std::thread thread_;
 };
 
