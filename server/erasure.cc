@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "server/gate.h"
 #include "server/model_registry.h"
 
 namespace mercato::server {
@@ -85,21 +86,26 @@ absl::StatusOr<ErasureRewrite> RewriteForErasure(const core::EventSource& log,
   }
   ErasureRewrite out;
   absl::Status s = ForEach(log, 1, keys_sequence, [&](core::Event& e) {
-    const core::Event before = e;
+    bool changed = false;
     if (e.sequence <= d && e.user_id == plan.user_id && !plan.user_id.empty()) {
       e.user_id = erased;
+      changed = true;
       if (e.sequence < d && !e.event_id.empty()) {
         out.dropped_event_ids.push_back(std::move(e.event_id));
         e.event_id.clear();
       }
     }
     VisitIdentifiers(e, [&](std::string& id) {
-      if (auto it = placeholders.find(id); it != placeholders.end()) id = it->second;
+      if (auto it = placeholders.find(id); it != placeholders.end()) {
+        id = it->second;
+        changed = true;
+      }
     });
     if (e.sequence == keys_sequence && e.type == core::EventType::kEraseKeys) {
       e.payload = core::EncodeErasedKeys(named);
+      changed = true;
     }
-    if (!(e == before)) out.events.push_back(std::move(e));
+    if (changed) out.events.push_back(std::move(e));
   });
   if (!s.ok()) return s;
   return out;
@@ -159,10 +165,8 @@ void Eraser::Run() {
     if (store_->CompactionDue()) {
       absl::StatusOr<double> seconds = store_->CompactEverything(&cancel_compaction_);
       if (seconds.ok()) {
-        const std::string outcome =
-            absl::StrCat("every file compacted, none keeps erased bytes, in ", *seconds, " s");
-        MERCATO_LOG(kInfo) << "erasure: " << outcome;
-        Audit("compaction", outcome);
+        Audit("compaction",
+              absl::StrCat("every file compacted, none keeps erased bytes, in ", *seconds, " s"));
         if (absl::Status s = store_->ClearCompactionDue(); !s.ok()) {
           MERCATO_LOG(kError) << "erasure: " << s;
         }
@@ -175,14 +179,11 @@ void Eraser::Run() {
 
 void Eraser::Audit(std::string what, std::string outcome) {
   storage::AuditRecord record;
-  record.time_ms = core::Clock::Real()->NowMs();
   record.who = "eraser";
   record.method = "erasure";
   record.request = std::move(what);
   record.message = std::move(outcome);
-  if (absl::Status s = store_->AppendAudit(std::move(record)).status(); !s.ok()) {
-    MERCATO_LOG(kError) << "audit record not kept: " << s;
-  }
+  KeepAudit(*store_, std::move(record));
 }
 
 absl::StatusOr<bool> Eraser::Complete(uint64_t d) {
@@ -223,12 +224,10 @@ absl::StatusOr<bool> Eraser::Complete(uint64_t d) {
       !s.ok()) {
     return s;
   }
-  const std::string outcome =
-      absl::StrCat(rewrite->events.size(), " log entries rewritten, ", plan->keys.size(),
-                   " identifiers replaced, in ", absl::ToDoubleSeconds(absl::Now() - start),
-                   " s; compaction follows");
-  MERCATO_LOG(kInfo) << "erasure at sequence " << d << ": " << outcome;
-  Audit(absl::StrCat("delete_sequence: ", d, " erase_keys_sequence: ", e), outcome);
+  Audit(absl::StrCat("delete_sequence: ", d, " erase_keys_sequence: ", e),
+        absl::StrCat(rewrite->events.size(), " log entries rewritten, ", plan->keys.size(),
+                     " identifiers replaced, in ", absl::ToDoubleSeconds(absl::Now() - start),
+                     " s; compaction follows"));
   return true;
 }
 

@@ -49,7 +49,7 @@ std::vector<std::string> CertificateIdentities(const grpc::ServerContext& ctx) {
   return ids;
 }
 
-// A copy of `m` without any field named user_id, at any depth.
+// Clears every field of `m` named user_id, at any depth.
 void ForgetCustomers(google::protobuf::Message* m) {
   const google::protobuf::Reflection* r = m->GetReflection();
   std::vector<const google::protobuf::FieldDescriptor*> fields;
@@ -87,6 +87,7 @@ Gate::~Gate() {
 }
 
 absl::Status Gate::Reload() {
+  if (!has_access_file()) return absl::OkStatus();
   const std::string stamp = StampOf(options_.access_file);
   absl::StatusOr<AccessTable> table = ReadTable(options_.access_file);
   absl::MutexLock lock(&mu_);
@@ -168,10 +169,19 @@ grpc::Status Gate::Admit(const grpc::ServerContext& ctx, Scope scope, std::strin
   return grpc::Status::OK;
 }
 
+void KeepAudit(storage::Store& store, storage::AuditRecord record) {
+  record.time_ms = core::Clock::Real()->NowMs();
+  MERCATO_LOG(kInfo) << "audit: who=\"" << record.who << "\" method=" << record.method
+                     << " code=" << record.code << " request={" << record.request << "}"
+                     << (record.message.empty() ? "" : " message=\"" + record.message + "\"");
+  if (absl::StatusOr<uint64_t> n = store.AppendAudit(std::move(record)); !n.ok()) {
+    MERCATO_LOG(kError) << "audit record not kept: " << n.status();
+  }
+}
+
 void MethodGate::Record(absl::string_view who, const google::protobuf::Message* request,
                         const grpc::Status& outcome) const {
   storage::AuditRecord record;
-  record.time_ms = core::Clock::Real()->NowMs();
   record.who = who.empty() ? "unauthenticated" : std::string(who);
   record.method = method_;
   if (request != nullptr) {
@@ -187,12 +197,7 @@ void MethodGate::Record(absl::string_view who, const google::protobuf::Message* 
   }
   record.code = outcome.error_code();
   record.message = outcome.error_message();
-  MERCATO_LOG(kInfo) << "audit: who=\"" << record.who << "\" method=" << record.method
-                     << " code=" << record.code << " request={" << record.request << "}"
-                     << (record.message.empty() ? "" : " message=\"" + record.message + "\"");
-  if (absl::StatusOr<uint64_t> n = audit_->AppendAudit(std::move(record)); !n.ok()) {
-    MERCATO_LOG(kError) << "audit record not kept: " << n.status();
-  }
+  KeepAudit(*audit_, std::move(record));
 }
 
 }  // namespace mercato::server

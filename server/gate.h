@@ -45,8 +45,8 @@ class Gate {
   static absl::StatusOr<std::unique_ptr<Gate>> Open(const GateOptions& options);
   ~Gate();
 
-  // Reads the access file again. When it cannot be read or parsed the grants
-  // in force stay, and the error is returned.
+  // Reads the access file again (nothing without one). When it cannot be
+  // read or parsed the grants in force stay, and the error is returned.
   absl::Status Reload();
 
   // OK when the call may run, with the caller's name in `who`;
@@ -74,6 +74,11 @@ class Gate {
   bool stop_ ABSL_GUARDED_BY(stop_mu_) = false;
   std::thread watcher_;
 };
+
+// Keeps `record`, stamped with the time, in `store`'s audit records and as a
+// structured log line; an error is logged, not returned (the call it
+// records has its own outcome).
+void KeepAudit(storage::Store& store, storage::AuditRecord record);
 
 // One method's admission and audit, made where it is registered.
 class MethodGate {

@@ -220,7 +220,6 @@ int Run() {
   std::thread signal_waiter([&] {
     int sig = 0;
     while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
-      if (gate_options.access_file.empty()) continue;
       if (absl::Status s = (*gate)->Reload(); !s.ok()) {
         MERCATO_LOG(kError) << "SIGHUP: access file not used, the previous grants stay: " << s;
       }

@@ -94,6 +94,14 @@ struct Store::Impl {
   std::atomic<uint64_t> last_sequence_atomic{0};
 
   rocksdb::ColumnFamilyHandle* cf(Cf c) const { return cfs[c]; }
+  // The last sequence key of `c` (0 when empty).
+  absl::StatusOr<uint64_t> LastKey(Cf c, absl::string_view what) const {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, cf(c)));
+    it->SeekToLast();
+    const uint64_t last = it->Valid() ? DecodeSequenceKey(it->key().ToStringView()) : 0;
+    if (absl::Status s = ToStatus(it->status(), what); !s.ok()) return s;
+    return last;
+  }
   rocksdb::WriteOptions SyncedWrite() const {
     rocksdb::WriteOptions w;
     w.sync = options.sync;
@@ -164,25 +172,20 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   if (!s.ok()) return ToStatus(s, absl::StrCat("opening ", options.path));
   impl->db.reset(raw);
 
-  // The log's end is its last key.
-  std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator({}, impl->cf(kEvents)));
-  it->SeekToLast();
-  uint64_t last = 0;
-  if (it->Valid()) last = DecodeSequenceKey(it->key().ToStringView());
-  if (absl::Status st = ToStatus(it->status(), "reading the log end"); !st.ok()) return st;
+  // The log's end is its last key, and so is the audit records'.
+  absl::StatusOr<uint64_t> last = impl->LastKey(kEvents, "reading the log end");
+  if (!last.ok()) return last.status();
   {
     absl::MutexLock lock(&impl->mu);
-    impl->last_sequence = last;
+    impl->last_sequence = *last;
   }
-  impl->last_sequence_atomic = last;
-
-  std::unique_ptr<rocksdb::Iterator> audit(impl->db->NewIterator({}, impl->cf(kAudit)));
-  audit->SeekToLast();
-  if (audit->Valid()) {
+  impl->last_sequence_atomic = *last;
+  absl::StatusOr<uint64_t> last_audit = impl->LastKey(kAudit, "reading the audit end");
+  if (!last_audit.ok()) return last_audit.status();
+  {
     absl::MutexLock lock(&impl->audit_mu);
-    impl->last_audit = DecodeSequenceKey(audit->key().ToStringView());
+    impl->last_audit = *last_audit;
   }
-  if (absl::Status st = ToStatus(audit->status(), "reading the audit end"); !st.ok()) return st;
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
