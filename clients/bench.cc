@@ -31,7 +31,9 @@
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mercato-server address");
+ABSL_FLAG(
+    std::string, target, "127.0.0.1:50051",
+    "mercato-server address; replicas as host:port,host:port (round robin over the serving ones)");
 ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "comma list of: echo, echo-callback, ingest, demo (demo-shop generation speed), "
           "load-demo (publish the demo shop to --target and wait until it is applied), "

@@ -1,5 +1,8 @@
 #include "clients/client_util.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +14,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
@@ -63,6 +68,43 @@ class BearerTokenFactory final : public grpc::experimental::ClientInterceptorFac
   const std::string header_;
 };
 
+// "ipv4:A:P,B:P" (or ipv6:[A]:P,...) for the targets "host:port,host:port"
+// each resolved once; exits naming the one that does not resolve. gRPC's
+// static resolver takes addresses only, and one of each kind.
+std::string AddressList(const std::vector<std::string>& targets) {
+  std::string ipv4, ipv6;
+  for (const std::string& target : targets) {
+    const size_t colon = target.rfind(':');
+    std::string host = target.substr(0, colon);
+    const std::string port = colon == std::string::npos ? "" : target.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (port.empty() || getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) {
+      std::cerr << "target " << target << ": no such host:port\n";
+      std::exit(2);
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    if (found->ai_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr, text,
+                sizeof(text));
+      absl::StrAppend(&ipv6, ipv6.empty() ? "ipv6:" : ",", "[", text, "]:", port);
+    } else {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, text,
+                sizeof(text));
+      absl::StrAppend(&ipv4, ipv4.empty() ? "ipv4:" : ",", text, ":", port);
+    }
+    freeaddrinfo(found);
+  }
+  if (!ipv4.empty() && !ipv6.empty()) {
+    std::cerr << "targets " << absl::StrJoin(targets, ",")
+              << ": give IPv4 or IPv6 replicas, not both\n";
+    std::exit(2);
+  }
+  return ipv4.empty() ? ipv6 : ipv4;
+}
+
 }  // namespace
 
 ClientAuth ClientAuthFromFlags() {
@@ -89,10 +131,20 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const Clie
     if (!auth.key_file.empty()) ssl.pem_private_key = ReadOrExit(auth.key_file);
     creds = grpc::SslCredentials(ssl);
   }
-  if (auth.token.empty()) return grpc::CreateCustomChannel(target, creds, args);
+  std::string resolved = target;
+  if (const std::vector<std::string> replicas = absl::StrSplit(target, ','); replicas.size() > 1) {
+    // Replicas: each call to the next that reports SERVING on grpc.health.
+    resolved = AddressList(replicas);
+    args.SetServiceConfigJSON(
+        R"({"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":""}})");
+    // The name the servers' certificates carry.
+    const std::string& first = replicas.front();
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, first.substr(0, first.rfind(':')));
+  }
+  if (auth.token.empty()) return grpc::CreateCustomChannel(resolved, creds, args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<BearerTokenFactory>(auth.token));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(target, creds, args,
+  return grpc::experimental::CreateCustomChannelWithInterceptors(resolved, creds, args,
                                                                  std::move(interceptors));
 }
 

@@ -37,7 +37,9 @@ struct ClientAuth {
 ClientAuth ClientAuthFromFlags();
 
 // A channel with message limits matching the server's; exits naming the
-// file when one of `auth` cannot be read.
+// file when one of `auth` cannot be read. `target` may list replicas,
+// "host:port,host:port,...": calls then go round robin to those whose
+// grpc.health reports SERVING.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const ClientAuth& auth = {});
 
 // Waits until the channel is connected; false after `timeout`.

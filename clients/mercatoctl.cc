@@ -1,8 +1,8 @@
 // mercatoctl: the command-line client. Every subcommand is one or more calls
 // of the public API; responses print as JSON.
 //
-//   mercatoctl [--target=host:port] COMMAND [args]
-//   status | checkpoint | retrain [MODEL] | delete-user USER
+//   mercatoctl [--target=host:port[,host:port...]] COMMAND [args]
+//   status | checkpoint | retrain [MODEL] | delete-user USER | backup NAME
 //   publish FILE            events as CSV (header row) or JSON lines ('-' = stdin)
 //   read-events [FROM [LIMIT]] | audit [FROM [LIMIT]]
 //   token new NAME SCOPE...  prints a fresh token and its access-file line
@@ -41,7 +41,8 @@
 #include "server/access.h"
 #include "testing/demo_shop.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:50051", "server address");
+ABSL_FLAG(std::string, target, "127.0.0.1:50051",
+          "server address; replicas as host:port,host:port (round robin over the serving ones)");
 ABSL_FLAG(std::string, json, "", "the whole request as JSON (overrides positional arguments)");
 ABSL_FLAG(int, batch, 1000, "events or items per call when publishing");
 ABSL_FLAG(int, deadline_ms, 30000, "deadline of each call");
@@ -351,6 +352,11 @@ int Main(const std::vector<std::string>& args) {
   using A = v1::Admin::Stub;
   if (cmd == "status") return Call(*admin, &A::ModelStatus, v1::ModelStatusRequest());
   if (cmd == "checkpoint") return Call(*admin, &A::Checkpoint, v1::CheckpointRequest());
+  if (cmd == "backup") {
+    v1::BackupRequest r;
+    r.set_name(Arg(args, 1, "NAME"));
+    return Call(*admin, &A::Backup, r);
+  }
   if (cmd == "retrain") {
     v1::RetrainRequest r;
     if (args.size() > 1) r.set_model(args[1]);
@@ -494,7 +500,7 @@ int main(int argc, char** argv) {
   std::vector<char*> positional = mercato::core::ParseCommandLine(
       argc, argv,
       "mercatoctl [--target=host:port] COMMAND [args]\n"
-      "  status | checkpoint | retrain [MODEL] | delete-user USER\n"
+      "  status | checkpoint | retrain [MODEL] | delete-user USER | backup NAME\n"
       "  publish FILE (CSV with header, or JSON lines; '-' = stdin) | read-events [FROM [LIMIT]]\n"
       "  catalog upsert FILE | catalog get ITEM | catalog delete ITEM\n"
       "  recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]\n"

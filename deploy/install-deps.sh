@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libhnswlib-dev zlib1g-dev
   python3 python3-grpcio python3-numpy python3-pip python3-setuptools python3-wheel
   prometheus tzdata openssl libssl-dev
+  redis-server libhiredis-dev
 )
 
 missing=()

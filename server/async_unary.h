@@ -17,6 +17,7 @@
 
 #include "server/gate.h"
 #include "server/own_parsing.h"
+#include "server/read_barrier.h"
 
 namespace mercato::server {
 
@@ -52,8 +53,9 @@ class UnaryCall final : public CallTag {
   // Registers a pending call; it deletes itself when done.
   static void Listen(Service* service, RequestMethod<Service> method,
                      const UnaryHandler<Req, Resp>* handler, const MethodGate* gate,
-                     CallObserver* observer, grpc::ServerCompletionQueue* cq) {
-    new UnaryCall(service, method, handler, gate, observer, cq);
+                     CallObserver* observer, ReadBarrier* barrier,
+                     grpc::ServerCompletionQueue* cq) {
+    new UnaryCall(service, method, handler, gate, observer, barrier, cq);
   }
 
   void Proceed(bool ok) override {
@@ -70,8 +72,26 @@ class UnaryCall final : public CallTag {
       start_ = std::chrono::steady_clock::now();
       observer_->Started();
     }
-    Listen(service_, method_, handler_, gate_, observer_, cq_);
-    const grpc::Status status = Handle();
+    Listen(service_, method_, handler_, gate_, observer_, barrier_, cq_);
+    std::string who;
+    grpc::Status admitted = gate_->Admit(ctx_, &who);
+    absl::StatusOr<uint64_t> min_sequence = 0;
+    if (admitted.ok() && barrier_ != nullptr) {
+      min_sequence = ReadBarrier::MinSequence(ctx_);
+      if (!min_sequence.ok()) admitted = ToGrpcStatus(min_sequence.status());
+    }
+    if (!admitted.ok()) return Reply(admitted);
+    if (*min_sequence > 0 && !barrier_->Reached(*min_sequence)) {
+      // Served from the barrier's thread once this replica has the write.
+      barrier_->Park(*min_sequence, ctx_,
+                     [this](grpc::Status reached) { Reply(reached.ok() ? Handle() : reached); });
+      return;
+    }
+    Reply(Handle());
+  }
+
+ private:
+  void Reply(const grpc::Status& status) {
     code_ = status.error_code();
     replied_ = true;
     if (status.ok()) {
@@ -81,11 +101,8 @@ class UnaryCall final : public CallTag {
     }
   }
 
- private:
   // Parses the request, runs the handler and serializes its response.
   grpc::Status Handle() {
-    std::string who;
-    if (grpc::Status s = gate_->Admit(ctx_, &who); !s.ok()) return s;
     Req request;
     if (absl::Status s = ParseRequest(bytes_, "request", &request); !s.ok()) {
       return ToGrpcStatus(s);
@@ -99,12 +116,14 @@ class UnaryCall final : public CallTag {
   }
 
   UnaryCall(Service* service, RequestMethod<Service> method, const UnaryHandler<Req, Resp>* handler,
-            const MethodGate* gate, CallObserver* observer, grpc::ServerCompletionQueue* cq)
+            const MethodGate* gate, CallObserver* observer, ReadBarrier* barrier,
+            grpc::ServerCompletionQueue* cq)
       : service_(service),
         method_(method),
         handler_(handler),
         gate_(gate),
         observer_(observer),
+        barrier_(barrier),
         cq_(cq),
         writer_(&ctx_) {
     (service_->*method_)(&ctx_, &bytes_, &writer_, cq_, cq_, this);
@@ -115,6 +134,7 @@ class UnaryCall final : public CallTag {
   const UnaryHandler<Req, Resp>* handler_;
   const MethodGate* gate_;
   CallObserver* observer_;
+  ReadBarrier* barrier_;
   grpc::ServerCompletionQueue* cq_;
   grpc::ServerContext ctx_;
   grpc::ByteBuffer bytes_, reply_;
@@ -142,12 +162,16 @@ class AsyncDispatcher {
     auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));
     std::shared_ptr<const MethodGate> admit = std::move(gate);
     listeners_.push_back(
-        [service, method, owned, admit, observer](grpc::ServerCompletionQueue* cq) {
+        [this, service, method, owned, admit, observer](grpc::ServerCompletionQueue* cq) {
           UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), admit.get(), observer,
-                                                cq);
+                                                barrier_, cq);
         });
     handlers_.push_back(owned);
   }
+
+  // Calls may carry a min_sequence, held at `barrier` (not owned; may be
+  // null: the metadata is ignored). REQUIRES: before Start.
+  void SetBarrier(ReadBarrier* barrier) { barrier_ = barrier; }
 
   // REQUIRES: before the server is built.
   void AddQueues(grpc::ServerBuilder& builder, int threads) {
@@ -179,6 +203,7 @@ class AsyncDispatcher {
   std::vector<std::shared_ptr<void>> handlers_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
+  ReadBarrier* barrier_ = nullptr;
 };
 
 }  // namespace mercato::server

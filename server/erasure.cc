@@ -111,8 +111,9 @@ absl::StatusOr<ErasureRewrite> RewriteForErasure(const core::EventSource& log,
   return out;
 }
 
-Eraser::Eraser(storage::Store* store, core::Learner* learner, core::Checkpointer* checkpointer)
-    : store_(store), learner_(learner), checkpointer_(checkpointer) {}
+Eraser::Eraser(storage::Store* store, storage::LogWriter* writer, core::Learner* learner,
+               core::Checkpointer* checkpointer)
+    : store_(store), writer_(writer), learner_(learner), checkpointer_(checkpointer) {}
 
 Eraser::~Eraser() { Stop(); }
 
@@ -194,10 +195,11 @@ absl::StatusOr<bool> Eraser::Complete(uint64_t d) {
   if (!WaitFor(served(d))) return false;
   absl::StatusOr<ErasurePlan> plan = PlanErasure(*store_, d);
   if (!plan.ok()) return plan.status();
-  absl::StatusOr<storage::AppendResult> appended = store_->Append({EraseKeysEvent(*plan)});
+  absl::StatusOr<storage::AppendResult> appended = writer_->Append({EraseKeysEvent(*plan)});
   if (!appended.ok()) return appended.status();
   uint64_t e = appended->sequences[0];
-  if (e == 0) {  // appended before an interruption: find it
+  if (e == 0) {  // appended before an interruption, or by another replica: find it
+    if (!WaitFor([&] { return store_->LastSequence() >= appended->last_sequence; })) return false;
     absl::Status s = ForEach(*store_, d + 1, store_->LastSequence(), [&](core::Event& x) {
       if (e == 0 && x.type == core::EventType::kEraseKeys && x.value == static_cast<double>(d)) {
         e = x.sequence;

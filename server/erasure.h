@@ -60,7 +60,9 @@ core::Event EraseKeysEvent(const ErasurePlan& plan);
 
 class Eraser {
  public:
-  Eraser(storage::Store* store, core::Learner* learner, core::Checkpointer* checkpointer);
+  // ERASE_KEYS records go through `writer`; the rewrite is of `store`.
+  Eraser(storage::Store* store, storage::LogWriter* writer, core::Learner* learner,
+         core::Checkpointer* checkpointer);
   ~Eraser();  // Stop()
   void Start();
   // Abandons the erasure under way; the next start resumes it.
@@ -78,6 +80,7 @@ class Eraser {
   bool WaitFor(const std::function<bool()>& done);
 
   storage::Store* store_;
+  storage::LogWriter* writer_;
   core::Learner* learner_;
   core::Checkpointer* checkpointer_;
   absl::Mutex mu_;

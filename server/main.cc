@@ -5,9 +5,11 @@
 // in-flight calls, checkpoint, exit 0.
 #include <google/protobuf/stubs/logging.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -70,7 +72,68 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
           "`mercatoctl token new`. Read again on SIGHUP and when it changes");
 ABSL_FLAG(bool, insecure_allow_unauthenticated, false,
           "serve every caller on a non-loopback --listen address without tokens or mutual TLS");
+ABSL_FLAG(std::string, event_log, "",
+          "empty: the log is the embedded store's own. redis://[:PASSWORD@]HOST:PORT/STREAM: a "
+          "Redis stream that replicas share (run Redis with appendfsync always)");
+ABSL_FLAG(int64_t, redis_dedup_window_s, 86400,
+          "shared log: how long an event_id is remembered for idempotency, in seconds");
+ABSL_FLAG(int, redis_wait_replicas, 0,
+          "shared log: each write waits (WAIT) until this many Redis replicas have it");
+ABSL_FLAG(int64_t, redis_retain_events, 1000000,
+          "shared log: the newest entries trimming always keeps");
+ABSL_FLAG(int64_t, redis_replica_timeout_s, 3600,
+          "shared log: a replica not heard from for this long no longer holds trimming back");
+ABSL_FLAG(int, redis_position_interval_s, 5,
+          "shared log: how often this replica records its position in Redis and trims the stream");
+ABSL_FLAG(std::string, replica_name, "",
+          "shared log: this replica's name among the positions in Redis (default: host name "
+          "and data folder)");
+ABSL_FLAG(int64_t, max_serving_lag_events, 100000,
+          "shared log: health is NOT_SERVING while this replica lags the log's head by more "
+          "events (0 = however far)");
+ABSL_FLAG(std::string, backup_dir, "",
+          "where Admin.Backup writes its folders (default: the data folder's path + .backups)");
+ABSL_FLAG(std::string, restore_from, "",
+          "a backup (Admin.Backup) an empty --data_dir starts from; ignored when it holds a "
+          "database");
 namespace {
+
+// The shared-log flags, when --event_log names one.
+absl::Status SharedLogFromFlags(mercato::server::RuntimeOptions& options) {
+  const std::string url = absl::GetFlag(FLAGS_event_log);
+  if (url.empty()) return absl::OkStatus();
+  absl::StatusOr<mercato::storage::RedisLogOptions> o =
+      mercato::storage::ParseRedisUrl(url, "event_log");
+  if (!o.ok()) return o.status();
+  const int64_t window = absl::GetFlag(FLAGS_redis_dedup_window_s);
+  const int64_t timeout = absl::GetFlag(FLAGS_redis_replica_timeout_s);
+  if (window < 1) return absl::InvalidArgumentError("--redis_dedup_window_s: must be >= 1");
+  if (timeout < 1) return absl::InvalidArgumentError("--redis_replica_timeout_s: must be >= 1");
+  if (absl::GetFlag(FLAGS_redis_position_interval_s) < 1) {
+    return absl::InvalidArgumentError("--redis_position_interval_s: must be >= 1");
+  }
+  o->position_interval = absl::Seconds(absl::GetFlag(FLAGS_redis_position_interval_s));
+  if (absl::GetFlag(FLAGS_redis_wait_replicas) < 0) {
+    return absl::InvalidArgumentError("--redis_wait_replicas: must be >= 0");
+  }
+  if (absl::GetFlag(FLAGS_redis_retain_events) < 0) {
+    return absl::InvalidArgumentError("--redis_retain_events: must be >= 0");
+  }
+  o->dedup_window = absl::Seconds(window);
+  o->replica_timeout = absl::Seconds(timeout);
+  o->wait_replicas = absl::GetFlag(FLAGS_redis_wait_replicas);
+  o->retain_events = static_cast<uint64_t>(absl::GetFlag(FLAGS_redis_retain_events));
+  o->replica_name = absl::GetFlag(FLAGS_replica_name);
+  if (o->replica_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    std::error_code ec;
+    o->replica_name =
+        absl::StrCat(host, ":", std::filesystem::absolute(options.data_dir, ec).string());
+  }
+  options.shared_log = *std::move(o);
+  return absl::OkStatus();
+}
 
 // libprotobuf's own messages (for example about a request it could not
 // parse) as records of the server's structured log, not bare stderr lines.
@@ -169,9 +232,15 @@ int Run() {
   rt_options.checkpoint_interval = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_interval_s));
   rt_options.checkpoint_every_events =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_checkpoint_every_events)));
+  rt_options.restore_from = absl::GetFlag(FLAGS_restore_from);
+  rt_options.backup_dir = absl::GetFlag(FLAGS_backup_dir);
+  if (rt_options.backup_dir.empty()) rt_options.backup_dir = rt_options.data_dir + ".backups";
   mercato::server::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
+  options.max_serving_lag_events =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_serving_lag_events)));
   absl::Status flags = mercato::server::ModuleOptionsFromFlags(rt_options.models);
+  if (flags.ok()) flags = SharedLogFromFlags(rt_options);
   if (flags.ok()) flags = TlsFromFlags(options);
   mercato::server::GateOptions gate_options;
   gate_options.access_file = absl::GetFlag(FLAGS_auth_tokens_file);

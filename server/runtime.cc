@@ -7,12 +7,45 @@
 #include "server/model_registry.h"
 
 namespace mercato::server {
+namespace {
+
+// Copies the backup `from` into `data_dir` when that holds no database,
+// through a folder beside it, so that an interrupted copy is never opened.
+absl::Status Restore(const std::string& from, const std::string& data_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(fs::path(data_dir) / "CURRENT", ec)) {
+    MERCATO_LOG(kInfo) << data_dir << " holds a database: --restore_from=" << from << " not used";
+    return absl::OkStatus();
+  }
+  if (!fs::exists(fs::path(from) / "CURRENT", ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--restore_from: ", from, " is no backup (it has no CURRENT file)"));
+  }
+  const std::string staging = data_dir + ".restoring";
+  fs::remove_all(staging, ec);
+  fs::copy(from, staging, fs::copy_options::recursive, ec);
+  if (!ec) fs::remove_all(data_dir, ec);
+  if (!ec) fs::rename(staging, data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--restore_from: copying ", from, " to ", data_dir, ": ", ec.message()));
+  }
+  MERCATO_LOG(kInfo) << "restored " << data_dir << " from the backup " << from;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create data folder ", options.data_dir, ": ", ec.message()));
+  }
+  if (!options.restore_from.empty()) {
+    if (absl::Status s = Restore(options.restore_from, options.data_dir); !s.ok()) return s;
   }
   storage::StoreOptions store_options;
   store_options.path = options.data_dir;
@@ -24,6 +57,11 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   std::unique_ptr<Runtime> rt(new Runtime());
   rt->options_ = options;
   rt->store_ = *std::move(store);
+  rt->writer_ = rt->store_.get();
+  if (options.shared_log) {
+    rt->shared_log_ = std::make_unique<storage::RedisLog>(*options.shared_log, rt->store_.get());
+    rt->writer_ = rt->shared_log_.get();
+  }
   rt->learner_ =
       std::make_unique<core::Learner>(options.learner, std::move(models->models),
                                       rt->store_.get(), core::Clock::Real(), std::move(models->reads));
@@ -32,8 +70,13 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Open(const RuntimeOptions& opt
   rt->checkpointer_ = std::make_unique<core::Checkpointer>(
       rt->learner_.get(), rt->store_.get(), core::Clock::Real(), options.checkpoint_interval,
       options.checkpoint_every_events);
-  rt->eraser_ =
-      std::make_unique<Eraser>(rt->store_.get(), rt->learner_.get(), rt->checkpointer_.get());
+  rt->eraser_ = std::make_unique<Eraser>(rt->store_.get(), rt->writer_, rt->learner_.get(),
+                                         rt->checkpointer_.get());
+  // The replica copies the shared log from here on; recovery replays what
+  // it has copied so far, and the learner follows the rest.
+  if (rt->shared_log_) {
+    rt->shared_log_->Start([self] { return self->checkpointer_->last().sequence; });
+  }
   return rt;
 }
 
@@ -85,9 +128,21 @@ absl::Status Runtime::Shutdown() {
   eraser_->Stop();
   checkpointer_->Stop();
   learner_->Stop();
+  if (shared_log_) shared_log_->Stop();
   if (!was_ready) return absl::OkStatus();
   if (absl::Status s = learner_->CatchUp(); !s.ok()) return s;
   return checkpointer_->CheckpointIfChanged().status();
+}
+
+uint64_t Runtime::log_head() const {
+  const uint64_t local = store_->LastSequence();
+  return shared_log_ ? std::max(local, shared_log_->head()) : local;
+}
+
+uint64_t Runtime::lag_events() const {
+  const uint64_t head = log_head();
+  const uint64_t served = learner_->snapshot()->served_sequence();
+  return head > served ? head - served : 0;
 }
 
 void Runtime::AppendInBackground(core::Event event) {
@@ -96,6 +151,7 @@ void Runtime::AppendInBackground(core::Event event) {
 }
 
 void Runtime::RunBackgroundAppends() {
+  absl::Duration backoff = absl::Milliseconds(50);
   for (;;) {
     std::vector<core::Event> batch;
     bool stop;
@@ -115,12 +171,23 @@ void Runtime::RunBackgroundAppends() {
       stop = stop_appending_;
     }
     if (!batch.empty()) {
-      if (absl::StatusOr<storage::AppendResult> r =
-              store_->Append(batch, storage::Store::Durability::kProcessCrashSafe);
-          !r.ok()) {
+      absl::StatusOr<storage::AppendResult> r =
+          writer_->Append(batch, storage::Durability::kProcessCrashSafe);
+      if (!r.ok()) {
         MERCATO_LOG(kError) << "background append of " << batch.size()
                             << " records: " << r.status();
+        // A shared log comes back: the records wait for it, before any
+        // queued since, unless the server stops.
+        if (absl::IsUnavailable(r.status()) && !stop) {
+          absl::SleepFor(backoff);
+          backoff = std::min(backoff * 2, absl::Seconds(2));
+          absl::MutexLock lock(&append_mu_);
+          to_append_.insert(to_append_.begin(), std::make_move_iterator(batch.begin()),
+                            std::make_move_iterator(batch.end()));
+          continue;
+        }
       }
+      backoff = absl::Milliseconds(50);
     }
     if (stop) return;
   }

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "core/learner.h"
 #include "server/erasure.h"
 #include "server/module_options.h"
+#include "storage/redis_log.h"
 #include "storage/store.h"
 
 namespace mercato::server {
@@ -32,6 +34,13 @@ struct RuntimeOptions {
   uint64_t checkpoint_every_events = 200000;
   // Each model module's options (server/model_module.h).
   ModuleOptions models;
+  // Where Admin.Backup writes its folders.
+  std::string backup_dir = "mercato-data.backups";
+  // A backup (Admin.Backup) that an empty data folder starts from; ignored
+  // when the folder holds a database already (a restart).
+  std::string restore_from;
+  // The log shared with other replicas; none: the store's own log.
+  std::optional<storage::RedisLogOptions> shared_log;
 };
 
 // Thread-safe after Open.
@@ -52,7 +61,18 @@ class Runtime {
   absl::Status Shutdown();
 
   const RuntimeOptions& options() const { return options_; }
+  // The replica's database: what the learner reads, the catalogue, the
+  // checkpoints.
   storage::Store& store() { return *store_; }
+  // Where every write goes: the store, or the shared log.
+  storage::LogWriter& writer() { return *writer_; }
+  // The shared log; null without one.
+  const storage::RedisLog* shared_log() const { return shared_log_.get(); }
+  // The log's end as this replica knows it: the shared log's head, or the
+  // store's log end.
+  uint64_t log_head() const;
+  // Events of the log not yet in the served snapshot.
+  uint64_t lag_events() const;
   // Appends `event` to the log in the background, batched with others and
   // without fsync: for records the server makes itself (scored orders),
   // whose caller must not wait for a disk. Lost only if the process dies
@@ -67,6 +87,8 @@ class Runtime {
   Runtime() = default;
   RuntimeOptions options_;
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<storage::RedisLog> shared_log_;
+  storage::LogWriter* writer_ = nullptr;
   std::unique_ptr<core::Learner> learner_;
   std::unique_ptr<core::Checkpointer> checkpointer_;
   std::unique_ptr<Eraser> eraser_;

@@ -5,9 +5,14 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <filesystem>
 #include <mutex>
+#include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "core/stable_hash.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
@@ -16,6 +21,7 @@
 #include "server/model_module.h"
 #include "server/model_registry.h"
 #include "server/own_parsing.h"
+#include "server/read_barrier.h"
 #include "server/reflection_service.h"
 #include "server/status_util.h"
 #include "server/validation.h"
@@ -31,13 +37,13 @@ constexpr int kMaxListedRejections = 1000;
 absl::Status Commit(Runtime& rt, const std::vector<core::Event>& events,
                     const std::vector<uint64_t>& index, v1::PublishSummary* summary) {
   if (events.empty()) {
-    summary->set_last_sequence(rt.store().LastSequence());
+    summary->set_last_sequence(rt.log_head());
     return absl::OkStatus();
   }
   // Taken before the append, so that the notes tell the state the events
   // arrive at, never one that already includes them.
   const std::shared_ptr<const core::Snapshot> snap = rt.learner().snapshot();
-  absl::StatusOr<storage::AppendResult> r = rt.store().Append(events);
+  absl::StatusOr<storage::AppendResult> r = rt.writer().Append(events);
   if (!r.ok()) return r.status();
   summary->set_accepted(summary->accepted() + r->accepted);
   summary->set_duplicates(summary->duplicates() + r->duplicates);
@@ -147,7 +153,7 @@ class CatalogService final : public OwnParsing<v1::Catalog::Service> {
       if (!item.ok()) return ToGrpcStatus(item.status());
       items.push_back(*std::move(item));
     }
-    if (s = rt_->store().PutItems(items); !s.ok()) return ToGrpcStatus(s);
+    if (s = rt_->writer().PutItems(items); !s.ok()) return ToGrpcStatus(s);
     resp->set_upserted(items.size());
     return grpc::Status::OK;
   }
@@ -168,7 +174,7 @@ class CatalogService final : public OwnParsing<v1::Catalog::Service> {
     absl::Status s = CheckId("item_id", req->item_id());
     if (s.ok()) s = CheckTenant("tenant", req->tenant());
     if (!s.ok()) return ToGrpcStatus(s);
-    absl::StatusOr<bool> deleted = rt_->store().DeleteItem(req->item_id());
+    absl::StatusOr<bool> deleted = rt_->writer().DeleteItem(req->item_id());
     if (!deleted.ok()) return ToGrpcStatus(deleted.status());
     resp->set_deleted(*deleted);
     return grpc::Status::OK;
@@ -180,24 +186,29 @@ class CatalogService final : public OwnParsing<v1::Catalog::Service> {
 
 class AdminService final : public OwnParsing<v1::Admin::Service> {
  public:
-  explicit AdminService(Runtime* rt) : rt_(rt) {
+  AdminService(Runtime* rt, std::function<bool()> serving) : rt_(rt), serving_(std::move(serving)) {
     ParseUnary(v1::Admin::service_full_name(), "ModelStatus", &AdminService::ModelStatus);
     ParseUnary(v1::Admin::service_full_name(), "Checkpoint", &AdminService::Checkpoint);
     ParseUnary(v1::Admin::service_full_name(), "Retrain", &AdminService::Retrain);
     ParseUnary(v1::Admin::service_full_name(), "DeleteUser", &AdminService::DeleteUser);
     ParseUnary(v1::Admin::service_full_name(), "ReadEvents", &AdminService::ReadEvents);
     ParseUnary(v1::Admin::service_full_name(), "ReadAudit", &AdminService::ReadAudit);
+    ParseUnary(v1::Admin::service_full_name(), "Backup", &AdminService::Backup);
   }
 
   grpc::Status ModelStatus(grpc::ServerContext*, const v1::ModelStatusRequest*,
                            v1::ModelStatusResponse* resp) override {
     std::shared_ptr<const core::Snapshot> snap = rt_->learner().snapshot();
-    const uint64_t log_seq = rt_->store().LastSequence();
     resp->set_ready(rt_->ready());
-    resp->set_log_sequence(log_seq);
-    const uint64_t served = snap->served_sequence();
-    resp->set_applied_sequence(served);
-    resp->set_lag_events(log_seq > served ? log_seq - served : 0);
+    resp->set_log_sequence(rt_->store().LastSequence());
+    resp->set_applied_sequence(snap->served_sequence());
+    resp->set_lag_events(rt_->lag_events());
+    resp->set_serving(serving_());
+    if (const storage::RedisLog* shared = rt_->shared_log()) {
+      resp->set_shared_log_sequence(shared->head());
+      resp->set_shared_log_connected(shared->connected());
+      resp->set_shared_log_error(std::string(shared->mirror_status().message()));
+    }
     // While events wait, the served snapshot is at most this old.
     resp->set_lag_seconds(resp->lag_events() == 0
                               ? 0
@@ -222,6 +233,15 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
         info->set_retrain_started_ms(r->started_ms);
         info->set_retrain_started_sequence(r->started_sequence);
       }
+    }
+    // What checkpoints write, so a function of its sequence alone.
+    const std::shared_ptr<const core::Snapshot> settled = rt_->learner().settled_snapshot();
+    for (v1::ModelInfo& info : *resp->mutable_models()) {
+      const core::PublishedModel* m = settled ? settled->Find(info.name()) : nullptr;
+      if (m == nullptr) continue;
+      info.set_digest(
+          absl::StrCat(absl::Hex(core::StableHash(m->view->Encode()), absl::kZeroPad16)));
+      info.set_digest_sequence(settled->applied_sequence);
     }
     const core::CheckpointInfo cp = rt_->checkpointer().last();
     resp->set_last_checkpoint_sequence(cp.sequence);
@@ -259,7 +279,7 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     request.timestamp_ms = core::Clock::Real()->NowMs();
     request.event_id =
         absl::StrCat("retrain/", req->model(), "/", absl::ToUnixMicros(absl::Now()));
-    absl::StatusOr<storage::AppendResult> r = rt_->store().Append({request});
+    absl::StatusOr<storage::AppendResult> r = rt_->writer().Append({request});
     if (!r.ok()) return ToGrpcStatus(r.status());
     resp->set_sequence(r->sequences[0]);
     resp->set_message(absl::StrCat("retrain of ",
@@ -278,7 +298,7 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     erase.timestamp_ms = core::Clock::Real()->NowMs();
     // No event id: it would stay in the store after the erasure, and every
     // call is an erasure of its own.
-    absl::StatusOr<storage::AppendResult> r = rt_->store().Append({erase});
+    absl::StatusOr<storage::AppendResult> r = rt_->writer().Append({erase});
     if (!r.ok()) return ToGrpcStatus(r.status());
     resp->set_sequence(r->sequences[0]);
     rt_->eraser().Notify();
@@ -335,8 +355,42 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     return grpc::Status::OK;
   }
 
+  grpc::Status Backup(grpc::ServerContext*, const v1::BackupRequest* req,
+                      v1::BackupResponse* resp) override {
+    const std::string& name = req->name();
+    const bool plain = !name.empty() && name.size() <= 128 && name[0] != '.' &&
+                       std::all_of(name.begin(), name.end(), [](char c) {
+                         return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+                                c == '-' || c == '.';
+                       });
+    if (!plain) {
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          "name: 1-128 letters, digits, '_', '-' or '.', not starting with '.'"));
+    }
+    const std::filesystem::path folder = std::filesystem::path(rt_->options().backup_dir) / name;
+    std::error_code ec;
+    if (std::filesystem::exists(folder, ec)) {
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("name: ", folder.string(), " exists; a backup goes to a new folder")));
+    }
+    if (!rt_->ready()) return NotReady();
+    std::filesystem::create_directories(rt_->options().backup_dir, ec);
+    const absl::Time start = absl::Now();
+    // A restored replica then replays only what arrives during the copy.
+    absl::StatusOr<core::CheckpointInfo> cp = rt_->checkpointer().CheckpointNow();
+    if (!cp.ok()) return ToGrpcStatus(cp.status());
+    absl::StatusOr<uint64_t> log_end = rt_->store().Backup(folder.string());
+    if (!log_end.ok()) return ToGrpcStatus(log_end.status());
+    resp->set_folder(folder.string());
+    resp->set_log_sequence(*log_end);
+    resp->set_checkpoint_sequence(cp->sequence);
+    resp->set_seconds(absl::ToDoubleSeconds(absl::Now() - start));
+    return grpc::Status::OK;
+  }
+
  private:
   Runtime* rt_;
+  std::function<bool()> serving_;
 };
 
 }  // namespace
@@ -355,15 +409,29 @@ struct MercatoServer::Impl {
   int port = 0;
   absl::Duration drain_timeout;
   std::once_flag shutdown_once;
+  Runtime* runtime;
+  uint64_t max_lag = 0;
+  std::atomic<bool> marked_ready{false};
+  // Holds reads that carry a min_sequence; stopped (answering what still
+  // waits) before the queues, which its answers go through.
+  std::unique_ptr<ReadBarrier> barrier;
+  // Follows the lag into health while the server runs.
+  std::thread health_watch;
+  absl::Notification stop_watch;
+
+  bool Serving() const {
+    return marked_ready.load() &&
+           (max_lag == 0 || runtime->shared_log() == nullptr || runtime->lag_events() <= max_lag);
+  }
 
   Impl(Runtime* runtime, Metrics* metrics, const Gate* gate)
-      : services(runtime, metrics, &dispatcher, gate) {
+      : services(runtime, metrics, &dispatcher, gate), runtime(runtime) {
     services.Serve(std::make_unique<IngestService>(runtime, metrics),
                    v1::Ingest::service_full_name(), Scope::kIngest);
     services.Serve(std::make_unique<CatalogService>(runtime), v1::Catalog::service_full_name(),
                    Scope::kCatalog);
-    services.Serve(std::make_unique<AdminService>(runtime), v1::Admin::service_full_name(),
-                   Scope::kAdmin);
+    services.Serve(std::make_unique<AdminService>(runtime, [this] { return Serving(); }),
+                   v1::Admin::service_full_name(), Scope::kAdmin);
     for (const ModelModule& m : ModelModules()) {
       if (m.serve) m.serve(services);
     }
@@ -410,6 +478,7 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
                                                                     Runtime* runtime) {
   auto impl = std::make_unique<Impl>(runtime, options.metrics, options.gate);
   impl->drain_timeout = options.drain_timeout;
+  impl->max_lag = options.max_serving_lag_events;
   Impl& d = *impl;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, Credentials(options), &d.port);
@@ -425,6 +494,9 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
     builder.RegisterService(s.service.get());
   }
   d.dispatcher.AddQueues(builder, std::max(1, options.cq_threads));
+  d.barrier = std::make_unique<ReadBarrier>(
+      [runtime] { return runtime->learner().snapshot()->applied_sequence; });
+  d.dispatcher.SetBarrier(d.barrier.get());
   d.server = builder.BuildAndStart();
   if (!d.server || d.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
@@ -435,12 +507,25 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
 
 int MercatoServer::port() const { return impl_->port; }
 
-void MercatoServer::MarkReady() { impl_->health->SetServing(true); }
+void MercatoServer::MarkReady() {
+  Impl& d = *impl_;
+  d.marked_ready = true;
+  d.health->SetServing(d.Serving());
+  if (d.health_watch.joinable()) return;
+  d.health_watch = std::thread([&d] {
+    while (!d.stop_watch.WaitForNotificationWithTimeout(absl::Milliseconds(200))) {
+      d.health->SetServing(d.Serving());
+    }
+  });
+}
 
 void MercatoServer::Shutdown() {
   std::call_once(impl_->shutdown_once, [this] {
+    impl_->stop_watch.Notify();
+    if (impl_->health_watch.joinable()) impl_->health_watch.join();
     impl_->health->Shutdown();
     impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + impl_->drain_timeout));
+    impl_->barrier.reset();
     impl_->dispatcher.Shutdown();
   });
 }

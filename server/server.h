@@ -34,6 +34,9 @@ struct ServerOptions {
   // certificates take effect without a restart.
   std::string tls_cert_file, tls_key_file, tls_client_ca_file;
   int tls_reload_seconds = 60;
+  // With a shared log: health is NOT_SERVING while the replica lags the
+  // log's head by more than this many events (0 = however far).
+  uint64_t max_serving_lag_events = 0;
   // Admits each call (null = every call). Not owned; must outlive the
   // server.
   const Gate* gate = nullptr;
@@ -47,7 +50,8 @@ class MercatoServer {
                                                               Runtime* runtime);
   ~MercatoServer();
   int port() const;
-  // Health SERVING for the whole server and every service.
+  // Health SERVING for the whole server and every service from now on,
+  // except while a replica lags too far (ServerOptions).
   void MarkReady();
   // Health NOT_SERVING, stops accepting calls, drains in-flight ones.
   void Shutdown();

@@ -16,8 +16,10 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "storage/codec.h"
+#include "storage/log_writer.h"
 
 namespace mercato::storage {
 namespace {
@@ -115,7 +117,6 @@ struct Store::Impl {
                            uint64_t* next_sequence);
   // Queues `self` and waits until a leader (maybe itself) has committed it.
   absl::StatusOr<AppendResult> Commit(Writer& self);
-  std::atomic<uint64_t> item_updates{0};
   absl::Mutex audit_mu;
   uint64_t last_audit ABSL_GUARDED_BY(audit_mu) = 0;
 };
@@ -340,14 +341,7 @@ void Store::WaitForSequence(uint64_t after, absl::Duration timeout) const {
 }
 
 absl::Status Store::PutItems(const std::vector<core::Item>& items) {
-  const int64_t now_ms = core::Clock::Real()->NowMs();
-  const int64_t now_us = absl::ToUnixMicros(absl::Now());
-  std::vector<core::Event> events;
-  events.reserve(items.size());
-  for (const core::Item& item : items) {
-    events.push_back(core::ItemUpdateEvent(
-        item, now_ms, absl::StrCat("catalog/", item.item_id, "/", now_us, "-", impl_->item_updates++)));
-  }
+  const std::vector<core::Event> events = ItemUpdateEvents(items);
   Impl::Writer self;
   self.events = &events;
   self.items = &items;
@@ -369,18 +363,51 @@ absl::StatusOr<bool> Store::DeleteItem(std::string_view item_id) {
   // The deletion enters the log in the same batch, so the models see it in
   // log order, as they see upserts.
   const std::string id(item_id);
-  core::Event event;
-  event.type = core::EventType::kItemDelete;
-  event.item_id = id;
-  event.timestamp_ms = core::Clock::Real()->NowMs();
-  event.event_id = absl::StrCat("catalog-delete/", id, "/", absl::ToUnixMicros(absl::Now()), "-",
-                                impl_->item_updates++);
-  const std::vector<core::Event> events = {event};
+  const std::vector<core::Event> events = {ItemDeleteEvent(id)};
   Impl::Writer self;
   self.events = &events;
   self.deleted_item = &id;
   if (absl::Status s = impl_->Commit(self).status(); !s.ok()) return s;
   return true;
+}
+
+absl::Status Store::Mirror(const std::vector<MirroredEntry>& entries) {
+  if (entries.empty()) return absl::OkStatus();
+  const uint64_t first = LastSequence() + 1;
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s;
+  for (size_t i = 0; i < entries.size() && s.ok(); ++i) {
+    const core::Event& e = entries[i].event;
+    if (e.sequence != first + i) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("shared log entry ", e.sequence, " where ", first + i, " should follow"));
+    }
+    const std::string key = SequenceKey(e.sequence);
+    s = batch.Put(impl_->cf(kEvents), key, core::EncodeEvent(e));
+    if (s.ok() && !entries[i].item.empty()) {
+      if (absl::StatusOr<core::Item> item = DecodeItem(entries[i].item); !item.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("shared log entry ", e.sequence, ": item row: ", item.status().message()));
+      }
+      s = batch.Put(impl_->cf(kCatalog), e.item_id, entries[i].item);
+    }
+    if (s.ok() && e.type == core::EventType::kItemDelete)
+      s = batch.Delete(impl_->cf(kCatalog), e.item_id);
+    if (s.ok() && e.type == core::EventType::kUserDelete)
+      s = batch.Put(impl_->cf(kMeta), ErasureKey(e.sequence), "");
+  }
+  if (!s.ok()) return ToStatus(s, "building the mirror batch");
+  // Synced, so that no checkpoint written later is ever ahead of the log
+  // after a power cut.
+  if (absl::Status st =
+          ToStatus(impl_->db->Write(impl_->SyncedWrite(), &batch), "writing the mirrored log");
+      !st.ok()) {
+    return st;
+  }
+  absl::MutexLock lock(&impl_->mu);
+  impl_->last_sequence = entries.back().event.sequence;
+  impl_->last_sequence_atomic.store(impl_->last_sequence);
+  return absl::OkStatus();
 }
 
 absl::Status Store::WriteCheckpoint(
@@ -635,6 +662,24 @@ absl::StatusOr<double> Store::CompactEverything(std::atomic<bool>* cancel) {
   if (s.ok()) s = impl_->db->Flush(rocksdb::FlushOptions(), impl_->cf(kMeta));
   if (!s.ok()) return ToStatus(s, "flushing after the compaction");
   return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+absl::StatusOr<uint64_t> Store::Backup(const std::string& folder) {
+  rocksdb::Checkpoint* raw = nullptr;
+  if (absl::Status s = ToStatus(rocksdb::Checkpoint::Create(impl_->db.get(), &raw), "backup");
+      !s.ok()) {
+    return s;
+  }
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // The log end before the copy: the copy holds at least this much.
+  const uint64_t sequence = LastSequence();
+  // Flushed first, so that the copy needs no write-ahead log.
+  if (absl::Status s = ToStatus(checkpoint->CreateCheckpoint(folder, /*log_size_for_flush=*/0),
+                                absl::StrCat("backup to ", folder));
+      !s.ok()) {
+    return s;
+  }
+  return sequence;
 }
 
 StoreStats Store::Stats() const {

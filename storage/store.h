@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "core/event.h"
 #include "core/learner.h"
+#include "storage/log_writer.h"
 
 namespace mercato::storage {
 
@@ -34,13 +35,12 @@ struct StoreOptions {
   size_t max_group_events = 100000;
 };
 
-struct AppendResult {
-  // Per input event: its new sequence number, or 0 when it was a duplicate.
-  std::vector<uint64_t> sequences;
-  uint64_t accepted = 0;
-  uint64_t duplicates = 0;
-  // The highest durable sequence number after this append.
-  uint64_t last_sequence = 0;
+// One entry of a shared log as a replica copies it into its store: the
+// event, at its sequence, and for a catalogue upsert the item's row
+// (EncodeItem; empty for every other event).
+struct MirroredEntry {
+  core::Event event;
+  std::string item;
 };
 
 struct LoadedCheckpoint {
@@ -72,41 +72,33 @@ struct StoreStats {
   uint64_t pending_compaction_bytes = 0;
 };
 
-class Store final : public core::EventSource, public core::CheckpointSink {
+class Store final : public LogWriter, public core::EventSource, public core::CheckpointSink {
  public:
   static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
   ~Store() override;
 
-  enum class Durability {
-    // fsynced before Append returns (when StoreOptions::sync): survives a
-    // power cut.
-    kSynced,
-    // In the write-ahead log, not yet fsynced: survives the process being
-    // killed, not a power cut. For records the server makes itself.
-    kProcessCrashSafe,
-  };
-
-  // Appends `events` to the log, durable when this returns OK. An event whose
-  // event_id is already in the log, or earlier in this call, is a duplicate:
-  // acknowledged and not written. An empty event_id (only the server's own
-  // records have one) is no idempotency key. Concurrent callers share one write, synced
-  // when any of them asks for it. The input events' `sequence` is ignored.
+  // LogWriter. Idempotency keys are kept for as long as the log keeps their
+  // events. Writes are synced when StoreOptions::sync.
   absl::StatusOr<AppendResult> Append(const std::vector<core::Event>& events,
-                                      Durability durability = Durability::kSynced);
+                                      Durability durability = Durability::kSynced) override;
+  absl::Status PutItems(const std::vector<core::Item>& items) override;
+  absl::StatusOr<bool> DeleteItem(std::string_view item_id) override;
+
+  // Writes `entries` of a shared log at their sequences, with what each
+  // does to the catalogue (an upsert's row, an ITEM_DELETE's removal) and to
+  // the pending erasures, in one write. Keeps no idempotency keys: the shared
+  // log dedupes. FAILED_PRECONDITION when the first sequence does not follow
+  // LastSequence() or the sequences are not consecutive. REQUIRES: no
+  // Append runs on this store (it is a replica's).
+  absl::Status Mirror(const std::vector<MirroredEntry>& entries);
 
   // core::EventSource
   uint64_t LastSequence() const override;
   absl::Status Read(uint64_t from, size_t max, std::vector<core::Event>* out) const override;
   void WaitForSequence(uint64_t after, absl::Duration timeout) const override;
 
-  // Catalogue. Writes are synced. PutItems also appends an ITEM_UPDATE event
-  // per item to the log, in the same atomic write, so models see catalogue
-  // changes in log order.
-  absl::Status PutItems(const std::vector<core::Item>& items);
-  // NOT_FOUND when absent.
+  // The catalogue row of `item_id`; NOT_FOUND when absent.
   absl::StatusOr<core::Item> GetItem(std::string_view item_id) const;
-  // Returns false when there was no such item.
-  absl::StatusOr<bool> DeleteItem(std::string_view item_id);
 
   // core::CheckpointSink: one synced write of every state and the sequence.
   absl::Status WriteCheckpoint(
@@ -144,6 +136,12 @@ class Store final : public core::EventSource, public core::CheckpointSink {
   absl::Status ClearCompactionDue();
 
   StoreStats Stats() const;
+
+  // A consistent copy of the whole database in `folder` (which must not
+  // exist; its parent must), opened by Store::Open like the original: table
+  // files hard-linked where the file system allows. Returns the log end it
+  // holds.
+  absl::StatusOr<uint64_t> Backup(const std::string& folder);
 
  private:
   struct Impl;

@@ -29,20 +29,23 @@ TempDir::~TempDir() {
 }
 
 ServerProcess::ServerProcess(const std::string& data_dir, std::vector<std::string> flags,
-                             clients::ClientAuth tls) {
-  Start(data_dir, std::move(flags), tls);
+                             clients::ClientAuth tls, bool wait_serving) {
+  Start(data_dir, std::move(flags), tls, wait_serving);
 }
 
 void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> flags,
-                          const clients::ClientAuth& tls) {
+                          const clients::ClientAuth& tls, bool wait_serving) {
   const std::string port_file = data_dir + ".port";
   const std::string metrics_port_file = data_dir + ".metrics-port";
   std::filesystem::remove(port_file);
   std::filesystem::remove(metrics_port_file);
-  std::vector<std::string> args = {MERCATO_SERVER_BINARY, "--listen=127.0.0.1:0",
-                                   "--data_dir=" + data_dir, "--port_file=" + port_file,
+  std::vector<std::string> args = {MERCATO_SERVER_BINARY,
+                                   "--listen=127.0.0.1:0",
+                                   "--data_dir=" + data_dir,
+                                   "--port_file=" + port_file,
                                    "--metrics_listen=127.0.0.1:0",
                                    "--metrics_port_file=" + metrics_port_file,
+                                   "--backup_dir=" + data_dir + "/backups",
                                    "--log_level=warning"};
   args.insert(args.end(), flags.begin(), flags.end());
   pid_ = fork();
@@ -63,6 +66,7 @@ void ServerProcess::Start(const std::string& data_dir, std::vector<std::string> 
   ASSERT_NE(port_, 0) << "server did not start";
   std::ifstream(metrics_port_file) >> metrics_port_;  // written before the gRPC port
   channel_ = clients::MakeChannel(target(), tls);
+  if (!wait_serving) return;
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckResponse resp;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -31,9 +31,9 @@ class ServerProcess {
  public:
   // Starts the server on `data_dir` with extra flags and waits until its
   // health check, over a channel with `tls`, says SERVING (fails the test
-  // after 30 s).
+  // after 30 s), or with `wait_serving` false only until it listens.
   ServerProcess(const std::string& data_dir, std::vector<std::string> flags = {},
-                clients::ClientAuth tls = {});
+                clients::ClientAuth tls = {}, bool wait_serving = true);
   ~ServerProcess();  // SIGKILL if still running
 
   int port() const { return port_; }
@@ -50,7 +50,7 @@ class ServerProcess {
 
  private:
   void Start(const std::string& data_dir, std::vector<std::string> flags,
-             const clients::ClientAuth& tls);
+             const clients::ClientAuth& tls, bool wait_serving);
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;

@@ -1,0 +1,99 @@
+// Runs a real redis-server (the one deploy/install-deps.sh installs) as a
+// child process on a free loopback port, its data in a folder of the test's,
+// with the append-only file fsynced on every write, as README recommends
+// for a shared log.
+#ifndef MERCATO_TESTS_INTEGRATION_REDIS_PROCESS_H_
+#define MERCATO_TESTS_INTEGRATION_REDIS_PROCESS_H_
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace mercato::testing {
+
+class RedisProcess {
+ public:
+  // Starts on a free port with its files in `dir`.
+  explicit RedisProcess(std::string dir) : dir_(std::move(dir)), port_(FreePort()) { Start(); }
+  ~RedisProcess() { Kill(); }
+
+  int port() const { return port_; }
+  // The --event_log of a stream on this server.
+  std::string Url(const std::string& stream) const {
+    return "redis://127.0.0.1:" + std::to_string(port_) + "/" + stream;
+  }
+
+  // (Again, after Kill: same port, same files.) Waits until it answers PING.
+  void Start() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const std::string port = std::to_string(port_);
+      const std::string log = dir_ + "/redis.log";
+      execl("/usr/bin/redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
+            "--dir", dir_.c_str(), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            "--daemonize", "no", "--logfile", log.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 500; ++i) {
+      if (Cli("PING") == "PONG") return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "redis-server did not answer on port " << port_ << " (see " << dir_ << "/redis.log)";
+  }
+
+  // SIGKILL: what Redis acknowledged is in its fsynced append-only file.
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  // redis-cli's answer to `command` (words split at spaces), trimmed.
+  std::string Cli(const std::string& command) const {
+    const std::string line =
+        "redis-cli -p " + std::to_string(port_) + " " + command + " 2>/dev/null";
+    std::string out;
+    if (FILE* p = popen(line.c_str(), "r")) {
+      std::array<char, 4096> buf;
+      for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+      pclose(p);
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+  }
+
+ private:
+  static int FreePort() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    close(fd);
+    return ntohs(addr.sin_port);
+  }
+
+  const std::string dir_;
+  const int port_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace mercato::testing
+
+#endif  // MERCATO_TESTS_INTEGRATION_REDIS_PROCESS_H_
