@@ -75,6 +75,9 @@ ABSL_FLAG(bool, insecure_allow_unauthenticated, false,
 ABSL_FLAG(std::string, event_log, "",
           "empty: the log is the embedded store's own. redis://[:PASSWORD@]HOST:PORT/STREAM: a "
           "Redis stream that replicas share (run Redis with appendfsync always)");
+ABSL_FLAG(std::string, redis_password_file, "",
+          "shared log: a file holding the Redis password (instead of one in --event_log, which "
+          "every local user can read in the process list)");
 ABSL_FLAG(int64_t, redis_dedup_window_s, 86400,
           "shared log: how long an event_id is remembered for idempotency, in seconds");
 ABSL_FLAG(int, redis_wait_replicas, 0,
@@ -118,6 +121,19 @@ absl::Status SharedLogFromFlags(mercato::server::RuntimeOptions& options) {
   }
   if (absl::GetFlag(FLAGS_redis_retain_events) < 0) {
     return absl::InvalidArgumentError("--redis_retain_events: must be >= 0");
+  }
+  if (const std::string file = absl::GetFlag(FLAGS_redis_password_file); !file.empty()) {
+    std::ifstream in(file);
+    std::string password;
+    if (!in || !std::getline(in, password) || password.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--redis_password_file: cannot read a password from ", file));
+    }
+    if (!o->password.empty()) {
+      return absl::InvalidArgumentError(
+          "--redis_password_file: --event_log carries a password already; give one of them");
+    }
+    o->password = password;
   }
   o->dedup_window = absl::Seconds(window);
   o->replica_timeout = absl::Seconds(timeout);

@@ -58,8 +58,7 @@ class RuntimeCollector final : public prometheus::Collectable {
     using prometheus::MetricType;
     const auto snap = rt_->learner().snapshot();
     const uint64_t log_seq = rt_->store().LastSequence();
-    const uint64_t served = snap->served_sequence();
-    const uint64_t lag = log_seq > served ? log_seq - served : 0;
+    const uint64_t lag = rt_->lag_events();
     const int64_t now = core::Clock::Real()->NowMs();
     std::vector<prometheus::ClientMetric> versions, ages, counts, gauges, retrains, retrain_ages;
     for (const core::PublishedModel& m : snap->models) {
@@ -88,8 +87,17 @@ class RuntimeCollector final : public prometheus::Collectable {
                          {Gauge(rt_->ready() ? 1 : 0)}));
     out.push_back(Family("mercato_log_sequence", "Highest durable event sequence number",
                          MetricType::Gauge, {Gauge(static_cast<double>(log_seq))}));
-    out.push_back(Family("mercato_learner_lag_events", "Events in the log not yet served",
+    out.push_back(Family("mercato_learner_lag_events",
+                         "Events in the log (with a shared log: up to its head) not yet served",
                          MetricType::Gauge, {Gauge(static_cast<double>(lag))}));
+    if (const storage::RedisLog* shared = rt_->shared_log()) {
+      out.push_back(Family("mercato_shared_log_head",
+                           "Highest sequence this replica knows the shared log to hold",
+                           MetricType::Gauge, {Gauge(static_cast<double>(shared->head()))}));
+      out.push_back(Family("mercato_shared_log_connected",
+                           "1 while this replica's copy of the shared log reaches Redis",
+                           MetricType::Gauge, {Gauge(shared->connected() ? 1 : 0)}));
+    }
     out.push_back(Family("mercato_learner_lag_seconds",
                          "Age of the served snapshot while events wait, in seconds",
                          MetricType::Gauge,

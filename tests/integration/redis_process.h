@@ -25,8 +25,15 @@ namespace mercato::testing {
 
 class RedisProcess {
  public:
-  // Starts on a free port with its files in `dir`.
-  explicit RedisProcess(std::string dir) : dir_(std::move(dir)), port_(FreePort()) { Start(); }
+  // Starts on a free port with its files in `dir` and `extra` arguments,
+  // of which a --requirepass is also what Cli authenticates with.
+  explicit RedisProcess(std::string dir, std::vector<std::string> extra = {})
+      : dir_(std::move(dir)), extra_(std::move(extra)), port_(FreePort()) {
+    for (size_t i = 0; i + 1 < extra_.size(); ++i) {
+      if (extra_[i] == "--requirepass") password_ = extra_[i + 1];
+    }
+    Start();
+  }
   ~RedisProcess() { Kill(); }
 
   int port() const { return port_; }
@@ -40,11 +47,28 @@ class RedisProcess {
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      const std::string port = std::to_string(port_);
-      const std::string log = dir_ + "/redis.log";
-      execl("/usr/bin/redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-            "--dir", dir_.c_str(), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-            "--daemonize", "no", "--logfile", log.c_str(), static_cast<char*>(nullptr));
+      std::vector<std::string> args = {"/usr/bin/redis-server",
+                                       "--port",
+                                       std::to_string(port_),
+                                       "--bind",
+                                       "127.0.0.1",
+                                       "--dir",
+                                       dir_,
+                                       "--appendonly",
+                                       "yes",
+                                       "--appendfsync",
+                                       "always",
+                                       "--save",
+                                       "",
+                                       "--daemonize",
+                                       "no",
+                                       "--logfile",
+                                       dir_ + "/redis.log"};
+      args.insert(args.end(), extra_.begin(), extra_.end());
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
       _exit(127);
     }
     for (int i = 0; i < 500; ++i) {
@@ -64,8 +88,9 @@ class RedisProcess {
 
   // redis-cli's answer to `command` (words split at spaces), trimmed.
   std::string Cli(const std::string& command) const {
+    const std::string auth = password_.empty() ? "" : " --no-auth-warning -a " + password_;
     const std::string line =
-        "redis-cli -p " + std::to_string(port_) + " " + command + " 2>/dev/null";
+        "redis-cli -p " + std::to_string(port_) + auth + " " + command + " 2>/dev/null";
     std::string out;
     if (FILE* p = popen(line.c_str(), "r")) {
       std::array<char, 4096> buf;
@@ -90,6 +115,8 @@ class RedisProcess {
   }
 
   const std::string dir_;
+  const std::vector<std::string> extra_;
+  std::string password_;
   const int port_;
   pid_t pid_ = -1;
 };

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -378,6 +379,36 @@ TEST(ReplicaTest, TrimmingKeepsWhatReplicasNeedAndBackupsStartNewOnes) {
     const grpc::Status s = SegmentOf(*balanced, customer);
     EXPECT_TRUE(s.ok()) << "call " << i << ": " << s.error_message();
   }
+}
+
+TEST(ReplicaTest, APasswordedRedisAndWritesThatWaitForItsReplicas) {
+  TempDir dir, replica_dir;
+  RedisProcess redis(dir.path(), {"--requirepass", "s3cret", "--repl-diskless-sync-delay", "0"});
+  const std::string password_file = dir.path() + "/redis-password";
+  std::ofstream(password_file) << "s3cret\n";
+  ServerProcess a(dir.path() + "/a", ReplicaFlags(redis, {"--redis_password_file=" + password_file,
+                                                          "--redis_wait_replicas=1"}));
+  v1::PublishSummary summary;
+  // No Redis replica has it: refused, not acknowledged.
+  const grpc::Status alone = Publish(*a.channel(), {View("w-1", "user1", "item1")}, &summary);
+  EXPECT_EQ(alone.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(alone.error_message().find("--redis_wait_replicas"), std::string::npos)
+      << alone.error_message();
+  RedisProcess follower(
+      replica_dir.path(),
+      {"--replicaof", "127.0.0.1", std::to_string(redis.port()), "--masterauth", "s3cret"});
+  for (int i = 0;
+       i < 200 && redis.Cli("INFO replication").find("state=online") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // The retry of the same event is safe, and now acknowledged.
+  const grpc::Status s = Publish(*a.channel(), {View("w-1", "user1", "item1")}, &summary);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(Publish(*a.channel(), {View("w-2", "user1", "item1")}, &summary).ok());
+  EXPECT_EQ(summary.accepted(), 1u);
+  EXPECT_EQ(follower.Cli(absl::StrCat("XLEN ", kStream)), "2");
+  const v1::ModelStatusResponse st = Status(*v1::Admin::NewStub(a.channel()));
+  EXPECT_TRUE(st.shared_log_connected());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@ data in a temporary folder)."""
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -247,6 +248,54 @@ class TokenClientTest(ServerTest):
             anonymous.recommend("nobody", count=3)
         self.assertEqual(refused.exception.code, grpc.StatusCode.UNAUTHENTICATED)
         anonymous.close()
+
+
+class ReplicaClientTest(unittest.TestCase):
+    """Two replicas sharing a real redis-server's stream, one client over both."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mercato-py-replicas-")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.redis = subprocess.Popen([
+            "/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", self.dir,
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile",
+            os.path.join(self.dir, "redis.log")])
+        flag = f"--event_log=redis://127.0.0.1:{port}/shop"
+        self.servers, targets = [], []
+        for name in ("a", "b"):
+            os.makedirs(os.path.join(self.dir, name))
+            server, target = start_server(os.path.join(self.dir, name), flag, "--sync_writes=false")
+            self.servers.append(server)
+            targets.append(target)
+        self.client = Mercato(",".join(targets), retries=20, backoff=0.05, read_your_writes=True)
+        self.client.wait_ready()
+
+    def tearDown(self):
+        self.client.close()
+        for p in self.servers + [self.redis]:
+            p.kill()
+            p.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_reads_see_the_clients_writes_and_survive_a_replica(self):
+        c = self.client
+        events = []
+        for day in range(20):
+            price = [8.0, 10.0, 12.0][day % 3]
+            events.append({"event_id": f"r-{day}", "type": "PURCHASE", "user_id": f"u{day % 4}",
+                           "item_id": "mug", "order_id": f"o{day}", "quantity": round(1000 * price ** -2),
+                           "unit_price": price, "timestamp_ms": NOW_MS + day * 86400000})
+        self.assertEqual(c.publish(events).accepted, 20)
+        self.assertEqual(c.publish(events).duplicates, 20)  # deduplicated across replicas
+        # Whichever replica answers has the purchases: no wait_applied needed.
+        for _ in range(4):
+            self.assertTrue(c.price_elasticity(item_id="mug").has_estimate)
+        self.servers[0].kill()
+        self.servers[0].wait(timeout=30)
+        for _ in range(4):
+            self.assertTrue(c.price_elasticity(item_id="mug").has_estimate)
 
 
 if __name__ == "__main__":
