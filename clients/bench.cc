@@ -51,6 +51,9 @@ ABSL_FLAG(int, catalog_items, 100000,
           "load-catalog: items of core::PlantedTasteEvents (each gets two interactions)");
 ABSL_FLAG(int, catalog_tastes, 64, "load-catalog: taste clusters of items and users");
 ABSL_FLAG(int, trials, 1000, "freshness: purchases measured");
+ABSL_FLAG(std::string, freshness_read_target, "",
+          "freshness: read the recommendations from this replica (default: --target, where the "
+          "purchases are published)");
 ABSL_FLAG(int, demo_users, 7000, "demo: customers of the generated shop (7000 = about 1M events)");
 ABSL_FLAG(int, demo_items, 400, "demo: products of the generated shop");
 ABSL_FLAG(int, demo_days, 120, "demo: days of history of the generated shop");
@@ -458,7 +461,9 @@ LoadResult BenchModelStatus(v1::Admin::Stub& stub) {
 // Per trial: a user buys their current top item; the delay is from sending
 // the purchase until a Recommend no longer returns the item.
 void BenchFreshness(const std::shared_ptr<grpc::Channel>& channel) {
-  auto rec = v1::Recommender::NewStub(channel);
+  const std::string read_target = absl::GetFlag(FLAGS_freshness_read_target);
+  auto rec = v1::Recommender::NewStub(
+      read_target.empty() ? channel : MakeChannel(read_target, ClientAuthFromFlags()));
   auto ingest = v1::Ingest::NewStub(channel);
   const uint64_t users = CatalogUsers();
   const std::string run = absl::StrCat(getpid(), "-", time(nullptr));

@@ -6,6 +6,7 @@
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -239,8 +240,7 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
     for (v1::ModelInfo& info : *resp->mutable_models()) {
       const core::PublishedModel* m = settled ? settled->Find(info.name()) : nullptr;
       if (m == nullptr) continue;
-      info.set_digest(
-          absl::StrCat(absl::Hex(core::StableHash(m->view->Encode()), absl::kZeroPad16)));
+      info.set_digest(Digest(*m));
       info.set_digest_sequence(settled->applied_sequence);
     }
     const core::CheckpointInfo cp = rt_->checkpointer().last();
@@ -389,8 +389,22 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
   }
 
  private:
+  // The digest of a published model's encoded state, encoded once per
+  // version.
+  std::string Digest(const core::PublishedModel& m) {
+    absl::MutexLock lock(&digest_mu_);
+    auto& [version, digest] = digests_[m.name];
+    if (version != m.version || digest.empty()) {
+      version = m.version;
+      digest = absl::StrCat(absl::Hex(core::StableHash(m.view->Encode()), absl::kZeroPad16));
+    }
+    return digest;
+  }
+
   Runtime* rt_;
   std::function<bool()> serving_;
+  absl::Mutex digest_mu_;
+  std::map<std::string, std::pair<uint64_t, std::string>> digests_ ABSL_GUARDED_BY(digest_mu_);
 };
 
 }  // namespace
