@@ -3,7 +3,6 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
-#include <deque>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -13,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/log.h"
 #include "storage/codec.h"
+#include "storage/commit_queue.h"
 
 namespace mercato::storage {
 namespace {
@@ -181,20 +181,15 @@ struct RedisLog::Impl {
   Store* store;
   RedisLog* owner;
 
-  // Group commit, as the store's: the writer at the front leads a group and
-  // alone uses `conn`.
+  // One caller's share of a commit group.
   struct Writer {
     const std::vector<core::Event>* events;
     // Per event, its item row, or null for none at all.
     const std::vector<std::string>* items = nullptr;
     AppendResult result;
-    absl::Status status;
-    bool done = false;
-    absl::CondVar cv;
   };
-  absl::Mutex mu;
-  std::deque<Writer*> writers ABSL_GUARDED_BY(mu);
-  std::unique_ptr<Connection> conn;  // the leader's
+  std::unique_ptr<CommitQueue<Writer>> queue;
+  std::unique_ptr<Connection> conn;  // the group's being written
   absl::Time next_connect = absl::InfinitePast();
   absl::Status connect_error;
 
@@ -241,6 +236,7 @@ struct RedisLog::Impl {
 
 RedisLog::RedisLog(RedisLogOptions options, Store* store) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
+  impl_->queue = std::make_unique<CommitQueue<Impl::Writer>>(impl_->options.max_group_events);
   impl_->store = store;
   impl_->owner = this;
   head_ = store->LastSequence();
@@ -324,32 +320,11 @@ absl::Status RedisLog::Impl::CommitGroup(const std::vector<Writer*>& group) {
 }
 
 absl::StatusOr<AppendResult> RedisLog::Impl::Commit(Writer& self) {
-  absl::MutexLock lock(&mu);
-  writers.push_back(&self);
-  while (!self.done && writers.front() != &self) self.cv.Wait(&mu);
-  if (self.done) {
-    if (!self.status.ok()) return self.status;
-    return std::move(self.result);
+  if (absl::Status s = queue->Commit(
+          &self, [this](const std::vector<Writer*>& group) { return CommitGroup(group); });
+      !s.ok()) {
+    return s;
   }
-  std::vector<Writer*> group;
-  size_t total = 0;
-  for (Writer* w : writers) {
-    if (!group.empty() && total + w->events->size() > options.max_group_events) break;
-    group.push_back(w);
-    total += w->events->size();
-  }
-  mu.Unlock();
-  const absl::Status status = CommitGroup(group);
-  mu.Lock();
-  for (Writer* w : group) {
-    writers.pop_front();
-    w->status = status;
-    if (!status.ok()) w->result = AppendResult();
-    w->done = true;
-    if (w != &self) w->cv.Signal();
-  }
-  if (!writers.empty()) writers.front()->cv.Signal();
-  if (!status.ok()) return status;
   return std::move(self.result);
 }
 

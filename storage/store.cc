@@ -1,7 +1,6 @@
 #include "storage/store.h"
 
 #include <algorithm>
-#include <deque>
 #include <filesystem>
 #include <functional>
 
@@ -19,6 +18,7 @@
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "storage/codec.h"
+#include "storage/commit_queue.h"
 #include "storage/log_writer.h"
 
 namespace mercato::storage {
@@ -77,21 +77,18 @@ struct Store::Impl {
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
 
-  // Group commit queue: the writer at the front leads a group.
+  // One caller's share of a commit group.
   struct Writer {
     const std::vector<core::Event>* events;
     // Catalogue rows written, or deleted, in the same batch as the events.
     const std::vector<core::Item>* items = nullptr;
     const std::string* deleted_item = nullptr;
     AppendResult result;
-    absl::Status status;
     // Whether this writer needs its write fsynced before it returns.
     bool sync = true;
-    bool done = false;
-    absl::CondVar cv;
   };
+  std::unique_ptr<CommitQueue<Writer>> queue;
   mutable absl::Mutex mu;
-  std::deque<Writer*> writers ABSL_GUARDED_BY(mu);
   uint64_t last_sequence ABSL_GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> last_sequence_atomic{0};
 
@@ -111,12 +108,18 @@ struct Store::Impl {
   }
 
   // Runs one commit group: dedupes, numbers and writes every writer's events
-  // in one synced batch. Called by the leader without `mu` held; only one
-  // leader runs at a time.
-  absl::Status CommitGroup(const std::vector<Writer*>& group, uint64_t first_sequence,
-                           uint64_t* next_sequence);
-  // Queues `self` and waits until a leader (maybe itself) has committed it.
-  absl::StatusOr<AppendResult> Commit(Writer& self);
+  // in one synced batch, then moves the log end. One runs at a time
+  // (CommitQueue).
+  absl::Status CommitGroup(const std::vector<Writer*>& group);
+  // Commits `self` in a group; its result.
+  absl::StatusOr<AppendResult> Commit(Writer& self) {
+    if (absl::Status s = queue->Commit(
+            &self, [this](const std::vector<Writer*>& group) { return CommitGroup(group); });
+        !s.ok()) {
+      return s;
+    }
+    return std::move(self.result);
+  }
   absl::Mutex audit_mu;
   uint64_t last_audit ABSL_GUARDED_BY(audit_mu) = 0;
 };
@@ -140,6 +143,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   if (options.path.empty()) return absl::InvalidArgumentError("store path is empty");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  impl->queue = std::make_unique<CommitQueue<Impl::Writer>>(options.max_group_events);
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
@@ -190,8 +194,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
-absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_t first_sequence,
-                                      uint64_t* next_sequence) {
+absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group) {
   // Gather every event id of the group and look them all up at once. An
   // event without an id (a record the server made) has no idempotency key.
   std::vector<rocksdb::Slice> keys;
@@ -209,7 +212,7 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
 
   rocksdb::WriteBatch batch;
   absl::flat_hash_set<std::string_view> in_group;
-  uint64_t seq = first_sequence;
+  uint64_t seq = last_sequence_atomic.load() + 1;
   size_t k = 0;  // next lookup result
   for (Writer* w : group) {
     w->result.sequences.assign(w->events->size(), 0);
@@ -254,7 +257,12 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group, uint64_
       return s;
     }
   }
-  *next_sequence = seq;
+  {
+    absl::MutexLock lock(&mu);
+    last_sequence = seq - 1;
+    last_sequence_atomic.store(last_sequence);
+  }
+  for (Writer* w : group) w->result.last_sequence = seq - 1;
   return absl::OkStatus();
 }
 
@@ -264,49 +272,6 @@ absl::StatusOr<AppendResult> Store::Append(const std::vector<core::Event>& event
   self.events = &events;
   self.sync = durability == Durability::kSynced;
   return impl_->Commit(self);
-}
-
-absl::StatusOr<AppendResult> Store::Impl::Commit(Writer& self) {
-  absl::MutexLock lock(&mu);
-  writers.push_back(&self);
-  while (!self.done && writers.front() != &self) self.cv.Wait(&mu);
-  if (self.done) {
-    if (!self.status.ok()) return self.status;
-    return std::move(self.result);
-  }
-  // This writer leads: take the queue's front writers as one group.
-  std::vector<Impl::Writer*> group;
-  size_t total = 0;
-  for (Impl::Writer* w : writers) {
-    if (!group.empty() && total + w->events->size() > options.max_group_events) break;
-    group.push_back(w);
-    total += w->events->size();
-  }
-  const uint64_t first = last_sequence + 1;
-  uint64_t next = first;
-  absl::Status status;
-  {
-    // Others may queue meanwhile; no other leader runs while this one is
-    // at the front.
-    mu.Unlock();
-    status = CommitGroup(group, first, &next);
-    mu.Lock();
-  }
-  if (status.ok()) {
-    last_sequence = next - 1;
-    last_sequence_atomic.store(next - 1);
-  }
-  for (Impl::Writer* w : group) {
-    writers.pop_front();
-    w->status = status;
-    w->result.last_sequence = last_sequence;
-    if (!status.ok()) w->result = AppendResult();
-    w->done = true;
-    if (w != &self) w->cv.Signal();
-  }
-  if (!writers.empty()) writers.front()->cv.Signal();
-  if (!status.ok()) return status;
-  return std::move(self.result);
 }
 
 uint64_t Store::LastSequence() const { return impl_->last_sequence_atomic.load(); }

@@ -5,12 +5,9 @@
 #ifndef MERCATO_TESTS_INTEGRATION_REDIS_PROCESS_H_
 #define MERCATO_TESTS_INTEGRATION_REDIS_PROCESS_H_
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +17,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/integration/server_process.h"
 
 namespace mercato::testing {
 
@@ -102,18 +101,6 @@ class RedisProcess {
   }
 
  private:
-  static int FreePort() {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    close(fd);
-    return ntohs(addr.sin_port);
-  }
-
   const std::string dir_;
   const std::vector<std::string> extra_;
   std::string password_;

@@ -57,6 +57,9 @@ class ServerProcess {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
+// A loopback port free now (another process may take it before it is used).
+int FreePort();
+
 // GET http://127.0.0.1:port/path with `headers` (each ending in \r\n): the
 // body, or "" on failure.
 std::string HttpGet(int port, const std::string& path, const std::string& headers = "");

@@ -206,5 +206,66 @@ TEST(CodecTest, SequenceKeysSortInLogOrder) {
   EXPECT_EQ(DecodeSequenceKey(SequenceKey(123456789)), 123456789u);
 }
 
+TEST_F(StoreTest, MirrorWritesASharedLogWithItsCatalogueRows) {
+  core::Item item;
+  item.item_id = "mug";
+  item.price = 9;
+  item.attributes["brand"] = "north";
+  std::vector<MirroredEntry> entries(3);
+  entries[0].event = core::ItemUpdateEvent(item, 1, "catalog/mug/1");
+  entries[0].item = EncodeItem(item);
+  entries[1].event = Ev("a");
+  entries[2].event.type = core::EventType::kUserDelete;
+  entries[2].event.user_id = "u";
+  for (uint64_t i = 0; i < 3; ++i) entries[i].event.sequence = i + 1;
+  ASSERT_TRUE(store_->Mirror(entries).ok());
+  EXPECT_EQ(store_->LastSequence(), 3u);
+  std::vector<core::Event> read;
+  ASSERT_TRUE(store_->Read(1, 10, &read).ok());
+  ASSERT_EQ(read.size(), 3u);
+  EXPECT_EQ(read[1], entries[1].event);
+  EXPECT_EQ(store_->GetItem("mug")->attributes.at("brand"), "north");
+  EXPECT_EQ(*store_->PendingErasures(), std::vector<uint64_t>{3});
+
+  // The next entry must follow the log end; a gap or a repeat is refused
+  // and writes nothing.
+  std::vector<MirroredEntry> gap(1);
+  gap[0].event = Ev("b");
+  gap[0].event.sequence = 5;
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->Mirror(gap)));
+  gap[0].event.sequence = 3;
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->Mirror(gap)));
+  EXPECT_EQ(store_->LastSequence(), 3u);
+  std::vector<MirroredEntry> removal(1);
+  removal[0].event = ItemDeleteEvent("mug");
+  removal[0].event.sequence = 4;
+  ASSERT_TRUE(store_->Mirror(removal).ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->GetItem("mug").status()));
+}
+
+TEST_F(StoreTest, ABackupOpensAsTheStoreItWasTakenFrom) {
+  ASSERT_TRUE(store_->Append({Ev("a"), Ev("b")}).ok());
+  core::Item item;
+  item.item_id = "mug";
+  ASSERT_TRUE(store_->PutItems({item}).ok());
+  ASSERT_TRUE(store_->WriteCheckpoint(2, {{"m", "state"}}).ok());
+  const std::string folder = dir_ + "-backup";
+  absl::StatusOr<uint64_t> end = store_->Backup(folder);
+  ASSERT_TRUE(end.ok()) << end.status();
+  EXPECT_EQ(*end, 3u);
+  EXPECT_FALSE(store_->Backup(folder).ok()) << "a backup never overwrites one";
+  StoreOptions o;
+  o.path = folder;
+  absl::StatusOr<std::unique_ptr<Store>> copy = Store::Open(o);
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ((*copy)->LastSequence(), 3u);
+  EXPECT_TRUE((*copy)->GetItem("mug").ok());
+  EXPECT_EQ((*(*copy)->ReadCheckpoint())->states.at("m"), "state");
+  // The original's duplicates stay duplicates in the copy.
+  EXPECT_EQ((*copy)->Append({Ev("a")})->duplicates, 1u);
+  copy->reset();
+  std::filesystem::remove_all(folder);
+}
+
 }  // namespace
 }  // namespace mercato::storage
