@@ -1,8 +1,9 @@
 // Unary RPCs on gRPC's completion-queue API: one pending call per method and
-// queue, each handled inline on its queue's thread. The echo benchmark
-// measured this API at about 1.3-2x the callback API on this machine's kind
-// (see clients/BENCHMARKS.md), so the read-only model RPCs use it. Handlers
-// must not block. Calls are requested raw and parsed here (see
+// queue, each handled inline on its queue's thread (or, when it must wait
+// for its min_sequence, on the read barrier's: server/read_barrier.h). The
+// echo benchmark measured this API at about 1.3-2x the callback API on this
+// machine's kind (see clients/BENCHMARKS.md), so the read-only model RPCs
+// use it. Handlers must not block. Calls are requested raw and parsed here (see
 // server/own_parsing.h), so undecodable bytes get INVALID_ARGUMENT.
 #ifndef MERCATO_SERVER_ASYNC_UNARY_H_
 #define MERCATO_SERVER_ASYNC_UNARY_H_

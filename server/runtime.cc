@@ -9,14 +9,19 @@
 namespace mercato::server {
 namespace {
 
-// Copies the backup `from` into `data_dir` when that holds no database,
-// through a folder beside it, so that an interrupted copy is never opened.
+// Copies the backup `from` into `data_dir` when that is empty, through a
+// folder beside it, so that an interrupted copy is never opened; a database
+// there already (a restart) is left as it is.
 absl::Status Restore(const std::string& from, const std::string& data_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::exists(fs::path(data_dir) / "CURRENT", ec)) {
     MERCATO_LOG(kInfo) << data_dir << " holds a database: --restore_from=" << from << " not used";
     return absl::OkStatus();
+  }
+  if (!fs::is_empty(data_dir, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--restore_from: ", data_dir, " holds files but no database; give an empty --data_dir"));
   }
   if (!fs::exists(fs::path(from) / "CURRENT", ec)) {
     return absl::InvalidArgumentError(

@@ -205,11 +205,13 @@ struct RedisLog::Impl {
   absl::Mutex stop_mu;
   bool stop ABSL_GUARDED_BY(stop_mu) = false;
   mutable absl::Mutex status_mu;
-  absl::Status mirror_status ABSL_GUARDED_BY(status_mu) = absl::UnavailableError("not started");
+  absl::Status mirror_status ABSL_GUARDED_BY(status_mu) = absl::UnavailableError("connecting to Redis");
   void SetMirrorStatus(absl::Status s) {
     absl::MutexLock lock(&status_mu);
     if (!s.ok() && mirror_status.ToString() != s.ToString()) {
       MERCATO_LOG(kWarning) << "shared log: " << s;
+    } else if (s.ok() && !mirror_status.ok()) {
+      MERCATO_LOG(kInfo) << "shared log: reaching " << options.stream << " in Redis";
     }
     mirror_status = std::move(s);
   }
