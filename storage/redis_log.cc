@@ -205,7 +205,8 @@ struct RedisLog::Impl {
   absl::Mutex stop_mu;
   bool stop ABSL_GUARDED_BY(stop_mu) = false;
   mutable absl::Mutex status_mu;
-  absl::Status mirror_status ABSL_GUARDED_BY(status_mu) = absl::UnavailableError("connecting to Redis");
+  absl::Status mirror_status ABSL_GUARDED_BY(status_mu) =
+      absl::UnavailableError("connecting to Redis");
   void SetMirrorStatus(absl::Status s) {
     absl::MutexLock lock(&status_mu);
     if (!s.ok() && mirror_status.ToString() != s.ToString()) {
