@@ -8,6 +8,7 @@
 #ifndef MERCATO_SERVER_ASYNC_UNARY_H_
 #define MERCATO_SERVER_ASYNC_UNARY_H_
 
+#include <google/protobuf/arena.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -51,6 +52,8 @@ using RequestMethod = void (Service::*)(grpc::ServerContext*, grpc::ByteBuffer*,
 template <class Service, class Req, class Resp>
 class UnaryCall final : public CallTag {
  public:
+  static constexpr size_t kArenaBlockBytes = 8192;
+
   // Registers a pending call; it deletes itself when done.
   static void Listen(Service* service, RequestMethod<Service> method,
                      const UnaryHandler<Req, Resp>* handler, const MethodGate* gate,
@@ -104,13 +107,20 @@ class UnaryCall final : public CallTag {
 
   // Parses the request, runs the handler and serializes its response.
   grpc::Status Handle() {
-    Req request;
-    if (absl::Status s = ParseRequest(bytes_, "request", &request); !s.ok()) {
+    // The request and the response live in an arena whose first block is
+    // on this stack: a call of ordinary size allocates nothing for them.
+    alignas(16) char first_block[kArenaBlockBytes];
+    google::protobuf::ArenaOptions options;
+    options.initial_block = first_block;
+    options.initial_block_size = sizeof(first_block);
+    google::protobuf::Arena arena(options);
+    Req* request = google::protobuf::Arena::CreateMessage<Req>(&arena);
+    if (absl::Status s = ParseRequest(bytes_, "request", request); !s.ok()) {
       return ToGrpcStatus(s);
     }
-    Resp response;
-    grpc::Status status = (*handler_)(ctx_, request, &response);
-    if (status.ok() && !SerializeResponse(response, &reply_)) {
+    Resp* response = google::protobuf::Arena::CreateMessage<Resp>(&arena);
+    grpc::Status status = (*handler_)(ctx_, *request, response);
+    if (status.ok() && !SerializeResponse(*response, &reply_)) {
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "response: too large to serialize");
     }
     return status;
