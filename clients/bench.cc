@@ -65,6 +65,9 @@ ABSL_FLAG(int, score_orders, 0,
           "score: cycle over this many order ids (re-scores after the first round); 0 = a new "
           "order every call");
 ABSL_FLAG(int, in_flight, 16, "calls kept outstanding (closed loop)");
+ABSL_FLAG(int, deadline_ms, 10000,
+          "each call's deadline, from its (intended) send time; goodput counts the calls "
+          "answered OK within it");
 ABSL_FLAG(double, rate, 0,
           "open loop: calls per second at fixed intervals, latency from each call's intended "
           "send time (0 = closed loop with --in_flight)");
@@ -124,9 +127,11 @@ template <class Resp>
 LoadResult Run(StartCallFn<Resp> start) {
   if (absl::GetFlag(FLAGS_rate) > 0) {
     return RunOpenLoop<Resp>(absl::GetFlag(FLAGS_rate), absl::GetFlag(FLAGS_seconds),
+                             std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms)),
                              std::move(start));
   }
   return RunClosedLoop<Resp>(absl::GetFlag(FLAGS_in_flight), absl::GetFlag(FLAGS_seconds),
+                             std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms)),
                              std::move(start));
 }
 
@@ -523,7 +528,7 @@ void BenchFreshness(const std::shared_ptr<grpc::Channel>& channel) {
 struct Measured {
   std::string name;
   LoadResult result;
-  // Closed loop: calls/s over the echo floor's; open loop: p99 over its p99. 0 when
+  // Closed loop: goodput over the echo floor's; open loop: p99 over its p99. 0 when
   // no echo floor was measured before it.
   double ratio_to_echo = 0;
 };
@@ -535,9 +540,10 @@ std::string ToJson(const std::vector<Measured>& all) {
     absl::StrAppendFormat(
         &out,
         "  {\"rpc\": \"%s\", \"calls\": %d, \"errors\": %d, \"qps\": %.1f, \"p50_us\": %.1f, "
-        "\"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"ratio_to_echo\": %.3f}%s\n",
-        all[i].name, r.calls, r.errors, r.qps, r.p50_us, r.p90_us, r.p99_us, r.p999_us,
-        all[i].ratio_to_echo, i + 1 < all.size() ? "," : "");
+        "\"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"goodput\": %.1f, "
+        "\"ok_p99_us\": %.1f, \"ratio_to_echo\": %.3f}%s\n",
+        all[i].name, r.calls, r.errors, r.qps, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.goodput,
+        r.ok_p99_us, all[i].ratio_to_echo, i + 1 < all.size() ? "," : "");
   }
   return out + "]\n";
 }
@@ -563,7 +569,7 @@ int Main() {
     std::printf("%s\n", FormatLoadResult(name, r).c_str());
     Measured m{name, r, 0};
     if (compare && echo.calls > 0) {
-      m.ratio_to_echo = open_loop ? r.p99_us / echo.p99_us : r.qps / echo.qps;
+      m.ratio_to_echo = open_loop ? r.p99_us / echo.p99_us : r.goodput / echo.goodput;
       if (open_loop) {
         std::printf("  p99 %.1fx the echo floor's\n", m.ratio_to_echo);
       } else {

@@ -325,10 +325,17 @@ void FillPercentiles(std::vector<double>& latencies_us, LoadResult& result) {
 }
 
 std::string FormatLoadResult(absl::string_view name, const LoadResult& r) {
-  return absl::StrFormat(
+  std::string out = absl::StrFormat(
       "%-22s calls=%-8d errors=%-5d qps=%-9.0f p50=%7.1fus p90=%7.1fus p99=%7.1fus "
       "p99.9=%7.1fus",
       name, r.calls, r.errors, r.qps, r.p50_us, r.p90_us, r.p99_us, r.p999_us);
+  if (r.errors > 0) {
+    absl::StrAppendFormat(&out,
+                          "\n%-22s goodput=%.0f/s (answered OK within the deadline), their "
+                          "p50=%.1fus p99=%.1fus",
+                          "", r.goodput, r.ok_p50_us, r.ok_p99_us);
+  }
+  return out;
 }
 
 }  // namespace mercato::clients

@@ -90,10 +90,43 @@ struct LoadResult {
   double qps = 0;
   double p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0;
   std::string first_error;
+  // Calls answered OK (so within their deadline), per second, and the
+  // percentiles of their latencies.
+  double goodput = 0;
+  double ok_p50_us = 0, ok_p99_us = 0;
 };
 
 // Sorts `latencies_us` and fills the percentiles of `result`.
 void FillPercentiles(std::vector<double>& latencies_us, LoadResult& result);
+
+// Tallies one call of a load (latency from its send or intended send).
+class LoadTally {
+ public:
+  void Add(const grpc::Status& status, bool ok, double latency_us) {
+    ++result_.calls;
+    if (!ok || !status.ok()) {
+      if (result_.errors++ == 0) result_.first_error = status.error_message();
+    } else {
+      ok_latencies_.push_back(latency_us);
+    }
+    latencies_.push_back(latency_us);
+  }
+  LoadResult Finish(double seconds) {
+    result_.seconds = seconds;
+    result_.qps = result_.calls / seconds;
+    result_.goodput = ok_latencies_.size() / seconds;
+    FillPercentiles(latencies_, result_);
+    LoadResult ok;
+    FillPercentiles(ok_latencies_, ok);
+    result_.ok_p50_us = ok.p50_us;
+    result_.ok_p99_us = ok.p99_us;
+    return result_;
+  }
+
+ private:
+  LoadResult result_;
+  std::vector<double> latencies_, ok_latencies_;
+};
 
 std::string FormatLoadResult(absl::string_view name, const LoadResult& r);
 
@@ -104,9 +137,11 @@ using StartCallFn = std::function<std::unique_ptr<grpc::ClientAsyncResponseReade
     uint64_t, grpc::ClientContext*, grpc::CompletionQueue*)>;
 
 // Closed-loop load: keeps `in_flight` calls outstanding for `seconds` from
-// one completion-queue thread. `start(i, ctx, cq)` starts call number i.
+// one completion-queue thread, each with `deadline`. `start(i, ctx, cq)`
+// starts call number i.
 template <class Resp>
-LoadResult RunClosedLoop(int in_flight, double seconds, StartCallFn<Resp> start) {
+LoadResult RunClosedLoop(int in_flight, double seconds, std::chrono::milliseconds deadline,
+                         StartCallFn<Resp> start) {
   using Clock = std::chrono::steady_clock;
   struct Slot {
     std::unique_ptr<grpc::ClientContext> ctx;
@@ -120,14 +155,12 @@ LoadResult RunClosedLoop(int in_flight, double seconds, StartCallFn<Resp> start)
   uint64_t next = 0;
   auto launch = [&](Slot& s) {
     s.ctx = std::make_unique<grpc::ClientContext>();
-    s.ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    s.ctx->set_deadline(std::chrono::system_clock::now() + deadline);
     s.sent = Clock::now();
     s.reader = start(next++, s.ctx.get(), &cq);
     s.reader->Finish(&s.response, &s.status, &s);
   };
-  LoadResult result;
-  std::vector<double> latencies;
-  latencies.reserve(1 << 20);
+  LoadTally tally;
   const auto begin = Clock::now();
   const auto end = begin + std::chrono::duration<double>(seconds);
   for (Slot& s : slots) launch(s);
@@ -137,30 +170,25 @@ LoadResult RunClosedLoop(int in_flight, double seconds, StartCallFn<Resp> start)
   while (outstanding > 0 && cq.Next(&tag, &ok)) {
     Slot& s = *static_cast<Slot*>(tag);
     const auto now = Clock::now();
-    ++result.calls;
-    if (!ok || !s.status.ok()) {
-      if (result.errors++ == 0) result.first_error = s.status.error_message();
-    }
-    latencies.push_back(std::chrono::duration<double, std::micro>(now - s.sent).count());
+    tally.Add(s.status, ok, std::chrono::duration<double, std::micro>(now - s.sent).count());
     if (now < end) {
       launch(s);
     } else {
       --outstanding;
     }
   }
-  result.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
-  result.qps = result.calls / result.seconds;
-  FillPercentiles(latencies, result);
-  return result;
+  return tally.Finish(std::chrono::duration<double>(Clock::now() - begin).count());
 }
 
 // Open-loop load: starts call number i at its intended time begin + i / rate
 // for `seconds`, whether or not earlier calls have finished, and measures
 // each latency from that intended time, so a server (or client) that falls
-// behind shows as queueing rather than as fewer calls. One thread sends,
-// another drains the completion queue.
+// behind shows as queueing rather than as fewer calls. Each call has
+// `deadline` from its intended time. One thread sends, another drains the
+// completion queue.
 template <class Resp>
-LoadResult RunOpenLoop(double rate, double seconds, StartCallFn<Resp> start) {
+LoadResult RunOpenLoop(double rate, double seconds, std::chrono::milliseconds deadline,
+                       StartCallFn<Resp> start) {
   using Clock = std::chrono::steady_clock;
   struct Call {
     grpc::ClientContext ctx;
@@ -171,39 +199,32 @@ LoadResult RunOpenLoop(double rate, double seconds, StartCallFn<Resp> start) {
   };
   grpc::CompletionQueue cq;
   const uint64_t total = static_cast<uint64_t>(rate * seconds);
-  LoadResult result;
-  std::vector<double> latencies;
-  latencies.reserve(total);
+  LoadTally tally;
   const auto begin = Clock::now();
+  const auto system_begin = std::chrono::system_clock::now();
   std::thread drain([&] {
     void* tag;
     bool ok;
     for (uint64_t done = 0; done < total && cq.Next(&tag, &ok); ++done) {
       std::unique_ptr<Call> call(static_cast<Call*>(tag));
-      ++result.calls;
-      if (!ok || !call->status.ok()) {
-        if (result.errors++ == 0) result.first_error = call->status.error_message();
-      }
-      latencies.push_back(
-          std::chrono::duration<double, std::micro>(Clock::now() - call->intended).count());
+      tally.Add(call->status, ok,
+                std::chrono::duration<double, std::micro>(Clock::now() - call->intended).count());
     }
   });
   for (uint64_t i = 0; i < total; ++i) {
     auto call = std::make_unique<Call>();
-    call->intended = begin + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(static_cast<double>(i) / rate));
+    const auto offset = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(static_cast<double>(i) / rate));
+    call->intended = begin + offset;
     std::this_thread::sleep_until(call->intended);
-    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    call->ctx.set_deadline(system_begin + offset + deadline);
     call->reader = start(i, &call->ctx, &cq);
     Call* tag = call.release();
     tag->reader->Finish(&tag->response, &tag->status, tag);
   }
   drain.join();
   cq.Shutdown();
-  result.seconds = std::chrono::duration<double>(Clock::now() - begin).count();
-  result.qps = result.calls / result.seconds;
-  FillPercentiles(latencies, result);
-  return result;
+  return tally.Finish(std::chrono::duration<double>(Clock::now() - begin).count());
 }
 
 }  // namespace mercato::clients

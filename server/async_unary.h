@@ -11,6 +11,7 @@
 #include <google/protobuf/arena.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -49,52 +50,87 @@ using RequestMethod = void (Service::*)(grpc::ServerContext*, grpc::ByteBuffer*,
                                         grpc::CompletionQueue*, grpc::ServerCompletionQueue*,
                                         void*);
 
+// What every call of one method shares.
+template <class Service, class Req, class Resp>
+struct UnaryMethod {
+  Service* service;
+  RequestMethod<Service> request;
+  UnaryHandler<Req, Resp> handler;
+  // Admits each call.
+  std::unique_ptr<MethodGate> gate;
+  // Told of every call; may be null.
+  CallObserver* observer;
+  // Holds calls that carry a min_sequence; may be null.
+  ReadBarrier* barrier = nullptr;
+  // A running estimate of the handler's time, in nanoseconds: a call whose
+  // deadline comes sooner is not started.
+  std::atomic<int64_t> cost_ns{0};
+};
+
+// The answer to a call whose deadline passes before its work could finish.
+inline grpc::Status TooLate() {
+  return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                      "deadline: reached, or too near for the work, before the call was served; "
+                      "nothing was done");
+}
+
 template <class Service, class Req, class Resp>
 class UnaryCall final : public CallTag {
  public:
   static constexpr size_t kArenaBlockBytes = 8192;
+  using Method = UnaryMethod<Service, Req, Resp>;
 
   // Registers a pending call; it deletes itself when done.
-  static void Listen(Service* service, RequestMethod<Service> method,
-                     const UnaryHandler<Req, Resp>* handler, const MethodGate* gate,
-                     CallObserver* observer, ReadBarrier* barrier,
-                     grpc::ServerCompletionQueue* cq) {
-    new UnaryCall(service, method, handler, gate, observer, barrier, cq);
-  }
+  static void Listen(Method* method, grpc::ServerCompletionQueue* cq) { new UnaryCall(method, cq); }
 
   void Proceed(bool ok) override {
     if (replied_ || !ok) {  // finished, or the queue is shutting down
-      if (replied_ && observer_) {
-        observer_->Finished(
+      if (replied_ && m_->observer) {
+        m_->observer->Finished(
             code_,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
       }
       delete this;
       return;
     }
-    if (observer_) {
-      start_ = std::chrono::steady_clock::now();
-      observer_->Started();
-    }
-    Listen(service_, method_, handler_, gate_, observer_, barrier_, cq_);
+    start_ = std::chrono::steady_clock::now();
+    if (m_->observer) m_->observer->Started();
+    Listen(m_, cq_);
     std::string who;
-    grpc::Status admitted = gate_->Admit(ctx_, &who);
+    grpc::Status admitted = m_->gate->Admit(ctx_, &who);
     absl::StatusOr<uint64_t> min_sequence = 0;
-    if (admitted.ok() && barrier_ != nullptr) {
+    if (admitted.ok() && m_->barrier != nullptr) {
       min_sequence = ReadBarrier::MinSequence(ctx_);
       if (!min_sequence.ok()) admitted = ToGrpcStatus(min_sequence.status());
     }
     if (!admitted.ok()) return Reply(admitted);
-    if (*min_sequence > 0 && !barrier_->Reached(*min_sequence)) {
+    if (*min_sequence > 0 && !m_->barrier->Reached(*min_sequence)) {
       // Served from the barrier's thread once this replica has the write.
-      barrier_->Park(*min_sequence, ctx_,
-                     [this](grpc::Status reached) { Reply(reached.ok() ? Handle() : reached); });
+      m_->barrier->Park(*min_sequence, ctx_,
+                        [this](grpc::Status reached) { Reply(reached.ok() ? Work() : reached); });
       return;
     }
-    Reply(Handle());
+    Reply(Work());
   }
 
  private:
+  // Handle(), unless the deadline leaves no time for it; keeps the
+  // estimate of its cost.
+  grpc::Status Work() {
+    const auto begin = std::chrono::steady_clock::now();
+    const int64_t cost = m_->cost_ns.load(std::memory_order_relaxed);
+    if (ctx_.deadline() < std::chrono::system_clock::now() + std::chrono::nanoseconds(cost)) {
+      return TooLate();
+    }
+    grpc::Status status = Handle();
+    const int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::steady_clock::now() - begin)
+                             .count();
+    // An exponential average over about the last 16 calls.
+    m_->cost_ns.store(cost + (took - cost) / 16, std::memory_order_relaxed);
+    return status;
+  }
+
   void Reply(const grpc::Status& status) {
     code_ = status.error_code();
     replied_ = true;
@@ -119,33 +155,18 @@ class UnaryCall final : public CallTag {
       return ToGrpcStatus(s);
     }
     Resp* response = google::protobuf::Arena::CreateMessage<Resp>(&arena);
-    grpc::Status status = (*handler_)(ctx_, *request, response);
+    grpc::Status status = m_->handler(ctx_, *request, response);
     if (status.ok() && !SerializeResponse(*response, &reply_)) {
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "response: too large to serialize");
     }
     return status;
   }
 
-  UnaryCall(Service* service, RequestMethod<Service> method, const UnaryHandler<Req, Resp>* handler,
-            const MethodGate* gate, CallObserver* observer, ReadBarrier* barrier,
-            grpc::ServerCompletionQueue* cq)
-      : service_(service),
-        method_(method),
-        handler_(handler),
-        gate_(gate),
-        observer_(observer),
-        barrier_(barrier),
-        cq_(cq),
-        writer_(&ctx_) {
-    (service_->*method_)(&ctx_, &bytes_, &writer_, cq_, cq_, this);
+  UnaryCall(Method* method, grpc::ServerCompletionQueue* cq) : m_(method), cq_(cq), writer_(&ctx_) {
+    (m_->service->*m_->request)(&ctx_, &bytes_, &writer_, cq_, cq_, this);
   }
 
-  Service* service_;
-  RequestMethod<Service> method_;
-  const UnaryHandler<Req, Resp>* handler_;
-  const MethodGate* gate_;
-  CallObserver* observer_;
-  ReadBarrier* barrier_;
+  Method* m_;
   grpc::ServerCompletionQueue* cq_;
   grpc::ServerContext ctx_;
   grpc::ByteBuffer bytes_, reply_;
@@ -169,19 +190,21 @@ class AsyncDispatcher {
   template <class Owner, class Service, class Req, class Resp>
   void Add(Owner* owner, RequestMethod<Service> method, UnaryHandler<Req, Resp> handler,
            std::unique_ptr<MethodGate> gate, CallObserver* observer) {
-    Service* service = owner;
-    auto owned = std::make_shared<UnaryHandler<Req, Resp>>(std::move(handler));
-    std::shared_ptr<const MethodGate> admit = std::move(gate);
-    listeners_.push_back(
-        [this, service, method, owned, admit, observer](grpc::ServerCompletionQueue* cq) {
-          UnaryCall<Service, Req, Resp>::Listen(service, method, owned.get(), admit.get(), observer,
-                                                barrier_, cq);
-        });
-    handlers_.push_back(owned);
+    auto m = std::make_shared<UnaryMethod<Service, Req, Resp>>();
+    m->service = owner;
+    m->request = method;
+    m->handler = std::move(handler);
+    m->gate = std::move(gate);
+    m->observer = observer;
+    m->barrier = barrier_;
+    listeners_.push_back([m](grpc::ServerCompletionQueue* cq) {
+      UnaryCall<Service, Req, Resp>::Listen(m.get(), cq);
+    });
+    methods_.push_back(std::move(m));
   }
 
   // Calls may carry a min_sequence, held at `barrier` (not owned; may be
-  // null: the metadata is ignored). REQUIRES: before Start.
+  // null: the metadata is ignored). REQUIRES: before Add.
   void SetBarrier(ReadBarrier* barrier) { barrier_ = barrier; }
 
   // REQUIRES: before the server is built.
@@ -211,7 +234,7 @@ class AsyncDispatcher {
 
  private:
   std::vector<std::function<void(grpc::ServerCompletionQueue*)>> listeners_;
-  std::vector<std::shared_ptr<void>> handlers_;
+  std::vector<std::shared_ptr<void>> methods_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
   ReadBarrier* barrier_ = nullptr;

@@ -439,7 +439,11 @@ struct MercatoServer::Impl {
   }
 
   Impl(Runtime* runtime, Metrics* metrics, const Gate* gate)
-      : services(runtime, metrics, &dispatcher, gate), runtime(runtime) {
+      : services(runtime, metrics, &dispatcher, gate),
+        runtime(runtime),
+        barrier(std::make_unique<ReadBarrier>(
+            [runtime] { return runtime->learner().snapshot()->applied_sequence; })) {
+    dispatcher.SetBarrier(barrier.get());
     services.Serve(std::make_unique<IngestService>(runtime, metrics),
                    v1::Ingest::service_full_name(), Scope::kIngest);
     services.Serve(std::make_unique<CatalogService>(runtime), v1::Catalog::service_full_name(),
@@ -508,9 +512,6 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
     builder.RegisterService(s.service.get());
   }
   d.dispatcher.AddQueues(builder, std::max(1, options.cq_threads));
-  d.barrier = std::make_unique<ReadBarrier>(
-      [runtime] { return runtime->learner().snapshot()->applied_sequence; });
-  d.dispatcher.SetBarrier(d.barrier.get());
   d.server = builder.BuildAndStart();
   if (!d.server || d.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
