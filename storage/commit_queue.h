@@ -15,19 +15,30 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "storage/log_writer.h"
 
 namespace mercato::storage {
 
-// W has `const std::vector<core::Event>* events`.
+// W has `const std::vector<core::Event>* events` and `AppendResult result`,
+// which `write` fills for each writer of a group.
 template <class W>
 class CommitQueue {
  public:
-  explicit CommitQueue(size_t max_events) : max_events_(max_events) {}
+  using Write = std::function<absl::Status(const std::vector<W*>&)>;
+  CommitQueue(size_t max_events, Write write) : max_events_(max_events), write_(std::move(write)) {}
 
-  // Queues `writer` and returns once a leader (maybe this call) has run
-  // `write` on a group holding it: what that write returned.
-  absl::Status Commit(W* writer, const std::function<absl::Status(const std::vector<W*>&)>& write) {
+  // Queues `writer` and returns once a leader (maybe this call) has written
+  // a group holding it: its result, or the error that write returned.
+  absl::StatusOr<AppendResult> Commit(W* writer) {
+    absl::Status status = Join(writer);
+    if (!status.ok()) return status;
+    return std::move(writer->result);
+  }
+
+ private:
+  absl::Status Join(W* writer) {
     Slot self{writer};
     absl::MutexLock lock(&mu_);
     queue_.push_back(&self);
@@ -46,7 +57,7 @@ class CommitQueue {
     // Others may queue meanwhile; no other leader runs while this one is
     // at the front.
     mu_.Unlock();
-    const absl::Status status = write(writers);
+    const absl::Status status = write_(writers);
     mu_.Lock();
     for (Slot* s : group) {
       queue_.pop_front();
@@ -58,7 +69,6 @@ class CommitQueue {
     return status;
   }
 
- private:
   struct Slot {
     W* writer;
     absl::Status status;
@@ -66,6 +76,7 @@ class CommitQueue {
     absl::CondVar cv;
   };
   const size_t max_events_;
+  const Write write_;
   absl::Mutex mu_;
   std::deque<Slot*> queue_ ABSL_GUARDED_BY(mu_);
 };

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/clock.h"
+#include "storage/codec.h"
 
 namespace mercato::storage {
 namespace {
@@ -20,15 +21,17 @@ std::string UniqueSuffix() {
 
 }  // namespace
 
-std::vector<core::Event> ItemUpdateEvents(const std::vector<core::Item>& items) {
+CatalogUpsert ItemUpserts(const std::vector<core::Item>& items) {
   const int64_t now_ms = core::Clock::Real()->NowMs();
-  std::vector<core::Event> events;
-  events.reserve(items.size());
+  CatalogUpsert upsert;
+  upsert.events.reserve(items.size());
+  upsert.rows.reserve(items.size());
   for (const core::Item& item : items) {
-    events.push_back(core::ItemUpdateEvent(
+    upsert.events.push_back(core::ItemUpdateEvent(
         item, now_ms, absl::StrCat("catalog/", item.item_id, "/", UniqueSuffix())));
+    upsert.rows.push_back(EncodeItem(item));
   }
-  return events;
+  return upsert;
 }
 
 core::Event ItemDeleteEvent(std::string_view item_id) {

@@ -54,9 +54,15 @@ class LogWriter {
   virtual absl::StatusOr<bool> DeleteItem(std::string_view item_id) = 0;
 };
 
-// The ITEM_UPDATE events of `items`, and the ITEM_DELETE of `item_id`, with
-// event ids unique to this call in this process and among processes.
-std::vector<core::Event> ItemUpdateEvents(const std::vector<core::Item>& items);
+// A catalogue upsert as the log carries it: per item its ITEM_UPDATE event
+// and its catalogue row (storage/codec.h EncodeItem).
+struct CatalogUpsert {
+  std::vector<core::Event> events;
+  std::vector<std::string> rows;
+};
+// The upsert of `items`, and the ITEM_DELETE of `item_id`, with event ids
+// unique to this call in this process and among processes.
+CatalogUpsert ItemUpserts(const std::vector<core::Item>& items);
 core::Event ItemDeleteEvent(std::string_view item_id);
 
 }  // namespace mercato::storage

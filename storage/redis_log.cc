@@ -184,8 +184,8 @@ struct RedisLog::Impl {
   // One caller's share of a commit group.
   struct Writer {
     const std::vector<core::Event>* events;
-    // Per event, its item row, or null for none at all.
-    const std::vector<std::string>* items = nullptr;
+    // Per event, its catalogue row, or null for none at all.
+    const std::vector<std::string>* rows = nullptr;
     AppendResult result;
   };
   std::unique_ptr<CommitQueue<Writer>> queue;
@@ -193,7 +193,6 @@ struct RedisLog::Impl {
   absl::Time next_connect = absl::InfinitePast();
   absl::Status connect_error;
 
-  absl::StatusOr<AppendResult> Commit(Writer& self);
   absl::Status CommitGroup(const std::vector<Writer*>& group);
   // The leader's connection, made anew after a failure but not sooner than
   // a backoff after the last failed attempt.
@@ -239,7 +238,11 @@ struct RedisLog::Impl {
 
 RedisLog::RedisLog(RedisLogOptions options, Store* store) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
-  impl_->queue = std::make_unique<CommitQueue<Impl::Writer>>(impl_->options.max_group_events);
+  impl_->queue = std::make_unique<CommitQueue<Impl::Writer>>(
+      impl_->options.max_group_events,
+      [impl = impl_.get()](const std::vector<Impl::Writer*>& group) {
+        return impl->CommitGroup(group);
+      });
   impl_->store = store;
   impl_->owner = this;
   head_ = store->LastSequence();
@@ -280,7 +283,7 @@ absl::Status RedisLog::Impl::CommitGroup(const std::vector<Writer*>& group) {
       encoded.push_back(core::EncodeEvent(e));
       args.push_back(e.event_id);
       args.push_back(encoded.back());
-      args.push_back(w->items != nullptr ? std::string_view((*w->items)[i]) : std::string_view());
+      args.push_back(w->rows != nullptr ? std::string_view((*w->rows)[i]) : std::string_view());
     }
   }
   absl::StatusOr<Reply> r = (*c)->Run(args);
@@ -316,36 +319,22 @@ absl::Status RedisLog::Impl::CommitGroup(const std::vector<Writer*>& group) {
     }
   }
   for (Writer* w : group) w->result.last_sequence = highest;
-  uint64_t head = owner->head_.load();
-  while (head < highest && !owner->head_.compare_exchange_weak(head, highest)) {
-  }
+  owner->RaiseHead(highest);
   return absl::OkStatus();
-}
-
-absl::StatusOr<AppendResult> RedisLog::Impl::Commit(Writer& self) {
-  if (absl::Status s = queue->Commit(
-          &self, [this](const std::vector<Writer*>& group) { return CommitGroup(group); });
-      !s.ok()) {
-    return s;
-  }
-  return std::move(self.result);
 }
 
 absl::StatusOr<AppendResult> RedisLog::Append(const std::vector<core::Event>& events, Durability) {
   Impl::Writer self;
   self.events = &events;
-  return impl_->Commit(self);
+  return impl_->queue->Commit(&self);
 }
 
 absl::Status RedisLog::PutItems(const std::vector<core::Item>& items) {
-  const std::vector<core::Event> events = ItemUpdateEvents(items);
-  std::vector<std::string> rows;
-  rows.reserve(items.size());
-  for (const core::Item& item : items) rows.push_back(EncodeItem(item));
+  const CatalogUpsert upsert = ItemUpserts(items);
   Impl::Writer self;
-  self.events = &events;
-  self.items = &rows;
-  return impl_->Commit(self).status();
+  self.events = &upsert.events;
+  self.rows = &upsert.rows;
+  return impl_->queue->Commit(&self).status();
 }
 
 absl::StatusOr<bool> RedisLog::DeleteItem(std::string_view item_id) {
@@ -455,14 +444,11 @@ absl::Status RedisLog::Impl::MirrorOnce(Connection& c, uint64_t* last) {
   }
   if (absl::Status s = store->Mirror(batch); !s.ok()) return s;
   *last += batch.size();
-  uint64_t head = std::max(*last, owner->head_.load());
+  owner->RaiseHead(*last);
   if (batch.size() == kMirrorBatch) {
     absl::StatusOr<Extent> extent = QueryExtent(c);
     if (!extent.ok()) return extent.status();
-    head = std::max(head, extent->head);
-  }
-  uint64_t known = owner->head_.load();
-  while (known < head && !owner->head_.compare_exchange_weak(known, head)) {
+    owner->RaiseHead(extent->head);
   }
   return absl::OkStatus();
 }
@@ -511,11 +497,7 @@ void RedisLog::Impl::Run() {
       }
       c = *std::move(opened);
       absl::StatusOr<Extent> extent = QueryExtent(*c);
-      if (extent.ok()) {
-        uint64_t known = owner->head_.load();
-        while (known < extent->head && !owner->head_.compare_exchange_weak(known, extent->head)) {
-        }
-      }
+      if (extent.ok()) owner->RaiseHead(extent->head);
       absl::Status usable = extent.status();
       // A stream that ends before this replica's log is not the one its
       // data came from (or Redis lost what it had acknowledged); one that

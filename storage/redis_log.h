@@ -96,6 +96,12 @@ class RedisLog final : public LogWriter {
 
  private:
   struct Impl;
+  // head() becomes at least `sequence`.
+  void RaiseHead(uint64_t sequence) {
+    uint64_t known = head_.load();
+    while (known < sequence && !head_.compare_exchange_weak(known, sequence)) {
+    }
+  }
   std::unique_ptr<Impl> impl_;
   std::atomic<uint64_t> head_{0};
   std::atomic<bool> connected_{false};

@@ -80,9 +80,8 @@ struct Store::Impl {
   // One caller's share of a commit group.
   struct Writer {
     const std::vector<core::Event>* events;
-    // Catalogue rows written, or deleted, in the same batch as the events.
-    const std::vector<core::Item>* items = nullptr;
-    const std::string* deleted_item = nullptr;
+    // Per event, its catalogue row (EncodeItem), or null for none at all.
+    const std::vector<std::string>* rows = nullptr;
     AppendResult result;
     // Whether this writer needs its write fsynced before it returns.
     bool sync = true;
@@ -107,19 +106,23 @@ struct Store::Impl {
     return w;
   }
 
+  // Adds the log entry `e` at `sequence` to `batch`, with what it does
+  // besides: an upsert's catalogue row (`row`, when not empty), an
+  // ITEM_DELETE's removal of the row, a USER_DELETE's erasure marker.
+  rocksdb::Status PutEntry(rocksdb::WriteBatch& batch, uint64_t sequence, const core::Event& e,
+                           std::string_view row) const {
+    rocksdb::Status s = batch.Put(cf(kEvents), SequenceKey(sequence), core::EncodeEvent(e));
+    if (s.ok() && !row.empty()) s = batch.Put(cf(kCatalog), e.item_id, row);
+    if (s.ok() && e.type == core::EventType::kItemDelete) s = batch.Delete(cf(kCatalog), e.item_id);
+    if (s.ok() && e.type == core::EventType::kUserDelete) {
+      s = batch.Put(cf(kMeta), ErasureKey(sequence), "");
+    }
+    return s;
+  }
   // Runs one commit group: dedupes, numbers and writes every writer's events
   // in one synced batch, then moves the log end. One runs at a time
   // (CommitQueue).
   absl::Status CommitGroup(const std::vector<Writer*>& group);
-  // Commits `self` in a group; its result.
-  absl::StatusOr<AppendResult> Commit(Writer& self) {
-    if (absl::Status s = queue->Commit(
-            &self, [this](const std::vector<Writer*>& group) { return CommitGroup(group); });
-        !s.ok()) {
-      return s;
-    }
-    return std::move(self.result);
-  }
   absl::Mutex audit_mu;
   uint64_t last_audit ABSL_GUARDED_BY(audit_mu) = 0;
 };
@@ -143,7 +146,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) 
   if (options.path.empty()) return absl::InvalidArgumentError("store path is empty");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->queue = std::make_unique<CommitQueue<Impl::Writer>>(options.max_group_events);
+  impl->queue = std::make_unique<CommitQueue<Impl::Writer>>(
+      options.max_group_events, [impl = impl.get()](const std::vector<Impl::Writer*>& group) {
+        return impl->CommitGroup(group);
+      });
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
@@ -227,25 +233,11 @@ absl::Status Store::Impl::CommitGroup(const std::vector<Writer*>& group) {
           continue;
         }
       }
-      const std::string key = SequenceKey(seq);
-      rocksdb::Status s = batch.Put(cf(kEvents), key, core::EncodeEvent(e));
-      if (s.ok() && keyed) s = batch.Put(cf(kEventIds), e.event_id, key);
-      if (s.ok() && e.type == core::EventType::kUserDelete)
-        s = batch.Put(cf(kMeta), ErasureKey(seq), "");
+      rocksdb::Status s = PutEntry(batch, seq, e, w->rows ? (*w->rows)[i] : std::string_view());
+      if (s.ok() && keyed) s = batch.Put(cf(kEventIds), e.event_id, SequenceKey(seq));
       if (!s.ok()) return ToStatus(s, "building the log batch");
       w->result.sequences[i] = seq++;
       ++w->result.accepted;
-    }
-    if (w->deleted_item != nullptr) {
-      if (auto s = batch.Delete(cf(kCatalog), *w->deleted_item); !s.ok()) {
-        return ToStatus(s, "building the catalogue batch");
-      }
-    }
-    if (w->items == nullptr) continue;
-    for (const core::Item& item : *w->items) {
-      if (auto s = batch.Put(cf(kCatalog), item.item_id, EncodeItem(item)); !s.ok()) {
-        return ToStatus(s, "building the catalogue batch");
-      }
     }
   }
   if (batch.Count() > 0) {
@@ -271,7 +263,7 @@ absl::StatusOr<AppendResult> Store::Append(const std::vector<core::Event>& event
   Impl::Writer self;
   self.events = &events;
   self.sync = durability == Durability::kSynced;
-  return impl_->Commit(self);
+  return impl_->queue->Commit(&self);
 }
 
 uint64_t Store::LastSequence() const { return impl_->last_sequence_atomic.load(); }
@@ -306,11 +298,11 @@ void Store::WaitForSequence(uint64_t after, absl::Duration timeout) const {
 }
 
 absl::Status Store::PutItems(const std::vector<core::Item>& items) {
-  const std::vector<core::Event> events = ItemUpdateEvents(items);
+  const CatalogUpsert upsert = ItemUpserts(items);
   Impl::Writer self;
-  self.events = &events;
-  self.items = &items;
-  return impl_->Commit(self).status();
+  self.events = &upsert.events;
+  self.rows = &upsert.rows;
+  return impl_->queue->Commit(&self).status();
 }
 
 absl::StatusOr<core::Item> Store::GetItem(std::string_view item_id) const {
@@ -325,14 +317,9 @@ absl::StatusOr<bool> Store::DeleteItem(std::string_view item_id) {
   absl::StatusOr<core::Item> existing = GetItem(item_id);
   if (absl::IsNotFound(existing.status())) return false;
   if (!existing.ok()) return existing.status();
-  // The deletion enters the log in the same batch, so the models see it in
-  // log order, as they see upserts.
-  const std::string id(item_id);
-  const std::vector<core::Event> events = {ItemDeleteEvent(id)};
-  Impl::Writer self;
-  self.events = &events;
-  self.deleted_item = &id;
-  if (absl::Status s = impl_->Commit(self).status(); !s.ok()) return s;
+  // The row leaves the catalogue with the ITEM_DELETE (PutEntry), so the
+  // models see the deletion in log order, as they see upserts.
+  if (absl::Status s = Append({ItemDeleteEvent(item_id)}).status(); !s.ok()) return s;
   return true;
 }
 
@@ -347,19 +334,13 @@ absl::Status Store::Mirror(const std::vector<MirroredEntry>& entries) {
       return absl::FailedPreconditionError(
           absl::StrCat("shared log entry ", e.sequence, " where ", first + i, " should follow"));
     }
-    const std::string key = SequenceKey(e.sequence);
-    s = batch.Put(impl_->cf(kEvents), key, core::EncodeEvent(e));
-    if (s.ok() && !entries[i].item.empty()) {
+    if (!entries[i].item.empty()) {
       if (absl::StatusOr<core::Item> item = DecodeItem(entries[i].item); !item.ok()) {
         return absl::DataLossError(
             absl::StrCat("shared log entry ", e.sequence, ": item row: ", item.status().message()));
       }
-      s = batch.Put(impl_->cf(kCatalog), e.item_id, entries[i].item);
     }
-    if (s.ok() && e.type == core::EventType::kItemDelete)
-      s = batch.Delete(impl_->cf(kCatalog), e.item_id);
-    if (s.ok() && e.type == core::EventType::kUserDelete)
-      s = batch.Put(impl_->cf(kMeta), ErasureKey(e.sequence), "");
+    s = impl_->PutEntry(batch, e.sequence, e, entries[i].item);
   }
   if (!s.ok()) return ToStatus(s, "building the mirror batch");
   // Synced, so that no checkpoint written later is ever ahead of the log
