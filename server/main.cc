@@ -51,6 +51,9 @@ ABSL_FLAG(int64_t, checkpoint_every_events, 200000,
           "checkpoint also once this many events were applied since the last checkpoint, so "
           "that a restart replays a bounded log tail (0 = by time only)");
 ABSL_FLAG(int, cq_threads, 1, "threads serving the model RPCs (completion queues)");
+ABSL_FLAG(int, max_queued_calls, 1000,
+          "model RPCs each serving thread holds before it refuses the oldest with "
+          "RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest request accepted, in bytes");
 ABSL_FLAG(std::string, log_level, "info",
           "least severe log level written: debug, info, warning, error");
@@ -258,6 +261,14 @@ int Run() {
   absl::Status flags = mercato::server::ModuleOptionsFromFlags(rt_options.models);
   if (flags.ok()) flags = SharedLogFromFlags(rt_options);
   if (flags.ok()) flags = TlsFromFlags(options);
+  options.cq_threads = absl::GetFlag(FLAGS_cq_threads);
+  options.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
+  if (flags.ok() && options.cq_threads < 1) {
+    flags = absl::InvalidArgumentError("--cq_threads: must be >= 1");
+  }
+  if (flags.ok() && options.max_queued_calls < 1) {
+    flags = absl::InvalidArgumentError("--max_queued_calls: must be >= 1");
+  }
   mercato::server::GateOptions gate_options;
   gate_options.access_file = absl::GetFlag(FLAGS_auth_tokens_file);
   gate_options.mutual_tls = !options.tls_client_ca_file.empty();
@@ -290,7 +301,6 @@ int Run() {
   }
 
   options.metrics = metrics.get();
-  options.cq_threads = absl::GetFlag(FLAGS_cq_threads);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.drain_timeout = absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s));
   auto server = mercato::server::MercatoServer::Start(options, runtime->get());

@@ -511,7 +511,7 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
   for (const ServiceRegistrar::Served& s : d.services.services()) {
     builder.RegisterService(s.service.get());
   }
-  d.dispatcher.AddQueues(builder, std::max(1, options.cq_threads));
+  d.dispatcher.AddQueues(builder, options.cq_threads, options.max_queued_calls);
   d.server = builder.BuildAndStart();
   if (!d.server || d.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));

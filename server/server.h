@@ -19,8 +19,11 @@ namespace mercato::server {
 struct ServerOptions {
   // host:port to listen on; port 0 picks a free one.
   std::string listen = "127.0.0.1:50051";
-  // Threads polling the completion queues of the model RPCs.
+  // Threads polling the completion queues of the model RPCs (>= 1).
   int cq_threads = 1;
+  // Model RPCs each of those threads holds before it refuses the oldest
+  // with RESOURCE_EXHAUSTED (server/async_unary.h: ServingQueue; >= 1).
+  int max_queued_calls = 1000;
   // Largest request accepted.
   int max_message_bytes = 16 << 20;
   // How long shutdown waits for in-flight calls.

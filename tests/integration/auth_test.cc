@@ -348,21 +348,6 @@ TEST_F(AuthTest, MalformedAuthorizationIsRefusedAndTheServerCarriesOn) {
   EXPECT_TRUE(after.ok()) << after.error_code() << " " << after.error_message();
 }
 
-// Runs mercato-server with `flags` until it exits or 10 s pass; its exit
-// code (-1 when still running, then killed) and stderr.
-int RunServer(const std::string& flags, std::string* err) {
-  TempDir dir;
-  const std::string out = dir.path() + "/stderr";
-  const std::string cmd = std::string("timeout -s KILL 10 ") + MERCATO_SERVER_BINARY +
-                          " --data_dir=" + dir.path() + "/data --metrics_listen= " + flags + " 2>" +
-                          out;
-  const int status = std::system(cmd.c_str());
-  std::stringstream text;
-  text << std::ifstream(out).rdbuf();
-  *err = text.str();
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST_F(AuthTest, ANetworkAddressWithoutAuthenticationIsRefusedWithWhatToConfigure) {
   std::string err;
   EXPECT_EQ(RunServer("--listen=0.0.0.0:0", &err), 2);

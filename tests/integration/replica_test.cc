@@ -582,17 +582,9 @@ TEST(ReplicaTest, RefusesToStartWithABadSharedLogNamingTheFlag) {
            {"--event_log=redis://127.0.0.1:1/s --redis_dedup_window_s=0", "--redis_dedup_window_s"},
            {"--event_log=redis://127.0.0.1:1/s --redis_password_file=" + dir.path() + "/none",
             "--redis_password_file"}}) {
-    const std::string command = std::string(MERCATO_SERVER_BINARY) +
-                                " --listen=127.0.0.1:0 --metrics_listen= --data_dir=" + dir.path() +
-                                "/data " + flag + " 2>&1";
-    std::string out;
-    FILE* p = popen(command.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    const int status = pclose(p);
-    EXPECT_EQ(WEXITSTATUS(status), 2) << flag;
-    EXPECT_NE(out.find(named + ": "), std::string::npos) << flag << ": " << out;
+    std::string err;
+    EXPECT_EQ(RunServer("--listen=127.0.0.1:0 " + flag, &err), 2) << flag;
+    EXPECT_NE(err.find(named + ": "), std::string::npos) << flag << ": " << err;
   }
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "clients/client_util.h"
@@ -96,6 +97,19 @@ int ServerProcess::Signal(int sig) {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return status;
+}
+
+int RunServer(const std::string& flags, std::string* err) {
+  TempDir dir;
+  const std::string out = dir.path() + "/stderr";
+  const std::string cmd = std::string("timeout -s KILL 10 ") + MERCATO_SERVER_BINARY +
+                          " --data_dir=" + dir.path() + "/data --metrics_listen= " + flags + " 2>" +
+                          out;
+  const int status = std::system(cmd.c_str());
+  std::stringstream text;
+  text << std::ifstream(out).rdbuf();
+  *err = text.str();
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 int FreePort() {

@@ -57,6 +57,11 @@ class ServerProcess {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
+// Runs mercato-server with `flags` (a data folder of its own and no metrics
+// are given) until it exits or 10 s pass: its exit code (-1 when still
+// running, then killed) and its stderr in `err`.
+int RunServer(const std::string& flags, std::string* err);
+
 // A loopback port free now (another process may take it before it is used).
 int FreePort();
 

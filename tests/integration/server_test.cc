@@ -438,5 +438,13 @@ TEST(ServerTest, HealthAnswersPerServiceAndWatchSeesTheDrain) {
   term.join();
 }
 
+TEST(ServerTest, RefusesServingQueueFlagsBelowOneNamingTheFlag) {
+  for (const std::string flag : {"--cq_threads", "--max_queued_calls"}) {
+    std::string err;
+    EXPECT_EQ(RunServer("--listen=127.0.0.1:0 " + flag + "=0", &err), 2) << flag;
+    EXPECT_NE(err.find(flag + ": must be >= 1"), std::string::npos) << flag << ": " << err;
+  }
+}
+
 }  // namespace
 }  // namespace mercato::testing
