@@ -74,6 +74,34 @@ absl::Status CheckCountry(absl::string_view field, const std::string& code) {
       absl::StrCat(field, ": must be an ISO 3166-1 alpha-2 code such as \"DE\", or empty"));
 }
 
+// The checks of one line item; errors name its fields alone ("quantity: ...").
+absl::Status CheckLine(const v1::LineItem& line) {
+  absl::Status s = CheckId("item_id", line.item_id());
+  if (s.ok()) s = CheckNumber("quantity", line.quantity(), 0, kMaxQuantity);
+  if (s.ok() && line.quantity() == 0) s = absl::InvalidArgumentError("quantity: must be > 0");
+  if (s.ok()) s = CheckNumber("unit_price", line.unit_price(), 0, kMaxPrice);
+  return s;
+}
+
+// The checks of one attribute; errors begin ": ", for its name in front.
+absl::Status CheckAttribute(const std::string& key, const v1::AttributeValue& value) {
+  absl::Status s = CheckId("", key);
+  if (s.ok() && value.has_number()) s = CheckNumber("", value.number(), -1e18, 1e18);
+  if (s.ok() && value.has_text()) s = CheckOptionalId("", value.text());
+  if (s.ok() && value.kind_case() == v1::AttributeValue::KIND_NOT_SET) {
+    s = absl::InvalidArgumentError(": needs a text or a number");
+  }
+  return s;
+}
+
+// `s`, or when it failed its error with `prefix()` in front of the field it
+// names: line items and attributes are checked without building their
+// names, which are needed only for an error.
+template <class Prefix>
+absl::Status Named(absl::Status s, const Prefix& prefix) {
+  return s.ok() ? s : absl::InvalidArgumentError(absl::StrCat(prefix(), s.message()));
+}
+
 absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   absl::Status s = CheckId("order_id", in.order_id());
   if (s.ok()) s = CheckId("user_id", in.user_id());
@@ -103,25 +131,13 @@ absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   if (s.ok()) s = CheckCount("timestamp_ms", in.timestamp_ms(), 0, int64_t{4102444800000});
   if (s.ok()) s = CheckCount("line_items", in.line_items_size(), 0, kMaxLineItems);
   for (int i = 0; s.ok() && i < in.line_items_size(); ++i) {
-    const std::string field = absl::StrCat("line_items[", i, "]");
-    const v1::LineItem& line = in.line_items(i);
-    s = CheckId(field + ".item_id", line.item_id());
-    if (s.ok()) s = CheckNumber(field + ".quantity", line.quantity(), 0, kMaxQuantity);
-    if (s.ok() && line.quantity() == 0) {
-      s = absl::InvalidArgumentError(field + ".quantity: must be > 0");
-    }
-    if (s.ok()) s = CheckNumber(field + ".unit_price", line.unit_price(), 0, kMaxPrice);
+    s = Named(CheckLine(in.line_items(i)), [i] { return absl::StrCat("line_items[", i, "]."); });
   }
   if (s.ok()) s = CheckCount("attributes", in.attributes_size(), 0, kMaxAttributes);
   for (const auto& [key, value] : in.attributes()) {
     if (!s.ok()) break;
-    const std::string field = absl::StrCat("attributes[", key.substr(0, 32), "]");
-    s = CheckId(field, key);
-    if (s.ok() && value.has_number()) s = CheckNumber(field, value.number(), -1e18, 1e18);
-    if (s.ok() && value.has_text()) s = CheckOptionalId(field, value.text());
-    if (s.ok() && value.kind_case() == v1::AttributeValue::KIND_NOT_SET) {
-      s = absl::InvalidArgumentError(field + ": needs a text or a number");
-    }
+    s = Named(CheckAttribute(key, value),
+              [&key = key] { return absl::StrCat("attributes[", key.substr(0, 32), "]"); });
   }
   if (s.ok()) s = CheckTenant("tenant", in.tenant());
   if (!s.ok()) return s;
