@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "core/bytes.h"
 #include "core/log.h"
@@ -172,6 +173,10 @@ std::optional<uint32_t> FraudView::SlotOf(std::string_view attribute) const {
 
 FraudFeatures FraudView::Compute(const FraudOrder& o, std::vector<FeatureName>* names) const {
   FraudFeatures f;
+  // Four crosses, a category share per line and level, an attribute each.
+  f.hashed.reserve(4 + o.lines.size() * kCategoryLevels + o.attributes.size());
+  f.numeric.reserve(o.attributes.size());
+  if (names) names->reserve(f.hashed.capacity());
   auto& x = f.dense;
   const double t = static_cast<double>(o.timestamp_ms);
   const double* user = RowOf(users_, user_rows_, o.user_id);
@@ -190,7 +195,7 @@ FraudFeatures FraudView::Compute(const FraudOrder& o, std::vector<FeatureName>* 
     x[5] = CountSince(user + kUserTimes, t - kHourMs);
     x[6] = CountSince(user + kUserTimes, t - kDayMs);
     const double this_card = Hash48(o.payment_fingerprint);
-    std::vector<double> others;
+    absl::InlinedVector<double, kRing> others;
     for (int i = 0; i < kRing; ++i) {
       const double c = user[kUserCards + i];
       if (user[kUserTimes + i] > t - kDayMs && c != 0 && c != this_card &&
@@ -232,8 +237,8 @@ FraudFeatures FraudView::Compute(const FraudOrder& o, std::vector<FeatureName>* 
   // The basket.
   double units = 0, dearest = 0, total = 0;
   bool bought_before = false;
-  std::vector<std::string_view> distinct;
-  std::vector<std::pair<uint32_t, double>> by_category;  // top-level category, amount
+  absl::InlinedVector<std::string_view, 8> distinct;
+  absl::InlinedVector<std::pair<uint32_t, double>, 8> by_category;  // category, amount
   for (const FraudLine& line : o.lines) {
     units += line.quantity;
     dearest = std::max(dearest, line.unit_price);
@@ -372,6 +377,8 @@ FraudScore FraudView::Score(const FraudOrder& order) const {
     s.rescored = true;
   }
   std::vector<Contribution> contributions;
+  contributions.reserve(kNumDenseFraudFeatures + s.features.numeric.size() +
+                        s.features.hashed.size());
   s.probability = Sigmoid(Logit(s.features, &contributions));
   s.decision = Decide(s.probability, order.amount, &s.decided_by);
   const size_t n = std::min(contributions.size(), static_cast<size_t>(std::max(0, options_.reasons)));
