@@ -5,10 +5,11 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "core/event.h"
 #include "mercato/v1/catalog.pb.h"
 #include "mercato/v1/ingest.pb.h"
@@ -38,6 +39,15 @@ absl::Status CheckNumber(absl::string_view field, double value, double lo, doubl
 absl::Status CheckCount(absl::string_view field, int64_t value, int64_t lo, int64_t hi);
 // The reserved tenant field must be empty for now.
 absl::Status CheckTenant(absl::string_view field, absl::string_view tenant);
+
+// `s`, or when it failed its error with `prefix()` in front of its message:
+// a check of a field inside a list runs under a short name (or "", for an
+// error that begins ": ") and the field's full path, which costs a string,
+// is built only for an error.
+template <class Prefix>
+absl::Status Named(absl::Status s, const Prefix& prefix) {
+  return s.ok() ? s : absl::InvalidArgumentError(absl::StrCat(prefix(), s.message()));
+}
 
 // Validates `in` and converts it; `prefix` is the event's field path, e.g.
 // "events[3]".

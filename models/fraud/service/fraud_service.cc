@@ -94,14 +94,6 @@ absl::Status CheckAttribute(const std::string& key, const v1::AttributeValue& va
   return s;
 }
 
-// `s`, or when it failed its error with `prefix()` in front of the field it
-// names: line items and attributes are checked without building their
-// names, which are needed only for an error.
-template <class Prefix>
-absl::Status Named(absl::Status s, const Prefix& prefix) {
-  return s.ok() ? s : absl::InvalidArgumentError(absl::StrCat(prefix(), s.message()));
-}
-
 absl::StatusOr<core::FraudOrder> ToFraudOrder(const v1::Order& in) {
   absl::Status s = CheckId("order_id", in.order_id());
   if (s.ok()) s = CheckId("user_id", in.user_id());

@@ -48,9 +48,10 @@ constexpr double kMaxPrice = 1e9;
 
 absl::Status CheckIds(absl::string_view field, const google::protobuf::RepeatedPtrField<std::string>& ids,
                       int max) {
-  absl::Status s = CheckCount(absl::StrCat(field, " (size)"), ids.size(), 0, max);
+  absl::Status s =
+      Named(CheckCount("", ids.size(), 0, max), [field] { return absl::StrCat(field, " (size)"); });
   for (int i = 0; s.ok() && i < ids.size(); ++i) {
-    s = CheckId(absl::StrCat(field, "[", i, "]"), ids[i]);
+    s = Named(CheckId("", ids[i]), [field, i] { return absl::StrCat(field, "[", i, "]"); });
   }
   return s;
 }
