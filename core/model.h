@@ -39,6 +39,12 @@ struct RunningRetrain {
   uint64_t started_sequence = 0;  // the log position it started at
 };
 
+// One trial of a model's hyperparameter search, for status.
+struct FitTrial {
+  std::vector<std::pair<std::string, double>> parameters, metrics;
+  bool adopted = false;
+};
+
 // What the learner may do with a model's next event (Model::Gate).
 enum class FitGate {
   kOpen,     // apply it
@@ -62,6 +68,9 @@ class ModelView {
   virtual std::optional<RetrainInfo> LastRetrain() const { return std::nullopt; }
   // The retrain running when this view was published; none when idle.
   virtual std::optional<RunningRetrain> Running() const { return std::nullopt; }
+  // The trials of the hyperparameter search behind the configuration in
+  // use; none when no search chose it.
+  virtual std::vector<FitTrial> Trials() const { return {}; }
   // What an accepted `event` is worth telling its sender, given this view
   // (the state the event arrives at); empty when nothing. Ingest lists
   // these notes in its answer.

@@ -226,6 +226,12 @@ class AdminService final : public OwnParsing<v1::Admin::Service> {
       (*info->mutable_counts())["applied_events"] = m.applied_events;
       (*info->mutable_counts())["apply_ns"] = m.apply_ns;
       for (const auto& [name, x] : m.view->Gauges()) (*info->mutable_gauges())[name] = x;
+      for (const core::FitTrial& t : m.view->Trials()) {
+        v1::FitTrial* out = info->add_trials();
+        for (const auto& [name, x] : t.parameters) (*out->mutable_parameters())[name] = x;
+        for (const auto& [name, x] : t.metrics) (*out->mutable_metrics())[name] = x;
+        out->set_adopted(t.adopted);
+      }
       if (const std::optional<core::RetrainInfo> r = m.view->LastRetrain()) {
         info->set_last_retrain_ms(r->finished_ms);
       }

@@ -111,7 +111,6 @@ void IalsState::SetRow(RowBlockMatrix<float>& rows, Eigen::MatrixXd& gram, uint3
 void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms) {
   Grow(user, item);
   now_ms_ = std::max(now_ms_, t_ms);
-  const int k = options_.dim;
 
   // The user's history (copied: published views may share it).
   std::shared_ptr<const History>* slot = histories_.MutableRow(user);
@@ -136,17 +135,7 @@ void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags
   jt->confidence = pair.confidence;
   jt->last_ms = pair.last_ms;
 
-  // A new item starts from a small seeded random row, so that the very first
-  // solves have something to align with.
-  if (Eigen::Map<const Eigen::VectorXf>(items_.Row(item), k).isZero()) {
-    uint64_t state = options_.seed ^ (0x2545f4914f6cdd1dULL * (item + 1));
-    Eigen::VectorXd init(k);
-    const double scale = 0.1 / std::sqrt(static_cast<double>(k));
-    for (int d = 0; d < k; ++d) {
-      init[d] = scale * (static_cast<double>(SplitMix64(state) >> 11) * 0x1.0p-53 * 2 - 1);
-    }
-    SetRow(items_, gram_items_, item, init);
-  }
+  SeedItemRow(item);
 
   const auto due = [&](uint32_t& pending, size_t n) {
     const size_t every = std::max<size_t>(1, n / std::max(1, options_.fold_in_cap));
@@ -156,6 +145,20 @@ void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags
   };
   if (due(*user_pending_.MutableRow(user), user_n)) SolveUserRow(user);
   if (due(*item_pending_.MutableRow(item), users.size())) SolveItemRow(item);
+}
+
+// A new item starts from a small seeded random row, so that the very first
+// solves have something to align with.
+void IalsState::SeedItemRow(uint32_t item) {
+  const int k = options_.dim;
+  if (!Eigen::Map<const Eigen::VectorXf>(items_.Row(item), k).isZero()) return;
+  uint64_t state = options_.seed ^ (0x2545f4914f6cdd1dULL * (item + 1));
+  Eigen::VectorXd init(k);
+  const double scale = 0.1 / std::sqrt(static_cast<double>(k));
+  for (int d = 0; d < k; ++d) {
+    init[d] = scale * (static_cast<double>(SplitMix64(state) >> 11) * 0x1.0p-53 * 2 - 1);
+  }
+  SetRow(items_, gram_items_, item, init);
 }
 
 std::vector<uint32_t> IalsState::ForgetUser(uint32_t user) {
@@ -228,6 +231,41 @@ bool IalsState::Train(int epochs, const std::atomic<bool>* stop) {
   for (uint32_t i = 0; i < items_.rows(); ++i) *item_pending_.MutableRow(i) = 0;
   changed_items_.clear();
   return true;
+}
+
+IalsState IalsState::Restarted(
+    const IalsOptions& options,
+    const std::function<bool(uint32_t, const Interaction&)>& keep) const {
+  IalsState next(options);
+  next.now_ms_ = now_ms_;
+  const size_t users = users_.rows(), items = items_.rows();
+  next.users_.Resize(users);
+  next.histories_.Resize(users);
+  next.user_pending_.Resize(users);
+  next.items_.Resize(items);
+  next.item_pending_.Resize(items);
+  next.item_users_.assign(items, {});
+  for (uint32_t u = 0; u < users; ++u) {
+    const History* h = history(u);
+    if (h == nullptr) continue;
+    auto kept = std::make_shared<History>();
+    for (const Interaction& in : *h) {
+      if (!keep(u, in)) continue;
+      kept->push_back(in);
+      next.item_users_[in.item].push_back(ItemEntry{u, in.confidence, in.last_ms});
+    }
+    if (!kept->empty()) *next.histories_.MutableRow(u) = std::move(kept);
+  }
+  for (uint32_t i = 0; i < items; ++i) {
+    if (!next.item_users_[i].empty()) next.SeedItemRow(i);
+  }
+  next.changed_items_.clear();
+  return next;
+}
+
+void IalsState::SetHyperparameters(double unobserved_weight, double regularization) {
+  options_.unobserved_weight = unobserved_weight;
+  options_.regularization = regularization;
 }
 
 std::vector<uint32_t> IalsState::TakeChangedItems() {

@@ -21,13 +21,13 @@
 #ifndef MERCATO_MODELS_RECOMMEND_IALS_H_
 #define MERCATO_MODELS_RECOMMEND_IALS_H_
 
+#include <Eigen/Core>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "core/bytes.h"
 #include "core/row_block_matrix.h"
@@ -140,10 +140,25 @@ class IalsState {
   // rows part-trained, when `stop` turns true first.
   bool Train(int epochs, const std::atomic<bool>* stop = nullptr);
 
+  // A state with the interactions for which `keep(user, interaction)` holds
+  // and `options` (of the same dimension), untrained: user rows zero, item
+  // rows seeded as for a new item.
+  IalsState Restarted(const IalsOptions& options,
+                      const std::function<bool(uint32_t, const Interaction&)>& keep) const;
+  // The unobserved weight and regularisation from here on; the rows move
+  // when they are next solved.
+  void SetHyperparameters(double unobserved_weight, double regularization);
+
   // O(blocks); copies only the Gramians that changed since the last call.
   IalsFrozen Freeze();
   size_t num_items() const { return items_.rows(); }
+  size_t num_users() const { return users_.rows(); }
   const float* item_row(uint32_t item) const { return items_.Row(item); }
+  const float* user_row(uint32_t user) const { return users_.Row(user); }
+  // The user's interactions; null when none.
+  const History* history(uint32_t user) const {
+    return user < histories_.rows() ? histories_.Row(user)->get() : nullptr;
+  }
   // Interactions with a positive confidence, per item.
   uint32_t ItemSupport(uint32_t item) const {
     return item < item_users_.size() ? static_cast<uint32_t>(item_users_[item].size()) : 0;
@@ -163,6 +178,8 @@ class IalsState {
     int64_t last_ms;
   };
   void Grow(uint32_t user, uint32_t item);
+  // Gives an item without a row its small seeded random one.
+  void SeedItemRow(uint32_t item);
   void SolveUserRow(uint32_t user);
   void SolveItemRow(uint32_t item);
   // Replaces a row and updates its Gramian.

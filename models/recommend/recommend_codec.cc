@@ -1,7 +1,8 @@
 // The recommendation model's checkpoint format, versioned by its first
 // byte: 1 (the index and waiting events optional at the end, read when no
 // event waited), 2 (the index always, nothing after it), 3 (the index with
-// its stale items and rebuild counts, item_index.h). The index of formats 1
+// its stale items and rebuild counts, item_index.h), 4 (then the last
+// hyperparameter search, ials_tuning.h, when one was adopted). The index of formats 1
 // and 2 was kept current by upserts and is dropped, to be rebuilt at a log
 // position. A format-1 state written while events waited for a retrain is
 // refused (FAILED_PRECONDITION) and rebuilt from the log.
@@ -16,7 +17,7 @@
 namespace mercato::core {
 namespace {
 
-constexpr uint8_t kFormat = 3;
+constexpr uint8_t kFormat = 4;
 
 void EncodeRanked(ByteWriter& w, const RankedItems* list) {
   w.Varint(list ? list->size() : 0);
@@ -81,6 +82,8 @@ std::string RecommendView::Encode() const {
   w.Varint(interactions_since_retrain_);
   w.Varint(retrains_);
   index_.Encode(w);
+  w.U8(tuning_ ? 1 : 0);
+  if (tuning_) tuning_->Encode(w);
   return out;
 }
 
@@ -147,8 +150,10 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   // Format 1 may end before the index, and may keep events that waited for a
   // retrain after it: the learner holds those now, so such a state is
   // rebuilt from the log.
-  if (format == kFormat) {
+  std::optional<IalsTuning> tuning;
+  if (format >= 3) {
     next.index_.Decode(r, items);
+    if (format >= 4 && r.U8() != 0) tuning = IalsTuning::Decode(r);
   } else if (!(format == 1 && r.done())) {
     r.Str();
   }
@@ -174,6 +179,8 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   serving_.reset();
   factors_.TakeChangedItems();
   index_ = std::move(next.index_);
+  tuning_.reset();
+  if (tuning) UseTuning(std::make_shared<const IalsTuning>(*std::move(tuning)));
   return absl::OkStatus();
 }
 

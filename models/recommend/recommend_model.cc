@@ -164,12 +164,25 @@ void RecommendModel::StartRetrain() {
           stop);
     };
   }
+  std::optional<IalsTuningOptions> tune;
+  if (options_.tuning.enabled() && (!tuning_ || CountPairs(factors_) >= 2 * tuning_->pairs)) {
+    tune = options_.tuning;
+  }
   retrain_.Start(position_, factors_, options_.ials.epochs, options_.adopt_after_events,
-                 options_.background, std::move(build));
+                 options_.background, tune, std::move(build));
+}
+
+void RecommendModel::UseTuning(std::shared_ptr<const IalsTuning> tuning) {
+  tuning_ = std::move(tuning);
+  const IalsTrial& t = tuning_->adopted();
+  factors_.SetHyperparameters(
+      options_.tuning.pin_unobserved_weight ? options_.ials.unobserved_weight : t.unobserved_weight,
+      options_.tuning.pin_regularization ? options_.ials.regularization : t.regularization);
 }
 
 void RecommendModel::AdoptRetrain(TrainedFactors trained) {
   factors_ = std::move(trained.state);
+  if (trained.tuning) UseTuning(std::make_shared<const IalsTuning>(*std::move(trained.tuning)));
   index_.AdoptRetrained(std::move(trained.index));
   index_.Changed(factors_.TakeChangedItems());  // by the tail replayed onto it
   ++retrains_;
@@ -219,6 +232,7 @@ void RecommendModel::RetrainNow() {
 std::shared_ptr<const ModelView> RecommendModel::Publish() {
   auto view = std::make_shared<RecommendView>();
   view->options_ = options_;
+  view->options_.ials = factors_.options();  // with the hyperparameters in use
   view->users_ = users_.Freeze();
   view->items_ = items_.Freeze();
   view->categories_ = categories_.Freeze();
@@ -236,6 +250,7 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->last_retrain_ = last_retrain_;
   view->running_ = retrain_.status() ? retrain_.status() : index_.rebuild_status();
   view->index_ = index_.Freeze();
+  view->tuning_ = tuning_;
   return view;
 }
 

@@ -37,6 +37,7 @@
 #include "models/recommend/co_purchase.h"
 #include "models/recommend/hnsw_index.h"
 #include "models/recommend/ials.h"
+#include "models/recommend/ials_tuning.h"
 #include "models/recommend/item_index.h"
 #include "models/recommend/item_info.h"
 #include "models/recommend/popularity.h"
@@ -48,6 +49,9 @@ inline constexpr char kRecommendModelName[] = "recommend";
 
 struct RecommendOptions {
   IalsOptions ials;
+  // The hyperparameter search a retrain runs first: at the first retrain,
+  // and again once the interactions have doubled since the last search.
+  IalsTuningOptions tuning;
   // Confidence added per event type (indexed by EventType, view..fraud label);
   // a negative weight subtracts (refunds).
   std::array<float, kNumEventTypes> weights = {0, 1, 1, 3, 0, 8, -8, 2, 0};
@@ -114,6 +118,10 @@ class RecommendView final : public ModelView {
  public:
   std::string Encode() const override;
   std::vector<std::pair<std::string, uint64_t>> Counts() const override;
+  // The unobserved weight and regularisation in use, and the holdout
+  // metrics of the search that chose them (when one did).
+  std::vector<std::pair<std::string, double>> Gauges() const override;
+  std::vector<FitTrial> Trials() const override;
 
   // Personal (or session) items, then the popular ones of the requested or
   // most visited category, then overall. INVALID_ARGUMENT for a filter
@@ -184,6 +192,7 @@ class RecommendView final : public ModelView {
   std::optional<RetrainInfo> last_retrain_;
   std::optional<RunningRetrain> running_;
   ItemIndexView index_;
+  std::shared_ptr<const IalsTuning> tuning_;
   // While the learner holds events back for a retrain, factors_ has them
   // previewed and these are the factors without them, which Encode writes.
   std::optional<IalsFrozen> unserved_factors_;
@@ -225,6 +234,9 @@ class RecommendModel final : public Model {
   void StartRetrain();
   // Serves a retrain's result (its tail replayed).
   void AdoptRetrain(TrainedFactors trained);
+  // Trains with the hyperparameters `tuning` chose from here on, but the
+  // pinned ones (options_ keeps the configured ones).
+  void UseTuning(std::shared_ptr<const IalsTuning> tuning);
 
   RecommendOptions options_;
   IdDictionary users_, items_, categories_;
@@ -253,6 +265,8 @@ class RecommendModel final : public Model {
   };
   std::vector<Erasing> erasing_;
   ItemIndex index_;
+  // The last search adopted; none before the first.
+  std::shared_ptr<const IalsTuning> tuning_;
   // Last: destroyed first, waiting for a running retrain.
   RetrainRun retrain_;
 };

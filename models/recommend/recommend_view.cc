@@ -423,13 +423,42 @@ std::vector<uint32_t> RecommendView::TopItems(const float* query, size_t k, bool
 }
 
 std::vector<std::pair<std::string, uint64_t>> RecommendView::Counts() const {
-  return {{"users", users_.size()},
-          {"items", items_.size()},
-          {"categories", categories_.size()},
-          {"orders", co_purchase_.orders},
-          {"retrains", retrains_},
-          {"hnsw_items", index_.index ? index_.index->size() : 0},
-          {"hnsw_stale_items", index_.stale ? index_.stale->size() : 0}};
+  std::vector<std::pair<std::string, uint64_t>> out = {
+      {"users", users_.size()},
+      {"items", items_.size()},
+      {"categories", categories_.size()},
+      {"orders", co_purchase_.orders},
+      {"retrains", retrains_},
+      {"hnsw_items", index_.index ? index_.index->size() : 0},
+      {"hnsw_stale_items", index_.stale ? index_.stale->size() : 0}};
+  if (tuning_) out.emplace_back("holdout_users", tuning_->holdout_users);
+  return out;
+}
+
+std::vector<std::pair<std::string, double>> RecommendView::Gauges() const {
+  std::vector<std::pair<std::string, double>> out = {
+      {"unobserved_weight", options_.ials.unobserved_weight},
+      {"regularization", options_.ials.regularization}};
+  if (tuning_) {
+    const IalsTrial& t = tuning_->adopted();
+    out.insert(out.end(), {{"holdout_hr_at_10", t.hr_at_10},
+                           {"holdout_ndcg_at_10", t.ndcg_at_10},
+                           {"holdout_recall_at_20", t.recall_at_20}});
+  }
+  return out;
+}
+
+std::vector<FitTrial> RecommendView::Trials() const {
+  std::vector<FitTrial> out;
+  if (!tuning_) return out;
+  for (size_t i = 0; i < tuning_->trials.size(); ++i) {
+    const IalsTrial& t = tuning_->trials[i];
+    out.push_back(
+        {{{"unobserved_weight", t.unobserved_weight}, {"regularization", t.regularization}},
+         {{"hr_at_10", t.hr_at_10}, {"ndcg_at_10", t.ndcg_at_10}, {"recall_at_20", t.recall_at_20}},
+         i == tuning_->winner});
+  }
+  return out;
 }
 
 }  // namespace mercato::core

@@ -6,18 +6,30 @@
 
 namespace mercato::core {
 
-void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs,
-                       uint64_t adopt_after, bool background, IndexBuilder build_index) {
+void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs, uint64_t adopt_after,
+                       bool background, std::optional<IalsTuningOptions> tune,
+                       IndexBuilder build_index) {
   tail_.clear();
   fit_.Start(position, adopt_after, background,
-             [state = IalsState(state), epochs, build = std::move(build_index)](
+             [state = IalsState(state), epochs, tune, build = std::move(build_index)](
                  const std::atomic<bool>& stop) mutable -> std::optional<TrainedFactors> {
                const absl::Time start = absl::Now();
+               std::optional<IalsTuning> tuning;
+               if (tune) {
+                 tuning = TuneIals(state, *tune, epochs, stop);
+                 if (stop.load()) return std::nullopt;
+                 if (tuning) {
+                   state.SetHyperparameters(tuning->adopted().unobserved_weight,
+                                            tuning->adopted().regularization);
+                 }
+               }
                if (!state.Train(epochs, &stop)) return std::nullopt;
                std::shared_ptr<const HnswIndex> index = build ? build(state, stop) : nullptr;
                if (build && !index) return std::nullopt;
                const absl::Time end = absl::Now();
-               return TrainedFactors{std::move(state), std::move(index),
+               return TrainedFactors{std::move(state),
+                                     std::move(index),
+                                     std::move(tuning),
                                      {absl::ToUnixMillis(end), absl::ToDoubleSeconds(end - start)}};
              });
 }

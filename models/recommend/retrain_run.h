@@ -21,14 +21,17 @@
 #include "core/model.h"
 #include "models/recommend/hnsw_index.h"
 #include "models/recommend/ials.h"
+#include "models/recommend/ials_tuning.h"
 
 namespace mercato::core {
 
 // What a retrain gives: the trained state with the tail replayed, the
-// index over it when one was asked for, and how long it ran.
+// index over it when one was asked for, the hyperparameter search when one
+// ran (and could), and how long it ran.
 struct TrainedFactors {
   IalsState state;
   std::shared_ptr<const HnswIndex> index;
+  std::optional<IalsTuning> tuning;
   RetrainInfo run;
 };
 
@@ -40,10 +43,11 @@ class RetrainRun {
 
   // Starts training a copy of `state` for `epochs` at log position
   // `position`, to be adopted `adopt_after` events later at the latest (see
-  // BackgroundFit::Start); `build_index` (may be empty) indexes the result.
-  // REQUIRES: !running().
+  // BackgroundFit::Start); with `tune`, after a hyperparameter search
+  // (ials_tuning.h) whose winner it trains with; `build_index` (may be
+  // empty) indexes the result. REQUIRES: !running().
   void Start(uint64_t position, const IalsState& state, int epochs, uint64_t adopt_after,
-             bool background, IndexBuilder build_index);
+             bool background, std::optional<IalsTuningOptions> tune, IndexBuilder build_index);
   bool running() const { return fit_.running(); }
 
   // What the model applies while a retrain runs, replayed onto its result;

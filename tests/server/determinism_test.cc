@@ -28,8 +28,9 @@ using core::Event;
 using core::EventType;
 
 // Options under which the models with fits fit often on a small shop (the
-// recommendation model's HNSW index too, from 20 items on); fits are adopted
-// at their FIT_DONE records. Every other model runs with its defaults.
+// recommendation model's HNSW index too, from 20 items on, and its
+// hyperparameter search); fits are adopted at their FIT_DONE records. Every
+// other model runs with its defaults.
 ModuleOptions Options() {
   ModuleOptions o;
   core::RecommendOptions& rec = o.Mutable<core::RecommendOptions>();
@@ -38,6 +39,7 @@ ModuleOptions Options() {
   rec.retrain_every = 4000;
   rec.adopt_after_events = 1000000000;
   rec.hnsw_min_items = 20;
+  rec.tuning.trials = 3;
   core::SegmentOptions& seg = o.Mutable<core::SegmentOptions>();
   seg.min_customers = 30;
   seg.refit_every_purchases = 600;
@@ -84,6 +86,7 @@ std::vector<Event> ShopLog() {
 struct Outcome {
   std::map<std::string, std::string> states;  // model name -> Encode()
   std::map<std::string, uint64_t> fits;       // fits adopted, where counted
+  std::vector<std::string> searched;          // models a hyperparameter search tuned
   bool restarted_with_a_fit_running = false;
   uint64_t checkpoint_sequence = 0;  // of the checkpoint restarted from
 };
@@ -117,6 +120,7 @@ Outcome StatesOf(const core::Snapshot& snap) {
   Outcome out;
   for (const core::PublishedModel& m : snap.models) {
     out.states[m.name] = m.view->Encode();
+    if (!m.view->Trials().empty()) out.searched.push_back(m.name);
     for (const auto& [name, value] : m.view->Counts()) {
       if (name == "retrains" || name == "fits") out.fits[m.name] = value;
     }
@@ -205,6 +209,7 @@ TEST(DeterminismTest, EveryRegisteredModelIsAFunctionOfTheLog) {
   EXPECT_EQ(reference.states.size(), ModelModules().size());
   EXPECT_FALSE(reference.fits.empty());
   for (const auto& [name, fits] : reference.fits) EXPECT_GE(fits, 2u) << name;
+  EXPECT_EQ(reference.searched, std::vector<std::string>{core::kRecommendModelName});
 
   ExpectSameStates(reference, Replay(log, absl::ZeroDuration(), 100000), "on a replay");
   ExpectSameStates(reference, Replay(log, absl::Milliseconds(40), 50), "with slow fits");

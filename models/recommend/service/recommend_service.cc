@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -19,6 +20,14 @@ ABSL_FLAG(
 ABSL_FLAG(double, rec_regularization, 0.05,
           "Recommend: iALS regularisation lambda (scaled by row frequency)");
 ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
+ABSL_FLAG(int, rec_tuning_trials, 6,
+          "Recommend: configurations a hyperparameter search tries, the one in use included "
+          "(at the first retrain and once interactions have doubled; 0 or 1 = no search)");
+ABSL_FLAG(int, rec_tuning_holdout_users, 1000,
+          "Recommend: customers whose latest interaction a search holds out, at most");
+ABSL_FLAG(std::string, rec_pinned, "",
+          "Recommend: hyperparameters the search leaves at their flags "
+          "(comma separated: unobserved_weight, regularization)");
 ABSL_FLAG(
     int64_t, rec_retrain_every, 200000,
     "Recommend: start a background retrain after this many interactions (0 = on request only)");
@@ -200,6 +209,21 @@ absl::Status RecommendFromFlags(ModuleOptions& options) {
   r.ials.unobserved_weight = absl::GetFlag(FLAGS_rec_unobserved_weight);
   r.ials.regularization = absl::GetFlag(FLAGS_rec_regularization);
   r.ials.epochs = absl::GetFlag(FLAGS_rec_epochs);
+  r.tuning.trials = std::max(0, absl::GetFlag(FLAGS_rec_tuning_trials));
+  r.tuning.holdout_users =
+      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_rec_tuning_holdout_users)));
+  bool pins_known = true;
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_rec_pinned), ',', absl::SkipWhitespace())) {
+    name = absl::StripAsciiWhitespace(name);
+    if (name == "unobserved_weight") {
+      r.tuning.pin_unobserved_weight = true;
+    } else if (name == "regularization") {
+      r.tuning.pin_regularization = true;
+    } else {
+      pins_known = false;
+    }
+  }
   r.ials.decay_half_life_days = absl::GetFlag(FLAGS_rec_decay_half_life_days);
   r.retrain_every =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_retrain_every)));
@@ -214,6 +238,16 @@ absl::Status RecommendFromFlags(ModuleOptions& options) {
                              "must be type:weight pairs of view, click, add_to_cart, "
                              "remove_from_cart, purchase, refund, rating");
   if (s.ok()) s = CheckFlag(r.ials.dim >= 1 && r.ials.dim <= 1024, "rec_dim", "must be 1..1024");
+  if (s.ok()) {
+    s = CheckFlag(pins_known, "rec_pinned", "must name unobserved_weight or regularization");
+  }
+  if (s.ok()) {
+    s = CheckFlag(absl::GetFlag(FLAGS_rec_tuning_trials) >= 0, "rec_tuning_trials", "must be >= 0");
+  }
+  if (s.ok()) {
+    s = CheckFlag(r.tuning.holdout_users >= core::kMinHoldoutUsers, "rec_tuning_holdout_users",
+                  absl::StrCat("must be >= ", core::kMinHoldoutUsers));
+  }
   if (s.ok()) {
     s = CheckFlag(r.ials.unobserved_weight >= 0, "rec_unobserved_weight", "must be >= 0");
   }

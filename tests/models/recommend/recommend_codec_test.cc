@@ -14,10 +14,12 @@ RecommendOptions Small() {
   RecommendOptions o;
   o.ials.dim = 8;
   o.background = false;
-  // An index from 20 items on; fits adopted within 50 events.
+  // An index from 20 items on; fits adopted within 50 events; a
+  // hyperparameter search in the retrain.
   o.hnsw_min_items = 20;
   o.adopt_after_events = 50;
   o.index_adopt_after_events = 50;
+  o.tuning.trials = 3;
   return o;
 }
 
@@ -47,11 +49,12 @@ TEST(RecommendCodecTest, DecodeThenEncodeGivesTheSameBytes) {
   RecommendModel model(Small());
   Feed(model);
   const std::string bytes = Encoded(model);
-  ASSERT_EQ(bytes[0], 3);  // the format number comes first
+  ASSERT_EQ(bytes[0], 4);  // the format number comes first
   // The index came along, with the items fold-in moved since it was built.
   const auto view = std::dynamic_pointer_cast<const RecommendView>(model.Publish());
   ASSERT_TRUE(view->has_index());
   EXPECT_GT(view->index().stale->size(), 0u);
+  ASSERT_EQ(view->Trials().size(), 3u);
   RecommendModel restored(Small());
   ASSERT_TRUE(restored.Decode(bytes).ok());
   EXPECT_EQ(Encoded(restored), bytes);

@@ -35,7 +35,8 @@ std::string Encoded(IalsState& s) {
 std::string RunWithTail(bool background) {
   IalsState live = Shop();
   RetrainRun run;
-  run.Start(/*position=*/10, live, /*epochs=*/3, /*adopt_after=*/5, background, nullptr);
+  run.Start(/*position=*/10, live, /*epochs=*/3, /*adopt_after=*/5, background, std::nullopt,
+            nullptr);
   EXPECT_TRUE(run.running());
   EXPECT_EQ(run.status()->started_sequence, 10u);
   // Events 11..14 are applied live and recorded.
@@ -77,7 +78,7 @@ TEST(RetrainRunTest, NothingIsRecordedWhileIdleAndAnAbandonedRunIsNeverAdopted) 
   run.Observe(0, 0, 1, kSeen, 1);  // idle: ignored
   EXPECT_FALSE(run.running());
   run.Abandon();
-  run.Start(1, live, 3, 1, /*background=*/true, nullptr);
+  run.Start(1, live, 3, 1, /*background=*/true, std::nullopt, nullptr);
   EXPECT_FALSE(run.running());  // abandoned: none starts
   bool adopted = false;
   EXPECT_EQ(run.Gate(100, [&](TrainedFactors) { adopted = true; }), FitGate::kOpen);
@@ -88,7 +89,7 @@ TEST(RetrainRunTest, TheIndexIsBuiltOverTheTrainedState) {
   IalsState live = Shop();
   RetrainRun run;
   size_t built_items = 0;
-  run.Start(1, live, 2, 1, false,
+  run.Start(1, live, 2, 1, false, std::nullopt,
             [&](const IalsState& state, const std::atomic<bool>&) {
               built_items = state.num_items();
               return std::make_shared<HnswIndex>(4, HnswOptions{}, 16);

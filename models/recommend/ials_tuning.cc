@@ -1,0 +1,193 @@
+#include "models/recommend/ials_tuning.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/stable_hash.h"
+
+namespace mercato::core {
+namespace {
+
+// The ranges of the first half of the trials, and how far (a factor) the
+// rest look around the best so far.
+constexpr double kMinUnobservedWeight = 0.5, kMaxUnobservedWeight = 2048;
+constexpr double kMinRegularization = 1e-3, kMaxRegularization = 1;
+constexpr double kLocalFactor = 4;
+constexpr uint32_t kNoItem = std::numeric_limits<uint32_t>::max();
+
+struct HeldOut {
+  uint32_t user, item;
+};
+
+// A uniform draw in [0, 1), a function of the seed, the trial and the
+// hyperparameter.
+double Uniform(uint64_t seed, int trial, int which) {
+  const uint64_t h = StableHasher().Add(seed).Add(trial).Add(which).value();
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
+double LogUniform(double u, double lo, double hi) {
+  return std::exp(std::log(lo) + u * (std::log(hi) - std::log(lo)));
+}
+
+// Each active customer's latest interaction (the highest item among the
+// latest), a seeded sample of at most `max_users` of them, by customer.
+std::vector<HeldOut> PickHoldout(const IalsState& state, size_t max_users, uint64_t seed) {
+  std::vector<HeldOut> held;
+  for (uint32_t u = 0; u < state.num_users(); ++u) {
+    const History* h = state.history(u);
+    if (h == nullptr) continue;
+    const Interaction* latest = nullptr;
+    int positive = 0;
+    for (const Interaction& in : *h) {
+      if (in.confidence <= 0) continue;
+      ++positive;
+      if (latest == nullptr || in.last_ms >= latest->last_ms) latest = &in;
+    }
+    if (positive >= 2) held.push_back({u, latest->item});
+  }
+  if (held.size() > max_users) {
+    const auto key = [seed](const HeldOut& h) {
+      return StableHasher().Add(seed).Add(h.user).value();
+    };
+    std::nth_element(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(max_users),
+                     held.end(),
+                     [&](const HeldOut& a, const HeldOut& b) { return key(a) < key(b); });
+    held.resize(max_users);
+    std::sort(held.begin(), held.end(),
+              [](const HeldOut& a, const HeldOut& b) { return a.user < b.user; });
+  }
+  return held;
+}
+
+// HR@10, NDCG@10 and recall@20 of `trained` over `held`, ranking every item
+// but the customer's other ones; false when `stop` turned true.
+bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
+              const std::atomic<bool>& stop, IalsTrial& trial) {
+  const int k = trained.options().dim;
+  const auto n = static_cast<Eigen::Index>(trained.num_items());
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> items(n, k);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    items.row(i) =
+        Eigen::Map<const Eigen::RowVectorXf>(trained.item_row(static_cast<uint32_t>(i)), k);
+  }
+  Eigen::VectorXf scores(n);
+  double hits = 0, ndcg = 0, recall = 0;
+  for (const HeldOut& h : held) {
+    if (stop.load(std::memory_order_relaxed)) return false;
+    scores.noalias() = items * Eigen::Map<const Eigen::VectorXf>(trained.user_row(h.user), k);
+    const float target = scores[h.item];
+    if (const History* own = trained.history(h.user)) {
+      for (const Interaction& in : *own) scores[in.item] = -std::numeric_limits<float>::infinity();
+    }
+    size_t rank = 0;
+    for (Eigen::Index j = 0; j < n; ++j) {
+      rank += scores[j] > target || (scores[j] == target && j < h.item);
+    }
+    hits += rank < 10;
+    ndcg += rank < 10 ? 1 / std::log2(static_cast<double>(rank) + 2) : 0;
+    recall += rank < 20;
+  }
+  const double users = static_cast<double>(held.size());
+  trial.hr_at_10 = hits / users;
+  trial.ndcg_at_10 = ndcg / users;
+  trial.recall_at_20 = recall / users;
+  return true;
+}
+
+}  // namespace
+
+uint64_t CountPairs(const IalsState& state) {
+  uint64_t pairs = 0;
+  for (uint32_t u = 0; u < state.num_users(); ++u) {
+    if (const History* h = state.history(u)) {
+      pairs += std::count_if(h->begin(), h->end(),
+                             [](const Interaction& in) { return in.confidence > 0; });
+    }
+  }
+  return pairs;
+}
+
+std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptions& options,
+                                   int epochs, const std::atomic<bool>& stop) {
+  const std::vector<HeldOut> held = PickHoldout(state, options.holdout_users, options.seed);
+  if (held.size() < kMinHoldoutUsers) return std::nullopt;
+  std::vector<uint32_t> held_item(state.num_users(), kNoItem);
+  for (const HeldOut& h : held) held_item[h.user] = h.item;
+  const auto keep = [&](uint32_t user, const Interaction& in) {
+    return held_item[user] != in.item;
+  };
+
+  IalsTuning tuning;
+  tuning.holdout_users = held.size();
+  tuning.pairs = CountPairs(state);
+  const IalsOptions start = state.options();
+  for (int t = 0; t < std::max(1, options.trials); ++t) {
+    IalsTrial trial{start.unobserved_weight, start.regularization};
+    if (t > 0) {
+      const bool global = t <= (options.trials - 1) / 2;
+      const IalsTrial& best = tuning.adopted();
+      const auto draw = [&](int which, double around, double lo, double hi) {
+        const double u = Uniform(options.seed, t, which);
+        return global ? LogUniform(u, lo, hi)
+                      : LogUniform(u, around / kLocalFactor, around * kLocalFactor);
+      };
+      if (!options.pin_unobserved_weight) {
+        trial.unobserved_weight =
+            draw(0, best.unobserved_weight, kMinUnobservedWeight, kMaxUnobservedWeight);
+      }
+      if (!options.pin_regularization) {
+        trial.regularization = draw(1, best.regularization, kMinRegularization, kMaxRegularization);
+      }
+    }
+    IalsOptions o = start;
+    o.unobserved_weight = trial.unobserved_weight;
+    o.regularization = trial.regularization;
+    IalsState fresh = state.Restarted(o, keep);
+    if (!fresh.Train(epochs, &stop) || !Evaluate(fresh, held, stop, trial)) return std::nullopt;
+    tuning.trials.push_back(trial);
+    if (trial.ndcg_at_10 > tuning.adopted().ndcg_at_10) tuning.winner = static_cast<uint32_t>(t);
+  }
+  return tuning;
+}
+
+void IalsTuning::Encode(ByteWriter& w) const {
+  w.Varint(trials.size());
+  for (const IalsTrial& t : trials) {
+    for (double x :
+         {t.unobserved_weight, t.regularization, t.hr_at_10, t.ndcg_at_10, t.recall_at_20}) {
+      w.F64(x);
+    }
+  }
+  w.Varint(winner);
+  w.Varint(holdout_users);
+  w.Varint(pairs);
+}
+
+IalsTuning IalsTuning::Decode(ByteReader& r) {
+  IalsTuning t;
+  const uint64_t n = r.Varint();
+  for (uint64_t i = 0; i < n && r.status().ok(); ++i) {
+    IalsTrial trial;
+    for (double* x : {&trial.unobserved_weight, &trial.regularization, &trial.hr_at_10,
+                      &trial.ndcg_at_10, &trial.recall_at_20}) {
+      *x = r.F64();
+    }
+    t.trials.push_back(trial);
+  }
+  const uint64_t winner = r.Varint();
+  if (winner >= t.trials.size() || !std::isfinite(t.trials[winner].unobserved_weight) ||
+      t.trials[winner].unobserved_weight < 0 || !std::isfinite(t.trials[winner].regularization) ||
+      t.trials[winner].regularization <= 0) {
+    r.Invalidate();
+    return t;
+  }
+  t.winner = static_cast<uint32_t>(winner);
+  t.holdout_users = r.Varint();
+  t.pairs = r.Varint();
+  return t;
+}
+
+}  // namespace mercato::core

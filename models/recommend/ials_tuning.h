@@ -1,0 +1,74 @@
+// A search over iALS hyperparameters (the unobserved weight and the
+// regularisation) on the model's own interactions, run inside a retrain
+// (retrain_run.h), so that it starts at a log position and its winner is
+// adopted at one like any retrain's result.
+//
+// As of the state it starts from, each active customer (two or more
+// interactions with a positive confidence) has the latest interaction held
+// out, a seeded sample of at most `holdout_users` of them. Every trial
+// trains a fresh state (IalsState::Restarted) on the rest for the retrain's
+// epochs and ranks every item for those customers, their other items
+// excluded: HR@10, NDCG@10 and recall@20 (with one held-out item, the hit
+// rate at 20). Trial 0 is the configuration in use; the first half of the
+// others draw from the whole range, log-uniform, and the rest search around
+// the best so far. The highest NDCG@10 wins, the earlier trial on a tie.
+// Everything is seeded and single-threaded, so one state gives one result.
+#ifndef MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
+#define MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "core/bytes.h"
+#include "models/recommend/ials.h"
+
+namespace mercato::core {
+
+struct IalsTuningOptions {
+  // Trials per search, the configuration in use included (0 = no search).
+  int trials = 0;
+  // Hyperparameters the search leaves as they are.
+  bool pin_unobserved_weight = false, pin_regularization = false;
+  // Customers held out, at most.
+  size_t holdout_users = 1000;
+  uint64_t seed = 42;
+  // Whether there is anything to search.
+  bool enabled() const { return trials > 1 && !(pin_unobserved_weight && pin_regularization); }
+};
+
+struct IalsTrial {
+  double unobserved_weight = 0, regularization = 0;
+  double hr_at_10 = 0, ndcg_at_10 = 0, recall_at_20 = 0;
+  bool operator==(const IalsTrial&) const = default;
+};
+
+struct IalsTuning {
+  std::vector<IalsTrial> trials;
+  uint32_t winner = 0;
+  uint64_t holdout_users = 0;
+  // Interactions with a positive confidence when it started.
+  uint64_t pairs = 0;
+
+  const IalsTrial& adopted() const { return trials[winner]; }
+  void Encode(ByteWriter& w) const;
+  // Errors stay in `r`.
+  static IalsTuning Decode(ByteReader& r);
+  bool operator==(const IalsTuning&) const = default;
+};
+
+// A search is no use with fewer customers to hold out.
+inline constexpr size_t kMinHoldoutUsers = 20;
+
+// Interactions with a positive confidence in `state`.
+uint64_t CountPairs(const IalsState& state);
+
+// Runs the search from `state`; none when fewer than kMinHoldoutUsers
+// customers can be held out, or when `stop` turned true.
+std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptions& options,
+                                   int epochs, const std::atomic<bool>& stop);
+
+}  // namespace mercato::core
+
+#endif  // MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
