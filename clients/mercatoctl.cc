@@ -7,7 +7,8 @@
 //   read-events [FROM [LIMIT]] | audit [FROM [LIMIT]]
 //   token new NAME SCOPE...  prints a fresh token and its access-file line
 //   catalog upsert FILE | catalog get ITEM | catalog delete ITEM
-//   recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]
+//   recommend USER [COUNT] (--arm) | similar ITEM [COUNT] | bought-together ITEM [COUNT]
+//   experiments             what each experiment arm's recommendations led to
 //   segment USER | segments
 //   elasticity ITEM|category=NAME [PRICE...]   (--unit_cost, --segment)
 //   score ORDER_JSON
@@ -32,6 +33,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
+#include "mercato/v1/experiments.grpc.pb.h"
 #include "mercato/v1/forecasting.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
@@ -47,6 +49,7 @@ ABSL_FLAG(std::string, json, "", "the whole request as JSON (overrides positiona
 ABSL_FLAG(int, batch, 1000, "events or items per call when publishing");
 ABSL_FLAG(int, deadline_ms, 30000, "deadline of each call");
 ABSL_FLAG(bool, explain, false, "recommend: include explanations");
+ABSL_FLAG(std::string, arm, "", "recommend: the experiment arm (--rec_experiment_arms)");
 ABSL_FLAG(double, unit_cost, 0, "elasticity: cost per unit (0 = the catalogue's)");
 ABSL_FLAG(int, segment, -1, "elasticity: estimate within this segment id (-1 = all customers)");
 ABSL_FLAG(std::string, plot, "",
@@ -352,6 +355,10 @@ int Main(const std::vector<std::string>& args) {
   using A = v1::Admin::Stub;
   if (cmd == "status") return Call(*admin, &A::ModelStatus, v1::ModelStatusRequest());
   if (cmd == "checkpoint") return Call(*admin, &A::Checkpoint, v1::CheckpointRequest());
+  if (cmd == "experiments") {
+    return Call(*v1::Experiments::NewStub(channel), &v1::Experiments::Stub::GetResults,
+                v1::GetExperimentResultsRequest());
+  }
   if (cmd == "backup") {
     v1::BackupRequest r;
     r.set_name(Arg(args, 1, "NAME"));
@@ -405,6 +412,7 @@ int Main(const std::vector<std::string>& args) {
     r.set_user_id(Arg(args, 1, "USER"));
     r.set_count(CountArg(args, 2));
     r.set_explain(absl::GetFlag(FLAGS_explain));
+    r.set_experiment_arm(absl::GetFlag(FLAGS_arm));
     return Call(*recommender, &v1::Recommender::Stub::Recommend, r);
   }
   if (cmd == "similar") {
@@ -503,7 +511,8 @@ int main(int argc, char** argv) {
       "  status | checkpoint | retrain [MODEL] | delete-user USER | backup NAME\n"
       "  publish FILE (CSV with header, or JSON lines; '-' = stdin) | read-events [FROM [LIMIT]]\n"
       "  catalog upsert FILE | catalog get ITEM | catalog delete ITEM\n"
-      "  recommend USER [COUNT] | similar ITEM [COUNT] | bought-together ITEM [COUNT]\n"
+      "  recommend USER [COUNT] (--arm) | similar ITEM [COUNT] | bought-together ITEM [COUNT]\n"
+      "  experiments (what each experiment arm's recommendations led to)\n"
       "  segment USER | segments | elasticity ITEM|category=NAME [PRICE...] | score ORDER_JSON\n"
       "  forecast ITEM|category=NAME [DAYS] (--plot=FILE.svg)\n"
       "  plan ITEM ON_HAND LEAD_DAYS [REVIEW_DAYS [SERVICE_LEVEL]] (--on_order, --lead_sd_days)\n"

@@ -25,6 +25,8 @@ const char* EventTypeName(EventType type) {
     case EventType::kFitDone: return "fit_done";
     case EventType::kEraseKeys:
       return "erase_keys";
+    case EventType::kRecommendationsServed:
+      return "recommendations_served";
     case EventType::kUnspecified: break;
   }
   return "unspecified";
@@ -52,8 +54,9 @@ std::vector<std::string> CategoryPath(const Event& event) {
   return absl::StrSplit(event.payload, kCategoryPathSeparator);
 }
 
-// v2 appends the category, v3 the payload; older values are still read.
-constexpr uint8_t kEventFormat = 3;
+// v2 appends the category, v3 the payload, v4 the recommendation id; older
+// values are still read.
+constexpr uint8_t kEventFormat = 4;
 
 std::string EncodeEvent(const Event& e) {
   std::string out;
@@ -72,6 +75,7 @@ std::string EncodeEvent(const Event& e) {
   w.F64(e.value);
   w.Str(e.category);
   w.Str(e.payload);
+  w.Str(e.recommendation_id);
   return out;
 }
 
@@ -94,6 +98,7 @@ absl::StatusOr<Event> DecodeEvent(std::string_view bytes) {
   e.value = r.F64();
   if (format >= 2) e.category = r.Str();
   if (format >= 3) e.payload = r.Str();
+  if (format >= 4) e.recommendation_id = r.Str();
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("event: trailing bytes");
   return e;

@@ -47,6 +47,10 @@ enum class EventType : uint8_t {
   // (EncodeErasedKeys), which that customer's events carried, are renamed
   // to their placeholders in every model.
   kEraseKeys = 15,
+  // Written by the server about every second while Recommend answers: the
+  // answers given since the last such record, per experiment arm and
+  // source (`payload`, core/recommendation_ref.h).
+  kRecommendationsServed = 16,
 };
 // The behaviour types, kUnspecified..kFraudLabel: what shoppers do.
 inline constexpr int kNumEventTypes = 9;
@@ -80,6 +84,9 @@ struct Event {
   // ORDER_SCORED: the fraud model's record of the order. ITEM_UPDATE: the
   // whole category path, root first, joined by kCategoryPathSeparator.
   std::string payload;
+  // The Recommend answer that led to this event, as it gave it (optional;
+  // core/recommendation_ref.h).
+  std::string recommendation_id;
   // Shop time once this event is applied: the latest timestamp of the events
   // up to it that CarriesShopTime. Set by the learner, the one place that
   // decides it; not stored in the log.
@@ -124,6 +131,7 @@ std::vector<std::string> DecodeErasedKeys(std::string_view payload);
 //       timestamp_ms i64, quantity f64, unit_price f64, value f64
 //   v2: v1 followed by category str
 //   v3: v2 followed by payload str
+//   v4: v3 followed by recommendation_id str
 // The sequence is not part of it.
 std::string EncodeEvent(const Event& event);
 absl::StatusOr<Event> DecodeEvent(std::string_view bytes);

@@ -45,6 +45,14 @@ struct FitTrial {
   bool adopted = false;
 };
 
+// A measure a model exports to Prometheus as a gauge of a family of its own.
+struct MetricSample {
+  std::string family;  // e.g. "mercato_experiment_answers"
+  std::string help;    // the same for every sample of a family
+  std::vector<std::pair<std::string, std::string>> labels;
+  double value = 0;
+};
+
 // What the learner may do with a model's next event (Model::Gate).
 enum class FitGate {
   kOpen,     // apply it
@@ -71,6 +79,8 @@ class ModelView {
   // The trials of the hyperparameter search behind the configuration in
   // use; none when no search chose it.
   virtual std::vector<FitTrial> Trials() const { return {}; }
+  // The samples of the model's own metric families, read at scrape time.
+  virtual std::vector<MetricSample> Samples() const { return {}; }
   // What an accepted `event` is worth telling its sender, given this view
   // (the state the event arrives at); empty when nothing. Ingest lists
   // these notes in its answer.

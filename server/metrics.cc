@@ -8,6 +8,7 @@
 
 #include <array>
 #include <chrono>
+#include <map>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -61,7 +62,17 @@ class RuntimeCollector final : public prometheus::Collectable {
     const uint64_t lag = rt_->lag_events();
     const int64_t now = core::Clock::Real()->NowMs();
     std::vector<prometheus::ClientMetric> versions, ages, counts, gauges, retrains, retrain_ages;
+    std::map<std::string, prometheus::MetricFamily> own;  // the models' own families
     for (const core::PublishedModel& m : snap->models) {
+      for (core::MetricSample& x : m.view->Samples()) {
+        prometheus::MetricFamily& f = own[x.family];
+        f.name = x.family;
+        f.help = std::move(x.help);
+        f.type = prometheus::MetricType::Gauge;
+        std::vector<prometheus::ClientMetric::Label> labels;
+        for (auto& [name, value] : x.labels) labels.push_back({std::move(name), std::move(value)});
+        f.metric.push_back(Gauge(x.value, std::move(labels)));
+      }
       versions.push_back(Gauge(static_cast<double>(m.version), {{"model", m.name}}));
       ages.push_back(Gauge((now - m.published_at_ms) / 1000.0, {{"model", m.name}}));
       for (const auto& [name, value] : m.view->Counts()) {
@@ -114,6 +125,7 @@ class RuntimeCollector final : public prometheus::Collectable {
                          "What each served model measures beyond counts (as ModelStatus gives), "
                          "e.g. the fraud model's Brier score",
                          MetricType::Gauge, gauges));
+    for (auto& [name, family] : own) out.push_back(std::move(family));
     out.push_back(Family("mercato_snapshot_publishes_total", "Snapshot publications",
                          MetricType::Counter,
                          {CounterValue(static_cast<double>(rt_->learner().publishes()))}));

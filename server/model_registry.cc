@@ -14,7 +14,8 @@ namespace mercato::server {
   M(Segments)                  \
   M(Pricing, "segments")       \
   M(Fraud)                     \
-  M(Forecast, "elasticity")
+  M(Forecast, "elasticity")    \
+  M(Experiments)
 
 #define MERCATO_DECLARE_MODULE(Name, ...) ModelModule Name##Module();
 MERCATO_MODEL_TABLE(MERCATO_DECLARE_MODULE)
@@ -22,8 +23,8 @@ MERCATO_MODEL_TABLE(MERCATO_DECLARE_MODULE)
 const std::vector<ModelModule>& ModelModules() {
   static const std::vector<ModelModule> modules = [] {
     std::vector<ModelModule> out;
-#define MERCATO_ADD_MODULE(Name, ...)     \
-  out.push_back(Name##Module());          \
+#define MERCATO_ADD_MODULE(Name, ...) \
+  out.push_back(Name##Module());      \
   out.back().depends_on = {__VA_ARGS__};
     MERCATO_MODEL_TABLE(MERCATO_ADD_MODULE)
     return out;
@@ -50,7 +51,8 @@ absl::StatusOr<RegisteredModels> MakeModels(const ModuleOptions& options) {
   std::function<absl::Status(const ModelModule&)> make = [&](const ModelModule& m) {
     if (made.contains(m.name)) return absl::OkStatus();
     if (visiting[m.name]) {
-      return absl::InternalError(absl::StrCat("model ", std::string(m.name), ": circular dependency"));
+      return absl::InternalError(
+          absl::StrCat("model ", std::string(m.name), ": circular dependency"));
     }
     visiting[m.name] = true;
     ModelDependencies deps;
@@ -58,7 +60,8 @@ absl::StatusOr<RegisteredModels> MakeModels(const ModuleOptions& options) {
     for (std::string_view d : m.depends_on) {
       auto it = by_name.find(d);
       if (it == by_name.end()) {
-        return absl::InternalError(absl::StrCat("model ", std::string(m.name), ": no model named ", std::string(d)));
+        return absl::InternalError(
+            absl::StrCat("model ", std::string(m.name), ": no model named ", std::string(d)));
       }
       if (absl::Status s = make(*it->second); !s.ok()) return s;
       reads.push_back(made.at(d));

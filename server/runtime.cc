@@ -155,8 +155,14 @@ void Runtime::AppendInBackground(core::Event event) {
   to_append_.push_back(std::move(event));
 }
 
+void Runtime::AddRecordSource(std::function<std::vector<core::Event>()> collect) {
+  absl::MutexLock lock(&append_mu_);
+  record_sources_.push_back(std::move(collect));
+}
+
 void Runtime::RunBackgroundAppends() {
   absl::Duration backoff = absl::Milliseconds(50);
+  absl::Time next_collect = absl::Now() + kRecordSourceInterval;
   for (;;) {
     std::vector<core::Event> batch;
     bool stop;
@@ -165,8 +171,8 @@ void Runtime::RunBackgroundAppends() {
       auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_) {
         return stop_appending_ || !to_append_.empty();
       };
-      append_mu_.Await(absl::Condition(&work));
-      if (!stop_appending_) {
+      append_mu_.AwaitWithDeadline(absl::Condition(&work), next_collect);
+      if (!stop_appending_ && !to_append_.empty()) {
         // Let a batch gather: one write for many records.
         append_mu_.Unlock();
         absl::SleepFor(absl::Milliseconds(5));
@@ -174,6 +180,12 @@ void Runtime::RunBackgroundAppends() {
       }
       batch.swap(to_append_);
       stop = stop_appending_;
+      if (stop || absl::Now() >= next_collect) {
+        for (const auto& collect : record_sources_) {
+          for (core::Event& e : collect()) batch.push_back(std::move(e));
+        }
+        next_collect = absl::Now() + kRecordSourceInterval;
+      }
     }
     if (!batch.empty()) {
       absl::StatusOr<storage::AppendResult> r =

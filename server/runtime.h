@@ -4,6 +4,7 @@
 #define MERCATO_SERVER_RUNTIME_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,6 +79,11 @@ class Runtime {
   // whose caller must not wait for a disk. Lost only if the process dies
   // within milliseconds of the call, or the machine before the next fsync.
   void AppendInBackground(core::Event event);
+  // Records the server makes on a schedule (served recommendations): the
+  // background appender calls `collect` every kRecordSourceInterval, and
+  // once more at shutdown, and appends what it returns as above.
+  static constexpr absl::Duration kRecordSourceInterval = absl::Seconds(1);
+  void AddRecordSource(std::function<std::vector<core::Event>()> collect);
   core::Learner& learner() { return *learner_; }
   core::Checkpointer& checkpointer() { return *checkpointer_; }
   // Completes erasures in the background (server/erasure.h).
@@ -95,6 +101,8 @@ class Runtime {
   void RunBackgroundAppends();
   absl::Mutex append_mu_;
   std::vector<core::Event> to_append_ ABSL_GUARDED_BY(append_mu_);
+  std::vector<std::function<std::vector<core::Event>()>> record_sources_
+      ABSL_GUARDED_BY(append_mu_);
   bool stop_appending_ ABSL_GUARDED_BY(append_mu_) = false;
   std::thread appender_;
   std::atomic<bool> ready_{false};

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/recommendation_ref.h"
 
 namespace mercato::server {
 namespace {
@@ -135,6 +136,11 @@ absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view p
   if (s.ok() && type == core::EventType::kFraudLabel && in.value() != 0 && in.value() != 1) {
     s = Invalid(Field(prefix, "value"), "must be 0 (legitimate) or 1 (fraud) for FRAUD_LABEL");
   }
+  if (s.ok() && !in.recommendation_id().empty() &&
+      !core::ParseRecommendationId(in.recommendation_id())) {
+    s = Invalid(Field(prefix, "recommendation_id"),
+                "is not an id Recommend gave (r1.<arm>.<source>.<served_ms>.<nonce>)");
+  }
   if (s.ok()) s = CheckTenant(Field(prefix, "tenant"), in.tenant());
   if (!s.ok()) return s;
   core::Event out;
@@ -152,6 +158,7 @@ absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view p
   }
   out.unit_price = in.unit_price();
   out.value = in.value();
+  out.recommendation_id = in.recommendation_id();
   return out;
 }
 
@@ -168,6 +175,7 @@ void ToProtoEvent(const core::Event& in, v1::Event* out) {
   out->set_value(in.value);
   out->set_category(in.category);
   out->set_payload(in.payload);
+  out->set_recommendation_id(in.recommendation_id);
 }
 
 absl::StatusOr<core::Item> ToCoreItem(const v1::Item& in, absl::string_view prefix) {

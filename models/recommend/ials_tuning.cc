@@ -15,6 +15,9 @@ namespace {
 constexpr double kMinUnobservedWeight = 0.5, kMaxUnobservedWeight = 2048;
 constexpr double kMinRegularization = 1e-3, kMaxRegularization = 1;
 constexpr double kLocalFactor = 4;
+// A trial replaces the configuration in use only when its NDCG@10 is
+// higher by this many standard errors of the paired difference.
+constexpr double kClearWin = 2;
 constexpr uint32_t kNoItem = std::numeric_limits<uint32_t>::max();
 
 struct HeldOut {
@@ -32,8 +35,9 @@ double LogUniform(double u, double lo, double hi) {
   return std::exp(std::log(lo) + u * (std::log(hi) - std::log(lo)));
 }
 
-// Each active customer's latest interaction (the highest item among the
-// latest), a seeded sample of at most `max_users` of them, by customer.
+// Each active customer's latest purchase (or, with none, latest
+// interaction; the highest item among the latest), a seeded sample of at
+// most `max_users` of them, by customer.
 std::vector<HeldOut> PickHoldout(const IalsState& state, size_t max_users, uint64_t seed) {
   std::vector<HeldOut> held;
   for (uint32_t u = 0; u < state.num_users(); ++u) {
@@ -41,10 +45,14 @@ std::vector<HeldOut> PickHoldout(const IalsState& state, size_t max_users, uint6
     if (h == nullptr) continue;
     const Interaction* latest = nullptr;
     int positive = 0;
+    const auto later = [&latest](const Interaction& in) {
+      const bool bought = in.flags & kPurchased, latest_bought = latest->flags & kPurchased;
+      return bought != latest_bought ? bought : in.last_ms >= latest->last_ms;
+    };
     for (const Interaction& in : *h) {
       if (in.confidence <= 0) continue;
       ++positive;
-      if (latest == nullptr || in.last_ms >= latest->last_ms) latest = &in;
+      if (latest == nullptr || later(in)) latest = &in;
     }
     if (positive >= 2) held.push_back({u, latest->item});
   }
@@ -63,9 +71,10 @@ std::vector<HeldOut> PickHoldout(const IalsState& state, size_t max_users, uint6
 }
 
 // HR@10, NDCG@10 and recall@20 of `trained` over `held`, ranking every item
-// but the customer's other ones; false when `stop` turned true.
+// but the customer's other ones, and each customer's NDCG@10 in `ndcgs`;
+// false when `stop` turned true.
 bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
-              const std::atomic<bool>& stop, IalsTrial& trial) {
+              const std::atomic<bool>& stop, IalsTrial& trial, std::vector<double>& ndcgs) {
   const int k = trained.options().dim;
   const auto n = static_cast<Eigen::Index>(trained.num_items());
   Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> items(n, k);
@@ -75,6 +84,7 @@ bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
   }
   Eigen::VectorXf scores(n);
   double hits = 0, ndcg = 0, recall = 0;
+  ndcgs.clear();
   for (const HeldOut& h : held) {
     if (stop.load(std::memory_order_relaxed)) return false;
     scores.noalias() = items * Eigen::Map<const Eigen::VectorXf>(trained.user_row(h.user), k);
@@ -87,7 +97,8 @@ bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
       rank += scores[j] > target || (scores[j] == target && j < h.item);
     }
     hits += rank < 10;
-    ndcg += rank < 10 ? 1 / std::log2(static_cast<double>(rank) + 2) : 0;
+    ndcgs.push_back(rank < 10 ? 1 / std::log2(static_cast<double>(rank) + 2) : 0);
+    ndcg += ndcgs.back();
     recall += rank < 20;
   }
   const double users = static_cast<double>(held.size());
@@ -95,6 +106,21 @@ bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
   trial.ndcg_at_10 = ndcg / users;
   trial.recall_at_20 = recall / users;
   return true;
+}
+
+// Whether `ndcgs` beat `base` (the same customers'), paired: the mean
+// difference more than kClearWin standard errors above zero.
+bool ClearlyBetter(const std::vector<double>& ndcgs, const std::vector<double>& base) {
+  const double n = static_cast<double>(base.size());
+  double sum = 0, squares = 0;
+  for (size_t i = 0; i < base.size(); ++i) {
+    const double d = ndcgs[i] - base[i];
+    sum += d;
+    squares += d * d;
+  }
+  const double mean = sum / n;
+  const double variance = std::max(0.0, squares / n - mean * mean) * n / (n - 1);
+  return mean > kClearWin * std::sqrt(variance / n);
 }
 
 }  // namespace
@@ -124,11 +150,13 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
   tuning.holdout_users = held.size();
   tuning.pairs = CountPairs(state);
   const IalsOptions start = state.options();
+  std::vector<double> base, ndcgs;  // trial 0's and this trial's per customer
+  size_t best = 0;                  // the highest NDCG@10 so far, clear or not
   for (int t = 0; t < std::max(1, options.trials); ++t) {
     IalsTrial trial{start.unobserved_weight, start.regularization};
     if (t > 0) {
       const bool global = t <= (options.trials - 1) / 2;
-      const IalsTrial& best = tuning.adopted();
+      const IalsTrial& around = tuning.trials[best];
       const auto draw = [&](int which, double around, double lo, double hi) {
         const double u = Uniform(options.seed, t, which);
         return global ? LogUniform(u, lo, hi)
@@ -136,19 +164,26 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
       };
       if (!options.pin_unobserved_weight) {
         trial.unobserved_weight =
-            draw(0, best.unobserved_weight, kMinUnobservedWeight, kMaxUnobservedWeight);
+            draw(0, around.unobserved_weight, kMinUnobservedWeight, kMaxUnobservedWeight);
       }
       if (!options.pin_regularization) {
-        trial.regularization = draw(1, best.regularization, kMinRegularization, kMaxRegularization);
+        trial.regularization =
+            draw(1, around.regularization, kMinRegularization, kMaxRegularization);
       }
     }
     IalsOptions o = start;
     o.unobserved_weight = trial.unobserved_weight;
     o.regularization = trial.regularization;
     IalsState fresh = state.Restarted(o, keep);
-    if (!fresh.Train(epochs, &stop) || !Evaluate(fresh, held, stop, trial)) return std::nullopt;
+    if (!fresh.Train(epochs, &stop) || !Evaluate(fresh, held, stop, trial, ndcgs)) {
+      return std::nullopt;
+    }
     tuning.trials.push_back(trial);
-    if (trial.ndcg_at_10 > tuning.adopted().ndcg_at_10) tuning.winner = static_cast<uint32_t>(t);
+    if (t == 0) base = ndcgs;
+    if (trial.ndcg_at_10 > tuning.trials[best].ndcg_at_10) best = t;
+    if (t > 0 && trial.ndcg_at_10 > tuning.adopted().ndcg_at_10 && ClearlyBetter(ndcgs, base)) {
+      tuning.winner = static_cast<uint32_t>(t);
+    }
   }
   return tuning;
 }

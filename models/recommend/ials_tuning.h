@@ -4,15 +4,18 @@
 // adopted at one like any retrain's result.
 //
 // As of the state it starts from, each active customer (two or more
-// interactions with a positive confidence) has the latest interaction held
-// out, a seeded sample of at most `holdout_users` of them. Every trial
-// trains a fresh state (IalsState::Restarted) on the rest for the retrain's
-// epochs and ranks every item for those customers, their other items
-// excluded: HR@10, NDCG@10 and recall@20 (with one held-out item, the hit
-// rate at 20). Trial 0 is the configuration in use; the first half of the
-// others draw from the whole range, log-uniform, and the rest search around
-// the best so far. The highest NDCG@10 wins, the earlier trial on a tie.
-// Everything is seeded and single-threaded, so one state gives one result.
+// interactions with a positive confidence) has the latest purchase held out
+// (the latest interaction when they bought nothing), a seeded sample of at
+// most `holdout_users` of them. Every trial trains a fresh state
+// (IalsState::Restarted) on the rest for the retrain's epochs and ranks
+// every item for those customers, their other items excluded: HR@10,
+// NDCG@10 and recall@20 (with one held-out item, the hit rate at 20). Trial
+// 0 is the configuration in use; the first half of the others draw from the
+// whole range, log-uniform, and the rest search around the best so far. The
+// configuration in use stays unless a trial's NDCG@10 beats it clearly
+// (paired over the customers, by two standard errors); of those, the
+// highest wins. Everything is seeded and single-threaded, so one state
+// gives one result.
 #ifndef MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 #define MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 

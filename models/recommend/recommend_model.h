@@ -98,6 +98,9 @@ struct RecommendQuery {
   bool explain = false;
   // Force the exact scan (the reference path).
   bool exact = false;
+  // Popularity only, no personal or session scores (an experiment arm's
+  // policy).
+  bool popular_only = false;
 };
 
 struct Recommendation {

@@ -304,9 +304,9 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::Recommend(
 
   // Personal or session scores.
   Eigen::VectorXf vec;
-  if (has_context) {
+  if (!q.popular_only && has_context) {
     vec = FoldIn(history);
-  } else if (has_history) {
+  } else if (!q.popular_only && has_history) {
     vec = Eigen::Map<const Eigen::VectorXf>(factors_.users.Row(*user), dim());
   }
   if (vec.size() > 0 && !vec.isZero()) {

@@ -16,11 +16,14 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "clients/client_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/pricing.grpc.pb.h"
+#include "mercato/v1/recommender.grpc.pb.h"
 #include "mercato/v1/segmenter.grpc.pb.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_client.h"
@@ -165,8 +168,31 @@ TEST(PrometheusTest, ScrapesExactCallCountsByMethodAndCode) {
     }
   }
 
-  // Every metric the dashboard and the alerts use is exported.
-  const std::string exported = HttpGet(server.metrics_port(), "/metrics");
+  // Every metric the dashboard and the alerts use is exported, the
+  // experiment counts once a recommendation was served.
+  v1::Event view;
+  view.set_event_id("view-1");
+  view.set_type(v1::VIEW);
+  view.set_user_id("viewer");
+  view.set_item_id("only-item");
+  view.set_timestamp_ms(1767225600000);
+  v1::PublishSummary published;
+  ASSERT_TRUE(clients::PublishEvents(*server.channel(), {view}, 1, &published).ok());
+  WaitCaughtUp(*admin);
+  v1::RecommendRequest recommend;
+  recommend.set_user_id("someone");
+  recommend.set_count(1);
+  v1::RecommendResponse recommended;
+  ASSERT_TRUE(v1::Recommender::NewStub(server.channel())
+                  ->Recommend(Ctx().get(), recommend, &recommended)
+                  .ok());
+  ASSERT_EQ(recommended.items_size(), 1);
+  std::string exported;
+  for (int i = 0; i < 100 && exported.find("\nmercato_experiment_answers{") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    exported = HttpGet(server.metrics_port(), "/metrics");
+  }
   std::set<std::string> used;
   static const std::regex metric(R"(\b((?:grpc_server|mercato)_[a-z_]+)\{)");
   for (const char* file : {"grafana/mercato-dashboard.json", "prometheus/alerts.yml"}) {

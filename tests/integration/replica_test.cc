@@ -19,9 +19,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "clients/client_util.h"
+#include "core/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
+#include "mercato/v1/experiments.grpc.pb.h"
 #include "mercato/v1/fraud.grpc.pb.h"
 #include "mercato/v1/ingest.grpc.pb.h"
 #include "mercato/v1/recommender.grpc.pb.h"
@@ -208,10 +210,43 @@ TEST(ReplicaTest, WritesToEitherReplicaConvergeBitForBit) {
   ASSERT_TRUE(
       v1::Admin::NewStub(b.channel())->Retrain(Ctx().get(), v1::RetrainRequest(), &retrain).ok());
 
+  // Recommendations served by both, one followed by a click sent to the
+  // other: every replica counts every replica's answers.
+  v1::RecommendRequest recommend;
+  recommend.set_user_id("user7");
+  recommend.set_count(3);
+  v1::RecommendResponse recommended[2];
+  ASSERT_TRUE(v1::Recommender::NewStub(a.channel())
+                  ->Recommend(Ctx().get(), recommend, &recommended[0])
+                  .ok());
+  ASSERT_TRUE(v1::Recommender::NewStub(b.channel())
+                  ->Recommend(Ctx().get(), recommend, &recommended[1])
+                  .ok());
+  v1::Event click;
+  click.set_event_id("click-after-a");
+  click.set_type(v1::CLICK);
+  click.set_user_id("user7");
+  click.set_item_id(recommended[0].items(0).item_id());
+  click.set_timestamp_ms(core::Clock::Real()->NowMs());
+  click.set_recommendation_id(recommended[0].recommendation_id());
+  v1::PublishSummary clicked;
+  ASSERT_TRUE(Publish(*b.channel(), {click}, &clicked).ok());
+  const auto answers = [](ServerProcess& replica) {
+    v1::GetExperimentResultsResponse r;
+    EXPECT_TRUE(v1::Experiments::NewStub(replica.channel())
+                    ->GetResults(Ctx().get(), v1::GetExperimentResultsRequest(), &r)
+                    .ok());
+    return r.arms_size() == 1 ? r.arms(0).answers() + 10 * r.arms(0).clicks() : 0;
+  };
+  for (int i = 0; i < 100 && (answers(a) != 12 || answers(b) != 12); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(answers(a), 12u) << "two answers and one click";
+
   const std::vector<v1::ModelStatusResponse> st = Converged({&a, &b}, 120);
   ASSERT_EQ(st.size(), 2u);
   EXPECT_EQ(Digests(st[0]), Digests(st[1]));
-  EXPECT_EQ(Digests(st[0]).size(), 5u);
+  EXPECT_EQ(Digests(st[0]).size(), 6u);
   const std::vector<std::string> log = LogBytes(a);
   EXPECT_EQ(log, LogBytes(b));
   // Each event once, duplicates applied never.
@@ -222,7 +257,9 @@ TEST(ReplicaTest, WritesToEitherReplicaConvergeBitForBit) {
     EXPECT_TRUE(ids.insert(e.event().event_id()).second) << e.event().event_id();
     shop_events += e.event().event_id().rfind("fit-done/", 0) != 0 &&
                    e.event().event_id().rfind("retrain/", 0) != 0 &&
-                   e.event().event_id().rfind("erase-keys/", 0) != 0;
+                   e.event().event_id().rfind("erase-keys/", 0) != 0 &&
+                   e.event().event_id().rfind("served/", 0) != 0 &&
+                   e.event().event_id() != click.event_id();
   }
   // (The erased customer's events keep no id.)
   EXPECT_EQ(shop_events, std::count_if(shop.events.begin(), shop.events.end(),

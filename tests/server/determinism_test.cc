@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/background_fit.h"
 #include "core/learner.h"
+#include "core/recommendation_ref.h"
 #include "models/recommend/recommend_model.h"
 #include "models/segments/segment_model.h"
 #include "server/erasure.h"
@@ -64,9 +65,16 @@ std::vector<Event> ShopLog() {
     log.push_back(e);
     if (e.type == EventType::kItemUpdate || e.type == EventType::kOrderScored) continue;
     ++n;
+    if (n % 97 == 0) {  // followed a recommendation served a minute before
+      log.back().recommendation_id =
+          core::FormatRecommendationId({"default", 1, e.timestamp_ms - 60000, uint64_t(n)});
+    }
     Event server;
     server.timestamp_ms = 1;  // the server's own clock, never shop time
-    if (n % 1777 == 0) {
+    if (n % 1499 == 0) {
+      server.type = EventType::kRecommendationsServed;
+      server.payload = core::EncodeServed({{"default", 1, 40}, {"popular", 4, 3}});
+    } else if (n % 1777 == 0) {
       server.type = EventType::kUserDelete;
       server.user_id = e.user_id;
     } else if (n % 2909 == 0) {

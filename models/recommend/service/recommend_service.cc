@@ -1,12 +1,18 @@
 // The recommendation module: its flags and the Recommender service
 // (Recommend, SimilarItems, BoughtTogether).
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "absl/flags/flag.h"
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/clock.h"
+#include "core/recommendation_ref.h"
 #include "mercato/v1/recommender.grpc.pb.h"
 #include "models/recommend/recommend_model.h"
 #include "server/model_module.h"
@@ -44,6 +50,11 @@ ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000,
 ABSL_FLAG(int, rec_hnsw_ef, 32, "Recommend: HNSW search breadth (ef)");
 ABSL_FLAG(int, rec_hnsw_ef_construction, 200,
           "Recommend: HNSW build breadth (also used when fold-in moves an item)");
+
+ABSL_FLAG(std::string, rec_experiment_arms, "",
+          "Recommend: experiment arms a request may name, as name:policy pairs, comma separated; "
+          "policy personal (the model with its fallbacks) or popular (the fallbacks alone); "
+          "requests naming none are arm 'default', personal");
 
 namespace mercato::server {
 namespace {
@@ -86,6 +97,49 @@ absl::StatusOr<core::ItemFilter> ToCoreFilter(const v1::ItemFilter& in) {
   return out;
 }
 
+// The arms of --rec_experiment_arms, "default" first.
+struct ExperimentArms {
+  std::vector<std::string> names = {core::kDefaultArm};
+  std::vector<bool> popular_only = {false};
+};
+
+// Counts the answers Recommend gives per arm and source, and turns the
+// counts into a RECOMMENDATIONS_SERVED record when the runtime collects
+// them. Thread-safe.
+class ServedAnswers {
+ public:
+  static constexpr int kSources = 8;
+  explicit ServedAnswers(const ExperimentArms& arms)
+      : arms_(arms.names), counts_(arms.names.size() * kSources) {}
+
+  void Count(size_t arm, core::RecommendSource source) {
+    counts_[arm * kSources + static_cast<size_t>(source)].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::vector<core::Event> Collect() {
+    std::vector<core::ServedCount> served;
+    for (size_t a = 0; a < arms_.size(); ++a) {
+      for (int source = 1; source < kSources; ++source) {
+        const uint64_t n = counts_[a * kSources + source].exchange(0, std::memory_order_relaxed);
+        if (n > 0) served.push_back({arms_[a], source, n});
+      }
+    }
+    if (served.empty()) return {};
+    core::Event e;
+    e.type = core::EventType::kRecommendationsServed;
+    e.timestamp_ms = core::Clock::Real()->NowMs();
+    e.event_id = absl::StrCat("served/", absl::Hex(process_, absl::kZeroPad16), "/", ++records_);
+    e.payload = core::EncodeServed(served);
+    return {std::move(e)};
+  }
+
+ private:
+  const std::vector<std::string> arms_;
+  std::vector<std::atomic<uint64_t>> counts_;
+  const uint64_t process_ = absl::Uniform<uint64_t>(absl::BitGen());
+  uint64_t records_ = 0;  // the collecting thread's only
+};
+
 void ToProto(const std::vector<core::Recommendation>& recs, uint64_t version,
              v1::RecommendResponse* resp) {
   for (const core::Recommendation& r : recs) {
@@ -102,10 +156,25 @@ void ToProto(const std::vector<core::Recommendation>& recs, uint64_t version,
   resp->set_model_version(version);
 }
 
-UnaryHandler<v1::RecommendRequest, v1::RecommendResponse> RecommendHandler(Runtime* rt) {
-  return [rt](grpc::ServerContext&, const v1::RecommendRequest& req, v1::RecommendResponse* resp) {
+// The index of the arm a request names, or INVALID_ARGUMENT.
+absl::StatusOr<size_t> ArmOf(const ExperimentArms& arms, const std::string& name) {
+  if (name.empty()) return 0;
+  for (size_t a = 0; a < arms.names.size(); ++a) {
+    if (arms.names[a] == name) return a;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("experiment_arm: not one of this server's arms (",
+                                                 absl::StrJoin(arms.names, ", "),
+                                                 "; --rec_experiment_arms)"));
+}
+
+UnaryHandler<v1::RecommendRequest, v1::RecommendResponse> RecommendHandler(
+    Runtime* rt, const ExperimentArms& arms, std::shared_ptr<ServedAnswers> served) {
+  return [rt, arms, served](grpc::ServerContext&, const v1::RecommendRequest& req,
+                            v1::RecommendResponse* resp) {
     if (!rt->ready()) return NotReady();
-    absl::Status s = CheckOptionalId("user_id", req.user_id());
+    absl::StatusOr<size_t> arm = ArmOf(arms, req.experiment_arm());
+    absl::Status s = arm.status();
+    if (s.ok()) s = CheckOptionalId("user_id", req.user_id());
     if (s.ok()) s = CheckIds("context_item_ids", req.context_item_ids(), kMaxContextItems);
     if (s.ok() && req.user_id().empty() && req.context_item_ids().empty()) {
       s = absl::InvalidArgumentError(
@@ -127,9 +196,18 @@ UnaryHandler<v1::RecommendRequest, v1::RecommendResponse> RecommendHandler(Runti
     q.filter = *std::move(filter);
     q.candidate_item_ids.assign(req.candidate_item_ids().begin(), req.candidate_item_ids().end());
     q.explain = req.explain();
+    q.popular_only = arms.popular_only[*arm];
     absl::StatusOr<std::vector<core::Recommendation>> recs = model->first->Recommend(q);
     if (!recs.ok()) return ToGrpcStatus(recs.status());
     ToProto(*recs, model->second, resp);
+    if (!recs->empty()) {
+      const core::RecommendSource source = recs->front().source;
+      thread_local absl::InsecureBitGen nonces;
+      resp->set_recommendation_id(core::FormatRecommendationId(
+          {arms.names[*arm], static_cast<int>(source), core::Clock::Real()->NowMs(),
+           absl::Uniform<uint64_t>(nonces)}));
+      served->Count(*arm, source);
+    }
     return grpc::Status::OK;
   };
 }
@@ -203,6 +281,30 @@ bool ParseEventWeights(const std::string& spec,
   return true;
 }
 
+// Parses --rec_experiment_arms into `arms` (after "default").
+absl::Status ParseArms(const std::string& spec, ExperimentArms& arms) {
+  for (absl::string_view entry : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits(':', 1));
+    kv.first = std::string(absl::StripAsciiWhitespace(kv.first));
+    kv.second = std::string(absl::StripAsciiWhitespace(kv.second));
+    absl::Status s =
+        CheckFlag(core::IsArmName(kv.first), "rec_experiment_arms",
+                  absl::StrCat("arm names are 1..32 of a-z, 0-9 and _, got '", kv.first, "'"));
+    if (s.ok()) {
+      s = CheckFlag(std::find(arms.names.begin(), arms.names.end(), kv.first) == arms.names.end(),
+                    "rec_experiment_arms", absl::StrCat("arm '", kv.first, "' is named twice"));
+    }
+    if (s.ok()) {
+      s = CheckFlag(kv.second == "personal" || kv.second == "popular", "rec_experiment_arms",
+                    absl::StrCat("arm '", kv.first, "': policy must be personal or popular"));
+    }
+    if (!s.ok()) return s;
+    arms.names.push_back(kv.first);
+    arms.popular_only.push_back(kv.second == "popular");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RecommendFromFlags(ModuleOptions& options) {
   core::RecommendOptions& r = options.Mutable<core::RecommendOptions>();
   r.ials.dim = absl::GetFlag(FLAGS_rec_dim);
@@ -237,6 +339,8 @@ absl::Status RecommendFromFlags(ModuleOptions& options) {
                              "rec_event_weights",
                              "must be type:weight pairs of view, click, add_to_cart, "
                              "remove_from_cart, purchase, refund, rating");
+  if (s.ok())
+    s = ParseArms(absl::GetFlag(FLAGS_rec_experiment_arms), options.Mutable<ExperimentArms>());
   if (s.ok()) s = CheckFlag(r.ials.dim >= 1 && r.ials.dim <= 1024, "rec_dim", "must be 1..1024");
   if (s.ok()) {
     s = CheckFlag(pins_known, "rec_pinned", "must name unobserved_weight or regularization");
@@ -272,7 +376,10 @@ void ServeRecommend(ServiceRegistrar& r) {
       v1::Recommender::WithRawMethod_BoughtTogether<v1::Recommender::Service>>>;
   Raw* rec =
       r.Serve(std::make_unique<Raw>(), v1::Recommender::service_full_name(), Scope::kRecommend);
-  r.Unary(rec, &Raw::RequestRecommend, "Recommend", RecommendHandler(r.runtime()));
+  const ExperimentArms& arms = r.options().Get<ExperimentArms>();
+  auto served = std::make_shared<ServedAnswers>(arms);
+  r.runtime()->AddRecordSource([served] { return served->Collect(); });
+  r.Unary(rec, &Raw::RequestRecommend, "Recommend", RecommendHandler(r.runtime(), arms, served));
   r.Unary(rec, &Raw::RequestSimilarItems, "SimilarItems", SimilarItemsHandler(r.runtime()));
   r.Unary(rec, &Raw::RequestBoughtTogether, "BoughtTogether", BoughtTogetherHandler(r.runtime()));
 }
