@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,13 @@ namespace {
 bool IsValidUtf8(absl::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    // Ids are mostly ASCII: eight bytes at a time while no high bit is set.
+    uint64_t word;
+    if (i + sizeof word <= s.size() &&
+        (std::memcpy(&word, s.data() + i, sizeof word), (word & 0x8080808080808080) == 0)) {
+      i += sizeof word;
+      continue;
+    }
     const unsigned char c = s[i];
     int n;
     uint32_t cp;

@@ -157,10 +157,23 @@ const T* RowOf(const IdDictionaryView& dict, const RowBlockView<T>& rows, std::s
 
 double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
+// `x` with `digits` (0..3) decimals, as "%.*f" writes it but for ties,
+// without printf's cost on the scoring path.
 std::string Rounded(double x, int digits) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, x);
-  return buf;
+  constexpr int64_t kScale[] = {1, 10, 100, 1000};
+  const int64_t scale = kScale[std::clamp(digits, 0, 3)];
+  if (!(std::abs(x) * static_cast<double>(scale) < 1e15)) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", digits, x);
+    return buf;
+  }
+  const int64_t scaled = std::llround(std::abs(x) * static_cast<double>(scale));
+  std::string out = absl::StrCat(x < 0 && scaled > 0 ? "-" : "", scaled / scale);
+  if (scale > 1) {
+    const std::string fraction = absl::StrCat(scale + scaled % scale);  // "1" and the digits
+    absl::StrAppend(&out, ".", absl::string_view(fraction).substr(1));
+  }
+  return out;
 }
 
 }  // namespace

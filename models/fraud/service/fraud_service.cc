@@ -189,15 +189,15 @@ UnaryHandler<v1::Order, v1::ScoreResponse> ScoreHandler(Runtime* rt, DecisionCou
     const std::shared_ptr<const core::Snapshot> snap = rt->learner().snapshot();
     auto model = ServedModel<core::FraudView>(*snap, core::kFraudModelName);
     if (!model.ok()) return ToGrpcStatus(model.status());
-    const core::FraudScore score = model->first->Score(*order);
+    core::FraudScore score = model->first->Score(*order);
     if (!score.rescored) rt->AppendInBackground(core::FraudView::RecordEvent(*order, score));
     resp->set_probability(score.probability);
     resp->set_decision(static_cast<v1::Decision>(score.decision));
-    resp->set_decided_by(score.decided_by);
+    resp->set_decided_by(std::move(score.decided_by));
     counters.Count(resp->decision());
-    for (const core::FraudReason& r : score.reasons) {
+    for (core::FraudReason& r : score.reasons) {
       v1::ReasonCode* out = resp->add_reasons();
-      out->set_feature(r.feature);
+      out->set_feature(std::move(r.feature));
       out->set_value(r.value);
       out->set_contribution(r.contribution);
     }

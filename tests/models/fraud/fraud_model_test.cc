@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -453,6 +454,12 @@ TEST(FraudModelTest, ExpectedLossDecidesAndSaysSo) {
   FraudModel thresholds;
   const FraudScore t = ViewOf(thresholds)->Score(Order("c", t0, 20));
   EXPECT_EQ(t.decided_by.rfind("probability ", 0), 0u) << t.decided_by;
+  // The figures as printf writes them.
+  char shown[64];
+  std::snprintf(shown, sizeof shown, "probability %.3f < ", t.probability);
+  EXPECT_EQ(t.decided_by.rfind(shown, 0), 0u) << t.decided_by;
+  std::snprintf(shown, sizeof shown, "expected loss %.2f >= ", s.probability * 900000);
+  EXPECT_EQ(s.decided_by.rfind(shown, 0), 0u) << s.decided_by;
 }
 
 }  // namespace
