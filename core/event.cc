@@ -43,6 +43,7 @@ Event ItemUpdateEvent(const Item& item, int64_t timestamp_ms, std::string event_
   e.quantity = item.in_stock ? 1 : 0;
   if (!item.category_path.empty()) e.category = item.category_path.back();
   e.payload = absl::StrJoin(item.category_path, std::string(1, kCategoryPathSeparator));
+  e.attributes.assign(item.attributes.begin(), item.attributes.end());
   return e;
 }
 
@@ -54,9 +55,9 @@ std::vector<std::string> CategoryPath(const Event& event) {
   return absl::StrSplit(event.payload, kCategoryPathSeparator);
 }
 
-// v2 appends the category, v3 the payload, v4 the recommendation id; older
-// values are still read.
-constexpr uint8_t kEventFormat = 4;
+// v2 appends the category, v3 the payload, v4 the recommendation id, v5 the
+// attributes; older values are still read.
+constexpr uint8_t kEventFormat = 5;
 
 std::string EncodeEvent(const Event& e) {
   std::string out;
@@ -76,6 +77,11 @@ std::string EncodeEvent(const Event& e) {
   w.Str(e.category);
   w.Str(e.payload);
   w.Str(e.recommendation_id);
+  w.Varint(e.attributes.size());
+  for (const auto& [name, value] : e.attributes) {
+    w.Str(name);
+    w.Str(value);
+  }
   return out;
 }
 
@@ -99,6 +105,10 @@ absl::StatusOr<Event> DecodeEvent(std::string_view bytes) {
   if (format >= 2) e.category = r.Str();
   if (format >= 3) e.payload = r.Str();
   if (format >= 4) e.recommendation_id = r.Str();
+  for (uint64_t n = format >= 5 ? r.Varint() : 0; n > 0 && r.status().ok(); --n) {
+    std::string name = r.Str();
+    e.attributes.emplace_back(std::move(name), r.Str());
+  }
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("event: trailing bytes");
   return e;

@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -87,6 +88,8 @@ struct Event {
   // The Recommend answer that led to this event, as it gave it (optional;
   // core/recommendation_ref.h).
   std::string recommendation_id;
+  // ITEM_UPDATE only: the item's attributes, sorted by name.
+  std::vector<std::pair<std::string, std::string>> attributes;
   // Shop time once this event is applied: the latest timestamp of the events
   // up to it that CarriesShopTime. Set by the learner, the one place that
   // decides it; not stored in the log.

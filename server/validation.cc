@@ -119,6 +119,9 @@ absl::StatusOr<core::Event> ToCoreEvent(const v1::Event& in, absl::string_view p
   if (!in.payload().empty()) {
     return Invalid(Field(prefix, "payload"), "is set by the server and must be empty");
   }
+  if (!in.attributes().empty()) {
+    return Invalid(Field(prefix, "attributes"), "is set by the catalogue and must be empty");
+  }
   const auto type = static_cast<core::EventType>(in.type());
   const bool needs_item = type != core::EventType::kFraudLabel;
   const bool needs_user = type != core::EventType::kFraudLabel;
@@ -184,6 +187,7 @@ void ToProtoEvent(const core::Event& in, v1::Event* out) {
   out->set_category(in.category);
   out->set_payload(in.payload);
   out->set_recommendation_id(in.recommendation_id);
+  out->mutable_attributes()->insert(in.attributes.begin(), in.attributes.end());
 }
 
 absl::StatusOr<core::Item> ToCoreItem(const v1::Item& in, absl::string_view prefix) {

@@ -16,11 +16,11 @@ uint64_t SplitMix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-// Solves (a0 G + X' diag(c) X + reg I) v = X' c by `steps` conjugate-gradient
-// steps from v.
-void ConjugateGradient(const Eigen::MatrixXd& gram, double a0, double reg,
-                       const Eigen::MatrixXd& x, const Eigen::VectorXd& c, int steps,
-                       Eigen::VectorXd& v) {
+// Solves (a0 G + X' diag(c) X + reg I) v = X' c + reg p by `steps`
+// conjugate-gradient steps from v (p = 0 when null).
+void ConjugateGradient(const Eigen::MatrixXd& gram, double a0, double reg, const Eigen::MatrixXd& x,
+                       const Eigen::VectorXd& c, int steps, Eigen::VectorXd& v,
+                       const Eigen::VectorXd* prior) {
   auto apply = [&](const Eigen::VectorXd& p) -> Eigen::VectorXd {
     Eigen::VectorXd out = a0 * (gram * p) + reg * p;
     if (x.rows() > 0) out.noalias() += x.transpose() * c.cwiseProduct(x * p);
@@ -28,6 +28,7 @@ void ConjugateGradient(const Eigen::MatrixXd& gram, double a0, double reg,
   };
   Eigen::VectorXd r = -apply(v);
   if (x.rows() > 0) r.noalias() += x.transpose() * c;
+  if (prior) r += reg * *prior;
   Eigen::VectorXd p = r;
   double rs = r.squaredNorm();
   for (int s = 0; s < steps && rs > 1e-20; ++s) {
@@ -66,13 +67,17 @@ double RowRegularization(const IalsOptions& options, size_t n, double a0, size_t
 
 void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, double a0,
                     size_t others, const Eigen::MatrixXd& x, const Eigen::VectorXd& c,
-                    Eigen::VectorXd& v) {
+                    Eigen::VectorXd& v, const Eigen::VectorXd* prior) {
   if (x.rows() == 0) {
-    v.setZero();
+    if (prior) {
+      v = *prior;
+    } else {
+      v.setZero();
+    }
     return;
   }
   ConjugateGradient(gram, a0, RowRegularization(options, x.rows(), a0, others), x, c,
-                    options.cg_steps, v);
+                    options.cg_steps, v, prior);
 }
 
 IalsState::IalsState(const IalsOptions& options)
@@ -82,6 +87,8 @@ IalsState::IalsState(const IalsOptions& options)
       histories_(1, kRowsPerBlock),
       user_pending_(1, kRowsPerBlock),
       item_pending_(1, kRowsPerBlock),
+      item_features_(1, kRowsPerBlock),
+      feature_rows_(options.dim, kRowsPerBlock),
       gram_users_(Eigen::MatrixXd::Zero(options.dim, options.dim)),
       gram_items_(Eigen::MatrixXd::Zero(options.dim, options.dim)) {}
 
@@ -91,11 +98,15 @@ void IalsState::Grow(uint32_t user, uint32_t item) {
     histories_.Resize(user + 1);
     user_pending_.Resize(user + 1);
   }
-  if (item >= items_.rows()) {
-    items_.Resize(item + 1);
-    item_users_.resize(item + 1);
-    item_pending_.Resize(item + 1);
-  }
+  GrowItems(item);
+}
+
+void IalsState::GrowItems(uint32_t item) {
+  if (item < items_.rows()) return;
+  items_.Resize(item + 1);
+  item_users_.resize(item + 1);
+  item_pending_.Resize(item + 1);
+  item_features_.Resize(item + 1);
 }
 
 void IalsState::SetRow(RowBlockMatrix<float>& rows, Eigen::MatrixXd& gram, uint32_t r,
@@ -147,18 +158,22 @@ void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags
   if (due(*item_pending_.MutableRow(item), users.size())) SolveItemRow(item);
 }
 
-// A new item starts from a small seeded random row, so that the very first
-// solves have something to align with.
-void IalsState::SeedItemRow(uint32_t item) {
+Eigen::VectorXd IalsState::SeedRow(uint32_t item) const {
   const int k = options_.dim;
-  if (!Eigen::Map<const Eigen::VectorXf>(items_.Row(item), k).isZero()) return;
   uint64_t state = options_.seed ^ (0x2545f4914f6cdd1dULL * (item + 1));
   Eigen::VectorXd init(k);
   const double scale = 0.1 / std::sqrt(static_cast<double>(k));
   for (int d = 0; d < k; ++d) {
     init[d] = scale * (static_cast<double>(SplitMix64(state) >> 11) * 0x1.0p-53 * 2 - 1);
   }
-  SetRow(items_, gram_items_, item, init);
+  return init;
+}
+
+// A new item starts from a small seeded random row, so that the very first
+// solves have something to align with.
+void IalsState::SeedItemRow(uint32_t item) {
+  if (!Eigen::Map<const Eigen::VectorXf>(items_.Row(item), options_.dim).isZero()) return;
+  SetRow(items_, gram_items_, item, SeedRow(item));
 }
 
 std::vector<uint32_t> IalsState::ForgetUser(uint32_t user) {
@@ -172,6 +187,7 @@ std::vector<uint32_t> IalsState::ForgetUser(uint32_t user) {
       auto jt = std::lower_bound(users.begin(), users.end(), user,
                                  [](const ItemEntry& a, uint32_t u) { return a.user < u; });
       if (jt != users.end() && jt->user == user) users.erase(jt);
+      if (users.empty()) ResetColdRow(in.item);
     }
   }
   slot->reset();
@@ -197,8 +213,16 @@ void IalsState::SolveItemRow(uint32_t item) {
   GatherObserved(options_, now_ms_, item_users_[item],
                  [&](const ItemEntry& e) { return users_.Row(e.user); }, x, c);
   Eigen::VectorXd v = Load(items_.Row(item), options_.dim);
-  SolveFactorRow(options_, gram_users_, UnobservedWeight(options_, items_.rows()), users_.rows(),
-                 x, c, v);
+  Eigen::VectorXd prior;
+  const bool has_prior = Prior(item, prior);
+  // The prior counts as options_.prior_interactions interactions: it leads
+  // a new item and fades as the item's own ones come.
+  if (has_prior) {
+    prior *=
+        options_.prior_interactions / (options_.prior_interactions + static_cast<double>(x.rows()));
+  }
+  SolveFactorRow(options_, gram_users_, UnobservedWeight(options_, items_.rows()), users_.rows(), x,
+                 c, v, has_prior ? &prior : nullptr);
   SetRow(items_, gram_items_, item, v);
   changed_items_.push_back(item);
 }
@@ -225,6 +249,7 @@ bool IalsState::Train(int epochs, const std::atomic<bool>* stop) {
       if (stopped()) return false;
       SolveItemRow(i);
     }
+    FitFeatureRows();
     gram_items_ = Gramian(items_);
   }
   for (uint32_t u = 0; u < users_.rows(); ++u) *user_pending_.MutableRow(u) = 0;
@@ -244,6 +269,7 @@ IalsState IalsState::Restarted(
   next.user_pending_.Resize(users);
   next.items_.Resize(items);
   next.item_pending_.Resize(items);
+  next.item_features_ = item_features_;  // the feature rows are fitted again
   next.item_users_.assign(items, {});
   for (uint32_t u = 0; u < users; ++u) {
     const History* h = history(u);
@@ -261,6 +287,83 @@ IalsState IalsState::Restarted(
   }
   next.changed_items_.clear();
   return next;
+}
+
+bool IalsState::Prior(uint32_t item, Eigen::VectorXd& prior) const {
+  if (item >= item_features_.rows()) return false;
+  int n = 0;
+  for (uint32_t id : item_features_.Row(item)->ids) {
+    if (id == 0) break;
+    if (id > feature_rows_.rows()) continue;
+    const Eigen::Map<const Eigen::VectorXf> row(feature_rows_.Row(id - 1), options_.dim);
+    if (row.isZero()) continue;  // no item with interactions has it yet
+    if (n++ == 0) prior = Eigen::VectorXd::Zero(options_.dim);
+    prior += row.cast<double>();
+  }
+  if (n > 0) prior /= n;
+  return n > 0;
+}
+
+bool IalsState::HasRow(uint32_t item) const {
+  if (ItemSupport(item) > 0) return true;
+  return item < items_.rows() && !item_features_.Row(item)->empty() &&
+         !Eigen::Map<const Eigen::VectorXf>(items_.Row(item), options_.dim).isZero();
+}
+
+void IalsState::SetItemFeatures(uint32_t item, const ItemFeatures& features) {
+  GrowItems(item);
+  if (*item_features_.Row(item) == features) return;
+  *item_features_.MutableRow(item) = features;
+  if (item_users_[item].empty()) ResetColdRow(item);
+}
+
+void IalsState::ResetColdRow(uint32_t item) {
+  Eigen::VectorXd v;
+  // With its seed row added, items of the same features differ a little:
+  // no ties among them, and no identical vectors in the HNSW graph.
+  if (Prior(item, v)) {
+    v += SeedRow(item);
+  } else {
+    v = Eigen::VectorXd::Zero(options_.dim);
+  }
+  if (Load(items_.Row(item), options_.dim) == v.cast<float>().cast<double>()) return;
+  SetRow(items_, gram_items_, item, v);
+  changed_items_.push_back(item);
+}
+
+void IalsState::FitFeatureRows() {
+  const int k = options_.dim;
+  uint32_t features = 0;
+  for (uint32_t i = 0; i < item_features_.rows(); ++i) {
+    for (uint32_t id : item_features_.Row(i)->ids) features = std::max(features, id);
+  }
+  if (features == 0) return;
+  Eigen::MatrixXd sums = Eigen::MatrixXd::Zero(k, features);
+  Eigen::VectorXd counts = Eigen::VectorXd::Zero(features), norms = counts;
+  for (uint32_t i = 0; i < item_features_.rows(); ++i) {
+    if (item_users_[i].empty()) continue;
+    const Eigen::VectorXd row = Load(items_.Row(i), k);
+    for (uint32_t id : item_features_.Row(i)->ids) {
+      if (id == 0) break;
+      sums.col(id - 1) += row;
+      counts[id - 1] += 1;
+      norms[id - 1] += row.norm();
+    }
+  }
+  // The mean direction of the feature's items, at their mean length: a mean
+  // of rows is shorter than a row (their own parts cancel), and would rank
+  // a new item below every item like it. Shrunk toward zero when few.
+  feature_rows_.Resize(features);
+  for (uint32_t f = 0; f < features; ++f) {
+    const double length = sums.col(f).norm();
+    const double scale =
+        length > 0 ? norms[f] / length / (counts[f] + options_.feature_shrinkage) : 0;
+    Eigen::Map<Eigen::VectorXf>(feature_rows_.MutableRow(f), k) =
+        (sums.col(f) * scale).cast<float>();
+  }
+  for (uint32_t i = 0; i < item_features_.rows(); ++i) {
+    if (item_users_[i].empty() && !item_features_.Row(i)->empty()) ResetColdRow(i);
+  }
 }
 
 void IalsState::SetHyperparameters(double unobserved_weight, double regularization) {
@@ -306,6 +409,8 @@ IalsFrozen IalsState::Freeze() {
   f.histories = histories_.Freeze();
   f.user_pending = user_pending_.Freeze();
   f.item_pending = item_pending_.Freeze();
+  f.item_features = item_features_.Freeze();
+  f.feature_rows = feature_rows_.Freeze();
   if (!frozen_gram_users_ || *frozen_gram_users_ != gram_users_) {
     frozen_gram_users_ = std::make_shared<const Eigen::MatrixXd>(gram_users_);
   }
@@ -341,6 +446,35 @@ void IalsFrozen::Encode(ByteWriter& w) const {
   for (size_t i = 0; i < items.rows(); ++i) w.Varint(*item_pending.Row(i));
 }
 
+void IalsFrozen::EncodeFeatures(ByteWriter& w) const {
+  EncodeRows(w, feature_rows);
+  w.Varint(item_features.rows());
+  for (size_t i = 0; i < item_features.rows(); ++i) {
+    for (uint32_t id : item_features.Row(i)->ids) w.Varint(id);
+  }
+}
+
+void IalsState::DecodeFeatures(ByteReader& r, size_t items, size_t features) {
+  RowBlockMatrix<float> rows(options_.dim, kRowsPerBlock);
+  DecodeRows(r, rows);
+  const uint64_t n = r.Varint();
+  if (n > items || n > items_.rows()) r.Invalidate();
+  if (!r.status().ok()) return;
+  if (rows.rows() > features) r.Invalidate();
+  RowBlockMatrix<ItemFeatures> item_features(1, kRowsPerBlock);
+  item_features.Resize(items_.rows());
+  for (size_t i = 0; i < n && r.status().ok(); ++i) {
+    for (uint32_t& id : item_features.MutableRow(i)->ids) {
+      const uint64_t v = r.Varint();
+      if (v > features) r.Invalidate();
+      id = static_cast<uint32_t>(v);
+    }
+  }
+  if (!r.status().ok()) return;
+  feature_rows_ = std::move(rows);
+  item_features_ = std::move(item_features);
+}
+
 void IalsState::Decode(ByteReader& r) {
   IalsState next(options_);
   if (r.Varint() != static_cast<uint64_t>(options_.dim)) {
@@ -356,6 +490,7 @@ void IalsState::Decode(ByteReader& r) {
   next.histories_.Resize(users);
   next.user_pending_.Resize(users);
   next.item_pending_.Resize(items);
+  next.item_features_.Resize(items);
   next.item_users_.assign(items, {});
   for (size_t u = 0; u < users && r.status().ok(); ++u) {
     const uint64_t n = r.Varint();

@@ -9,6 +9,16 @@
 // Gramian G = sum_i h_i h_i', so each row is one k x k linear system, solved
 // here by a few conjugate-gradient steps warm-started from the current row.
 //
+// Catalogue side information (the category path and attributes of items):
+// each feature has a row, the mean direction of the rows of the items with
+// it that have interactions, at their mean length and shrunk when they are
+// few, fitted after every training epoch. An item's prior is the mean of
+// its features' rows. An item is regularised toward its prior (less so as
+// its own interactions come) instead of toward zero, and an item without
+// interactions has its prior (plus its small seed row) as its row, so that
+// it is recommendable from its first catalogue upsert and moves toward its
+// own behaviour as interactions come.
+//
 // IalsState holds the interactions and both factor matrices. The learner
 // thread calls Observe() per event: it updates the pair's confidence and
 // re-solves the user's row, then the item's row, keeping both Gramians
@@ -22,6 +32,7 @@
 #define MERCATO_MODELS_RECOMMEND_IALS_H_
 
 #include <Eigen/Core>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -54,6 +65,19 @@ struct IalsOptions {
   double decay_half_life_days = 90;
   // Seeds the initial item rows.
   uint64_t seed = 42;
+  // A feature row's length is scaled by n / (n + this) for n items.
+  double feature_shrinkage = 2;
+  // An item with n interactions is regularised toward its prior times
+  // m / (m + n) for this m.
+  double prior_interactions = 4;
+};
+
+// An item's catalogue features, as feature ids + 1 (0 = none).
+inline constexpr int kMaxItemFeatures = 8;
+struct ItemFeatures {
+  std::array<uint32_t, kMaxItemFeatures> ids{};
+  bool empty() const { return ids[0] == 0; }
+  bool operator==(const ItemFeatures&) const = default;
 };
 
 // One (user, item) pair in the user's history.
@@ -78,9 +102,16 @@ struct IalsFrozen {
   RowBlockView<std::shared_ptr<const History>> histories;
   RowBlockView<uint32_t> user_pending, item_pending;
   std::shared_ptr<const Eigen::MatrixXd> gram_users, gram_items;
+  RowBlockView<ItemFeatures> item_features;
+  RowBlockView<float> feature_rows;
   int64_t now_ms = 0;
-  // The layout IalsState::Decode reads.
+  // The layouts IalsState::Decode and DecodeFeatures read.
   void Encode(ByteWriter& w) const;
+  void EncodeFeatures(ByteWriter& w) const;
+  // The item's features (none past the rows kept).
+  const ItemFeatures* features(uint32_t item) const {
+    return item < item_features.rows() ? item_features.Row(item) : nullptr;
+  }
 };
 
 // `confidence` recorded at `last_ms`, decayed to `now_ms`.
@@ -114,12 +145,13 @@ double UnobservedWeight(const IalsOptions& options, size_t items);
 // pairs when the other side has `others` rows.
 double RowRegularization(const IalsOptions& options, size_t n, double a0, size_t others);
 
-// Solves one row: min over v of sum_j c_j (v.x_j - 1)^2 + a0 v'Gv + reg |v|^2
-// for the rows x_j of `x`, by options.cg_steps CG steps from `v`. `others`
-// is the number of rows on the other side (for the regularisation).
+// Solves one row: min over v of sum_j c_j (v.x_j - 1)^2 + a0 v'Gv
+// + reg |v - p|^2 for the rows x_j of `x` and the prior p (zero when null),
+// by options.cg_steps CG steps from `v`. `others` is the number of rows on
+// the other side (for the regularisation).
 void SolveFactorRow(const IalsOptions& options, const Eigen::MatrixXd& gram, double a0,
                     size_t others, const Eigen::MatrixXd& x, const Eigen::VectorXd& c,
-                    Eigen::VectorXd& v);
+                    Eigen::VectorXd& v, const Eigen::VectorXd* prior = nullptr);
 
 class IalsState {
  public:
@@ -163,6 +195,12 @@ class IalsState {
   uint32_t ItemSupport(uint32_t item) const {
     return item < item_users_.size() ? static_cast<uint32_t>(item_users_[item].size()) : 0;
   }
+  // Whether the item's row means something: it has interactions, or its
+  // features give it a prior.
+  bool HasRow(uint32_t item) const;
+  // The item's catalogue features from here on; an item without
+  // interactions takes its prior as its row.
+  void SetItemFeatures(uint32_t item, const ItemFeatures& features);
   int64_t now_ms() const { return now_ms_; }
   // Items whose rows changed since the last call, in order of change.
   std::vector<uint32_t> TakeChangedItems();
@@ -170,6 +208,9 @@ class IalsState {
   // Replaces the state with one written by IalsFrozen::Encode. Errors stay
   // in `r`, and then the state is unchanged.
   void Decode(ByteReader& r);
+  // Reads what IalsFrozen::EncodeFeatures wrote (after Decode), for items
+  // below `items` and feature ids below `features`.
+  void DecodeFeatures(ByteReader& r, size_t items, size_t features);
 
  private:
   struct ItemEntry {
@@ -178,7 +219,10 @@ class IalsState {
     int64_t last_ms;
   };
   void Grow(uint32_t user, uint32_t item);
-  // Gives an item without a row its small seeded random one.
+  void GrowItems(uint32_t item);
+  // The item's small seeded random row.
+  Eigen::VectorXd SeedRow(uint32_t item) const;
+  // Gives an item without a row its seed row.
   void SeedItemRow(uint32_t item);
   void SolveUserRow(uint32_t user);
   void SolveItemRow(uint32_t item);
@@ -186,7 +230,13 @@ class IalsState {
   void SetRow(RowBlockMatrix<float>& rows, Eigen::MatrixXd& gram, uint32_t r,
               const Eigen::VectorXd& v);
   static Eigen::MatrixXd Gramian(const RowBlockMatrix<float>& rows);
-  void RebuildItemUsers();
+  // The mean of the item's fitted feature rows; false when it has none.
+  bool Prior(uint32_t item, Eigen::VectorXd& prior) const;
+  // Fits the feature rows to the item rows, and gives every item without
+  // interactions its prior.
+  void FitFeatureRows();
+  // An item without interactions: its row is its prior (or zero).
+  void ResetColdRow(uint32_t item);
 
   IalsOptions options_;
   RowBlockMatrix<float> users_, items_;
@@ -195,6 +245,8 @@ class IalsState {
   std::vector<std::vector<ItemEntry>> item_users_;
   // Events since each row was last solved.
   RowBlockMatrix<uint32_t> user_pending_, item_pending_;
+  RowBlockMatrix<ItemFeatures> item_features_;
+  RowBlockMatrix<float> feature_rows_;
   Eigen::MatrixXd gram_users_, gram_items_;
   std::shared_ptr<const Eigen::MatrixXd> frozen_gram_users_, frozen_gram_items_;
   std::vector<uint32_t> changed_items_;

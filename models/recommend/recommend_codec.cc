@@ -2,7 +2,8 @@
 // byte: 1 (the index and waiting events optional at the end, read when no
 // event waited), 2 (the index always, nothing after it), 3 (the index with
 // its stale items and rebuild counts, item_index.h), 4 (then the last
-// hyperparameter search, ials_tuning.h, when one was adopted). The index of formats 1
+// hyperparameter search, ials_tuning.h, when one was adopted), 5 (then the
+// catalogue features: their names, rows and each item's). The index of formats 1
 // and 2 was kept current by upserts and is dropped, to be rebuilt at a log
 // position. A format-1 state written while events waited for a retrain is
 // refused (FAILED_PRECONDITION) and rebuilt from the log.
@@ -17,7 +18,7 @@
 namespace mercato::core {
 namespace {
 
-constexpr uint8_t kFormat = 4;
+constexpr uint8_t kFormat = 5;
 
 void EncodeRanked(ByteWriter& w, const RankedItems* list) {
   w.Varint(list ? list->size() : 0);
@@ -84,6 +85,9 @@ std::string RecommendView::Encode() const {
   index_.Encode(w);
   w.U8(tuning_ ? 1 : 0);
   if (tuning_) tuning_->Encode(w);
+  w.Varint(features_.size());
+  for (uint32_t i = 0; i < features_.size(); ++i) w.Str(features_.Name(i));
+  (unserved_factors_ ? *unserved_factors_ : factors_).EncodeFeatures(w);
   return out;
 }
 
@@ -126,9 +130,6 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
       next.co_purchase_.SetCounts(i, std::move(co));
     }
     next.co_purchase_.SetOrdersWith(i, static_cast<uint32_t>(r.Varint()));
-    const uint32_t support = i < next.factors_.num_items() ? next.factors_.ItemSupport(i) : 0;
-    *next.support_.MutableRow(i) = support;
-    if (support > 0) ++next.items_with_factors_;
   }
   next.popularity_.SetOverall(DecodeRanked(r, items));
   for (uint32_t c = 0; c < categories && r.status().ok(); ++c) {
@@ -154,6 +155,11 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   if (format >= 3) {
     next.index_.Decode(r, items);
     if (format >= 4 && r.U8() != 0) tuning = IalsTuning::Decode(r);
+    if (format >= 5) {
+      const uint64_t n = r.Varint();
+      for (uint64_t i = 0; i < n && r.status().ok(); ++i) next.features_.FindOrAdd(r.Str());
+      next.factors_.DecodeFeatures(r, items, next.features_.size());
+    }
   } else if (!(format == 1 && r.done())) {
     r.Str();
   }
@@ -163,10 +169,12 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   }
   if (!r.status().ok()) return r.status();
   if (!r.done()) return absl::DataLossError("recommend checkpoint: trailing bytes");
+  for (uint32_t i = 0; i < items && i < next.factors_.num_items(); ++i) next.SetSupport(i);
 
   users_ = std::move(next.users_);
   items_ = std::move(next.items_);
   categories_ = std::move(next.categories_);
+  features_ = std::move(next.features_);
   factors_ = std::move(next.factors_);
   info_ = std::move(next.info_);
   support_ = std::move(next.support_);

@@ -1,14 +1,19 @@
 // Learning: the learner step (Apply), previews of held-back events,
 // retrains and publication.
+#include "models/recommend/recommend_model.h"
+
 #include <algorithm>
 #include <utility>
 
-#include "models/recommend/recommend_model.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace mercato::core {
 namespace {
 
 constexpr int kRowsPerBlock = 256;
+// Attribute values longer than this (descriptions, say) are no features.
+constexpr size_t kMaxFeatureValueBytes = 64;
 
 }  // namespace
 
@@ -99,6 +104,24 @@ void RecommendModel::ApplyItemUpdate(const Event& event) {
   ItemInfo& slot = *info_.MutableRow(item);
   popularity_.Move(item, slot, info);
   slot = info;
+  if (!options_.item_features) return;
+  // Its features: the whole category path (the parents' would pull the
+  // item toward everything below them), then the attributes by name.
+  ItemFeatures features;
+  int n = 0;
+  const auto add = [&](const std::string& name) {
+    if (n < kMaxItemFeatures) features.ids[n++] = features_.FindOrAdd(name) + 1;
+  };
+  if (!path.empty()) add(absl::StrCat("category=", absl::StrJoin(path, " > ")));
+  for (const auto& [name, value] : event.attributes) {
+    if (!value.empty() && value.size() <= kMaxFeatureValueBytes) {
+      add(absl::StrCat(name, "=", value));
+    }
+  }
+  factors_.SetItemFeatures(item, features);
+  retrain_.SetItemFeatures(item, features);
+  index_.Changed(factors_.TakeChangedItems());
+  SetSupport(item);
 }
 
 std::optional<uint32_t> RecommendModel::EraseUser(const Event& event) {
@@ -146,10 +169,14 @@ void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
 }
 
 void RecommendModel::SetSupport(uint32_t item) {
-  uint32_t& support = *support_.MutableRow(item);
-  const uint32_t now = factors_.ItemSupport(item);
-  items_with_factors_ += (now > 0) - (support > 0);
-  support = now;
+  const uint32_t now = factors_.HasRow(item) ? 1 : 0;
+  if (*support_.Row(item) == now) return;  // a row written is a block copied
+  *support_.MutableRow(item) = now;
+  if (now) {
+    ++items_with_factors_;
+  } else {
+    --items_with_factors_;
+  }
 }
 
 void RecommendModel::StartRetrain() {
@@ -160,8 +187,7 @@ void RecommendModel::StartRetrain() {
     build = [this](const IalsState& state, const std::atomic<bool>& stop) {
       return index_.Build(
           state.num_items(),
-          [&](uint32_t i) { return state.ItemSupport(i) > 0 ? state.item_row(i) : nullptr; },
-          stop);
+          [&](uint32_t i) { return state.HasRow(i) ? state.item_row(i) : nullptr; }, stop);
     };
   }
   std::optional<IalsTuningOptions> tune;
@@ -185,6 +211,8 @@ void RecommendModel::AdoptRetrain(TrainedFactors trained) {
   if (trained.tuning) UseTuning(std::make_shared<const IalsTuning>(*std::move(trained.tuning)));
   index_.AdoptRetrained(std::move(trained.index));
   index_.Changed(factors_.TakeChangedItems());  // by the tail replayed onto it
+  // Items without interactions have their priors, fitted again.
+  for (uint32_t i = 0; i < items_.size(); ++i) SetSupport(i);
   ++retrains_;
   last_retrain_ = trained.run;
 }
@@ -236,6 +264,7 @@ std::shared_ptr<const ModelView> RecommendModel::Publish() {
   view->users_ = users_.Freeze();
   view->items_ = items_.Freeze();
   view->categories_ = categories_.Freeze();
+  view->features_ = features_.Freeze();
   view->factors_ = factors_.Freeze();
   if (serving_) {
     view->unserved_factors_ = std::exchange(view->factors_, serving_->Freeze());

@@ -76,6 +76,9 @@ struct RecommendOptions {
   HnswOptions hnsw;
   // Explanations per explained result.
   int explanations = 3;
+  // Item-side features from the catalogue (ials.h): the category path and
+  // attributes of items.
+  bool item_features = true;
 };
 
 enum class RecommendSource { kPersonal = 1, kSession = 2, kCategoryPopular = 3, kPopular = 4,
@@ -109,6 +112,11 @@ struct Recommendation {
   RecommendSource source = RecommendSource::kPopular;
   // History item and its share of the score.
   std::vector<std::pair<std::string, double>> because;
+  // The catalogue feature ("brand=north", "category=Kitchen") whose prior
+  // gave the largest share of the score, when that share is large; empty
+  // otherwise.
+  std::string attribute;
+  double attribute_share = 0;
 };
 
 struct ItemAssociation {
@@ -178,16 +186,17 @@ class RecommendView final : public ModelView {
   void Observed(const History& history, Eigen::MatrixXd& x, Eigen::VectorXd& c,
                 std::vector<uint32_t>* items) const;
   Eigen::VectorXf FoldIn(const History& history) const;
-  // Fills out[r].because for ranked[r], from `history`.
-  void Explain(const History& history, const std::vector<Scored>& ranked,
-               std::vector<Recommendation>& out) const;
+  // Fills out[r].because for ranked[r], from `history`, and out[r].attribute
+  // from the score `query` gives the item's features.
+  void Explain(const History& history, const Eigen::VectorXf& query,
+               const std::vector<Scored>& ranked, std::vector<Recommendation>& out) const;
   absl::StatusOr<std::vector<uint32_t>> CategoriesOf(const ItemFilter& filter) const;
 
   RecommendOptions options_;
-  IdDictionaryView users_, items_, categories_;
+  IdDictionaryView users_, items_, categories_, features_;
   IalsFrozen factors_;
   RowBlockView<ItemInfo> info_;
-  // Per item: interaction count (has factors when > 0).
+  // Per item: 1 when it has factors (IalsState::HasRow), else 0.
   RowBlockView<uint32_t> support_;
   PopularityView popularity_;
   CoPurchaseView co_purchase_;
@@ -242,7 +251,8 @@ class RecommendModel final : public Model {
   void UseTuning(std::shared_ptr<const IalsTuning> tuning);
 
   RecommendOptions options_;
-  IdDictionary users_, items_, categories_;
+  // features_ names the catalogue features: "category=<path>", "<name>=<value>".
+  IdDictionary users_, items_, categories_, features_;
   IalsState factors_;
   RowBlockMatrix<ItemInfo> info_;
   RowBlockMatrix<uint32_t> support_;

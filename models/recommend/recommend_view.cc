@@ -59,6 +59,10 @@ class RecommendView::Filter {
 
 namespace {
 
+// An explanation names a catalogue feature that gives this share of the
+// score or more.
+constexpr double kAttributeShare = 0.5;
+
 // Keeps the best `count` (score, item) pairs.
 class TopK {
  public:
@@ -204,9 +208,31 @@ Eigen::VectorXf RecommendView::FoldIn(const History& history) const {
 
 // Hu, Koren and Volinsky (2008), section 5: with A the user's system matrix,
 // score(j) = sum_i c_i h_j' A^-1 h_i, so history item i contributes
-// c_i h_j' A^-1 h_i. A is factorised once for all of `ranked`.
-void RecommendView::Explain(const History& history, const std::vector<Scored>& ranked,
+// c_i h_j' A^-1 h_i. A is factorised once for all of `ranked`. An item's
+// prior is the mean of its m fitted feature rows f, so feature f gives
+// query.f / m of its score.
+void RecommendView::Explain(const History& history, const Eigen::VectorXf& query,
+                            const std::vector<Scored>& ranked,
                             std::vector<Recommendation>& out) const {
+  for (size_t r = 0; r < ranked.size() && r < out.size(); ++r) {
+    const ItemFeatures* features = factors_.features(ranked[r].item);
+    if (features == nullptr) continue;
+    const float score =
+        query.dot(Eigen::Map<const Eigen::VectorXf>(factors_.items.Row(ranked[r].item), dim()));
+    std::vector<std::pair<float, uint32_t>> parts;  // query.f, feature id
+    for (uint32_t id : features->ids) {
+      if (id == 0) break;
+      if (id > factors_.feature_rows.rows()) continue;
+      const Eigen::Map<const Eigen::VectorXf> row(factors_.feature_rows.Row(id - 1), dim());
+      if (!row.isZero()) parts.push_back({query.dot(row), id - 1});
+    }
+    if (parts.empty() || score <= 0) continue;
+    const auto best = std::max_element(parts.begin(), parts.end());
+    const double share = best->first / static_cast<float>(parts.size()) / score;
+    if (share < kAttributeShare) continue;
+    out[r].attribute = features_.Name(best->second);
+    out[r].attribute_share = std::min(1.0, share);
+  }
   std::vector<uint32_t> used;
   Eigen::MatrixXd x;
   Eigen::VectorXd c;
@@ -289,6 +315,8 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::Recommend(
   const std::vector<uint32_t>* only = q.candidate_item_ids.empty() ? nullptr : &candidates;
 
   std::vector<Recommendation> out;
+  // The personal or session query.
+  Eigen::VectorXf vec;
   // Appends `ranked` (as far as `count` allows), explained from `explain`.
   const auto emit = [&](std::vector<Scored> ranked, RecommendSource source,
                         const History* explain) {
@@ -298,12 +326,11 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::Recommend(
       filter.Exclude(s.item);
       added.push_back({items_.Name(s.item), s.score, source, {}});
     }
-    if (explain && q.explain) Explain(*explain, ranked, added);
+    if (explain && q.explain) Explain(*explain, vec, ranked, added);
     for (Recommendation& r : added) out.push_back(std::move(r));
   };
 
   // Personal or session scores.
-  Eigen::VectorXf vec;
   if (!q.popular_only && has_context) {
     vec = FoldIn(history);
   } else if (!q.popular_only && has_history) {

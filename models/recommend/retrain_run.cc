@@ -35,21 +35,31 @@ void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs, ui
 }
 
 void RetrainRun::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms) {
-  if (running()) tail_.push_back({user, item, delta, flags, t_ms, false});
+  if (running()) tail_.push_back({Observation::kObserve, user, item, delta, flags, t_ms, {}});
 }
 
 void RetrainRun::Forget(uint32_t user) {
-  if (running()) tail_.push_back({user, 0, 0, 0, 0, true});
+  if (running()) tail_.push_back({Observation::kForget, user, 0, 0, 0, 0, {}});
+}
+
+void RetrainRun::SetItemFeatures(uint32_t item, const ItemFeatures& features) {
+  if (running()) tail_.push_back({Observation::kFeatures, 0, item, 0, 0, 0, features});
 }
 
 std::function<void(TrainedFactors)> RetrainRun::Replaying(
     const std::function<void(TrainedFactors)>& adopt) {
   return [this, &adopt](TrainedFactors trained) {
     for (const Observation& o : tail_) {
-      if (o.forget) {
-        trained.state.ForgetUser(o.user);
-      } else {
-        trained.state.Observe(o.user, o.item, o.delta, o.flags, o.t_ms);
+      switch (o.kind) {
+        case Observation::kObserve:
+          trained.state.Observe(o.user, o.item, o.delta, o.flags, o.t_ms);
+          break;
+        case Observation::kForget:
+          trained.state.ForgetUser(o.user);
+          break;
+        case Observation::kFeatures:
+          trained.state.SetItemFeatures(o.item, o.features);
+          break;
       }
     }
     tail_.clear();

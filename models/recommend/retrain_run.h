@@ -54,6 +54,7 @@ class RetrainRun {
   // nothing when none runs.
   void Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms);
   void Forget(uint32_t user);
+  void SetItemFeatures(uint32_t item, const ItemFeatures& features);
 
   // BackgroundFit::Gate, with `adopt` given the result, tail replayed.
   FitGate Gate(uint64_t sequence, const std::function<void(TrainedFactors)>& adopt);
@@ -67,13 +68,14 @@ class RetrainRun {
   void Reset();
 
  private:
-  // One interaction as IalsState::Observe takes it.
+  // One call of IalsState::Observe, ForgetUser or SetItemFeatures.
   struct Observation {
+    enum Kind : uint8_t { kObserve, kForget, kFeatures } kind;
     uint32_t user, item;
     float delta;
     uint8_t flags;
     int64_t t_ms;
-    bool forget;  // ForgetUser(user) instead
+    ItemFeatures features;
   };
   std::function<void(TrainedFactors)> Replaying(const std::function<void(TrainedFactors)>& adopt);
 

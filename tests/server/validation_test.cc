@@ -34,13 +34,19 @@ TEST(ValidationTest, EachBadFieldIsNamed) {
     const char* prefix;
   };
   const std::vector<Case> cases = {
-      {[](v1::Event& e) { e.set_event_id(std::string(129, 'x')); }, "events[0].event_id: must be at most 128"},
+      {[](v1::Event& e) { e.set_event_id(std::string(129, 'x')); },
+       "events[0].event_id: must be at most 128"},
       {[](v1::Event& e) { e.set_user_id(""); }, "events[0].user_id: is required"},
       {[](v1::Event& e) { e.set_item_id("\xc3\x28"); }, "events[0].item_id: must be valid UTF-8"},
-      {[](v1::Event& e) { e.set_session_id("\xed\xa0\x80"); }, "events[0].session_id: must be valid UTF-8"},
+      {[](v1::Event& e) { e.set_session_id("\xed\xa0\x80"); },
+       "events[0].session_id: must be valid UTF-8"},
+      {[](v1::Event& e) { (*e.mutable_attributes())["brand"] = "north"; },
+       "events[0].attributes: is set by the catalogue"},
       // Past a run of ASCII words, and in the last bytes after them.
-      {[](v1::Event& e) { e.set_item_id("item-0000001\xc3\x28xyz"); }, "events[0].item_id: must be valid UTF-8"},
-      {[](v1::Event& e) { e.set_item_id("item-000000000000001\xff"); }, "events[0].item_id: must be valid UTF-8"},
+      {[](v1::Event& e) { e.set_item_id("item-0000001\xc3\x28xyz"); },
+       "events[0].item_id: must be valid UTF-8"},
+      {[](v1::Event& e) { e.set_item_id("item-000000000000001\xff"); },
+       "events[0].item_id: must be valid UTF-8"},
       {[](v1::Event& e) { e.set_unit_price(NAN); }, "events[0].unit_price: must be a finite"},
       {[](v1::Event& e) { e.set_unit_price(0); }, "events[0].unit_price: must be > 0"},
       {[](v1::Event& e) { e.set_quantity(-1); }, "events[0].quantity: must be in"},

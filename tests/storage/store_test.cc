@@ -187,6 +187,7 @@ TEST(CodecTest, EventRoundTripsAndDamageIsDetected) {
   e.user_id = "u";
   e.value = 4.5;
   e.timestamp_ms = 123;
+  e.attributes = {{"brand", "north"}, {"colour", ""}};
   const std::string bytes = core::EncodeEvent(e);
   auto back = core::DecodeEvent(bytes);
   ASSERT_TRUE(back.ok());
@@ -223,6 +224,8 @@ TEST_F(StoreTest, MirrorWritesASharedLogWithItsCatalogueRows) {
   std::vector<core::Event> read;
   ASSERT_TRUE(store_->Read(1, 10, &read).ok());
   ASSERT_EQ(read.size(), 3u);
+  EXPECT_EQ(read[0], entries[0].event);  // the attributes with it
+  EXPECT_EQ(read[0].attributes.at(0).second, "north");
   EXPECT_EQ(read[1], entries[1].event);
   EXPECT_EQ(store_->GetItem("mug")->attributes.at("brand"), "north");
   EXPECT_EQ(*store_->PendingErasures(), std::vector<uint64_t>{3});

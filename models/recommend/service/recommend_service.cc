@@ -47,6 +47,9 @@ ABSL_FLAG(int, rec_min_support, 2,
           "BoughtTogether: fewest shared orders when a request gives none");
 ABSL_FLAG(int64_t, rec_hnsw_min_items, 50000,
           "Recommend: use HNSW from this many items with factors (0 = exact scan only)");
+ABSL_FLAG(bool, rec_item_features, true,
+          "Recommend: the catalogue's category paths and attributes are item features, so that "
+          "a new item is recommendable from its first upsert (false = interactions only)");
 ABSL_FLAG(int, rec_hnsw_ef, 32, "Recommend: HNSW search breadth (ef)");
 ABSL_FLAG(int, rec_hnsw_ef_construction, 200,
           "Recommend: HNSW build breadth (also used when fold-in moves an item)");
@@ -147,6 +150,11 @@ void ToProto(const std::vector<core::Recommendation>& recs, uint64_t version,
     item->set_item_id(r.item_id);
     item->set_score(r.score);
     item->set_source(static_cast<v1::RecommendationSource>(r.source));
+    if (!r.attribute.empty()) {
+      v1::Explanation* e = item->add_because();
+      e->set_attribute(r.attribute);
+      e->set_contribution(r.attribute_share);
+    }
     for (const auto& [id, share] : r.because) {
       v1::Explanation* e = item->add_because();
       e->set_item_id(id);
@@ -333,6 +341,7 @@ absl::Status RecommendFromFlags(ModuleOptions& options) {
   r.min_support = static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_rec_min_support)));
   r.hnsw_min_items =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_rec_hnsw_min_items)));
+  r.item_features = absl::GetFlag(FLAGS_rec_item_features);
   r.hnsw.ef_search = absl::GetFlag(FLAGS_rec_hnsw_ef);
   r.hnsw.ef_construction = absl::GetFlag(FLAGS_rec_hnsw_ef_construction);
   absl::Status s = CheckFlag(ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.weights),
