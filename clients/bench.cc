@@ -42,8 +42,9 @@ ABSL_FLAG(std::string, rpcs, "echo,ingest",
           "forecast (ForecastDemand, 28 days, of the demo shop's items), "
           "plan (PlanInventory of the demo shop's items), "
           "score (Fraud.Score of fresh orders from 5,000 customers), "
-          "load-catalog (publish --catalog_items items with planted tastes, retrain, wait for "
-          "the retrain and its index), recommend (Recommend for the catalogue's users), "
+          "load-catalog (upsert --catalog_items items, each with its taste as its category and a "
+          "brand, publish their planted-taste events, retrain, wait for the retrain and its "
+          "index), recommend (Recommend for the catalogue's users), "
           "freshness (--trials purchases: delay until Recommend excludes the bought item), "
           "similar, bought-together (on the catalogue's items), list-segments, get-item, "
           "upsert-item (one catalogue item per call), model-status");
@@ -370,9 +371,18 @@ void LoadCatalog(const std::shared_ptr<grpc::Channel>& channel) {
   const auto start = std::chrono::steady_clock::now();
   const int items = absl::GetFlag(FLAGS_catalog_items);
   const uint64_t users = CatalogUsers();
+  const int tastes = absl::GetFlag(FLAGS_catalog_tastes);
+  // The catalogue first: each item's taste as its category, and a brand.
+  std::vector<v1::Item> catalogue(items);
+  for (int i = 0; i < items; ++i) {
+    catalogue[i].set_item_id(absl::StrCat("ci", i));
+    catalogue[i].add_category_path(absl::StrCat("taste-", i % tastes));
+    catalogue[i].set_price(5 + i % 90);
+    (*catalogue[i].mutable_attributes())["brand"] = absl::StrCat("brand-", i % 97);
+  }
+  CheckOrExit(UpsertItems(*channel, catalogue, 5000).status(), "load-catalog");
   std::vector<v1::Event> events;
-  for (const core::Event& e : core::PlantedTasteEvents(items, absl::GetFlag(FLAGS_catalog_tastes),
-                                                       time(nullptr) * 1000LL)) {
+  for (const core::Event& e : core::PlantedTasteEvents(items, tastes, time(nullptr) * 1000LL)) {
     events.push_back(ToProto(e));
   }
   v1::PublishSummary summary;

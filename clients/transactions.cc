@@ -6,6 +6,7 @@
 #include <iostream>
 #include <map>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -160,6 +161,11 @@ std::vector<v1::Item> CatalogueOf(const std::vector<Row>& rows) {
     it.set_in_stock(true);
     if (!r->description.empty()) {
       (*it.mutable_attributes())["description"] = r->description.substr(0, 1024);
+      // The description's last word names the kind of product ("HOLDER",
+      // "MUG", "BAG"): one attribute that items share.
+      const absl::string_view words = absl::StripTrailingAsciiWhitespace(r->description);
+      const absl::string_view kind = words.substr(words.find_last_of(' ') + 1);
+      if (!kind.empty()) (*it.mutable_attributes())["kind"] = std::string(kind);
     }
   }
   return items;

@@ -45,7 +45,8 @@ std::string UserOf(const Row& row);
 // ids come from the row number, so replaying twice adds nothing.
 std::vector<v1::Event> EventsOf(const std::vector<Row>& rows);
 
-// The catalogue: each bought item with its last price and description.
+// The catalogue: each bought item with its last price and description, and
+// the kind of product its description ends with.
 std::vector<v1::Item> CatalogueOf(const std::vector<Row>& rows);
 
 }  // namespace mercato::clients

@@ -72,14 +72,8 @@ void ExpectCovers(const v1::Rate& rate, double planted, const std::string& what)
 TEST(ExperimentsTest, ReportedRatesHoldThePlantedOnesAndTheBetterArmLeads) {
   TempDir dir;
   auto server = std::make_unique<ServerProcess>(dir.path(), kFlags);
-  core::DemoShopOptions d;
-  d.users = 300;
-  d.items = 100;
-  d.days = 30;
-  v1::PublishSummary summary;
-  ASSERT_TRUE(
-      clients::LoadDemoShop(*server->channel(), core::GenerateDemoShop(d), 5000, &summary).ok());
-  WaitCaughtUp(*v1::Admin::NewStub(server->channel()), 30);
+  constexpr int kUsers = 300;
+  ASSERT_NO_FATAL_FAILURE(LoadShop(server->channel(), kUsers, 100, 30));
   auto recommender = v1::Recommender::NewStub(server->channel());
   auto ingest = v1::Ingest::NewStub(server->channel());
 
@@ -96,7 +90,7 @@ TEST(ExperimentsTest, ReportedRatesHoldThePlantedOnesAndTheBetterArmLeads) {
   for (int i = 0; i < 2 * kAnswersPerArm; ++i) {
     const int arm = i % 2;
     v1::RecommendRequest req;
-    req.set_user_id(absl::StrCat("user", i % d.users));
+    req.set_user_id(absl::StrCat("user", i % kUsers));
     req.set_count(5);
     if (arm == 1) req.set_experiment_arm("popular");
     v1::RecommendResponse resp;

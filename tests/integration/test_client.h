@@ -10,7 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "clients/client_util.h"
 #include "mercato/v1/admin.grpc.pb.h"
+#include "testing/demo_shop.h"
 
 namespace mercato::testing {
 
@@ -54,6 +56,19 @@ inline v1::ModelStatusResponse WaitCaughtUp(v1::Admin::Stub& admin, int seconds 
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return st;
+}
+
+// Publishes a demo shop of `users` customers, `items` products and `days`
+// of history, and waits until it is served.
+inline void LoadShop(const std::shared_ptr<grpc::Channel>& channel, int users, int items,
+                     int days) {
+  core::DemoShopOptions d;
+  d.users = users;
+  d.items = items;
+  d.days = days;
+  v1::PublishSummary summary;
+  ASSERT_TRUE(clients::LoadDemoShop(*channel, core::GenerateDemoShop(d), 5000, &summary).ok());
+  WaitCaughtUp(*v1::Admin::NewStub(channel), 30);
 }
 
 // The count `name` that model `model` reports in `status`; 0 when absent.

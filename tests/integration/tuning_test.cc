@@ -5,6 +5,7 @@
 // same trials and state.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -30,15 +31,18 @@ const v1::ModelInfo& Recommend(const v1::ModelStatusResponse& st) {
 }
 
 // Waits until the settled recommendation model holds the whole log and its
-// search's trials are shown.
+// search's trials are shown, and no model's fit runs (whose FIT_DONE would
+// lengthen the log).
 v1::ModelStatusResponse WaitTuned(ServerProcess& server) {
   auto admin = v1::Admin::NewStub(server.channel());
   v1::ModelStatusResponse st;
   for (int i = 0; i < 1200; ++i) {
     st = Status(*admin);
     const v1::ModelInfo& m = Recommend(st);
-    if (st.ready() && m.trials_size() > 0 && !m.retrain_running() &&
-        m.digest_sequence() == st.log_sequence()) {
+    const bool fitting =
+        std::any_of(st.models().begin(), st.models().end(),
+                    [](const v1::ModelInfo& info) { return info.retrain_running(); });
+    if (st.ready() && m.trials_size() > 0 && !fitting && m.digest_sequence() == st.log_sequence()) {
       return st;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -54,13 +58,7 @@ const std::vector<std::string> kBadFlags = {"--rec_unobserved_weight=0.5", "--re
 TEST(TuningTest, ASearchFromBadFlagsIsAdoptedAndSurvivesKills) {
   TempDir dir;
   auto server = std::make_unique<ServerProcess>(dir.path(), kBadFlags);
-  core::DemoShopOptions d;
-  d.users = 1500;
-  d.items = 400;
-  d.days = 90;
-  v1::PublishSummary summary;
-  ASSERT_TRUE(
-      clients::LoadDemoShop(*server->channel(), core::GenerateDemoShop(d), 5000, &summary).ok());
+  ASSERT_NO_FATAL_FAILURE(LoadShop(server->channel(), 1500, 400, 90));
   v1::RetrainResponse retrain;
   ASSERT_TRUE(v1::Admin::NewStub(server->channel())
                   ->Retrain(Ctx().get(), v1::RetrainRequest(), &retrain)
@@ -103,13 +101,7 @@ TEST(TuningTest, PinnedHyperparametersStayAtTheirFlags) {
   std::vector<std::string> flags = kBadFlags;
   flags.push_back("--rec_pinned=regularization");
   ServerProcess server(dir.path(), flags);
-  core::DemoShopOptions d;
-  d.users = 300;
-  d.items = 100;
-  d.days = 30;
-  v1::PublishSummary summary;
-  ASSERT_TRUE(
-      clients::LoadDemoShop(*server.channel(), core::GenerateDemoShop(d), 5000, &summary).ok());
+  ASSERT_NO_FATAL_FAILURE(LoadShop(server.channel(), 300, 100, 30));
   v1::RetrainResponse retrain;
   ASSERT_TRUE(v1::Admin::NewStub(server.channel())
                   ->Retrain(Ctx().get(), v1::RetrainRequest(), &retrain)
