@@ -14,6 +14,9 @@ namespace {
 constexpr int kRowsPerBlock = 256;
 // Attribute values longer than this (descriptions, say) are no features.
 constexpr size_t kMaxFeatureValueBytes = 64;
+// Distinct features at most (each has a row of the factors' dimension); a
+// feature first seen past it is not one.
+constexpr size_t kMaxFeatures = 65536;
 
 }  // namespace
 
@@ -110,7 +113,9 @@ void RecommendModel::ApplyItemUpdate(const Event& event) {
   ItemFeatures features;
   int n = 0;
   const auto add = [&](const std::string& name) {
-    if (n < kMaxItemFeatures) features.ids[n++] = features_.FindOrAdd(name) + 1;
+    if (n == kMaxItemFeatures) return;
+    if (features_.size() >= kMaxFeatures && !features_.Find(name)) return;
+    features.ids[n++] = features_.FindOrAdd(name) + 1;
   };
   if (!path.empty()) add(absl::StrCat("category=", absl::StrJoin(path, " > ")));
   for (const auto& [name, value] : event.attributes) {

@@ -112,9 +112,9 @@ struct Recommendation {
   RecommendSource source = RecommendSource::kPopular;
   // History item and its share of the score.
   std::vector<std::pair<std::string, double>> because;
-  // The catalogue feature ("brand=north", "category=Kitchen") whose prior
-  // gave the largest share of the score, when that share is large; empty
-  // otherwise.
+  // The catalogue feature ("brand=north", "category=Kitchen") whose row
+  // alone gives the largest share of the score, when that share is half or
+  // more; empty otherwise.
   std::string attribute;
   double attribute_share = 0;
 };

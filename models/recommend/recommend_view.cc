@@ -209,8 +209,9 @@ Eigen::VectorXf RecommendView::FoldIn(const History& history) const {
 // Hu, Koren and Volinsky (2008), section 5: with A the user's system matrix,
 // score(j) = sum_i c_i h_j' A^-1 h_i, so history item i contributes
 // c_i h_j' A^-1 h_i. A is factorised once for all of `ranked`. An item's
-// prior is the mean of its m fitted feature rows f, so feature f gives
-// query.f / m of its score.
+// prior is the mean of its m fitted feature rows f, so feature f's part is
+// query.f / m: of the whole score of an item without interactions, and of
+// the part the prior leads for one with few.
 void RecommendView::Explain(const History& history, const Eigen::VectorXf& query,
                             const std::vector<Scored>& ranked,
                             std::vector<Recommendation>& out) const {
@@ -454,6 +455,7 @@ std::vector<std::pair<std::string, uint64_t>> RecommendView::Counts() const {
       {"users", users_.size()},
       {"items", items_.size()},
       {"categories", categories_.size()},
+      {"item_features", features_.size()},
       {"orders", co_purchase_.orders},
       {"retrains", retrains_},
       {"hnsw_items", index_.index ? index_.index->size() : 0},

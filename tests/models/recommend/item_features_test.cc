@@ -97,6 +97,12 @@ TEST_F(ItemFeaturesTest, NewItemsReachTheirTasteBeforeAnyInteraction) {
   std::printf("a new item in its taste's top 20: %.3f of customers; of another taste: %.3f\n", own,
               other);
   EXPECT_GT(own, 0.2);
+  // A category path and a brand per category.
+  const auto counts = view->Counts();
+  const auto features = std::find_if(counts.begin(), counts.end(),
+                                     [](const auto& c) { return c.first == "item_features"; });
+  ASSERT_NE(features, counts.end());
+  EXPECT_EQ(features->second, 2 * shop_.categories.size());
   EXPECT_GE(own, 5 * other) << own << " against " << other;
 
   // Similar items of a new item are its category's.
