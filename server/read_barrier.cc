@@ -10,8 +10,10 @@ namespace {
 
 // How often waiting calls look at the snapshot again.
 constexpr absl::Duration kPoll = absl::Milliseconds(1);
-// Given up this much before the deadline, so the answer still arrives.
-constexpr absl::Duration kAnswerTime = absl::Milliseconds(2);
+// Given up a fifth of the wait before the deadline, within these bounds, so
+// that the answer still arrives when the machine is busy.
+constexpr absl::Duration kMinAnswerTime = absl::Milliseconds(2);
+constexpr absl::Duration kMaxAnswerTime = absl::Milliseconds(50);
 
 grpc::Status NotApplied(uint64_t sequence, uint64_t applied) {
   return grpc::Status(
@@ -51,8 +53,8 @@ absl::StatusOr<uint64_t> ReadBarrier::MinSequence(const grpc::ServerContext& ctx
 void ReadBarrier::Park(uint64_t sequence, const grpc::ServerContext& ctx,
                        std::function<void(grpc::Status)> resume) {
   const absl::Time now = absl::Now();
-  const absl::Time give_up =
-      std::min(absl::FromChrono(ctx.deadline()), now + kLongestWait) - kAnswerTime;
+  const absl::Time end = std::min(absl::FromChrono(ctx.deadline()), now + kLongestWait);
+  const absl::Time give_up = end - std::clamp((end - now) / 5, kMinAnswerTime, kMaxAnswerTime);
   absl::MutexLock lock(&mu_);
   parked_.push_back({sequence, give_up, std::move(resume)});
 }
