@@ -55,6 +55,50 @@ double DecayedConfidence(const IalsOptions& options, float confidence, int64_t l
   return confidence * std::exp2(-days / options.decay_half_life_days);
 }
 
+float Reweighed(const Interaction& in, const IalsOptions& from, const IalsOptions& to) {
+  if (in.confidence <= 0) return 0;
+  if (from.weights == to.weights && from.decay_half_life_days == to.decay_half_life_days) {
+    return in.confidence;
+  }
+  double before = 0, after = 0;
+  for (int t = 0; t < kCountedTypes; ++t) {
+    before += static_cast<double>(from.weights[t + 1]) * in.counts[t];
+    after += static_cast<double>(to.weights[t + 1]) * in.counts[t];
+  }
+  if (before <= 0) return in.confidence;
+  if (after <= 0) return 0;
+  // The share of its undecayed confidence the pair kept under `from`.
+  double kept = std::min(1.0, static_cast<double>(in.confidence) / before);
+  if (from.decay_half_life_days <= 0 || to.decay_half_life_days <= 0) {
+    kept = to.decay_half_life_days <= 0 ? 1 : kept;
+  } else {
+    kept = std::pow(kept, from.decay_half_life_days / to.decay_half_life_days);
+  }
+  return static_cast<float>(after * kept);
+}
+
+bool ValidHyperparameters(const IalsOptions& o) {
+  bool finite = std::isfinite(o.unobserved_weight) && std::isfinite(o.regularization) &&
+                std::isfinite(o.decay_half_life_days);
+  for (float x : o.weights) finite = finite && std::isfinite(x);
+  return finite && o.unobserved_weight >= 0 && o.regularization > 0 && o.decay_half_life_days >= 0;
+}
+
+void EncodeHyperparameters(const IalsOptions& o, ByteWriter& w) {
+  w.F64(o.unobserved_weight);
+  w.F64(o.regularization);
+  w.F64(o.decay_half_life_days);
+  for (float x : o.weights) w.F32(x);
+}
+
+void DecodeHyperparameters(ByteReader& r, IalsOptions& o) {
+  o.unobserved_weight = r.F64();
+  o.regularization = r.F64();
+  o.decay_half_life_days = r.F64();
+  for (float& x : o.weights) x = r.F32();
+  if (!ValidHyperparameters(o)) r.Invalidate();
+}
+
 double UnobservedWeight(const IalsOptions& options, size_t items) {
   return options.unobserved_weight / static_cast<double>(std::max<size_t>(1, items));
 }
@@ -119,7 +163,11 @@ void IalsState::SetRow(RowBlockMatrix<float>& rows, Eigen::MatrixXd& gram, uint3
   gram.noalias() -= old * old.transpose();
 }
 
-void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms) {
+void IalsState::Observe(uint32_t user, uint32_t item, EventType type, int64_t t_ms) {
+  const int t = static_cast<int>(type);
+  const uint8_t flags = type == EventType::kPurchase ? (kSeen | kPurchased)
+                        : type == EventType::kRefund ? 0
+                                                     : kSeen;
   Grow(user, item);
   now_ms_ = std::max(now_ms_, t_ms);
 
@@ -131,10 +179,11 @@ void IalsState::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags
   if (it == history->end() || it->item != item) it = history->insert(it, Interaction{item});
   const double confidence =
       std::max(0.0, DecayedConfidence(options_, it->confidence, it->last_ms, t_ms) +
-                        static_cast<double>(delta));
+                        static_cast<double>(options_.weights[t]));
   it->confidence = static_cast<float>(confidence);
   it->last_ms = std::max(it->last_ms, t_ms);
   it->flags |= flags;
+  if (t >= 1 && t <= kCountedTypes && it->counts[t - 1] < 255) ++it->counts[t - 1];
   const Interaction pair = *it;
   const size_t user_n = history->size();
   *slot = std::move(history);
@@ -278,7 +327,8 @@ IalsState IalsState::Restarted(
     for (const Interaction& in : *h) {
       if (!keep(u, in)) continue;
       kept->push_back(in);
-      next.item_users_[in.item].push_back(ItemEntry{u, in.confidence, in.last_ms});
+      kept->back().confidence = Reweighed(in, options_, options);
+      next.item_users_[in.item].push_back(ItemEntry{u, kept->back().confidence, in.last_ms});
     }
     if (!kept->empty()) *next.histories_.MutableRow(u) = std::move(kept);
   }
@@ -366,9 +416,29 @@ void IalsState::FitFeatureRows() {
   }
 }
 
-void IalsState::SetHyperparameters(double unobserved_weight, double regularization) {
-  options_.unobserved_weight = unobserved_weight;
-  options_.regularization = regularization;
+void IalsState::SetHyperparameters(const IalsOptions& o) {
+  IalsOptions next = options_;
+  next.unobserved_weight = o.unobserved_weight;
+  next.regularization = o.regularization;
+  next.decay_half_life_days = o.decay_half_life_days;
+  next.weights = o.weights;
+  if (next.weights != options_.weights ||
+      next.decay_half_life_days != options_.decay_half_life_days) {
+    for (uint32_t u = 0; u < users_.rows(); ++u) {
+      std::shared_ptr<const History>* slot = histories_.MutableRow(u);
+      if (!*slot) continue;
+      auto h = std::make_shared<History>(**slot);
+      for (Interaction& in : *h) {
+        in.confidence = Reweighed(in, options_, next);
+        std::vector<ItemEntry>& users = item_users_[in.item];
+        auto jt = std::lower_bound(users.begin(), users.end(), u,
+                                   [](const ItemEntry& a, uint32_t v) { return a.user < v; });
+        if (jt != users.end() && jt->user == u) jt->confidence = in.confidence;
+      }
+      *slot = std::move(h);
+    }
+  }
+  options_ = next;
 }
 
 std::vector<uint32_t> IalsState::TakeChangedItems() {
@@ -439,6 +509,7 @@ void IalsFrozen::Encode(ByteWriter& w) const {
         w.F32(in.confidence);
         w.I64(in.last_ms);
         w.U8(in.flags);
+        for (uint8_t n : in.counts) w.U8(n);
       }
     }
     w.Varint(*user_pending.Row(u));
@@ -475,7 +546,7 @@ void IalsState::DecodeFeatures(ByteReader& r, size_t items, size_t features) {
   item_features_ = std::move(item_features);
 }
 
-void IalsState::Decode(ByteReader& r) {
+void IalsState::Decode(ByteReader& r, bool counts) {
   IalsState next(options_);
   if (r.Varint() != static_cast<uint64_t>(options_.dim)) {
     r.Invalidate();
@@ -502,6 +573,9 @@ void IalsState::Decode(ByteReader& r) {
         in.confidence = r.F32();
         in.last_ms = r.I64();
         in.flags = r.U8();
+        if (counts) {
+          for (uint8_t& n : in.counts) n = r.U8();
+        }
         if (in.item >= items) {
           r.Invalidate();
           return;

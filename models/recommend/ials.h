@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/event.h"
 #include "core/row_block_matrix.h"
 
 namespace mercato::core {
@@ -63,6 +64,9 @@ struct IalsOptions {
   int fold_in_cap = 128;
   // Confidence halves over this age (0 = no decay).
   double decay_half_life_days = 90;
+  // Confidence added per event type (indexed by EventType, view..rating);
+  // a negative weight subtracts (refunds).
+  std::array<float, kNumEventTypes> weights = {0, 1, 1, 3, 0, 8, -8, 2, 0};
   // Seeds the initial item rows.
   uint64_t seed = 42;
   // A feature row's length is scaled by n / (n + this) for n items.
@@ -72,6 +76,13 @@ struct IalsOptions {
   double prior_interactions = 4;
 };
 
+// The hyperparameters a search may change (unobserved weight,
+// regularisation, half-life, event weights), for checkpoints. Errors stay
+// in `r`; values that ValidHyperparameters refuses are errors.
+bool ValidHyperparameters(const IalsOptions& o);
+void EncodeHyperparameters(const IalsOptions& o, ByteWriter& w);
+void DecodeHyperparameters(ByteReader& r, IalsOptions& o);
+
 // An item's catalogue features, as feature ids + 1 (0 = none).
 inline constexpr int kMaxItemFeatures = 8;
 struct ItemFeatures {
@@ -79,6 +90,9 @@ struct ItemFeatures {
   bool empty() const { return ids[0] == 0; }
   bool operator==(const ItemFeatures&) const = default;
 };
+
+// The event types an interaction counts: view..rating (EventType 1..7).
+inline constexpr int kCountedTypes = 7;
 
 // One (user, item) pair in the user's history.
 struct Interaction {
@@ -88,9 +102,20 @@ struct Interaction {
   int64_t last_ms = 0;
   // kSeen and kPurchased bits.
   uint8_t flags = 0;
+  // Its events per counted type (saturating at 255), from which other event
+  // weights and half-lives re-weigh it (Reweighed).
+  std::array<uint8_t, kCountedTypes> counts{};
   bool operator==(const Interaction&) const = default;
 };
 inline constexpr uint8_t kSeen = 1, kPurchased = 2;
+
+// The pair's confidence (as of its last_ms) under `to`'s event weights and
+// half-life, from its counts and its confidence under `from`'s: the decay
+// its events had under `from` is read as one common age, at which they
+// decay under `to`. Exact when the weights and half-life are the same, or
+// when the pair's events share one time. A pair without counts (from a
+// checkpoint that had none) keeps its confidence.
+float Reweighed(const Interaction& in, const IalsOptions& from, const IalsOptions& to);
 
 // A user's interactions, sorted by item.
 using History = std::vector<Interaction>;
@@ -162,9 +187,11 @@ class IalsState {
   IalsState& operator=(IalsState&&) = default;
 
   const IalsOptions& options() const { return options_; }
-  // Changes the confidence of (user, item) by `delta` at `t_ms` (after
-  // decaying it to t_ms; never below 0), sets `flags`, and re-solves the rows.
-  void Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms);
+  // An event of `type` (view..rating) of the user on the item at `t_ms`:
+  // changes the pair's confidence by the type's weight (after decaying it to
+  // t_ms; never below 0), counts it, marks the pair seen (and purchased),
+  // and re-solves the rows.
+  void Observe(uint32_t user, uint32_t item, EventType type, int64_t t_ms);
   // Drops the user's history and zeroes the user's row. Returns the items
   // the user had interacted with.
   std::vector<uint32_t> ForgetUser(uint32_t user);
@@ -173,13 +200,16 @@ class IalsState {
   bool Train(int epochs, const std::atomic<bool>* stop = nullptr);
 
   // A state with the interactions for which `keep(user, interaction)` holds
-  // and `options` (of the same dimension), untrained: user rows zero, item
-  // rows seeded as for a new item.
+  // and `options` (of the same dimension), their confidences re-weighed for
+  // its event weights and half-life (Reweighed), untrained: user rows zero,
+  // item rows seeded as for a new item.
   IalsState Restarted(const IalsOptions& options,
                       const std::function<bool(uint32_t, const Interaction&)>& keep) const;
-  // The unobserved weight and regularisation from here on; the rows move
-  // when they are next solved.
-  void SetHyperparameters(double unobserved_weight, double regularization);
+  // The unobserved weight, regularisation, event weights and half-life of
+  // `o` from here on: every confidence is re-weighed (Reweighed) when the
+  // event weights or half-life change; the rows move when they are next
+  // solved.
+  void SetHyperparameters(const IalsOptions& o);
 
   // O(blocks); copies only the Gramians that changed since the last call.
   IalsFrozen Freeze();
@@ -205,9 +235,10 @@ class IalsState {
   // Items whose rows changed since the last call, in order of change.
   std::vector<uint32_t> TakeChangedItems();
 
-  // Replaces the state with one written by IalsFrozen::Encode. Errors stay
-  // in `r`, and then the state is unchanged.
-  void Decode(ByteReader& r);
+  // Replaces the state with one written by IalsFrozen::Encode (`counts`:
+  // with the interactions' counts, which older checkpoints lack). Errors
+  // stay in `r`, and then the state is unchanged.
+  void Decode(ByteReader& r, bool counts);
   // Reads what IalsFrozen::EncodeFeatures wrote (after Decode), for items
   // below `items` and feature ids below `features`.
   void DecodeFeatures(ByteReader& r, size_t items, size_t features);

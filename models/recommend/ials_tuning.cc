@@ -14,6 +14,9 @@ namespace {
 // rest look around the best so far.
 constexpr double kMinUnobservedWeight = 0.5, kMaxUnobservedWeight = 2048;
 constexpr double kMinRegularization = 1e-3, kMaxRegularization = 1;
+constexpr double kMinHalfLifeDays = 7, kMaxHalfLifeDays = 720;
+// An event weight ranges over this factor either way of its start value.
+constexpr double kWeightRange = 8;
 constexpr double kLocalFactor = 4;
 // A trial replaces the configuration in use only when its NDCG@10 is
 // higher by this many standard errors of the paired difference.
@@ -125,6 +128,14 @@ bool ClearlyBetter(const std::vector<double>& ndcgs, const std::vector<double>& 
 
 }  // namespace
 
+IalsOptions IalsTrial::Applied(IalsOptions base) const {
+  base.unobserved_weight = unobserved_weight;
+  base.regularization = regularization;
+  base.decay_half_life_days = decay_half_life_days;
+  base.weights = weights;
+  return base;
+}
+
 uint64_t CountPairs(const IalsState& state) {
   uint64_t pairs = 0;
   for (uint32_t u = 0; u < state.num_users(); ++u) {
@@ -152,8 +163,14 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
   const IalsOptions start = state.options();
   std::vector<double> base, ndcgs;  // trial 0's and this trial's per customer
   size_t best = 0;                  // the highest NDCG@10 so far, clear or not
+  // The weight that stays: the largest positive one.
+  int anchor = 0;
+  for (int type = 1; type <= kCountedTypes; ++type) {
+    if (start.weights[type] > start.weights[anchor]) anchor = type;
+  }
   for (int t = 0; t < std::max(1, options.trials); ++t) {
-    IalsTrial trial{start.unobserved_weight, start.regularization};
+    IalsTrial trial{start.unobserved_weight, start.regularization, start.decay_half_life_days,
+                    start.weights};
     if (t > 0) {
       const bool global = t <= (options.trials - 1) / 2;
       const IalsTrial& around = tuning.trials[best];
@@ -170,10 +187,19 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
         trial.regularization =
             draw(1, around.regularization, kMinRegularization, kMaxRegularization);
       }
+      if (!options.pin_decay_half_life && start.decay_half_life_days > 0) {
+        trial.decay_half_life_days =
+            draw(2, around.decay_half_life_days, kMinHalfLifeDays, kMaxHalfLifeDays);
+      }
+      for (int type = 1; type <= kCountedTypes && !options.pin_event_weights; ++type) {
+        const double w = start.weights[type];
+        if (type == anchor || w == 0) continue;
+        const double drawn = draw(2 + type, std::abs(around.weights[type]),
+                                  std::abs(w) / kWeightRange, std::abs(w) * kWeightRange);
+        trial.weights[type] = static_cast<float>(std::copysign(drawn, w));
+      }
     }
-    IalsOptions o = start;
-    o.unobserved_weight = trial.unobserved_weight;
-    o.regularization = trial.regularization;
+    const IalsOptions o = trial.Applied(start);
     IalsState fresh = state.Restarted(o, keep);
     if (!fresh.Train(epochs, &stop) || !Evaluate(fresh, held, stop, trial, ndcgs)) {
       return std::nullopt;
@@ -195,13 +221,15 @@ void IalsTuning::Encode(ByteWriter& w) const {
          {t.unobserved_weight, t.regularization, t.hr_at_10, t.ndcg_at_10, t.recall_at_20}) {
       w.F64(x);
     }
+    w.F64(t.decay_half_life_days);
+    for (float x : t.weights) w.F32(x);
   }
   w.Varint(winner);
   w.Varint(holdout_users);
   w.Varint(pairs);
 }
 
-IalsTuning IalsTuning::Decode(ByteReader& r) {
+IalsTuning IalsTuning::Decode(ByteReader& r, bool weights, const IalsOptions& base) {
   IalsTuning t;
   const uint64_t n = r.Varint();
   for (uint64_t i = 0; i < n && r.status().ok(); ++i) {
@@ -210,12 +238,16 @@ IalsTuning IalsTuning::Decode(ByteReader& r) {
                       &trial.ndcg_at_10, &trial.recall_at_20}) {
       *x = r.F64();
     }
+    trial.decay_half_life_days = base.decay_half_life_days;
+    trial.weights = base.weights;
+    if (weights) {
+      trial.decay_half_life_days = r.F64();
+      for (float& x : trial.weights) x = r.F32();
+    }
     t.trials.push_back(trial);
   }
   const uint64_t winner = r.Varint();
-  if (winner >= t.trials.size() || !std::isfinite(t.trials[winner].unobserved_weight) ||
-      t.trials[winner].unobserved_weight < 0 || !std::isfinite(t.trials[winner].regularization) ||
-      t.trials[winner].regularization <= 0) {
+  if (winner >= t.trials.size() || !ValidHyperparameters(t.trials[winner].Applied(base))) {
     r.Invalidate();
     return t;
   }

@@ -1,5 +1,6 @@
-// A search over iALS hyperparameters (the unobserved weight and the
-// regularisation) on the model's own interactions, run inside a retrain
+// A search over iALS hyperparameters (the unobserved weight, the
+// regularisation, the confidence weights per event type and the decay
+// half-life) on the model's own interactions, run inside a retrain
 // (retrain_run.h), so that it starts at a log position and its winner is
 // adopted at one like any retrain's result.
 //
@@ -7,11 +8,16 @@
 // interactions with a positive confidence) has the latest purchase held out
 // (the latest interaction when they bought nothing), a seeded sample of at
 // most `holdout_users` of them. Every trial trains a fresh state
-// (IalsState::Restarted) on the rest for the retrain's epochs and ranks
+// (IalsState::Restarted, which re-weighs each pair from its event counts
+// for the trial's event weights and half-life) on the rest for the
+// retrain's epochs and ranks
 // every item for those customers, their other items excluded: HR@10,
 // NDCG@10 and recall@20 (with one held-out item, the hit rate at 20). Trial
 // 0 is the configuration in use; the first half of the others draw from the
-// whole range, log-uniform, and the rest search around the best so far. The
+// whole range, log-uniform, and the rest search around the best so far (the
+// event weights relative to the largest positive one, which stays, since
+// scaling every weight is what the unobserved weight and regularisation
+// already do). The
 // configuration in use stays unless a trial's NDCG@10 beats it clearly
 // (paired over the customers, by two standard errors); of those, the
 // highest wins. Everything is seeded and single-threaded, so one state
@@ -19,6 +25,7 @@
 #ifndef MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 #define MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -33,17 +40,24 @@ struct IalsTuningOptions {
   // Trials per search, the configuration in use included (0 = no search).
   int trials = 0;
   // Hyperparameters the search leaves as they are.
-  bool pin_unobserved_weight = false, pin_regularization = false;
+  bool pin_unobserved_weight = false, pin_regularization = false, pin_event_weights = false,
+       pin_decay_half_life = false;
   // Customers held out, at most.
   size_t holdout_users = 1000;
   uint64_t seed = 42;
   // Whether there is anything to search.
-  bool enabled() const { return trials > 1 && !(pin_unobserved_weight && pin_regularization); }
+  bool enabled() const {
+    return trials > 1 && !(pin_unobserved_weight && pin_regularization && pin_event_weights &&
+                           pin_decay_half_life);
+  }
 };
 
 struct IalsTrial {
-  double unobserved_weight = 0, regularization = 0;
+  double unobserved_weight = 0, regularization = 0, decay_half_life_days = 0;
+  std::array<float, kNumEventTypes> weights{};
   double hr_at_10 = 0, ndcg_at_10 = 0, recall_at_20 = 0;
+  // `base` with this trial's hyperparameters.
+  IalsOptions Applied(IalsOptions base) const;
   bool operator==(const IalsTrial&) const = default;
 };
 
@@ -56,8 +70,9 @@ struct IalsTuning {
 
   const IalsTrial& adopted() const { return trials[winner]; }
   void Encode(ByteWriter& w) const;
-  // Errors stay in `r`.
-  static IalsTuning Decode(ByteReader& r);
+  // `weights`: with the event weights and half-life, which older
+  // checkpoints lack (their trials have `base`'s). Errors stay in `r`.
+  static IalsTuning Decode(ByteReader& r, bool weights, const IalsOptions& base);
   bool operator==(const IalsTuning&) const = default;
 };
 

@@ -3,7 +3,9 @@
 // event waited), 2 (the index always, nothing after it), 3 (the index with
 // its stale items and rebuild counts, item_index.h), 4 (then the last
 // hyperparameter search, ials_tuning.h, when one was adopted), 5 (then the
-// catalogue features: their names, rows and each item's). The index of formats 1
+// catalogue features: their names, rows and each item's), 6 (the
+// hyperparameters in use after the dictionaries, each interaction's event
+// counts, and each trial's event weights and half-life). The index of formats 1
 // and 2 was kept current by upserts and is dropped, to be rebuilt at a log
 // position. A format-1 state written while events waited for a retrain is
 // refused (FAILED_PRECONDITION) and rebuilt from the log.
@@ -18,7 +20,7 @@
 namespace mercato::core {
 namespace {
 
-constexpr uint8_t kFormat = 5;
+constexpr uint8_t kFormat = 6;
 
 void EncodeRanked(ByteWriter& w, const RankedItems* list) {
   w.Varint(list ? list->size() : 0);
@@ -51,6 +53,7 @@ std::string RecommendView::Encode() const {
     w.Varint(d->size());
     for (uint32_t i = 0; i < d->size(); ++i) w.Str(d->Name(i));
   }
+  EncodeHyperparameters(options_.ials, w);
   (unserved_factors_ ? *unserved_factors_ : factors_).Encode(w);
   w.F64(popularity_.anchor_ms);
   for (uint32_t i = 0; i < items_.size(); ++i) {
@@ -102,7 +105,12 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
     const uint64_t n = r.Varint();
     for (uint64_t i = 0; i < n && r.status().ok(); ++i) d->FindOrAdd(r.Str());
   }
-  next.factors_.Decode(r);
+  if (format >= 6) {
+    IalsOptions o = options_.ials;
+    DecodeHyperparameters(r, o);
+    next.factors_ = IalsState(o);
+  }
+  next.factors_.Decode(r, format >= 6);
   const size_t items = next.items_.size(), categories = next.categories_.size();
   if (next.factors_.num_items() > items) r.Invalidate();
   next.popularity_.SetAnchor(r.F64());
@@ -154,7 +162,9 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   std::optional<IalsTuning> tuning;
   if (format >= 3) {
     next.index_.Decode(r, items);
-    if (format >= 4 && r.U8() != 0) tuning = IalsTuning::Decode(r);
+    if (format >= 4 && r.U8() != 0) {
+      tuning = IalsTuning::Decode(r, format >= 6, next.factors_.options());
+    }
     if (format >= 5) {
       const uint64_t n = r.Varint();
       for (uint64_t i = 0; i < n && r.status().ok(); ++i) next.features_.FindOrAdd(r.Str());

@@ -34,7 +34,7 @@ bool RecommendModel::Uses(const Event& event) const {
     return true;
   }
   const int type = static_cast<int>(event.type);
-  return type < kNumEventTypes && options_.weights[type] != 0 && !event.user_id.empty() &&
+  return type <= kCountedTypes && options_.ials.weights[type] != 0 && !event.user_id.empty() &&
          !event.item_id.empty();
 }
 
@@ -49,17 +49,8 @@ bool RecommendModel::Preview(const Event& event) {
   const uint32_t item = items_.FindOrAdd(event.item_id);
   GrowItems();
   if (event.type == EventType::kItemUpdate) return false;
-  const uint32_t user = UserRow(event);
-  const auto [delta, flags] = Effect(event);
-  serving_->Observe(user, item, delta, flags, event.timestamp_ms);
+  serving_->Observe(UserRow(event), item, event.type, event.timestamp_ms);
   return true;
-}
-
-std::pair<float, uint8_t> RecommendModel::Effect(const Event& event) const {
-  const uint8_t flags = event.type == EventType::kPurchase ? (kSeen | kPurchased)
-                        : event.type == EventType::kRefund ? 0
-                                                           : kSeen;
-  return {options_.weights[static_cast<int>(event.type)], flags};
 }
 
 bool RecommendModel::Apply(const Event& event) {
@@ -153,9 +144,9 @@ uint32_t RecommendModel::UserRow(const Event& event) {
 void RecommendModel::ApplyInteraction(const Event& event, uint32_t item) {
   const uint32_t user = UserRow(event);
   GrowItems();
-  const auto [weight, flags] = Effect(event);
-  factors_.Observe(user, item, weight, flags, event.timestamp_ms);
-  retrain_.Observe(user, item, weight, flags, event.timestamp_ms);
+  factors_.Observe(user, item, event.type, event.timestamp_ms);
+  retrain_.Observe(user, item, event.type, event.timestamp_ms);
+  const float weight = options_.ials.weights[static_cast<int>(event.type)];
   index_.Changed(factors_.TakeChangedItems());
   SetSupport(item);
   if (weight > 0) popularity_.Add(item, weight, event.timestamp_ms, *info_.Row(item));
@@ -205,10 +196,14 @@ void RecommendModel::StartRetrain() {
 
 void RecommendModel::UseTuning(std::shared_ptr<const IalsTuning> tuning) {
   tuning_ = std::move(tuning);
-  const IalsTrial& t = tuning_->adopted();
-  factors_.SetHyperparameters(
-      options_.tuning.pin_unobserved_weight ? options_.ials.unobserved_weight : t.unobserved_weight,
-      options_.tuning.pin_regularization ? options_.ials.regularization : t.regularization);
+  // What a search could not change stays at its flags.
+  IalsOptions o = tuning_->adopted().Applied(factors_.options());
+  const IalsTuningOptions& pins = options_.tuning;
+  if (pins.pin_unobserved_weight) o.unobserved_weight = options_.ials.unobserved_weight;
+  if (pins.pin_regularization) o.regularization = options_.ials.regularization;
+  if (pins.pin_decay_half_life) o.decay_half_life_days = options_.ials.decay_half_life_days;
+  if (pins.pin_event_weights) o.weights = options_.ials.weights;
+  factors_.SetHyperparameters(o);
 }
 
 void RecommendModel::AdoptRetrain(TrainedFactors trained) {

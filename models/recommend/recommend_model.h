@@ -52,9 +52,6 @@ struct RecommendOptions {
   // The hyperparameter search a retrain runs first: at the first retrain,
   // and again once the interactions have doubled since the last search.
   IalsTuningOptions tuning;
-  // Confidence added per event type (indexed by EventType, view..fraud label);
-  // a negative weight subtracts (refunds).
-  std::array<float, kNumEventTypes> weights = {0, 1, 1, 3, 0, 8, -8, 2, 0};
   // Popularity halves over this long.
   double popularity_half_life_days = 7;
   // A background retrain starts after this many interactions since the last
@@ -233,8 +230,6 @@ class RecommendModel final : public Model {
   void GrowItems();
   // Whether Apply() has anything to do with `event`.
   bool Uses(const Event& event) const;
-  // The confidence change and flags of an interaction.
-  std::pair<float, uint8_t> Effect(const Event& event) const;
   void ApplyItemUpdate(const Event& event);
   // At a USER_DELETE: the customer's row, renamed (core::RenameErased).
   std::optional<uint32_t> EraseUser(const Event& event);

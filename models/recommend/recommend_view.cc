@@ -98,6 +98,21 @@ class TopK {
       heap_;
 };
 
+// The hyperparameters a search may change, by name ("weight_<type>" for
+// each event type with a weight).
+std::vector<std::pair<std::string, double>> Hyperparameters(const IalsOptions& o) {
+  std::vector<std::pair<std::string, double>> out = {
+      {"unobserved_weight", o.unobserved_weight},
+      {"regularization", o.regularization},
+      {"decay_half_life_days", o.decay_half_life_days}};
+  for (int type = 1; type <= kCountedTypes; ++type) {
+    if (o.weights[type] == 0) continue;
+    out.emplace_back(absl::StrCat("weight_", EventTypeName(static_cast<EventType>(type))),
+                     o.weights[type]);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<RecommendView::Scored> RecommendView::Rank(const Eigen::VectorXf& query,
@@ -306,7 +321,7 @@ absl::StatusOr<std::vector<Recommendation>> RecommendView::Recommend(
     if (it == history.end() || it->item != *item) it = history.insert(it, Interaction{*item});
     it->confidence = static_cast<float>(
         DecayedConfidence(options_.ials, it->confidence, it->last_ms, factors_.now_ms) +
-        options_.weights[static_cast<int>(EventType::kView)]);
+        options_.ials.weights[static_cast<int>(EventType::kView)]);
     it->last_ms = std::max(it->last_ms, factors_.now_ms);
   }
   std::vector<uint32_t> candidates;
@@ -465,9 +480,7 @@ std::vector<std::pair<std::string, uint64_t>> RecommendView::Counts() const {
 }
 
 std::vector<std::pair<std::string, double>> RecommendView::Gauges() const {
-  std::vector<std::pair<std::string, double>> out = {
-      {"unobserved_weight", options_.ials.unobserved_weight},
-      {"regularization", options_.ials.regularization}};
+  std::vector<std::pair<std::string, double>> out = Hyperparameters(options_.ials);
   if (tuning_) {
     const IalsTrial& t = tuning_->adopted();
     out.insert(out.end(), {{"holdout_hr_at_10", t.hr_at_10},
@@ -483,7 +496,7 @@ std::vector<FitTrial> RecommendView::Trials() const {
   for (size_t i = 0; i < tuning_->trials.size(); ++i) {
     const IalsTrial& t = tuning_->trials[i];
     out.push_back(
-        {{{"unobserved_weight", t.unobserved_weight}, {"regularization", t.regularization}},
+        {Hyperparameters(t.Applied(options_.ials)),
          {{"hr_at_10", t.hr_at_10}, {"ndcg_at_10", t.ndcg_at_10}, {"recall_at_20", t.recall_at_20}},
          i == tuning_->winner});
   }

@@ -18,10 +18,7 @@ void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs, ui
                if (tune) {
                  tuning = TuneIals(state, *tune, epochs, stop);
                  if (stop.load()) return std::nullopt;
-                 if (tuning) {
-                   state.SetHyperparameters(tuning->adopted().unobserved_weight,
-                                            tuning->adopted().regularization);
-                 }
+                 if (tuning) state.SetHyperparameters(tuning->adopted().Applied(state.options()));
                }
                if (!state.Train(epochs, &stop)) return std::nullopt;
                std::shared_ptr<const HnswIndex> index = build ? build(state, stop) : nullptr;
@@ -34,16 +31,16 @@ void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs, ui
              });
 }
 
-void RetrainRun::Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms) {
-  if (running()) tail_.push_back({Observation::kObserve, user, item, delta, flags, t_ms, {}});
+void RetrainRun::Observe(uint32_t user, uint32_t item, EventType type, int64_t t_ms) {
+  if (running()) tail_.push_back({Observation::kObserve, user, item, type, t_ms, {}});
 }
 
 void RetrainRun::Forget(uint32_t user) {
-  if (running()) tail_.push_back({Observation::kForget, user, 0, 0, 0, 0, {}});
+  if (running()) tail_.push_back({Observation::kForget, user, 0, {}, 0, {}});
 }
 
 void RetrainRun::SetItemFeatures(uint32_t item, const ItemFeatures& features) {
-  if (running()) tail_.push_back({Observation::kFeatures, 0, item, 0, 0, 0, features});
+  if (running()) tail_.push_back({Observation::kFeatures, 0, item, {}, 0, features});
 }
 
 std::function<void(TrainedFactors)> RetrainRun::Replaying(
@@ -52,7 +49,7 @@ std::function<void(TrainedFactors)> RetrainRun::Replaying(
     for (const Observation& o : tail_) {
       switch (o.kind) {
         case Observation::kObserve:
-          trained.state.Observe(o.user, o.item, o.delta, o.flags, o.t_ms);
+          trained.state.Observe(o.user, o.item, o.type, o.t_ms);
           break;
         case Observation::kForget:
           trained.state.ForgetUser(o.user);

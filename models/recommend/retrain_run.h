@@ -52,7 +52,7 @@ class RetrainRun {
 
   // What the model applies while a retrain runs, replayed onto its result;
   // nothing when none runs.
-  void Observe(uint32_t user, uint32_t item, float delta, uint8_t flags, int64_t t_ms);
+  void Observe(uint32_t user, uint32_t item, EventType type, int64_t t_ms);
   void Forget(uint32_t user);
   void SetItemFeatures(uint32_t item, const ItemFeatures& features);
 
@@ -72,8 +72,7 @@ class RetrainRun {
   struct Observation {
     enum Kind : uint8_t { kObserve, kForget, kFeatures } kind;
     uint32_t user, item;
-    float delta;
-    uint8_t flags;
+    EventType type;
     int64_t t_ms;
     ItemFeatures features;
   };

@@ -51,6 +51,17 @@ v1::ModelStatusResponse WaitTuned(ServerProcess& server) {
   return st;
 }
 
+// The FIT_DONE records in the log, as "model started@sequence".
+std::vector<std::string> FitsDone(ServerProcess& server) {
+  std::vector<std::string> out;
+  for (const v1::LoggedEvent& e : ReadWholeLog(*v1::Admin::NewStub(server.channel()))) {
+    if (e.event().type() != v1::FIT_DONE) continue;
+    out.push_back(absl::StrCat(e.event().payload(), " ", static_cast<uint64_t>(e.event().value()),
+                               "@", e.sequence()));
+  }
+  return out;
+}
+
 const std::vector<std::string> kBadFlags = {"--rec_unobserved_weight=0.5", "--rec_regularization=1",
                                             "--rec_retrain_every=0", "--rec_tuning_trials=6",
                                             "--checkpoint_interval_s=3600"};
@@ -67,6 +78,7 @@ TEST(TuningTest, ASearchFromBadFlagsIsAdoptedAndSurvivesKills) {
   server = std::make_unique<ServerProcess>(dir.path(), kBadFlags);
   const v1::ModelStatusResponse first = WaitTuned(*server);
   const v1::ModelInfo& m = Recommend(first);
+  const std::vector<std::string> fits = FitsDone(*server);
   ASSERT_EQ(m.trials_size(), 6);
   EXPECT_EQ(m.trials(0).parameters().at("unobserved_weight"), 0.5);
   EXPECT_EQ(m.trials(0).parameters().at("regularization"), 1);
@@ -88,6 +100,7 @@ TEST(TuningTest, ASearchFromBadFlagsIsAdoptedAndSurvivesKills) {
   server = std::make_unique<ServerProcess>(dir.path(), kBadFlags);
   const v1::ModelStatusResponse again = WaitTuned(*server);
   const v1::ModelInfo& n = Recommend(again);
+  EXPECT_EQ(FitsDone(*server), fits);  // no fit starts anew on a replay
   EXPECT_EQ(n.digest_sequence(), m.digest_sequence());
   EXPECT_EQ(n.digest(), m.digest());
   ASSERT_EQ(n.trials_size(), m.trials_size());

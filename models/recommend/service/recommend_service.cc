@@ -33,7 +33,8 @@ ABSL_FLAG(int, rec_tuning_holdout_users, 1000,
           "Recommend: customers whose latest interaction a search holds out, at most");
 ABSL_FLAG(std::string, rec_pinned, "",
           "Recommend: hyperparameters the search leaves at their flags "
-          "(comma separated: unobserved_weight, regularization)");
+          "(comma separated: unobserved_weight, regularization, event_weights, "
+          "decay_half_life_days)");
 ABSL_FLAG(
     int64_t, rec_retrain_every, 200000,
     "Recommend: start a background retrain after this many interactions (0 = on request only)");
@@ -276,11 +277,11 @@ bool ParseEventWeights(const std::string& spec,
     std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits(':', 1));
     float w = 0;
     int type = 0;
-    while (type < core::kNumEventTypes &&
+    while (type <= core::kCountedTypes &&
            kv.first != core::EventTypeName(static_cast<core::EventType>(type))) {
       ++type;
     }
-    if (type == 0 || type >= core::kNumEventTypes || !absl::SimpleAtof(kv.second, &w) ||
+    if (type == 0 || type > core::kCountedTypes || !absl::SimpleAtof(kv.second, &w) ||
         !std::isfinite(w)) {
       return false;
     }
@@ -330,6 +331,10 @@ absl::Status RecommendFromFlags(ModuleOptions& options) {
       r.tuning.pin_unobserved_weight = true;
     } else if (name == "regularization") {
       r.tuning.pin_regularization = true;
+    } else if (name == "event_weights") {
+      r.tuning.pin_event_weights = true;
+    } else if (name == "decay_half_life_days") {
+      r.tuning.pin_decay_half_life = true;
     } else {
       pins_known = false;
     }
@@ -344,15 +349,18 @@ absl::Status RecommendFromFlags(ModuleOptions& options) {
   r.item_features = absl::GetFlag(FLAGS_rec_item_features);
   r.hnsw.ef_search = absl::GetFlag(FLAGS_rec_hnsw_ef);
   r.hnsw.ef_construction = absl::GetFlag(FLAGS_rec_hnsw_ef_construction);
-  absl::Status s = CheckFlag(ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.weights),
-                             "rec_event_weights",
-                             "must be type:weight pairs of view, click, add_to_cart, "
-                             "remove_from_cart, purchase, refund, rating");
+  absl::Status s =
+      CheckFlag(ParseEventWeights(absl::GetFlag(FLAGS_rec_event_weights), r.ials.weights),
+                "rec_event_weights",
+                "must be type:weight pairs of view, click, add_to_cart, "
+                "remove_from_cart, purchase, refund, rating");
   if (s.ok())
     s = ParseArms(absl::GetFlag(FLAGS_rec_experiment_arms), options.Mutable<ExperimentArms>());
   if (s.ok()) s = CheckFlag(r.ials.dim >= 1 && r.ials.dim <= 1024, "rec_dim", "must be 1..1024");
   if (s.ok()) {
-    s = CheckFlag(pins_known, "rec_pinned", "must name unobserved_weight or regularization");
+    s = CheckFlag(
+        pins_known, "rec_pinned",
+        "must name unobserved_weight, regularization, event_weights or decay_half_life_days");
   }
   if (s.ok()) {
     s = CheckFlag(absl::GetFlag(FLAGS_rec_tuning_trials) >= 0, "rec_tuning_trials", "must be >= 0");

@@ -22,7 +22,7 @@ IalsState TwoTastes() {
   IalsState s(Small());
   int64_t t = 1000;
   for (uint32_t u = 0; u < 6; ++u) {
-    for (uint32_t i = 0; i < 3; ++i) s.Observe(u, (u % 2) * 3 + i, 1, kSeen, t++);
+    for (uint32_t i = 0; i < 3; ++i) s.Observe(u, (u % 2) * 3 + i, EventType::kView, t++);
   }
   return s;
 }
@@ -47,7 +47,7 @@ TEST(IalsTest, FoldInMovesOnlyTheRowsOfTheEvent) {
   ASSERT_TRUE(s.Train(4));
   const IalsFrozen before = s.Freeze();
   s.TakeChangedItems();
-  s.Observe(0, 4, 5, kSeen | kPurchased, 5000);
+  s.Observe(0, 4, EventType::kPurchase, 5000);
   const IalsFrozen after = s.Freeze();
   EXPECT_NE(Score(after, 0, 4, 4), Score(before, 0, 4, 4));
   EXPECT_EQ(std::vector<float>(after.users.Row(1), after.users.Row(1) + 4),
@@ -77,13 +77,48 @@ TEST(IalsTest, EncodeDecodeIsExactAndTrainingIsDeterministic) {
   EXPECT_EQ(ea, eb);
   IalsState c(Small());
   ByteReader r(ea);
-  c.Decode(r);
+  c.Decode(r, /*counts=*/true);
   ASSERT_TRUE(r.status().ok());
   EXPECT_TRUE(r.done());
   std::string ec;
   ByteWriter wc(&ec);
   c.Freeze().Encode(wc);
   EXPECT_EQ(ec, ea);
+}
+
+// Other event weights and half-lives re-weigh a pair from its counts:
+// exactly for events at one time, and by their common age otherwise.
+TEST(IalsTest, ReweighingFollowsTheEventCounts) {
+  IalsOptions from = Small();
+  from.decay_half_life_days = 90;
+  IalsOptions to = from;
+  to.weights[static_cast<int>(EventType::kView)] = 2;
+  to.weights[static_cast<int>(EventType::kPurchase)] = 4;
+  IalsState s(from);
+  const int64_t day = 24 * 3600 * 1000;
+  s.Observe(0, 1, EventType::kView, day);
+  s.Observe(0, 1, EventType::kView, day);
+  s.Observe(0, 1, EventType::kPurchase, day);  // 1 + 1 + 8 at one time
+  s.Observe(0, 2, EventType::kView, day);
+  s.Observe(0, 2, EventType::kView, 91 * day);  // 1/2 + 1: three quarters kept
+  const History& h = *s.history(0);
+  EXPECT_EQ(h[0].counts[static_cast<int>(EventType::kView) - 1], 2);
+  EXPECT_EQ(h[0].counts[static_cast<int>(EventType::kPurchase) - 1], 1);
+  EXPECT_FLOAT_EQ(h[0].confidence, 10);
+  EXPECT_FLOAT_EQ(h[1].confidence, 1.5);
+  EXPECT_FLOAT_EQ(Reweighed(h[0], from, to), 2 + 2 + 4);
+  EXPECT_FLOAT_EQ(Reweighed(h[1], from, to), 2 * 2 * 0.75);
+  to.decay_half_life_days = 45;  // the common age (41.5 days) decays twice as fast
+  EXPECT_FLOAT_EQ(Reweighed(h[1], from, to), 2 * 2 * 0.75 * 0.75);
+  to.decay_half_life_days = 0;
+  EXPECT_FLOAT_EQ(Reweighed(h[1], from, to), 2 * 2);
+  EXPECT_EQ(Reweighed(h[1], from, from), h[1].confidence);
+
+  s.SetHyperparameters(to);
+  EXPECT_FLOAT_EQ(s.history(0)->at(0).confidence, 8);
+  EXPECT_EQ(s.options().weights, to.weights);
+  const IalsState back = s.Restarted(from, [](uint32_t, const Interaction&) { return true; });
+  EXPECT_FLOAT_EQ(back.history(0)->at(0).confidence, 10);
 }
 
 TEST(IalsTest, AStoppedTrainingReportsIt) {

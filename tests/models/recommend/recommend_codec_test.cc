@@ -49,7 +49,7 @@ TEST(RecommendCodecTest, DecodeThenEncodeGivesTheSameBytes) {
   RecommendModel model(Small());
   Feed(model);
   const std::string bytes = Encoded(model);
-  ASSERT_EQ(bytes[0], 5);  // the format number comes first
+  ASSERT_EQ(bytes[0], 6);  // the format number comes first
   // The index came along, with the items fold-in moved since it was built.
   const auto view = std::dynamic_pointer_cast<const RecommendView>(model.Publish());
   ASSERT_TRUE(view->has_index());

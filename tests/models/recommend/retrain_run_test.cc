@@ -18,7 +18,7 @@ IalsOptions Small() {
 IalsState Shop() {
   IalsState s(Small());
   for (uint32_t u = 0; u < 8; ++u) {
-    for (uint32_t i = 0; i < 3; ++i) s.Observe(u, (u + i) % 6, 1, kSeen, 1000 + u * 10 + i);
+    for (uint32_t i = 0; i < 3; ++i) s.Observe(u, (u + i) % 6, EventType::kView, 1000 + u * 10 + i);
   }
   return s;
 }
@@ -40,8 +40,8 @@ std::string RunWithTail(bool background) {
   EXPECT_TRUE(run.running());
   EXPECT_EQ(run.status()->started_sequence, 10u);
   // Events 11..14 are applied live and recorded.
-  live.Observe(1, 5, 2, kSeen, 2000);
-  run.Observe(1, 5, 2, kSeen, 2000);
+  live.Observe(1, 5, EventType::kAddToCart, 2000);
+  run.Observe(1, 5, EventType::kAddToCart, 2000);
   live.ForgetUser(3);
   run.Forget(3);
   for (uint64_t seq = 11; seq < 15; ++seq) EXPECT_EQ(run.Gate(seq, nullptr), FitGate::kOpen);
@@ -67,7 +67,7 @@ TEST(RetrainRunTest, TheTailIsReplayedOntoTheResultWhateverTheThreadTiming) {
   // And the result is the trained copy plus the tail, in that order.
   IalsState expected = Shop();
   ASSERT_TRUE(expected.Train(3));
-  expected.Observe(1, 5, 2, kSeen, 2000);
+  expected.Observe(1, 5, EventType::kAddToCart, 2000);
   expected.ForgetUser(3);
   EXPECT_EQ(Encoded(expected), inline_run);
 }
@@ -75,7 +75,7 @@ TEST(RetrainRunTest, TheTailIsReplayedOntoTheResultWhateverTheThreadTiming) {
 TEST(RetrainRunTest, NothingIsRecordedWhileIdleAndAnAbandonedRunIsNeverAdopted) {
   IalsState live = Shop();
   RetrainRun run;
-  run.Observe(0, 0, 1, kSeen, 1);  // idle: ignored
+  run.Observe(0, 0, EventType::kView, 1);  // idle: ignored
   EXPECT_FALSE(run.running());
   run.Abandon();
   run.Start(1, live, 3, 1, /*background=*/true, std::nullopt, nullptr);
