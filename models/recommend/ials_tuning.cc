@@ -126,6 +126,64 @@ bool ClearlyBetter(const std::vector<double>& ndcgs, const std::vector<double>& 
   return mean > kClearWin * std::sqrt(variance / n);
 }
 
+// One hyperparameter the search varies, with its whole range (of its
+// magnitude, for an event weight).
+struct Knob {
+  double IalsTrial::*field = nullptr;  // null for an event weight
+  int type = 0;                        // the event weight's type
+  double lo = 0, hi = 0;
+  double Get(const IalsTrial& t) const {
+    return field ? t.*field : std::abs(static_cast<double>(t.weights[type]));
+  }
+  void Set(IalsTrial& t, double v) const {
+    if (field) {
+      t.*field = v;
+    } else {
+      t.weights[type] = static_cast<float>(std::copysign(v, t.weights[type]));
+    }
+  }
+};
+
+// The unpinned hyperparameters: the unobserved weight, the regularisation,
+// the half-life unless there is no decay, and the weights of the event
+// types the interactions have but the largest positive one, which stays
+// (scaling every weight is what the unobserved weight and regularisation
+// already do).
+std::vector<Knob> Knobs(const IalsState& state, const IalsTuningOptions& options) {
+  const IalsOptions& start = state.options();
+  std::vector<Knob> knobs;
+  if (!options.pin_unobserved_weight) {
+    knobs.push_back({&IalsTrial::unobserved_weight, 0, kMinUnobservedWeight, kMaxUnobservedWeight});
+  }
+  if (!options.pin_regularization) {
+    knobs.push_back({&IalsTrial::regularization, 0, kMinRegularization, kMaxRegularization});
+  }
+  if (!options.pin_decay_half_life && start.decay_half_life_days > 0) {
+    knobs.push_back({&IalsTrial::decay_half_life_days, 0, kMinHalfLifeDays, kMaxHalfLifeDays});
+  }
+  if (options.pin_event_weights) return knobs;
+  std::array<bool, kNumEventTypes> present{};
+  for (uint32_t u = 0; u < state.num_users(); ++u) {
+    if (const History* h = state.history(u)) {
+      for (const Interaction& in : *h) {
+        for (int type = 1; type <= kCountedTypes; ++type) {
+          present[type] = present[type] || (in.counts[type - 1] > 0 && start.weights[type] != 0);
+        }
+      }
+    }
+  }
+  int anchor = 0;
+  for (int type = 1; type <= kCountedTypes; ++type) {
+    if (present[type] && start.weights[type] > start.weights[anchor]) anchor = type;
+  }
+  for (int type = 1; type <= kCountedTypes; ++type) {
+    if (!present[type] || type == anchor) continue;
+    const double w = std::abs(static_cast<double>(start.weights[type]));
+    knobs.push_back({nullptr, type, w / kWeightRange, w * kWeightRange});
+  }
+  return knobs;
+}
+
 }  // namespace
 
 IalsOptions IalsTrial::Applied(IalsOptions base) const {
@@ -163,40 +221,44 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
   const IalsOptions start = state.options();
   std::vector<double> base, ndcgs;  // trial 0's and this trial's per customer
   size_t best = 0;                  // the highest NDCG@10 so far, clear or not
-  // The weight that stays: the largest positive one.
-  int anchor = 0;
-  for (int type = 1; type <= kCountedTypes; ++type) {
-    if (start.weights[type] > start.weights[anchor]) anchor = type;
+  const std::vector<Knob> knobs = Knobs(state, options);
+  // The first half of the trials draw the unobserved weight and the
+  // regularisation, which matter most, from their whole ranges (every knob
+  // when both are pinned), as a Latin hypercube: each knob's log-range cut
+  // into as many strata as these trials, one draw in each, the strata
+  // paired at random. The others move the best so far, each knob with this
+  // chance (one at least) by up to kLocalFactor either way.
+  const int global_trials = (options.trials - 1) / 2;
+  size_t global_knobs = std::min<size_t>(
+      knobs.size(), 2 - options.pin_unobserved_weight - options.pin_regularization);
+  if (global_knobs == 0) global_knobs = knobs.size();
+  std::vector<std::vector<int>> strata(global_knobs);
+  for (size_t k = 0; k < global_knobs; ++k) {
+    for (int i = 0; i < global_trials; ++i) strata[k].push_back(i);
+    const auto key = [&](int i) { return StableHasher().Add(options.seed).Add(k).Add(i).value(); };
+    std::sort(strata[k].begin(), strata[k].end(), [&](int a, int b) { return key(a) < key(b); });
   }
+  const double move = knobs.empty() ? 0 : std::min(1.0, 2.0 / static_cast<double>(knobs.size()));
   for (int t = 0; t < std::max(1, options.trials); ++t) {
     IalsTrial trial{start.unobserved_weight, start.regularization, start.decay_half_life_days,
                     start.weights};
-    if (t > 0) {
-      const bool global = t <= (options.trials - 1) / 2;
-      const IalsTrial& around = tuning.trials[best];
-      const auto draw = [&](int which, double around, double lo, double hi) {
-        const double u = Uniform(options.seed, t, which);
-        return global ? LogUniform(u, lo, hi)
-                      : LogUniform(u, around / kLocalFactor, around * kLocalFactor);
-      };
-      if (!options.pin_unobserved_weight) {
-        trial.unobserved_weight =
-            draw(0, around.unobserved_weight, kMinUnobservedWeight, kMaxUnobservedWeight);
+    if (t > 0 && t <= global_trials) {
+      for (size_t k = 0; k < global_knobs; ++k) {
+        const double u =
+            (strata[k][t - 1] + Uniform(options.seed, t, static_cast<int>(k))) / global_trials;
+        knobs[k].Set(trial, LogUniform(u, knobs[k].lo, knobs[k].hi));
       }
-      if (!options.pin_regularization) {
-        trial.regularization =
-            draw(1, around.regularization, kMinRegularization, kMaxRegularization);
-      }
-      if (!options.pin_decay_half_life && start.decay_half_life_days > 0) {
-        trial.decay_half_life_days =
-            draw(2, around.decay_half_life_days, kMinHalfLifeDays, kMaxHalfLifeDays);
-      }
-      for (int type = 1; type <= kCountedTypes && !options.pin_event_weights; ++type) {
-        const double w = start.weights[type];
-        if (type == anchor || w == 0) continue;
-        const double drawn = draw(2 + type, std::abs(around.weights[type]),
-                                  std::abs(w) / kWeightRange, std::abs(w) * kWeightRange);
-        trial.weights[type] = static_cast<float>(std::copysign(drawn, w));
+    } else if (t > 0 && !knobs.empty()) {
+      trial = tuning.trials[best];
+      bool moved = false;
+      for (size_t k = 0; k < knobs.size(); ++k) {
+        const bool last = k + 1 == knobs.size();
+        const int which = static_cast<int>(2 * k);
+        if (Uniform(options.seed, t, which) >= move && !(last && !moved)) continue;
+        const double v = knobs[k].Get(trial);
+        knobs[k].Set(trial, LogUniform(Uniform(options.seed, t, which + 1), v / kLocalFactor,
+                                       v * kLocalFactor));
+        moved = true;
       }
     }
     const IalsOptions o = trial.Applied(start);

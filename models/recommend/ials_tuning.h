@@ -10,14 +10,14 @@
 // most `holdout_users` of them. Every trial trains a fresh state
 // (IalsState::Restarted, which re-weighs each pair from its event counts
 // for the trial's event weights and half-life) on the rest for the
-// retrain's epochs and ranks
-// every item for those customers, their other items excluded: HR@10,
-// NDCG@10 and recall@20 (with one held-out item, the hit rate at 20). Trial
-// 0 is the configuration in use; the first half of the others draw from the
-// whole range, log-uniform, and the rest search around the best so far (the
-// event weights relative to the largest positive one, which stays, since
-// scaling every weight is what the unobserved weight and regularisation
-// already do). The
+// retrain's epochs and ranks every item for those customers, their other
+// items excluded: HR@10, NDCG@10 and recall@20 (with one held-out item, the
+// hit rate at 20). Trial 0 is the configuration in use; the first half of
+// the others draw the unobserved weight and regularisation from their
+// whole ranges (a Latin hypercube), and the rest move the best so far. The
+// event weights searched are those of the event types the interactions
+// have, but the largest positive one, which stays: scaling every weight is
+// what the unobserved weight and regularisation already do. The
 // configuration in use stays unless a trial's NDCG@10 beats it clearly
 // (paired over the customers, by two standard errors); of those, the
 // highest wins. Everything is seeded and single-threaded, so one state

@@ -26,7 +26,7 @@ ABSL_FLAG(
 ABSL_FLAG(double, rec_regularization, 0.05,
           "Recommend: iALS regularisation lambda (scaled by row frequency)");
 ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
-ABSL_FLAG(int, rec_tuning_trials, 6,
+ABSL_FLAG(int, rec_tuning_trials, 12,
           "Recommend: configurations a hyperparameter search tries, the one in use included "
           "(at the first retrain and once interactions have doubled; 0 or 1 = no search)");
 ABSL_FLAG(int, rec_tuning_holdout_users, 1000,

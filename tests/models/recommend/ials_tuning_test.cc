@@ -103,7 +103,7 @@ TEST(IalsTuningTest, TheSearchWeighsEventTypesAndAges) {
     }
   }
   IalsTuningOptions options;
-  options.trials = 8;
+  options.trials = 12;
   options.pin_unobserved_weight = options.pin_regularization = true;
   std::atomic<bool> stop = false;
   const std::optional<IalsTuning> tuning = TuneIals(state, options, 4, stop);
