@@ -198,7 +198,13 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
   factors_.TakeChangedItems();
   index_ = std::move(next.index_);
   tuning_.reset();
-  if (tuning) UseTuning(std::make_shared<const IalsTuning>(*std::move(tuning)));
+  // The flags' hyperparameters, or the search's where it chose them: a
+  // state written under others is re-weighed.
+  if (tuning) {
+    UseTuning(std::make_shared<const IalsTuning>(*std::move(tuning)));
+  } else {
+    factors_.SetHyperparameters(options_.ials);
+  }
   return absl::OkStatus();
 }
 
