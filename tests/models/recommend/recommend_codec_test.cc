@@ -1,4 +1,5 @@
 // The recommendation model's checkpoint format (recommend_codec.cc).
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -69,6 +70,42 @@ TEST(RecommendCodecTest, DecodeThenEncodeGivesTheSameBytes) {
   model.Apply(e);
   restored.Apply(e);
   EXPECT_EQ(Encoded(restored), Encoded(model));
+}
+
+// A state written without an adopted search takes the flags' event weights
+// and half-life when restored; one with a search keeps the search's.
+TEST(RecommendCodecTest, RestoredHyperparametersAreTheFlagsOrTheSearchs) {
+  RecommendOptions o = Small();
+  o.tuning.trials = 0;
+  RecommendModel model(o);
+  Feed(model);
+  const std::string bytes = Encoded(model);
+  RecommendOptions changed = o;
+  changed.ials.weights[static_cast<int>(EventType::kView)] = 2;
+  changed.ials.decay_half_life_days = 30;
+  RecommendModel restored(changed);
+  ASSERT_TRUE(restored.Decode(bytes).ok());
+  std::map<std::string, double> gauges;
+  for (const auto& [name, x] : restored.Publish()->Gauges()) gauges[name] = x;
+  EXPECT_EQ(gauges["weight_view"], 2);
+  EXPECT_EQ(gauges["decay_half_life_days"], 30);
+  EXPECT_NE(Encoded(restored), bytes);  // the confidences re-weighed
+
+  RecommendModel searched(Small());
+  Feed(searched);
+  RecommendOptions flags = Small();
+  flags.ials.decay_half_life_days = 30;
+  RecommendModel again(flags);
+  ASSERT_TRUE(again.Decode(Encoded(searched)).ok());
+  gauges.clear();
+  for (const auto& [name, x] : again.Publish()->Gauges()) gauges[name] = x;
+  const std::vector<FitTrial> trials = again.Publish()->Trials();
+  ASSERT_FALSE(trials.empty());
+  for (const FitTrial& t : trials) {
+    if (!t.adopted) continue;
+    for (const auto& [name, x] : t.parameters) EXPECT_EQ(gauges[name], x) << name;
+  }
+  EXPECT_NE(gauges["decay_half_life_days"], 30);  // not the flag
 }
 
 TEST(RecommendCodecTest, DamagedBytesAreRefusedAndLeaveTheStateAlone) {
