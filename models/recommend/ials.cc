@@ -48,14 +48,15 @@ Eigen::VectorXd Load(const float* row, int k) {
 
 }  // namespace
 
-double DecayedConfidence(const IalsOptions& options, float confidence, int64_t last_ms,
+double DecayedConfidence(const IalsHyperparameters& options, float confidence, int64_t last_ms,
                          int64_t now_ms) {
   if (options.decay_half_life_days <= 0 || now_ms <= last_ms) return confidence;
   const double days = static_cast<double>(now_ms - last_ms) / kMsPerDay;
   return confidence * std::exp2(-days / options.decay_half_life_days);
 }
 
-float Reweighed(const Interaction& in, const IalsOptions& from, const IalsOptions& to) {
+float Reweighed(const Interaction& in, const IalsHyperparameters& from,
+                const IalsHyperparameters& to) {
   if (in.confidence <= 0) return 0;
   if (from.weights == to.weights && from.decay_half_life_days == to.decay_half_life_days) {
     return in.confidence;
@@ -77,26 +78,28 @@ float Reweighed(const Interaction& in, const IalsOptions& from, const IalsOption
   return static_cast<float>(after * kept);
 }
 
-bool ValidHyperparameters(const IalsOptions& o) {
-  bool finite = std::isfinite(o.unobserved_weight) && std::isfinite(o.regularization) &&
-                std::isfinite(o.decay_half_life_days);
-  for (float x : o.weights) finite = finite && std::isfinite(x);
-  return finite && o.unobserved_weight >= 0 && o.regularization > 0 && o.decay_half_life_days >= 0;
+bool IalsHyperparameters::Valid() const {
+  bool finite = std::isfinite(unobserved_weight) && std::isfinite(regularization) &&
+                std::isfinite(decay_half_life_days);
+  for (float x : weights) finite = finite && std::isfinite(x);
+  return finite && unobserved_weight >= 0 && regularization > 0 && decay_half_life_days >= 0;
 }
 
-void EncodeHyperparameters(const IalsOptions& o, ByteWriter& w) {
-  w.F64(o.unobserved_weight);
-  w.F64(o.regularization);
-  w.F64(o.decay_half_life_days);
-  for (float x : o.weights) w.F32(x);
+void IalsHyperparameters::Encode(ByteWriter& w) const {
+  w.F64(unobserved_weight);
+  w.F64(regularization);
+  w.F64(decay_half_life_days);
+  for (float x : weights) w.F32(x);
 }
 
-void DecodeHyperparameters(ByteReader& r, IalsOptions& o) {
-  o.unobserved_weight = r.F64();
-  o.regularization = r.F64();
-  o.decay_half_life_days = r.F64();
-  for (float& x : o.weights) x = r.F32();
-  if (!ValidHyperparameters(o)) r.Invalidate();
+IalsHyperparameters IalsHyperparameters::Decode(ByteReader& r) {
+  IalsHyperparameters h;
+  h.unobserved_weight = r.F64();
+  h.regularization = r.F64();
+  h.decay_half_life_days = r.F64();
+  for (float& x : h.weights) x = r.F32();
+  if (!h.Valid()) r.Invalidate();
+  return h;
 }
 
 double UnobservedWeight(const IalsOptions& options, size_t items) {
@@ -416,26 +419,22 @@ void IalsState::FitFeatureRows() {
   }
 }
 
-void IalsState::SetHyperparameters(const IalsOptions& o) {
-  IalsOptions next = options_;
-  next.unobserved_weight = o.unobserved_weight;
-  next.regularization = o.regularization;
-  next.decay_half_life_days = o.decay_half_life_days;
-  next.weights = o.weights;
+void IalsState::SetHyperparameters(const IalsHyperparameters& h) {
+  const IalsOptions next = options_.With(h);
   if (next.weights != options_.weights ||
       next.decay_half_life_days != options_.decay_half_life_days) {
     for (uint32_t u = 0; u < users_.rows(); ++u) {
       std::shared_ptr<const History>* slot = histories_.MutableRow(u);
       if (!*slot) continue;
-      auto h = std::make_shared<History>(**slot);
-      for (Interaction& in : *h) {
+      auto history = std::make_shared<History>(**slot);
+      for (Interaction& in : *history) {
         in.confidence = Reweighed(in, options_, next);
         std::vector<ItemEntry>& users = item_users_[in.item];
         auto jt = std::lower_bound(users.begin(), users.end(), u,
                                    [](const ItemEntry& a, uint32_t v) { return a.user < v; });
         if (jt != users.end() && jt->user == u) jt->confidence = in.confidence;
       }
-      *slot = std::move(h);
+      *slot = std::move(history);
     }
   }
   options_ = next;

@@ -46,27 +46,39 @@
 
 namespace mercato::core {
 
-struct IalsOptions {
-  // Dimension k of the factors.
-  int dim = 64;
+// The hyperparameters a search may change (ials_tuning.h).
+struct IalsHyperparameters {
   // W0, the unobserved weight of a whole row: every (user, item) pair counts
   // as an unobserved zero with weight a0 = W0 / (number of items), so the
   // balance of observed and unobserved terms does not drift as the
   // catalogue grows.
   double unobserved_weight = 128;
-  // lambda and nu of the frequency-scaled regularisation.
+  // lambda of the frequency-scaled regularisation.
   double regularization = 0.05;
+  // Confidence halves over this age (0 = no decay).
+  double decay_half_life_days = 90;
+  // Confidence added per event type (indexed by EventType, view..rating);
+  // a negative weight subtracts (refunds).
+  std::array<float, kNumEventTypes> weights = {0, 1, 1, 3, 0, 8, -8, 2, 0};
+
+  // Finite, and within range.
+  bool Valid() const;
+  void Encode(ByteWriter& w) const;
+  // Errors stay in `r`; values that Valid refuses are errors.
+  static IalsHyperparameters Decode(ByteReader& r);
+  bool operator==(const IalsHyperparameters&) const = default;
+};
+
+struct IalsOptions : IalsHyperparameters {
+  // Dimension k of the factors.
+  int dim = 64;
+  // nu of the frequency-scaled regularisation.
   double regularization_exponent = 1.0;
   // Full-retrain epochs and CG steps per row solve.
   int epochs = 8;
   int cg_steps = 3;
   // Rows with more interactions are re-solved on every ceil(n/cap)-th event.
   int fold_in_cap = 128;
-  // Confidence halves over this age (0 = no decay).
-  double decay_half_life_days = 90;
-  // Confidence added per event type (indexed by EventType, view..rating);
-  // a negative weight subtracts (refunds).
-  std::array<float, kNumEventTypes> weights = {0, 1, 1, 3, 0, 8, -8, 2, 0};
   // Seeds the initial item rows.
   uint64_t seed = 42;
   // A feature row's length is scaled by n / (n + this) for n items.
@@ -74,14 +86,15 @@ struct IalsOptions {
   // An item with n interactions is regularised toward its prior times
   // m / (m + n) for this m.
   double prior_interactions = 4;
-};
 
-// The hyperparameters a search may change (unobserved weight,
-// regularisation, half-life, event weights), for checkpoints. Errors stay
-// in `r`; values that ValidHyperparameters refuses are errors.
-bool ValidHyperparameters(const IalsOptions& o);
-void EncodeHyperparameters(const IalsOptions& o, ByteWriter& w);
-void DecodeHyperparameters(ByteReader& r, IalsOptions& o);
+  const IalsHyperparameters& hyperparameters() const { return *this; }
+  // These options with `h` instead.
+  IalsOptions With(const IalsHyperparameters& h) const {
+    IalsOptions o = *this;
+    static_cast<IalsHyperparameters&>(o) = h;
+    return o;
+  }
+};
 
 // An item's catalogue features, as feature ids + 1 (0 = none).
 inline constexpr int kMaxItemFeatures = 8;
@@ -115,7 +128,8 @@ inline constexpr uint8_t kSeen = 1, kPurchased = 2;
 // decay under `to`. Exact when the weights and half-life are the same, or
 // when the pair's events share one time. A pair without counts (from a
 // checkpoint that had none) keeps its confidence.
-float Reweighed(const Interaction& in, const IalsOptions& from, const IalsOptions& to);
+float Reweighed(const Interaction& in, const IalsHyperparameters& from,
+                const IalsHyperparameters& to);
 
 // A user's interactions, sorted by item.
 using History = std::vector<Interaction>;
@@ -140,7 +154,7 @@ struct IalsFrozen {
 };
 
 // `confidence` recorded at `last_ms`, decayed to `now_ms`.
-double DecayedConfidence(const IalsOptions& options, float confidence, int64_t last_ms,
+double DecayedConfidence(const IalsHyperparameters& options, float confidence, int64_t last_ms,
                          int64_t now_ms);
 
 // Stacks, for each entry (an Interaction or anything with `confidence` and
@@ -205,11 +219,10 @@ class IalsState {
   // item rows seeded as for a new item.
   IalsState Restarted(const IalsOptions& options,
                       const std::function<bool(uint32_t, const Interaction&)>& keep) const;
-  // The unobserved weight, regularisation, event weights and half-life of
-  // `o` from here on: every confidence is re-weighed (Reweighed) when the
+  // `h` from here on: every confidence is re-weighed (Reweighed) when the
   // event weights or half-life change; the rows move when they are next
   // solved.
-  void SetHyperparameters(const IalsOptions& o);
+  void SetHyperparameters(const IalsHyperparameters& h);
 
   // O(blocks); copies only the Gramians that changed since the last call.
   IalsFrozen Freeze();

@@ -129,17 +129,17 @@ bool ClearlyBetter(const std::vector<double>& ndcgs, const std::vector<double>& 
 // One hyperparameter the search varies, with its whole range (of its
 // magnitude, for an event weight).
 struct Knob {
-  double IalsTrial::*field = nullptr;  // null for an event weight
-  int type = 0;                        // the event weight's type
+  double IalsHyperparameters::*field = nullptr;  // null for an event weight
+  int type = 0;                                  // the event weight's type
   double lo = 0, hi = 0;
-  double Get(const IalsTrial& t) const {
-    return field ? t.*field : std::abs(static_cast<double>(t.weights[type]));
+  double Get(const IalsHyperparameters& h) const {
+    return field ? h.*field : std::abs(static_cast<double>(h.weights[type]));
   }
-  void Set(IalsTrial& t, double v) const {
+  void Set(IalsHyperparameters& h, double v) const {
     if (field) {
-      t.*field = v;
+      h.*field = v;
     } else {
-      t.weights[type] = static_cast<float>(std::copysign(v, t.weights[type]));
+      h.weights[type] = static_cast<float>(std::copysign(v, h.weights[type]));
     }
   }
 };
@@ -153,13 +153,16 @@ std::vector<Knob> Knobs(const IalsState& state, const IalsTuningOptions& options
   const IalsOptions& start = state.options();
   std::vector<Knob> knobs;
   if (!options.pin_unobserved_weight) {
-    knobs.push_back({&IalsTrial::unobserved_weight, 0, kMinUnobservedWeight, kMaxUnobservedWeight});
+    knobs.push_back(
+        {&IalsHyperparameters::unobserved_weight, 0, kMinUnobservedWeight, kMaxUnobservedWeight});
   }
   if (!options.pin_regularization) {
-    knobs.push_back({&IalsTrial::regularization, 0, kMinRegularization, kMaxRegularization});
+    knobs.push_back(
+        {&IalsHyperparameters::regularization, 0, kMinRegularization, kMaxRegularization});
   }
   if (!options.pin_decay_half_life && start.decay_half_life_days > 0) {
-    knobs.push_back({&IalsTrial::decay_half_life_days, 0, kMinHalfLifeDays, kMaxHalfLifeDays});
+    knobs.push_back(
+        {&IalsHyperparameters::decay_half_life_days, 0, kMinHalfLifeDays, kMaxHalfLifeDays});
   }
   if (options.pin_event_weights) return knobs;
   std::array<bool, kNumEventTypes> present{};
@@ -185,14 +188,6 @@ std::vector<Knob> Knobs(const IalsState& state, const IalsTuningOptions& options
 }
 
 }  // namespace
-
-IalsOptions IalsTrial::Applied(IalsOptions base) const {
-  base.unobserved_weight = unobserved_weight;
-  base.regularization = regularization;
-  base.decay_half_life_days = decay_half_life_days;
-  base.weights = weights;
-  return base;
-}
 
 uint64_t CountPairs(const IalsState& state) {
   uint64_t pairs = 0;
@@ -240,13 +235,13 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
   }
   const double move = knobs.empty() ? 0 : std::min(1.0, 2.0 / static_cast<double>(knobs.size()));
   for (int t = 0; t < std::max(1, options.trials); ++t) {
-    IalsTrial trial{start.unobserved_weight, start.regularization, start.decay_half_life_days,
-                    start.weights};
+    IalsTrial trial{start.hyperparameters()};
+    IalsHyperparameters& h = trial.hyperparameters;
     if (t > 0 && t <= global_trials) {
       for (size_t k = 0; k < global_knobs; ++k) {
         const double u =
             (strata[k][t - 1] + Uniform(options.seed, t, static_cast<int>(k))) / global_trials;
-        knobs[k].Set(trial, LogUniform(u, knobs[k].lo, knobs[k].hi));
+        knobs[k].Set(h, LogUniform(u, knobs[k].lo, knobs[k].hi));
       }
     } else if (t > 0 && !knobs.empty()) {
       trial = tuning.trials[best];
@@ -255,14 +250,13 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
         const bool last = k + 1 == knobs.size();
         const int which = static_cast<int>(2 * k);
         if (Uniform(options.seed, t, which) >= move && !(last && !moved)) continue;
-        const double v = knobs[k].Get(trial);
-        knobs[k].Set(trial, LogUniform(Uniform(options.seed, t, which + 1), v / kLocalFactor,
-                                       v * kLocalFactor));
+        const double v = knobs[k].Get(h);
+        knobs[k].Set(
+            h, LogUniform(Uniform(options.seed, t, which + 1), v / kLocalFactor, v * kLocalFactor));
         moved = true;
       }
     }
-    const IalsOptions o = trial.Applied(start);
-    IalsState fresh = state.Restarted(o, keep);
+    IalsState fresh = state.Restarted(start.With(h), keep);
     if (!fresh.Train(epochs, &stop) || !Evaluate(fresh, held, stop, trial, ndcgs)) {
       return std::nullopt;
     }
@@ -276,40 +270,41 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
   return tuning;
 }
 
+// A trial is written as its unobserved weight, regularisation, metrics,
+// half-life and event weights.
 void IalsTuning::Encode(ByteWriter& w) const {
   w.Varint(trials.size());
   for (const IalsTrial& t : trials) {
-    for (double x :
-         {t.unobserved_weight, t.regularization, t.hr_at_10, t.ndcg_at_10, t.recall_at_20}) {
+    const IalsHyperparameters& h = t.hyperparameters;
+    for (double x : {h.unobserved_weight, h.regularization, t.hr_at_10, t.ndcg_at_10,
+                     t.recall_at_20, h.decay_half_life_days}) {
       w.F64(x);
     }
-    w.F64(t.decay_half_life_days);
-    for (float x : t.weights) w.F32(x);
+    for (float x : h.weights) w.F32(x);
   }
   w.Varint(winner);
   w.Varint(holdout_users);
   w.Varint(pairs);
 }
 
-IalsTuning IalsTuning::Decode(ByteReader& r, bool weights, const IalsOptions& base) {
+IalsTuning IalsTuning::Decode(ByteReader& r, bool weights, const IalsHyperparameters& base) {
   IalsTuning t;
   const uint64_t n = r.Varint();
   for (uint64_t i = 0; i < n && r.status().ok(); ++i) {
-    IalsTrial trial;
-    for (double* x : {&trial.unobserved_weight, &trial.regularization, &trial.hr_at_10,
-                      &trial.ndcg_at_10, &trial.recall_at_20}) {
+    IalsTrial trial{base};
+    IalsHyperparameters& h = trial.hyperparameters;
+    for (double* x : {&h.unobserved_weight, &h.regularization, &trial.hr_at_10, &trial.ndcg_at_10,
+                      &trial.recall_at_20}) {
       *x = r.F64();
     }
-    trial.decay_half_life_days = base.decay_half_life_days;
-    trial.weights = base.weights;
     if (weights) {
-      trial.decay_half_life_days = r.F64();
-      for (float& x : trial.weights) x = r.F32();
+      h.decay_half_life_days = r.F64();
+      for (float& x : h.weights) x = r.F32();
     }
     t.trials.push_back(trial);
   }
   const uint64_t winner = r.Varint();
-  if (winner >= t.trials.size() || !ValidHyperparameters(t.trials[winner].Applied(base))) {
+  if (winner >= t.trials.size() || !t.trials[winner].hyperparameters.Valid()) {
     r.Invalidate();
     return t;
   }

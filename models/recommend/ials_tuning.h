@@ -25,7 +25,6 @@
 #ifndef MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 #define MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -53,11 +52,8 @@ struct IalsTuningOptions {
 };
 
 struct IalsTrial {
-  double unobserved_weight = 0, regularization = 0, decay_half_life_days = 0;
-  std::array<float, kNumEventTypes> weights{};
+  IalsHyperparameters hyperparameters;
   double hr_at_10 = 0, ndcg_at_10 = 0, recall_at_20 = 0;
-  // `base` with this trial's hyperparameters.
-  IalsOptions Applied(IalsOptions base) const;
   bool operator==(const IalsTrial&) const = default;
 };
 
@@ -72,7 +68,7 @@ struct IalsTuning {
   void Encode(ByteWriter& w) const;
   // `weights`: with the event weights and half-life, which older
   // checkpoints lack (their trials have `base`'s). Errors stay in `r`.
-  static IalsTuning Decode(ByteReader& r, bool weights, const IalsOptions& base);
+  static IalsTuning Decode(ByteReader& r, bool weights, const IalsHyperparameters& base);
   bool operator==(const IalsTuning&) const = default;
 };
 

@@ -53,7 +53,7 @@ std::string RecommendView::Encode() const {
     w.Varint(d->size());
     for (uint32_t i = 0; i < d->size(); ++i) w.Str(d->Name(i));
   }
-  EncodeHyperparameters(options_.ials, w);
+  options_.ials.hyperparameters().Encode(w);
   (unserved_factors_ ? *unserved_factors_ : factors_).Encode(w);
   w.F64(popularity_.anchor_ms);
   for (uint32_t i = 0; i < items_.size(); ++i) {
@@ -105,11 +105,7 @@ absl::Status RecommendModel::Decode(std::string_view bytes) {
     const uint64_t n = r.Varint();
     for (uint64_t i = 0; i < n && r.status().ok(); ++i) d->FindOrAdd(r.Str());
   }
-  if (format >= 6) {
-    IalsOptions o = options_.ials;
-    DecodeHyperparameters(r, o);
-    next.factors_ = IalsState(o);
-  }
+  if (format >= 6) next.factors_ = IalsState(options_.ials.With(IalsHyperparameters::Decode(r)));
   next.factors_.Decode(r, format >= 6);
   const size_t items = next.items_.size(), categories = next.categories_.size();
   if (next.factors_.num_items() > items) r.Invalidate();

@@ -197,13 +197,13 @@ void RecommendModel::StartRetrain() {
 void RecommendModel::UseTuning(std::shared_ptr<const IalsTuning> tuning) {
   tuning_ = std::move(tuning);
   // What a search could not change stays at its flags.
-  IalsOptions o = tuning_->adopted().Applied(factors_.options());
+  IalsHyperparameters h = tuning_->adopted().hyperparameters;
   const IalsTuningOptions& pins = options_.tuning;
-  if (pins.pin_unobserved_weight) o.unobserved_weight = options_.ials.unobserved_weight;
-  if (pins.pin_regularization) o.regularization = options_.ials.regularization;
-  if (pins.pin_decay_half_life) o.decay_half_life_days = options_.ials.decay_half_life_days;
-  if (pins.pin_event_weights) o.weights = options_.ials.weights;
-  factors_.SetHyperparameters(o);
+  if (pins.pin_unobserved_weight) h.unobserved_weight = options_.ials.unobserved_weight;
+  if (pins.pin_regularization) h.regularization = options_.ials.regularization;
+  if (pins.pin_decay_half_life) h.decay_half_life_days = options_.ials.decay_half_life_days;
+  if (pins.pin_event_weights) h.weights = options_.ials.weights;
+  factors_.SetHyperparameters(h);
 }
 
 void RecommendModel::AdoptRetrain(TrainedFactors trained) {

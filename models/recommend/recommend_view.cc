@@ -100,7 +100,7 @@ class TopK {
 
 // The hyperparameters a search may change, by name ("weight_<type>" for
 // each event type with a weight).
-std::vector<std::pair<std::string, double>> Hyperparameters(const IalsOptions& o) {
+std::vector<std::pair<std::string, double>> Hyperparameters(const IalsHyperparameters& o) {
   std::vector<std::pair<std::string, double>> out = {
       {"unobserved_weight", o.unobserved_weight},
       {"regularization", o.regularization},
@@ -496,7 +496,7 @@ std::vector<FitTrial> RecommendView::Trials() const {
   for (size_t i = 0; i < tuning_->trials.size(); ++i) {
     const IalsTrial& t = tuning_->trials[i];
     out.push_back(
-        {Hyperparameters(t.Applied(options_.ials)),
+        {Hyperparameters(t.hyperparameters),
          {{"hr_at_10", t.hr_at_10}, {"ndcg_at_10", t.ndcg_at_10}, {"recall_at_20", t.recall_at_20}},
          i == tuning_->winner});
   }

@@ -18,7 +18,7 @@ void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs, ui
                if (tune) {
                  tuning = TuneIals(state, *tune, epochs, stop);
                  if (stop.load()) return std::nullopt;
-                 if (tuning) state.SetHyperparameters(tuning->adopted().Applied(state.options()));
+                 if (tuning) state.SetHyperparameters(tuning->adopted().hyperparameters);
                }
                if (!state.Train(epochs, &stop)) return std::nullopt;
                std::shared_ptr<const HnswIndex> index = build ? build(state, stop) : nullptr;

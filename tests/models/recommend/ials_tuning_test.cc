@@ -53,8 +53,9 @@ TEST(IalsTuningTest, TheSameStateGivesTheSameSearchAndPinnedValuesStay) {
   ASSERT_EQ(a->trials.size(), 5u);
   EXPECT_EQ(a->holdout_users, 600u);
   EXPECT_EQ(a->pairs, CountPairs(state));
-  EXPECT_EQ(a->trials[0].unobserved_weight, 0.5);  // the configuration in use comes first
-  EXPECT_EQ(a->trials[0].regularization, 1);
+  EXPECT_EQ(a->trials[0].hyperparameters.unobserved_weight,
+            0.5);  // the configuration in use comes first
+  EXPECT_EQ(a->trials[0].hyperparameters.regularization, 1);
   for (const IalsTrial& t : a->trials) {
     EXPECT_GE(t.recall_at_20, t.hr_at_10);
     EXPECT_LE(t.ndcg_at_10, t.hr_at_10);
@@ -67,10 +68,10 @@ TEST(IalsTuningTest, TheSameStateGivesTheSameSearchAndPinnedValuesStay) {
   ASSERT_TRUE(pinned);
   EXPECT_EQ(pinned->holdout_users, 100u);
   for (const IalsTrial& t : pinned->trials) {
-    EXPECT_EQ(t.regularization, 1);
-    EXPECT_EQ(t.weights, Bad().weights);
+    EXPECT_EQ(t.hyperparameters.regularization, 1);
+    EXPECT_EQ(t.hyperparameters.weights, Bad().weights);
   }
-  EXPECT_NE(pinned->trials[1].unobserved_weight, 0.5);
+  EXPECT_NE(pinned->trials[1].hyperparameters.unobserved_weight, 0.5);
 
   stop = true;
   EXPECT_FALSE(TuneIals(state, options, 3, stop));
@@ -110,16 +111,16 @@ TEST(IalsTuningTest, TheSearchWeighsEventTypesAndAges) {
   ASSERT_TRUE(tuning);
   for (const IalsTrial& t : tuning->trials) {
     std::printf("view %6.3f purchase %6.3f half-life %6.1f d: NDCG@10 %.3f\n",
-                t.weights[static_cast<int>(EventType::kView)],
-                t.weights[static_cast<int>(EventType::kPurchase)], t.decay_half_life_days,
-                t.ndcg_at_10);
+                t.hyperparameters.weights[static_cast<int>(EventType::kView)],
+                t.hyperparameters.weights[static_cast<int>(EventType::kPurchase)],
+                t.hyperparameters.decay_half_life_days, t.ndcg_at_10);
   }
-  const IalsTrial& adopted = tuning->adopted();
+  const IalsHyperparameters& adopted = tuning->adopted().hyperparameters;
   ASSERT_NE(tuning->winner, 0u);
   EXPECT_EQ(adopted.weights[static_cast<int>(EventType::kView)], 8);  // the largest stays
   EXPECT_GT(adopted.weights[static_cast<int>(EventType::kPurchase)], 1);
   EXPECT_LT(adopted.decay_half_life_days, 720);
-  EXPECT_GE(adopted.ndcg_at_10, 1.2 * tuning->trials[0].ndcg_at_10);
+  EXPECT_GE(tuning->adopted().ndcg_at_10, 1.2 * tuning->trials[0].ndcg_at_10);
 }
 
 TEST(IalsTuningTest, TooFewActiveCustomersRunNoSearch) {
