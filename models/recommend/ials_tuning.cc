@@ -12,7 +12,7 @@ namespace {
 
 // The ranges of the first half of the trials, and how far (a factor) the
 // rest look around the best so far.
-constexpr double kMinUnobservedWeight = 0.5, kMaxUnobservedWeight = 2048;
+constexpr double kMinUnobservedWeight = 0.5, kMaxUnobservedWeight = 8192;
 constexpr double kMinRegularization = 1e-3, kMaxRegularization = 1;
 constexpr double kMinHalfLifeDays = 7, kMaxHalfLifeDays = 720;
 // An event weight ranges over this factor either way of its start value.
@@ -39,9 +39,8 @@ double LogUniform(double u, double lo, double hi) {
 }
 
 // Each active customer's latest purchase (or, with none, latest
-// interaction; the highest item among the latest), a seeded sample of at
-// most `max_users` of them, by customer.
-std::vector<HeldOut> PickHoldout(const IalsState& state, size_t max_users, uint64_t seed) {
+// interaction; the highest item among the latest), by customer.
+std::vector<HeldOut> LatestOfActive(const IalsState& state) {
   std::vector<HeldOut> held;
   for (uint32_t u = 0; u < state.num_users(); ++u) {
     const History* h = state.history(u);
@@ -59,6 +58,11 @@ std::vector<HeldOut> PickHoldout(const IalsState& state, size_t max_users, uint6
     }
     if (positive >= 2) held.push_back({u, latest->item});
   }
+  return held;
+}
+
+// A seeded sample of at most `max_users` of `held`, by customer.
+std::vector<HeldOut> Sample(std::vector<HeldOut> held, size_t max_users, uint64_t seed) {
   if (held.size() > max_users) {
     const auto key = [seed](const HeldOut& h) {
       return StableHasher().Add(seed).Add(h.user).value();
@@ -85,24 +89,36 @@ bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
     items.row(i) =
         Eigen::Map<const Eigen::RowVectorXf>(trained.item_row(static_cast<uint32_t>(i)), k);
   }
-  Eigen::VectorXf scores(n);
+  // Scored a block of customers at a time: one matrix product per block.
+  constexpr size_t kBlock = 32;
+  Eigen::MatrixXf rows(k, static_cast<Eigen::Index>(kBlock)), scores;
   double hits = 0, ndcg = 0, recall = 0;
   ndcgs.clear();
-  for (const HeldOut& h : held) {
+  for (size_t first = 0; first < held.size(); first += kBlock) {
     if (stop.load(std::memory_order_relaxed)) return false;
-    scores.noalias() = items * Eigen::Map<const Eigen::VectorXf>(trained.user_row(h.user), k);
-    const float target = scores[h.item];
-    if (const History* own = trained.history(h.user)) {
-      for (const Interaction& in : *own) scores[in.item] = -std::numeric_limits<float>::infinity();
+    const size_t block = std::min(kBlock, held.size() - first);
+    for (size_t b = 0; b < block; ++b) {
+      rows.col(static_cast<Eigen::Index>(b)) =
+          Eigen::Map<const Eigen::VectorXf>(trained.user_row(held[first + b].user), k);
     }
-    size_t rank = 0;
-    for (Eigen::Index j = 0; j < n; ++j) {
-      rank += scores[j] > target || (scores[j] == target && j < h.item);
+    scores.noalias() = items * rows.leftCols(static_cast<Eigen::Index>(block));
+    for (size_t b = 0; b < block; ++b) {
+      const HeldOut& h = held[first + b];
+      auto column = scores.col(static_cast<Eigen::Index>(b));
+      const float target = column[h.item];
+      if (const History* own = trained.history(h.user)) {
+        for (const Interaction& in : *own)
+          column[in.item] = -std::numeric_limits<float>::infinity();
+      }
+      size_t rank = 0;
+      for (Eigen::Index j = 0; j < n; ++j) {
+        rank += column[j] > target || (column[j] == target && j < h.item);
+      }
+      hits += rank < 10;
+      ndcgs.push_back(rank < 10 ? 1 / std::log2(static_cast<double>(rank) + 2) : 0);
+      ndcg += ndcgs.back();
+      recall += rank < 20;
     }
-    hits += rank < 10;
-    ndcgs.push_back(rank < 10 ? 1 / std::log2(static_cast<double>(rank) + 2) : 0);
-    ndcg += ndcgs.back();
-    recall += rank < 20;
   }
   const double users = static_cast<double>(held.size());
   trial.hr_at_10 = hits / users;
@@ -202,10 +218,11 @@ uint64_t CountPairs(const IalsState& state) {
 
 std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptions& options,
                                    int epochs, const std::atomic<bool>& stop) {
-  const std::vector<HeldOut> held = PickHoldout(state, options.holdout_users, options.seed);
+  std::vector<HeldOut> held = LatestOfActive(state);
   if (held.size() < kMinHoldoutUsers) return std::nullopt;
   std::vector<uint32_t> held_item(state.num_users(), kNoItem);
   for (const HeldOut& h : held) held_item[h.user] = h.item;
+  held = Sample(std::move(held), options.holdout_users, options.seed);
   const auto keep = [&](uint32_t user, const Interaction& in) {
     return held_item[user] != in.item;
   };

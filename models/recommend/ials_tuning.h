@@ -6,17 +6,15 @@
 //
 // As of the state it starts from, each active customer (two or more
 // interactions with a positive confidence) has the latest purchase held out
-// (the latest interaction when they bought nothing), a seeded sample of at
-// most `holdout_users` of them. Every trial trains a fresh state
-// (IalsState::Restarted, which re-weighs each pair from its event counts
-// for the trial's event weights and half-life) on the rest for the
-// retrain's epochs and ranks every item for those customers, their other
-// items excluded: HR@10, NDCG@10 and recall@20 (with one held-out item, the
-// hit rate at 20). Trial 0 is the configuration in use; the first half of
-// the others draw the unobserved weight and regularisation from their
-// whole ranges (a Latin hypercube), and the rest move the best so far. The
-// event weights searched are those of the event types the interactions
-// have, but the largest positive one, which stays: scaling every weight is
+// (the latest interaction when they bought nothing). Every trial trains a
+// fresh state (IalsState::Restarted, which re-weighs each pair from its
+// event counts for the trial's event weights and half-life) on the rest
+// for the retrain's epochs and ranks every item for a seeded sample of at
+// most `holdout_users` of those customers, their other items excluded: HR@10, NDCG@10 and recall@20
+// (with one held-out item, the hit rate at 20). Trial 0 is the configuration in use; the first half
+// of the others draw the unobserved weight and regularisation from their whole ranges (a Latin
+// hypercube), and the rest move the best so far. The event weights searched are those of the event
+// types the interactions have, but the largest positive one, which stays: scaling every weight is
 // what the unobserved weight and regularisation already do. The
 // configuration in use stays unless a trial's NDCG@10 beats it clearly
 // (paired over the customers, by two standard errors); of those, the
@@ -41,8 +39,8 @@ struct IalsTuningOptions {
   // Hyperparameters the search leaves as they are.
   bool pin_unobserved_weight = false, pin_regularization = false, pin_event_weights = false,
        pin_decay_half_life = false;
-  // Customers held out, at most.
-  size_t holdout_users = 1000;
+  // Customers ranked, at most (every active customer is held out).
+  size_t holdout_users = 5000;
   uint64_t seed = 42;
   // Whether there is anything to search.
   bool enabled() const {
@@ -60,6 +58,7 @@ struct IalsTrial {
 struct IalsTuning {
   std::vector<IalsTrial> trials;
   uint32_t winner = 0;
+  // Customers ranked.
   uint64_t holdout_users = 0;
   // Interactions with a positive confidence when it started.
   uint64_t pairs = 0;

@@ -18,7 +18,11 @@ void RetrainRun::Start(uint64_t position, const IalsState& state, int epochs, ui
                if (tune) {
                  tuning = TuneIals(state, *tune, epochs, stop);
                  if (stop.load()) return std::nullopt;
-                 if (tuning) state.SetHyperparameters(tuning->adopted().hyperparameters);
+                 // A new configuration trains from a fresh start, as its trial did.
+                 if (tuning && tuning->winner != 0) {
+                   state = state.Restarted(state.options().With(tuning->adopted().hyperparameters),
+                                           [](uint32_t, const Interaction&) { return true; });
+                 }
                }
                if (!state.Train(epochs, &stop)) return std::nullopt;
                std::shared_ptr<const HnswIndex> index = build ? build(state, stop) : nullptr;

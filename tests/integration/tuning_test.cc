@@ -62,9 +62,10 @@ std::vector<std::string> FitsDone(ServerProcess& server) {
   return out;
 }
 
-const std::vector<std::string> kBadFlags = {"--rec_unobserved_weight=0.5", "--rec_regularization=1",
-                                            "--rec_retrain_every=0", "--rec_tuning_trials=6",
-                                            "--checkpoint_interval_s=3600"};
+const std::vector<std::string> kBadFlags = {
+    "--rec_unobserved_weight=0.5",     "--rec_regularization=1",
+    "--rec_retrain_every=0",           "--rec_tuning_trials=6",
+    "--rec_tuning_holdout_users=1000", "--checkpoint_interval_s=3600"};
 
 TEST(TuningTest, ASearchFromBadFlagsIsAdoptedAndSurvivesKills) {
   TempDir dir;
@@ -90,7 +91,7 @@ TEST(TuningTest, ASearchFromBadFlagsIsAdoptedAndSurvivesKills) {
   EXPECT_GE(adopted->metrics().at("ndcg_at_10"), 1.2 * m.trials(0).metrics().at("ndcg_at_10"));
   EXPECT_EQ(m.gauges().at("unobserved_weight"), adopted->parameters().at("unobserved_weight"));
   EXPECT_EQ(m.gauges().at("holdout_ndcg_at_10"), adopted->metrics().at("ndcg_at_10"));
-  EXPECT_EQ(m.counts().at("holdout_users"), 1000u);
+  EXPECT_EQ(m.counts().at("holdout_users"), 1000u);  // a sample of the held-out customers
   const std::string metrics = HttpGet(server->metrics_port(), "/metrics");
   EXPECT_NE(metrics.find(R"(mercato_model_gauge{model="recommend",gauge="holdout_ndcg_at_10"})"),
             std::string::npos);

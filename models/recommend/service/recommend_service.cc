@@ -29,8 +29,9 @@ ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
 ABSL_FLAG(int, rec_tuning_trials, 12,
           "Recommend: configurations a hyperparameter search tries, the one in use included "
           "(at the first retrain and once interactions have doubled; 0 or 1 = no search)");
-ABSL_FLAG(int, rec_tuning_holdout_users, 1000,
-          "Recommend: customers whose latest interaction a search holds out, at most");
+ABSL_FLAG(int, rec_tuning_holdout_users, 5000,
+          "Recommend: customers a search ranks, at most, of those whose latest interaction it "
+          "holds out (every active one)");
 ABSL_FLAG(std::string, rec_pinned, "",
           "Recommend: hyperparameters the search leaves at their flags "
           "(comma separated: unobserved_weight, regularization, event_weights, "

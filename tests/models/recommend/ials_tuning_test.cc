@@ -3,9 +3,12 @@
 
 #include <atomic>
 #include <cstdio>
+#include <map>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "models/recommend/recommend_model.h"
+#include "models/recommend/retrain_run.h"
 #include "testing/demo_shop.h"
 
 namespace mercato::core {
@@ -176,6 +179,46 @@ TEST(IalsTuningTest, ARetrainFromBadHyperparametersAdoptsABetterConfiguration) {
   // No new search until the interactions have doubled.
   model.RetrainNow();
   EXPECT_EQ(model.Publish()->Trials()[0].metrics, trials[0].metrics);
+}
+
+// A retrain whose search adopts a new configuration trains it from a fresh
+// start, as its trial did: the rows the model had before do not matter.
+TEST(IalsTuningTest, AnAdoptedConfigurationTrainsFromAFreshStart) {
+  DemoShopOptions d;
+  d.users = 1000;
+  d.items = 300;
+  d.days = 60;
+  IalsOptions o = Bad();
+  o.decay_half_life_days = 90;
+  IalsState shop(o);
+  std::map<std::string, uint32_t> users, items;
+  for (const Event& e : GenerateDemoShop(d).events) {
+    if (e.user_id.empty() || e.item_id.empty() || static_cast<int>(e.type) > kCountedTypes)
+      continue;
+    const auto id = [](std::map<std::string, uint32_t>& ids, const std::string& name) {
+      return ids.emplace(name, static_cast<uint32_t>(ids.size())).first->second;
+    };
+    shop.Observe(id(users, e.user_id), id(items, e.item_id), e.type, e.timestamp_ms);
+  }
+  IalsTuningOptions tune;
+  tune.trials = 4;
+  const auto retrained = [&](bool trained_before) {
+    IalsState live = shop;
+    if (trained_before) EXPECT_TRUE(live.Train(3));
+    RetrainRun run;
+    run.Start(1, live, 3, 1, /*background=*/false, tune, nullptr);
+    std::string out;
+    run.Finish([&](TrainedFactors t) {
+      EXPECT_TRUE(t.tuning.has_value());
+      if (t.tuning) EXPECT_NE(t.tuning->winner, 0u);
+      ByteWriter w(&out);
+      t.state.Freeze().Encode(w);
+    });
+    return out;
+  };
+  const std::string cold = retrained(false);
+  EXPECT_FALSE(cold.empty());
+  EXPECT_TRUE(cold == retrained(true));  // not printed: the encodings are long
 }
 
 }  // namespace
