@@ -7,19 +7,23 @@
 // As of the state it starts from, each active customer (two or more
 // interactions with a positive confidence) has the latest purchase held out
 // (the latest interaction when they bought nothing). Every trial trains a
-// fresh state (IalsState::Restarted, which re-weighs each pair from its
-// event counts for the trial's event weights and half-life) on the rest
-// for the retrain's epochs and ranks every item for a seeded sample of at
-// most `holdout_users` of those customers, their other items excluded: HR@10, NDCG@10 and recall@20
-// (with one held-out item, the hit rate at 20). Trial 0 is the configuration in use; the first half
-// of the others draw the unobserved weight and regularisation from their whole ranges (a Latin
-// hypercube), and the rest move the best so far. The event weights searched are those of the event
-// types the interactions have, but the largest positive one, which stays: scaling every weight is
-// what the unobserved weight and regularisation already do. The
-// configuration in use stays unless a trial's NDCG@10 beats it clearly
-// (paired over the customers, by two standard errors); of those, the
-// highest wins. Everything is seeded and single-threaded, so one state
-// gives one result.
+// fresh state (IalsState::Restarted, which re-weighs each pair from its event
+// counts for the trial's event weights and half-life) on the rest for the
+// retrain's epochs and ranks every item for a seeded sample of at most
+// `holdout_users` of those customers, their other items excluded. Every
+// active customer is held out, not only those ranked, because the latest
+// interactions are mostly with recent items: with most of them still trained
+// on, the holdout is easier than the next interactions are. The metrics:
+// HR@10, NDCG@10 and recall@20 (with one held-out item, the hit rate at 20).
+// Trial 0 is the configuration in use; the first half of the others draw the
+// unobserved weight and regularisation from their whole ranges (a Latin
+// hypercube), and the rest move the best so far. The event weights searched
+// are those of the event types the interactions have, but the largest
+// positive one, which stays: scaling every weight is what the unobserved
+// weight and regularisation already do. The configuration in use stays unless
+// a trial's NDCG@10 beats it clearly (paired over the customers, by two
+// standard errors); of those, the highest wins. Everything is seeded and
+// single-threaded, so one state gives one result.
 #ifndef MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 #define MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 
