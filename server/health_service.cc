@@ -7,18 +7,13 @@ namespace mercato::server {
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
-HealthService::HealthService(std::vector<std::string> services) : services_(std::move(services)) {
+HealthService::HealthService(std::vector<std::string> services, std::function<bool()> serving)
+    : services_(std::move(services)), serving_(std::move(serving)) {
   ParseUnary(grpc::health::v1::Health::service_full_name(), "Check", &HealthService::Check);
-}
-
-void HealthService::SetServing(bool serving) {
-  absl::MutexLock lock(&mu_);
-  serving_ = serving;
 }
 
 void HealthService::Shutdown() {
   absl::MutexLock lock(&mu_);
-  serving_ = false;
   shut_down_ = true;
 }
 
@@ -27,8 +22,11 @@ HealthCheckResponse::ServingStatus HealthService::StatusOf(const std::string& se
       std::find(services_.begin(), services_.end(), service) == services_.end()) {
     return HealthCheckResponse::SERVICE_UNKNOWN;
   }
-  absl::MutexLock lock(&mu_);
-  return serving_ ? HealthCheckResponse::SERVING : HealthCheckResponse::NOT_SERVING;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return HealthCheckResponse::NOT_SERVING;
+  }
+  return serving_() ? HealthCheckResponse::SERVING : HealthCheckResponse::NOT_SERVING;
 }
 
 grpc::Status HealthService::Check(grpc::ServerContext*, const HealthCheckRequest* req,
@@ -43,8 +41,8 @@ grpc::Status HealthService::Check(grpc::ServerContext*, const HealthCheckRequest
 
 grpc::Status HealthService::Watch(grpc::ServerContext* ctx, const HealthCheckRequest* req,
                                   grpc::ServerWriter<HealthCheckResponse>* writer) {
-  // Sends the status now and on every change until the client leaves or the
-  // server shuts down.
+  // Sends the status now and whenever it has changed, looking every 200 ms,
+  // until the client leaves or the server shuts down.
   HealthCheckResponse::ServingStatus last = HealthCheckResponse::UNKNOWN;
   for (;;) {
     const HealthCheckResponse::ServingStatus now = StatusOf(req->service());
@@ -55,10 +53,7 @@ grpc::Status HealthService::Watch(grpc::ServerContext* ctx, const HealthCheckReq
       last = now;
     }
     absl::MutexLock lock(&mu_);
-    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return shut_down_ || (serving_ != (last == HealthCheckResponse::SERVING));
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&changed), absl::Milliseconds(200));
+    mu_.AwaitWithTimeout(absl::Condition(&shut_down_), absl::Milliseconds(200));
     if (shut_down_ || ctx->IsCancelled()) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "the server is shutting down");
     }

@@ -1,5 +1,7 @@
-// grpc.health.v1.Health for the server and each of its services: NOT_SERVING
-// until recovery has finished and again while draining.
+// grpc.health.v1.Health for the server and each of its services: what
+// `serving` says when asked (NOT_SERVING until recovery has finished, while a
+// replica lags, and again while draining). Check asks it on every call, Watch
+// every 200 ms.
 //
 // Written here rather than taken from gRPC's default health service, which
 // runs on the callback API: its extra polling threads compete with the
@@ -10,7 +12,7 @@
 #ifndef MERCATO_SERVER_HEALTH_SERVICE_H_
 #define MERCATO_SERVER_HEALTH_SERVICE_H_
 
-#include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,9 +25,8 @@ namespace mercato::server {
 class HealthService final : public OwnParsing<grpc::health::v1::Health::Service> {
  public:
   // `services`: the fully qualified names answered besides "" (the server).
-  explicit HealthService(std::vector<std::string> services);
+  HealthService(std::vector<std::string> services, std::function<bool()> serving);
 
-  void SetServing(bool serving);
   // Ends every Watch stream; called when the server shuts down.
   void Shutdown();
 
@@ -38,8 +39,8 @@ class HealthService final : public OwnParsing<grpc::health::v1::Health::Service>
   grpc::health::v1::HealthCheckResponse::ServingStatus StatusOf(const std::string& service) const;
 
   const std::vector<std::string> services_;
+  const std::function<bool()> serving_;
   mutable absl::Mutex mu_;
-  bool serving_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 

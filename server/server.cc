@@ -8,11 +8,9 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "core/stable_hash.h"
 #include "mercato/v1/admin.grpc.pb.h"
 #include "mercato/v1/catalog.grpc.pb.h"
@@ -435,9 +433,6 @@ struct MercatoServer::Impl {
   // Holds reads that carry a min_sequence; stopped (answering what still
   // waits) before the queues, which its answers go through.
   std::unique_ptr<ReadBarrier> barrier;
-  // Follows the lag into health while the server runs.
-  std::thread health_watch;
-  absl::Notification stop_watch;
 
   bool Serving() const {
     return marked_ready.load() &&
@@ -462,7 +457,7 @@ struct MercatoServer::Impl {
     std::vector<std::string> names;
     for (const ServiceRegistrar::Served& s : services.services()) names.push_back(s.name);
     // Health is open to every caller: load balancers carry no token.
-    health = std::make_unique<HealthService>(names);
+    health = std::make_unique<HealthService>(names, [this] { return Serving(); });
     const std::string reflection = grpc::reflection::v1alpha::ServerReflection::service_full_name();
     names.push_back(grpc::health::v1::Health::service_full_name());
     names.push_back(reflection);
@@ -528,22 +523,10 @@ absl::StatusOr<std::unique_ptr<MercatoServer>> MercatoServer::Start(const Server
 
 int MercatoServer::port() const { return impl_->port; }
 
-void MercatoServer::MarkReady() {
-  Impl& d = *impl_;
-  d.marked_ready = true;
-  d.health->SetServing(d.Serving());
-  if (d.health_watch.joinable()) return;
-  d.health_watch = std::thread([&d] {
-    while (!d.stop_watch.WaitForNotificationWithTimeout(absl::Milliseconds(200))) {
-      d.health->SetServing(d.Serving());
-    }
-  });
-}
+void MercatoServer::MarkReady() { impl_->marked_ready = true; }
 
 void MercatoServer::Shutdown() {
   std::call_once(impl_->shutdown_once, [this] {
-    impl_->stop_watch.Notify();
-    if (impl_->health_watch.joinable()) impl_->health_watch.join();
     impl_->health->Shutdown();
     impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + impl_->drain_timeout));
     impl_->barrier.reset();
