@@ -21,10 +21,13 @@ constexpr double kLocalFactor = 4;
 // A trial replaces the configuration in use only when its NDCG@10 is
 // higher by this many standard errors of the paired difference.
 constexpr double kClearWin = 2;
-constexpr uint32_t kNoItem = std::numeric_limits<uint32_t>::max();
 
+// A customer's latest basket: the items of their latest purchase not bought
+// before (with no purchase, of their latest interaction), held out of
+// training and ranked.
 struct HeldOut {
-  uint32_t user, item;
+  uint32_t user;
+  std::vector<uint32_t> items;
 };
 
 // A uniform draw in [0, 1), a function of the seed, the trial and the
@@ -38,25 +41,36 @@ double LogUniform(double u, double lo, double hi) {
   return std::exp(std::log(lo) + u * (std::log(hi) - std::log(lo)));
 }
 
-// Each active customer's latest purchase (or, with none, latest
-// interaction; the highest item among the latest), by customer.
+// Whether `in`, a positive interaction of a customer whose latest basket
+// was at `at` (`bought`: a purchase), is in it.
+bool InBasket(const Interaction& in, int64_t at, bool bought) {
+  constexpr int kPurchases = static_cast<int>(EventType::kPurchase) - 1;
+  return in.last_ms == at && (!bought || (in.flags & kPurchased && in.counts[kPurchases] == 1));
+}
+
+// Each active customer's latest basket, by customer: those with a positive
+// interaction besides it.
 std::vector<HeldOut> LatestOfActive(const IalsState& state) {
   std::vector<HeldOut> held;
   for (uint32_t u = 0; u < state.num_users(); ++u) {
     const History* h = state.history(u);
     if (h == nullptr) continue;
-    const Interaction* latest = nullptr;
-    int positive = 0;
-    const auto later = [&latest](const Interaction& in) {
-      const bool bought = in.flags & kPurchased, latest_bought = latest->flags & kPurchased;
-      return bought != latest_bought ? bought : in.last_ms >= latest->last_ms;
-    };
+    bool bought = false;
+    int64_t at = std::numeric_limits<int64_t>::min();
+    for (const Interaction& in : *h) {
+      if (in.confidence <= 0) continue;
+      const bool b = in.flags & kPurchased;
+      if (b != bought ? b : in.last_ms > at) at = in.last_ms;
+      bought = bought || b;
+    }
+    HeldOut basket{u, {}};
+    size_t positive = 0;
     for (const Interaction& in : *h) {
       if (in.confidence <= 0) continue;
       ++positive;
-      if (latest == nullptr || later(in)) latest = &in;
+      if (InBasket(in, at, bought)) basket.items.push_back(in.item);
     }
-    if (positive >= 2) held.push_back({u, latest->item});
+    if (!basket.items.empty() && basket.items.size() < positive) held.push_back(std::move(basket));
   }
   return held;
 }
@@ -77,9 +91,10 @@ std::vector<HeldOut> Sample(std::vector<HeldOut> held, size_t max_users, uint64_
   return held;
 }
 
-// HR@10, NDCG@10 and recall@20 of `trained` over `held`, ranking every item
-// but the customer's other ones, and each customer's NDCG@10 in `ndcgs`;
-// false when `stop` turned true.
+// HR@10 (a held-out item in the top 10), NDCG@10 and recall@20 of `trained`
+// over `held`, ranking every item but the customer's other ones (an item
+// scoring as high as a held-out one ranks above it), and each customer's
+// NDCG@10 in `ndcgs`; false when `stop` turned true.
 bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
               const std::atomic<bool>& stop, IalsTrial& trial, std::vector<double>& ndcgs) {
   const int k = trained.options().dim;
@@ -91,7 +106,10 @@ bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
   }
   // Scored a block of customers at a time: one matrix product per block.
   constexpr size_t kBlock = 32;
+  constexpr float kOut = -std::numeric_limits<float>::infinity();
   Eigen::MatrixXf rows(k, static_cast<Eigen::Index>(kBlock)), scores;
+  std::vector<float> targets;  // ascending
+  std::vector<size_t> above;   // by target: the other items scoring at least as high
   double hits = 0, ndcg = 0, recall = 0;
   ndcgs.clear();
   for (size_t first = 0; first < held.size(); first += kBlock) {
@@ -105,19 +123,38 @@ bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
     for (size_t b = 0; b < block; ++b) {
       const HeldOut& h = held[first + b];
       auto column = scores.col(static_cast<Eigen::Index>(b));
-      const float target = column[h.item];
+      targets.clear();
+      for (uint32_t item : h.items) {
+        targets.push_back(column[item]);
+        column[item] = kOut;
+      }
+      std::sort(targets.begin(), targets.end());
       if (const History* own = trained.history(h.user)) {
-        for (const Interaction& in : *own)
-          column[in.item] = -std::numeric_limits<float>::infinity();
+        for (const Interaction& in : *own) column[in.item] = kOut;
       }
-      size_t rank = 0;
+      // An item scoring at least the m lowest targets ranks above each of them.
+      above.assign(targets.size() + 1, 0);
       for (Eigen::Index j = 0; j < n; ++j) {
-        rank += column[j] > target || (column[j] == target && j < h.item);
+        if (column[j] == kOut) continue;
+        ++above[std::upper_bound(targets.begin(), targets.end(), column[j]) - targets.begin()];
       }
-      hits += rank < 10;
-      ndcgs.push_back(rank < 10 ? 1 / std::log2(static_cast<double>(rank) + 2) : 0);
+      // Target i (ascending) ranks below the items counted at m > i and the
+      // targets above it.
+      double dcg = 0, ideal = 0, found = 0;
+      size_t beaten_by = 0;
+      for (size_t i = targets.size(); i-- > 0;) {
+        beaten_by += above[i + 1];
+        const size_t rank = beaten_by + (targets.size() - 1 - i);
+        if (rank < 10) dcg += 1 / std::log2(static_cast<double>(rank) + 2);
+        found += rank < 20;
+      }
+      for (size_t i = 0; i < std::min<size_t>(10, targets.size()); ++i) {
+        ideal += 1 / std::log2(static_cast<double>(i) + 2);
+      }
+      hits += dcg > 0;
+      ndcgs.push_back(dcg / ideal);
       ndcg += ndcgs.back();
-      recall += rank < 20;
+      recall += found / static_cast<double>(targets.size());
     }
   }
   const double users = static_cast<double>(held.size());
@@ -220,11 +257,12 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
                                    int epochs, const std::atomic<bool>& stop) {
   std::vector<HeldOut> held = LatestOfActive(state);
   if (held.size() < kMinHoldoutUsers) return std::nullopt;
-  std::vector<uint32_t> held_item(state.num_users(), kNoItem);
-  for (const HeldOut& h : held) held_item[h.user] = h.item;
+  std::vector<std::vector<uint32_t>> basket(state.num_users());
+  for (const HeldOut& h : held) basket[h.user] = h.items;
   held = Sample(std::move(held), options.holdout_users, options.seed);
   const auto keep = [&](uint32_t user, const Interaction& in) {
-    return held_item[user] != in.item;
+    const std::vector<uint32_t>& b = basket[user];
+    return std::find(b.begin(), b.end(), in.item) == b.end();
   };
 
   IalsTuning tuning;

@@ -4,17 +4,19 @@
 // (retrain_run.h), so that it starts at a log position and its winner is
 // adopted at one like any retrain's result.
 //
-// As of the state it starts from, each active customer (two or more
-// interactions with a positive confidence) has the latest purchase held out
-// (the latest interaction when they bought nothing). Every trial trains a
-// fresh state (IalsState::Restarted, which re-weighs each pair from its event
-// counts for the trial's event weights and half-life) on the rest for the
-// retrain's epochs and ranks every item for a seeded sample of at most
-// `holdout_users` of those customers, their other items excluded. Every
-// active customer is held out, not only those ranked, because the latest
-// interactions are mostly with recent items: with most of them still trained
-// on, the holdout is easier than the next interactions are. The metrics:
-// HR@10, NDCG@10 and recall@20 (with one held-out item, the hit rate at 20).
+// As of the state it starts from, each active customer (with a positive
+// interaction besides their latest basket) has that basket held out: the
+// items of their latest purchase they had not bought before (with no
+// purchase, of their latest interaction), the next order as a shop sees it.
+// Every trial trains a fresh state (IalsState::Restarted, which re-weighs
+// each pair from its event counts for the trial's event weights and
+// half-life) on the rest for the retrain's epochs and ranks every item for a
+// seeded sample of at most `holdout_users` of those customers, their other
+// items excluded. Every active customer is held out, not only those ranked,
+// because the latest interactions are mostly with recent items: with most of
+// them still trained on, the holdout is easier than the next interactions
+// are. The metrics: HR@10 (a held-out item in the top 10), NDCG@10 and
+// recall@20.
 // Trial 0 is the configuration in use; the first half of the others draw the
 // unobserved weight and regularisation from their whole ranges (a Latin
 // hypercube), and the rest move the best so far. The event weights searched

@@ -134,6 +134,34 @@ TEST(IalsTuningTest, TooFewActiveCustomersRunNoSearch) {
   EXPECT_TRUE(TuneIals(PlantedState(Bad(), kMinHoldoutUsers), options, 2, stop));
 }
 
+// A customer's latest order is held out whole, and only its items they had
+// not bought before: those who bought nothing else, and those whose latest
+// order repeats an earlier one, are not held out.
+TEST(IalsTuningTest, TheLatestOrderIsHeldOutWhole) {
+  IalsState state(Bad());
+  const auto buy = [&state](uint32_t user, std::vector<uint32_t> items, int64_t day) {
+    for (uint32_t item : items) {
+      state.Observe(user, item, EventType::kPurchase, day * kDayMs + user);
+    }
+  };
+  for (uint32_t u = 0; u < 300; ++u) {
+    const uint32_t t = (u % 8) * 40;
+    buy(u, {t + u % 40, t + (u + 1) % 40}, 1);
+    buy(u, {t + (u + 2) % 40, t + (u + 3) % 40, t + (u + 4) % 40}, 10);
+  }
+  for (uint32_t u = 300; u < 400; ++u) buy(u, {u % 320, (u + 1) % 320, (u + 2) % 320}, 10);
+  for (uint32_t u = 400; u < 500; ++u) {
+    buy(u, {u % 320, (u + 1) % 320}, 1);
+    buy(u, {u % 320}, 10);
+  }
+  IalsTuningOptions options;
+  options.trials = 2;
+  std::atomic<bool> stop = false;
+  const std::optional<IalsTuning> tuning = TuneIals(state, options, 2, stop);
+  ASSERT_TRUE(tuning);
+  EXPECT_EQ(tuning->holdout_users, 300u);
+}
+
 // The demo shop, whose customers buy by planted category tastes, trained
 // from deliberately bad hyperparameters: the retrain's search finds a
 // configuration at least 20% better on the held-out interactions, and the
