@@ -31,20 +31,25 @@ const v1::ModelInfo& Recommend(const v1::ModelStatusResponse& st) {
 }
 
 // Waits until the settled recommendation model holds the whole log and its
-// search's trials are shown, and no model's fit runs (whose FIT_DONE would
-// lengthen the log).
+// search's trials are shown, no model's fit runs, and the log has not grown
+// for half a second: a fit adopted where its adopt-after count fell, before
+// its FIT_DONE record landed, still lengthens the log by that record.
 v1::ModelStatusResponse WaitTuned(ServerProcess& server) {
   auto admin = v1::Admin::NewStub(server.channel());
   v1::ModelStatusResponse st;
+  uint64_t quiet_at = 0;
+  int quiet = 0;
   for (int i = 0; i < 1200; ++i) {
     st = Status(*admin);
     const v1::ModelInfo& m = Recommend(st);
     const bool fitting =
         std::any_of(st.models().begin(), st.models().end(),
                     [](const v1::ModelInfo& info) { return info.retrain_running(); });
-    if (st.ready() && m.trials_size() > 0 && !fitting && m.digest_sequence() == st.log_sequence()) {
-      return st;
-    }
+    const bool tuned =
+        st.ready() && m.trials_size() > 0 && !fitting && m.digest_sequence() == st.log_sequence();
+    quiet = tuned && st.log_sequence() == quiet_at ? quiet + 1 : 0;
+    quiet_at = st.log_sequence();
+    if (quiet == 5) return st;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ADD_FAILURE() << "no search was adopted within 120 s";
