@@ -45,6 +45,9 @@ ABSL_FLAG(std::string, format, "online-retail",
           "online-retail, or generic: user,item,timestamp[,price,quantity,order]");
 ABSL_FLAG(int, k, 10, "cut-off K of HR@K and NDCG@K");
 ABSL_FLAG(int, negatives, 100, "sampled negatives per candidate list");
+ABSL_FLAG(bool, validation, false,
+          "leave each customer's last order out entirely and hold out the order before it: a "
+          "validation split for choosing flags without looking at the test orders");
 ABSL_FLAG(int, max_users, 0, "evaluate at most this many customers (0 = all)");
 ABSL_FLAG(int, demo_users, 12000, "demo: customers of the generated shop");
 ABSL_FLAG(int, demo_items, 100, "demo: products of the generated shop");
@@ -222,10 +225,18 @@ int Main() {
     return 1;
   }
   const bool demo = absl::GetFlag(FLAGS_data) == "demo";
+  if (demo && absl::GetFlag(FLAGS_validation)) {
+    std::cerr << "--validation: not with --data=demo, whose replay publishes every order\n";
+    return 2;
+  }
   const std::vector<Row> rows =
       demo ? ReplayDemo(*channel)
            : ReadTransactions(absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_format), &skipped);
-  const std::vector<v1::Event> events = EventsOf(rows);
+  std::vector<v1::Event> events = EventsOf(rows);
+  if (absl::GetFlag(FLAGS_validation)) {
+    const std::map<std::string, std::string> test = LastOrders(events);
+    std::erase_if(events, [&](const v1::Event& e) { return HeldOut(test, e); });
+  }
 
   const std::map<std::string, std::string> last = LastOrders(events);
   std::vector<v1::Event> train;
