@@ -46,17 +46,19 @@
 
 namespace mercato::core {
 
-// The hyperparameters a search may change (ials_tuning.h).
+// The hyperparameters a search may change (ials_tuning.h). The defaults of
+// the first three are the point of a grid that did best across validation
+// splits of two kinds of data (clients/BENCHMARKS.md, "Defaults").
 struct IalsHyperparameters {
   // W0, the unobserved weight of a whole row: every (user, item) pair counts
   // as an unobserved zero with weight a0 = W0 / (number of items), so the
   // balance of observed and unobserved terms does not drift as the
   // catalogue grows.
-  double unobserved_weight = 128;
+  double unobserved_weight = 2048;
   // lambda of the frequency-scaled regularisation.
-  double regularization = 0.05;
+  double regularization = 0.01;
   // Confidence halves over this age (0 = no decay).
-  double decay_half_life_days = 90;
+  double decay_half_life_days = 235;
   // Confidence added per event type (indexed by EventType, view..rating);
   // a negative weight subtracts (refunds).
   std::array<float, kNumEventTypes> weights = {0, 1, 1, 3, 0, 8, -8, 2, 0};

@@ -118,6 +118,7 @@ TEST(TuningTest, ASearchFromBadFlagsIsAdoptedAndSurvivesKills) {
 TEST(TuningTest, PinnedHyperparametersStayAtTheirFlags) {
   TempDir dir;
   std::vector<std::string> flags = kBadFlags;
+  flags.push_back("--rec_decay_half_life_days=60");
   flags.push_back("--rec_pinned=regularization,decay_half_life_days");
   ServerProcess server(dir.path(), flags);
   ASSERT_NO_FATAL_FAILURE(LoadShop(server.channel(), 300, 100, 30));
@@ -130,13 +131,13 @@ TEST(TuningTest, PinnedHyperparametersStayAtTheirFlags) {
   bool weights_moved = false;
   for (const v1::FitTrial& t : m.trials()) {
     EXPECT_EQ(t.parameters().at("regularization"), 1);
-    EXPECT_EQ(t.parameters().at("decay_half_life_days"), 90);
+    EXPECT_EQ(t.parameters().at("decay_half_life_days"), 60);
     EXPECT_EQ(t.parameters().at("weight_purchase"), 8);  // the largest weight stays
     weights_moved = weights_moved || t.parameters().at("weight_view") != 1;
   }
   EXPECT_TRUE(weights_moved);  // the demo shop's views are searched
   EXPECT_EQ(m.gauges().at("regularization"), 1);
-  EXPECT_EQ(m.gauges().at("decay_half_life_days"), 90);
+  EXPECT_EQ(m.gauges().at("decay_half_life_days"), 60);
 
   std::string err;
   EXPECT_EQ(RunServer("--rec_pinned=dimension", &err), 2);

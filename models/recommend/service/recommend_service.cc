@@ -21,9 +21,9 @@
 
 ABSL_FLAG(int, rec_dim, 64, "Recommend: dimension of the iALS factors");
 ABSL_FLAG(
-    double, rec_unobserved_weight, 128,
+    double, rec_unobserved_weight, 2048,
     "Recommend: iALS unobserved weight of a whole row (each pair gets this / number of items)");
-ABSL_FLAG(double, rec_regularization, 0.05,
+ABSL_FLAG(double, rec_regularization, 0.01,
           "Recommend: iALS regularisation lambda (scaled by row frequency)");
 ABSL_FLAG(int, rec_epochs, 8, "Recommend: epochs of a full retrain");
 ABSL_FLAG(int, rec_tuning_trials, 12,
@@ -39,7 +39,7 @@ ABSL_FLAG(std::string, rec_pinned, "",
 ABSL_FLAG(
     int64_t, rec_retrain_every, 200000,
     "Recommend: start a background retrain after this many interactions (0 = on request only)");
-ABSL_FLAG(double, rec_decay_half_life_days, 90,
+ABSL_FLAG(double, rec_decay_half_life_days, 235,
           "Recommend: an interaction's confidence halves over this age (0 = no decay)");
 ABSL_FLAG(double, rec_popularity_half_life_days, 7, "Recommend: popularity halves over this long");
 ABSL_FLAG(std::string, rec_event_weights,

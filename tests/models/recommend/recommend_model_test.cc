@@ -501,6 +501,10 @@ TEST(RecommendModelTest, CheckpointKeepsTheHnswIndex) {
   // category's prior and outrank the new item's own row.
   RecommendOptions options = IndexedOptions();
   options.item_features = false;
+  // A light unobserved weight, so that the new item's one purchase gives it a
+  // row long enough to rank it among its own top 10.
+  options.ials.unobserved_weight = 128;
+  options.ials.regularization = 0.05;
   RecommendModel model(options);
   TrainOn(model, shop);
   auto view = ViewOf(model);
