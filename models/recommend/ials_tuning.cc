@@ -49,7 +49,9 @@ bool InBasket(const Interaction& in, int64_t at, bool bought) {
 }
 
 // Each active customer's latest basket, by customer: those with a positive
-// interaction besides it.
+// interaction from before it. (An item bought twice in that basket is no
+// earlier interaction: held out with its basket-mates kept, it would be
+// ranked from the very order it is in.)
 std::vector<HeldOut> LatestOfActive(const IalsState& state) {
   std::vector<HeldOut> held;
   for (uint32_t u = 0; u < state.num_users(); ++u) {
@@ -64,13 +66,13 @@ std::vector<HeldOut> LatestOfActive(const IalsState& state) {
       bought = bought || b;
     }
     HeldOut basket{u, {}};
-    size_t positive = 0;
+    bool earlier = false;
     for (const Interaction& in : *h) {
       if (in.confidence <= 0) continue;
-      ++positive;
+      earlier = earlier || in.last_ms < at;
       if (InBasket(in, at, bought)) basket.items.push_back(in.item);
     }
-    if (!basket.items.empty() && basket.items.size() < positive) held.push_back(std::move(basket));
+    if (!basket.items.empty() && earlier) held.push_back(std::move(basket));
   }
   return held;
 }

@@ -135,8 +135,9 @@ TEST(IalsTuningTest, TooFewActiveCustomersRunNoSearch) {
 }
 
 // A customer's latest order is held out whole, and only its items they had
-// not bought before: those who bought nothing else, and those whose latest
-// order repeats an earlier one, are not held out.
+// not bought before: those who bought nothing before it (an item on two
+// lines of one order included), and those whose latest order repeats an
+// earlier one, are not held out.
 TEST(IalsTuningTest, TheLatestOrderIsHeldOutWhole) {
   IalsState state(Bad());
   const auto buy = [&state](uint32_t user, std::vector<uint32_t> items, int64_t day) {
@@ -154,6 +155,8 @@ TEST(IalsTuningTest, TheLatestOrderIsHeldOutWhole) {
     buy(u, {u % 320, (u + 1) % 320}, 1);
     buy(u, {u % 320}, 10);
   }
+  // One order with an item on two lines: nothing from before it.
+  for (uint32_t u = 500; u < 600; ++u) buy(u, {u % 320, u % 320, (u + 1) % 320}, 10);
   IalsTuningOptions options;
   options.trials = 2;
   std::atomic<bool> stop = false;
