@@ -310,9 +310,8 @@ bool IalsState::Train(int epochs, const std::atomic<bool>* stop) {
   return true;
 }
 
-IalsState IalsState::Restarted(
-    const IalsOptions& options,
-    const std::function<bool(uint32_t, const Interaction&)>& keep) const {
+IalsState IalsState::Restarted(const IalsOptions& options,
+                               const std::function<bool(uint32_t, Interaction&)>& keep) const {
   IalsState next(options);
   next.now_ms_ = now_ms_;
   const size_t users = users_.rows(), items = items_.rows();
@@ -327,7 +326,7 @@ IalsState IalsState::Restarted(
     const History* h = history(u);
     if (h == nullptr) continue;
     auto kept = std::make_shared<History>();
-    for (const Interaction& in : *h) {
+    for (Interaction in : *h) {
       if (!keep(u, in)) continue;
       kept->push_back(in);
       kept->back().confidence = Reweighed(in, options_, options);

@@ -216,11 +216,12 @@ class IalsState {
   bool Train(int epochs, const std::atomic<bool>* stop = nullptr);
 
   // A state with the interactions for which `keep(user, interaction)` holds
-  // and `options` (of the same dimension), their confidences re-weighed for
-  // its event weights and half-life (Reweighed), untrained: user rows zero,
-  // item rows seeded as for a new item.
+  // (it may change the copy it is given first) and `options` (of the same
+  // dimension), their confidences re-weighed for its event weights and
+  // half-life (Reweighed), untrained: user rows zero, item rows seeded as
+  // for a new item.
   IalsState Restarted(const IalsOptions& options,
-                      const std::function<bool(uint32_t, const Interaction&)>& keep) const;
+                      const std::function<bool(uint32_t, Interaction&)>& keep) const;
   // `h` from here on: every confidence is re-weighed (Reweighed) when the
   // event weights or half-life change; the rows move when they are next
   // solved.

@@ -25,9 +25,15 @@ constexpr double kClearWin = 2;
 // A customer's latest basket: the items of their latest purchase not bought
 // before (with no purchase, of their latest interaction), held out of
 // training and ranked.
+// The index of purchases in Interaction::counts.
+constexpr int kPurchases = static_cast<int>(EventType::kPurchase) - 1;
+
 struct HeldOut {
   uint32_t user;
   std::vector<uint32_t> items;
+  // A purchase: the ranking leaves out only what the customer bought, as
+  // `exclude_purchased` does; otherwise everything they interacted with.
+  bool bought = false;
 };
 
 // A uniform draw in [0, 1), a function of the seed, the trial and the
@@ -44,8 +50,26 @@ double LogUniform(double u, double lo, double hi) {
 // Whether `in`, a positive interaction of a customer whose latest basket
 // was at `at` (`bought`: a purchase), is in it.
 bool InBasket(const Interaction& in, int64_t at, bool bought) {
-  constexpr int kPurchases = static_cast<int>(EventType::kPurchase) - 1;
   return in.last_ms == at && (!bought || (in.flags & kPurchased && in.counts[kPurchases] == 1));
+}
+
+// Takes the one purchase out of `in`, a held-out basket's item, its
+// confidence scaled by what its other events weigh under `h`; false when
+// nothing positive is left.
+bool WithoutPurchase(Interaction& in, const IalsHyperparameters& h) {
+  const auto weight = [&] {
+    double w = 0;
+    for (int t = 0; t < kCountedTypes; ++t)
+      w += static_cast<double>(h.weights[t + 1]) * in.counts[t];
+    return w;
+  };
+  const double with = weight();
+  in.counts[kPurchases] = 0;
+  in.flags &= static_cast<uint8_t>(~kPurchased);
+  const double without = weight();
+  if (with <= 0 || without <= 0) return false;
+  in.confidence = static_cast<float>(in.confidence * without / with);
+  return true;
 }
 
 // Each active customer's latest basket, by customer: those with a positive
@@ -65,7 +89,7 @@ std::vector<HeldOut> LatestOfActive(const IalsState& state) {
       if (b != bought ? b : in.last_ms > at) at = in.last_ms;
       bought = bought || b;
     }
-    HeldOut basket{u, {}};
+    HeldOut basket{u, {}, bought};
     bool earlier = false;
     for (const Interaction& in : *h) {
       if (in.confidence <= 0) continue;
@@ -132,7 +156,9 @@ bool Evaluate(const IalsState& trained, const std::vector<HeldOut>& held,
       }
       std::sort(targets.begin(), targets.end());
       if (const History* own = trained.history(h.user)) {
-        for (const Interaction& in : *own) column[in.item] = kOut;
+        for (const Interaction& in : *own) {
+          if (!h.bought || in.flags & kPurchased) column[in.item] = kOut;
+        }
       }
       // An item scoring at least the m lowest targets ranks above each of them.
       above.assign(targets.size() + 1, 0);
@@ -262,9 +288,14 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
   std::vector<std::vector<uint32_t>> basket(state.num_users());
   for (const HeldOut& h : held) basket[h.user] = h.items;
   held = Sample(std::move(held), options.holdout_users, options.seed);
-  const auto keep = [&](uint32_t user, const Interaction& in) {
+  // A held-out purchase loses its purchase and keeps what came before it
+  // (views, carts), as a storefront knows them when the order comes.
+  const IalsHyperparameters& now = state.options();
+  const auto keep = [&](uint32_t user, Interaction& in) {
     const std::vector<uint32_t>& b = basket[user];
-    return std::find(b.begin(), b.end(), in.item) == b.end();
+    if (std::find(b.begin(), b.end(), in.item) == b.end()) return true;
+    if (!(in.flags & kPurchased)) return false;
+    return WithoutPurchase(in, now);
   };
 
   IalsTuning tuning;
@@ -274,15 +305,16 @@ std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptio
   std::vector<double> base, ndcgs;  // trial 0's and this trial's per customer
   size_t best = 0;                  // the highest NDCG@10 so far, clear or not
   const std::vector<Knob> knobs = Knobs(state, options);
-  // The first half of the trials draw the unobserved weight and the
-  // regularisation, which matter most, from their whole ranges (every knob
-  // when both are pinned), as a Latin hypercube: each knob's log-range cut
-  // into as many strata as these trials, one draw in each, the strata
-  // paired at random. The others move the best so far, each knob with this
-  // chance (one at least) by up to kLocalFactor either way.
+  // The first half of the trials draw the unobserved weight, the
+  // regularisation and the half-life, which matter most, from their whole
+  // ranges (every knob when none of them is searched), as a Latin
+  // hypercube: each knob's log-range cut into as many strata as these
+  // trials, one draw in each, the strata paired at random. The others move
+  // the best so far, each knob with this chance (one at least) by up to
+  // kLocalFactor either way.
   const int global_trials = (options.trials - 1) / 2;
-  size_t global_knobs = std::min<size_t>(
-      knobs.size(), 2 - options.pin_unobserved_weight - options.pin_regularization);
+  size_t global_knobs =
+      std::count_if(knobs.begin(), knobs.end(), [](const Knob& k) { return k.field != nullptr; });
   if (global_knobs == 0) global_knobs = knobs.size();
   std::vector<std::vector<int>> strata(global_knobs);
   for (size_t k = 0; k < global_knobs; ++k) {
