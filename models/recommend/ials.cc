@@ -55,17 +55,19 @@ double DecayedConfidence(const IalsHyperparameters& options, float confidence, i
   return confidence * std::exp2(-days / options.decay_half_life_days);
 }
 
+double CountedWeight(const Interaction& in, const IalsHyperparameters& h) {
+  double w = 0;
+  for (int t = 0; t < kCountedTypes; ++t) w += static_cast<double>(h.weights[t + 1]) * in.counts[t];
+  return w;
+}
+
 float Reweighed(const Interaction& in, const IalsHyperparameters& from,
                 const IalsHyperparameters& to) {
   if (in.confidence <= 0) return 0;
   if (from.weights == to.weights && from.decay_half_life_days == to.decay_half_life_days) {
     return in.confidence;
   }
-  double before = 0, after = 0;
-  for (int t = 0; t < kCountedTypes; ++t) {
-    before += static_cast<double>(from.weights[t + 1]) * in.counts[t];
-    after += static_cast<double>(to.weights[t + 1]) * in.counts[t];
-  }
+  const double before = CountedWeight(in, from), after = CountedWeight(in, to);
   if (before <= 0) return in.confidence;
   if (after <= 0) return 0;
   // The share of its undecayed confidence the pair kept under `from`.

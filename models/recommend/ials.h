@@ -124,6 +124,9 @@ struct Interaction {
 };
 inline constexpr uint8_t kSeen = 1, kPurchased = 2;
 
+// What the pair's counted events weigh under `h`'s event weights, undecayed.
+double CountedWeight(const Interaction& in, const IalsHyperparameters& h);
+
 // The pair's confidence (as of its last_ms) under `to`'s event weights and
 // half-life, from its counts and its confidence under `from`'s: the decay
 // its events had under `from` is read as one common age, at which they

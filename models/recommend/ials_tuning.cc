@@ -57,16 +57,10 @@ bool InBasket(const Interaction& in, int64_t at, bool bought) {
 // confidence scaled by what its other events weigh under `h`; false when
 // nothing positive is left.
 bool WithoutPurchase(Interaction& in, const IalsHyperparameters& h) {
-  const auto weight = [&] {
-    double w = 0;
-    for (int t = 0; t < kCountedTypes; ++t)
-      w += static_cast<double>(h.weights[t + 1]) * in.counts[t];
-    return w;
-  };
-  const double with = weight();
+  const double with = CountedWeight(in, h);
   in.counts[kPurchases] = 0;
   in.flags &= static_cast<uint8_t>(~kPurchased);
-  const double without = weight();
+  const double without = CountedWeight(in, h);
   if (with <= 0 || without <= 0) return false;
   in.confidence = static_cast<float>(in.confidence * without / with);
   return true;
