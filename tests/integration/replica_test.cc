@@ -238,7 +238,7 @@ TEST(ReplicaTest, WritesToEitherReplicaConvergeBitForBit) {
                     .ok());
     return r.arms_size() == 1 ? r.arms(0).answers() + 10 * r.arms(0).clicks() : 0;
   };
-  for (int i = 0; i < 100 && (answers(a) != 12 || answers(b) != 12); ++i) {
+  for (int i = 0; i < 600 && (answers(a) != 12 || answers(b) != 12); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(answers(a), 12u) << "two answers and one click";
