@@ -20,13 +20,16 @@
 namespace mercato::core {
 
 namespace internal {
-// Blocks are grouped in pages, which views share too, so that a
-// publication copies one pointer per page, not per block.
 inline constexpr size_t kBlocksPerPage = 256;
 template <class T>
 using RowBlock = std::shared_ptr<std::vector<T>>;
 template <class T>
 using RowPage = std::vector<RowBlock<T>>;
+// The data of block b of `pages` (a vector of pointers to pages).
+template <class Pages>
+auto BlockOf(const Pages& pages, size_t b) {
+  return (*pages[b / kBlocksPerPage])[b % kBlocksPerPage]->data();
+}
 }  // namespace internal
 
 template <class T>
@@ -43,9 +46,7 @@ class RowBlockView {
   }
   // The contiguous rows of block b (rows_per_block() rows, the last may be
   // partly beyond rows()).
-  const T* BlockData(size_t b) const {
-    return (*pages_[b / internal::kBlocksPerPage])[b % internal::kBlocksPerPage]->data();
-  }
+  const T* BlockData(size_t b) const { return internal::BlockOf(pages_, b); }
   size_t num_blocks() const { return blocks_; }
 
  private:
@@ -87,9 +88,7 @@ class RowBlockMatrix {
   // REQUIRES: r < rows().
   const T* Row(size_t r) const {
     assert(r < rows_);
-    const size_t b = r / rows_per_block_;
-    return (*pages_[b / internal::kBlocksPerPage])[b % internal::kBlocksPerPage]->data() +
-           (r % rows_per_block_) * cols_;
+    return internal::BlockOf(pages_, r / rows_per_block_) + (r % rows_per_block_) * cols_;
   }
 
   // REQUIRES: r < rows(). Copies the row's page and block first when a view
