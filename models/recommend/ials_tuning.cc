@@ -22,12 +22,12 @@ constexpr double kLocalFactor = 4;
 // higher by this many standard errors of the paired difference.
 constexpr double kClearWin = 2;
 
-// A customer's latest basket: the items of their latest purchase not bought
-// before (with no purchase, of their latest interaction), held out of
-// training and ranked.
 // The index of purchases in Interaction::counts.
 constexpr int kPurchases = static_cast<int>(EventType::kPurchase) - 1;
 
+// A customer's latest basket: the items of their latest purchase not bought
+// before (with no purchase, of their latest interaction), held out of
+// training and ranked.
 struct HeldOut {
   uint32_t user;
   std::vector<uint32_t> items;
