@@ -30,6 +30,7 @@ constexpr int kPurchases = static_cast<int>(EventType::kPurchase) - 1;
 // training and ranked.
 struct HeldOut {
   uint32_t user;
+  int64_t at;  // the basket's time
   std::vector<uint32_t> items;
   // A purchase: the ranking leaves out only what the customer bought, as
   // `exclude_purchased` does; otherwise everything they interacted with.
@@ -48,9 +49,24 @@ double LogUniform(double u, double lo, double hi) {
 }
 
 // Whether `in`, a positive interaction of a customer whose latest basket
-// was at `at` (`bought`: a purchase), is in it.
-bool InBasket(const Interaction& in, int64_t at, bool bought) {
-  return in.last_ms == at && (!bought || (in.flags & kPurchased && in.counts[kPurchases] == 1));
+// was at `at` (`bought`: a purchase), is in it: for a purchase, an item not
+// bought before, so bought once or with nothing decayed under `h` (every
+// event at that time, as on two lines of one order).
+bool InBasket(const Interaction& in, int64_t at, bool bought, const IalsHyperparameters& h) {
+  if (in.last_ms != at || !bought) return in.last_ms == at;
+  if (!(in.flags & kPurchased)) return false;
+  return in.counts[kPurchases] == 1 ||
+         (h.decay_half_life_days > 0 && in.confidence >= CountedWeight(in, h) * (1 - 1e-6));
+}
+
+// Takes the latest purchase out of `in`, an item bought before and again in
+// a held-out basket: what it weighed, added to its confidence decayed to the
+// basket's time; false when nothing positive is left.
+bool WithoutLatestPurchase(Interaction& in, const IalsHyperparameters& h) {
+  if (in.counts[kPurchases] == 0) return true;
+  --in.counts[kPurchases];
+  in.confidence -= h.weights[static_cast<int>(EventType::kPurchase)];
+  return in.confidence > 0;
 }
 
 // Takes the one purchase out of `in`, a held-out basket's item, its
@@ -83,12 +99,12 @@ std::vector<HeldOut> LatestOfActive(const IalsState& state) {
       if (b != bought ? b : in.last_ms > at) at = in.last_ms;
       bought = bought || b;
     }
-    HeldOut basket{u, {}, bought};
+    HeldOut basket{u, at, {}, bought};
     bool earlier = false;
     for (const Interaction& in : *h) {
       if (in.confidence <= 0) continue;
       earlier = earlier || in.last_ms < at;
-      if (InBasket(in, at, bought)) basket.items.push_back(in.item);
+      if (InBasket(in, at, bought, state.options())) basket.items.push_back(in.item);
     }
     if (!basket.items.empty() && earlier) held.push_back(std::move(basket));
   }
@@ -277,17 +293,21 @@ uint64_t CountPairs(const IalsState& state) {
 
 std::optional<IalsTuning> TuneIals(const IalsState& state, const IalsTuningOptions& options,
                                    int epochs, const std::atomic<bool>& stop) {
-  std::vector<HeldOut> held = LatestOfActive(state);
-  if (held.size() < kMinHoldoutUsers) return std::nullopt;
-  std::vector<std::vector<uint32_t>> basket(state.num_users());
-  for (const HeldOut& h : held) basket[h.user] = h.items;
-  held = Sample(std::move(held), options.holdout_users, options.seed);
+  const std::vector<HeldOut> all = LatestOfActive(state);
+  if (all.size() < kMinHoldoutUsers) return std::nullopt;
+  std::vector<const HeldOut*> basket(state.num_users());
+  for (const HeldOut& h : all) basket[h.user] = &h;
+  const std::vector<HeldOut> held = Sample(all, options.holdout_users, options.seed);
   // A held-out purchase loses its purchase and keeps what came before it
-  // (views, carts), as a storefront knows them when the order comes.
+  // (views, carts), as a storefront knows them when the order comes. So does
+  // an item bought before and again in the basket.
   const IalsHyperparameters& now = state.options();
   const auto keep = [&](uint32_t user, Interaction& in) {
-    const std::vector<uint32_t>& b = basket[user];
-    if (std::find(b.begin(), b.end(), in.item) == b.end()) return true;
+    const HeldOut* h = basket[user];
+    if (h == nullptr) return true;
+    if (std::find(h->items.begin(), h->items.end(), in.item) == h->items.end()) {
+      return in.last_ms != h->at || !(in.flags & kPurchased) || WithoutLatestPurchase(in, now);
+    }
     if (!(in.flags & kPurchased)) return false;
     return WithoutPurchase(in, now);
   };
