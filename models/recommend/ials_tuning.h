@@ -8,6 +8,8 @@
 // interaction besides their latest basket) has that basket held out: the
 // items of their latest purchase they had not bought before (with no
 // purchase, of their latest interaction), the next order as a shop sees it.
+// An item bought before and again in that basket keeps only its earlier
+// purchases in training.
 // Every trial trains a fresh state (IalsState::Restarted, which re-weighs
 // each pair from its event counts for the trial's event weights and
 // half-life) on the rest for the retrain's epochs and ranks every item for a
@@ -18,8 +20,8 @@
 // are. The metrics: HR@10 (a held-out item in the top 10), NDCG@10 and
 // recall@20.
 // Trial 0 is the configuration in use; the first half of the others draw the
-// unobserved weight and regularisation from their whole ranges (a Latin
-// hypercube), and the rest move the best so far. The event weights searched
+// unobserved weight, the regularisation and the half-life from their whole
+// ranges (a Latin hypercube), and the rest move the best so far. The event weights searched
 // are those of the event types the interactions have, but the largest
 // positive one, which stays: scaling every weight is what the unobserved
 // weight and regularisation already do. The configuration in use stays unless
