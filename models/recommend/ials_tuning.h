@@ -21,13 +21,13 @@
 // recall@20.
 // Trial 0 is the configuration in use; the first half of the others draw the
 // unobserved weight, the regularisation and the half-life from their whole
-// ranges (a Latin hypercube), and the rest move the best so far. The event weights searched
-// are those of the event types the interactions have, but the largest
-// positive one, which stays: scaling every weight is what the unobserved
-// weight and regularisation already do. The configuration in use stays unless
-// a trial's NDCG@10 beats it clearly (paired over the customers, by two
-// standard errors); of those, the highest wins. Everything is seeded and
-// single-threaded, so one state gives one result.
+// ranges (a Latin hypercube), and the rest move the best so far. The event
+// weights searched are those of the event types the interactions have, but
+// the largest positive one, which stays: scaling every weight is what the
+// unobserved weight and regularisation already do. The configuration in use
+// stays unless a trial's NDCG@10 beats it clearly (paired over the
+// customers, by two standard errors); of those, the highest wins. Everything
+// is seeded and single-threaded, so one state gives one result.
 #ifndef MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 #define MERCATO_MODELS_RECOMMEND_IALS_TUNING_H_
 
