@@ -51,12 +51,15 @@ double LogUniform(double u, double lo, double hi) {
 // Whether `in`, a positive interaction of a customer whose latest basket
 // was at `at` (`bought`: a purchase), is in it: for a purchase, an item not
 // bought before, so bought once or with nothing decayed under `h` (every
-// event at that time, as on two lines of one order).
+// event at that time, as on two lines of one order: its confidence is its
+// counted weight, to float rounding).
 bool InBasket(const Interaction& in, int64_t at, bool bought, const IalsHyperparameters& h) {
-  if (in.last_ms != at || !bought) return in.last_ms == at;
+  if (in.last_ms != at) return false;
+  if (!bought) return true;
   if (!(in.flags & kPurchased)) return false;
+  constexpr double kRounding = 1e-6;
   return in.counts[kPurchases] == 1 ||
-         (h.decay_half_life_days > 0 && in.confidence >= CountedWeight(in, h) * (1 - 1e-6));
+         (h.decay_half_life_days > 0 && in.confidence >= CountedWeight(in, h) * (1 - kRounding));
 }
 
 // Takes the latest purchase out of `in`, an item bought before and again in
